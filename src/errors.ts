@@ -1,0 +1,203 @@
+/**
+ * The FlowError hierarchy: every error weir throws or records is one of these, with a stable
+ * `code` and a `retryable` flag that drives the retry decision.
+ */
+
+/** Stable error codes, one per failure weir can report. `docs/errors.md` has one row per code. */
+export const ErrorCode = {
+  FLOW: 'WEIR_FLOW_ERROR',
+  FATAL: 'WEIR_FATAL',
+  RETRYABLE: 'WEIR_RETRYABLE',
+  INPUT_REQUIRED: 'WEIR_INPUT_REQUIRED',
+  TIMEOUT: 'WEIR_TIMEOUT',
+  RUN_TIMEOUT: 'WEIR_RUN_TIMEOUT',
+  CANCELLED: 'WEIR_CANCELLED',
+  CYCLE: 'WEIR_CYCLE',
+  DEPENDENCY: 'WEIR_DEPENDENCY',
+  DUPLICATE_NAME: 'WEIR_DUPLICATE_NAME',
+  VALIDATION: 'WEIR_VALIDATION',
+  INVALID_CONFIG: 'WEIR_INVALID_CONFIG',
+  INVALID_OPTIONS: 'WEIR_INVALID_OPTIONS',
+  UPSTREAM_FAILED: 'WEIR_UPSTREAM_FAILED',
+  CONTEXT_CLOSED: 'WEIR_CONTEXT_CLOSED',
+  RUN_NOT_FOUND: 'WEIR_RUN_NOT_FOUND',
+  STORE: 'WEIR_STORE',
+  STORE_CLOSED: 'WEIR_STORE_CLOSED',
+  CORRUPT_RECORD: 'WEIR_CORRUPT_RECORD',
+  SERIALIZATION: 'WEIR_SERIALIZATION',
+  UNSUPPORTED: 'WEIR_UNSUPPORTED',
+  UNKNOWN: 'WEIR_UNKNOWN',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Options every FlowError constructor takes. */
+export interface FlowErrorOptions {
+  /** The error that caused this one; kept as the native `cause`. */
+  readonly cause?: unknown;
+  /** Overrides the class's default code, for example a domain code of your own. */
+  readonly code?: string;
+}
+
+const KIND = Symbol.for('weir.error.kind');
+const KINDS = Symbol.for('weir.error.kinds');
+
+function collectKinds(ctor: unknown): string[] {
+  const kinds: string[] = [];
+  for (let c = ctor as { [KIND]?: string } | null; c && c !== Function.prototype; c = Object.getPrototypeOf(c)) {
+    if (Object.hasOwn(c, KIND) && c[KIND] !== undefined) kinds.push(c[KIND]);
+  }
+  return kinds;
+}
+
+/**
+ * The base of every weir error. `instanceof` holds across two copies of the package (a
+ * `Symbol.for` brand), so a class check works whichever copy threw.
+ */
+export class FlowError extends Error {
+  static readonly [KIND]: string = 'FlowError';
+  /** A stable string code, such as `WEIR_TIMEOUT`. */
+  readonly code: string;
+  /** Whether the retry policy may try the step again. */
+  readonly retryable: boolean = false;
+  declare readonly [KINDS]: readonly string[];
+
+  constructor(message: string, options: FlowErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'FlowError';
+    this.code = options.code ?? ErrorCode.FLOW;
+    Object.defineProperty(this, KINDS, { value: collectKinds(new.target), enumerable: false });
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    if (!Object.hasOwn(this, KIND) || typeof value !== 'object' || value === null) return false;
+    const kinds = (value as { [KINDS]?: unknown })[KINDS];
+    return Array.isArray(kinds) && kinds.includes((this as { [KIND]?: string })[KIND]);
+  }
+}
+
+/** An error that must never be retried: invalid input, auth, exhausted resources. */
+export class FatalError extends FlowError {
+  static override readonly [KIND] = 'FatalError';
+  constructor(message: string, options: FlowErrorOptions = {}) {
+    super(message, { ...options, code: options.code ?? ErrorCode.FATAL });
+    this.name = 'FatalError';
+  }
+}
+
+/** A transient failure (an unavailable service, a lost connection): the retry policy applies. */
+export class RetryableError extends FlowError {
+  static override readonly [KIND] = 'RetryableError';
+  override readonly retryable: boolean = true;
+  constructor(message: string, options: FlowErrorOptions = {}) {
+    super(message, { ...options, code: options.code ?? ErrorCode.RETRYABLE });
+    this.name = 'RetryableError';
+  }
+}
+
+/** A step needed a person's input and none could be had (for example in `batch` mode). */
+export class InputRequiredError extends FlowError {
+  static override readonly [KIND] = 'InputRequiredError';
+  constructor(message: string, options: FlowErrorOptions = {}) {
+    super(message, { ...options, code: options.code ?? ErrorCode.INPUT_REQUIRED });
+    this.name = 'InputRequiredError';
+  }
+}
+
+/** A step attempt or a run took longer than its timeout. Retryable. */
+export class TimeoutError extends FlowError {
+  static override readonly [KIND] = 'TimeoutError';
+  override readonly retryable: boolean = true;
+  /** The limit that was exceeded, in milliseconds. */
+  readonly timeout: number | undefined;
+  constructor(message: string, options: FlowErrorOptions & { readonly timeout?: number } = {}) {
+    super(message, { ...options, code: options.code ?? ErrorCode.TIMEOUT });
+    this.name = 'TimeoutError';
+    this.timeout = options.timeout;
+  }
+}
+
+/** A run or step was cancelled (`ctx.cancel`, an aborted signal, or `close()`). */
+export class CancelledError extends FlowError {
+  static override readonly [KIND] = 'CancelledError';
+  constructor(message: string, options: FlowErrorOptions = {}) {
+    super(message, { ...options, code: options.code ?? ErrorCode.CANCELLED });
+    this.name = 'CancelledError';
+  }
+}
+
+/** Registering a dependency would close a cycle; `.cycle` names the flows in order. */
+export class CycleError extends FlowError {
+  static override readonly [KIND] = 'CycleError';
+  /** The flows on the cycle, each depending on the next; the first is repeated at the end. */
+  readonly cycle: readonly string[];
+  constructor(message: string, options: FlowErrorOptions & { readonly cycle?: readonly string[] } = {}) {
+    super(message, { ...options, code: options.code ?? ErrorCode.CYCLE });
+    this.name = 'CycleError';
+    this.cycle = Object.freeze([...(options.cycle ?? [])]);
+  }
+}
+
+/** A dependency is unknown, missing, or not a sibling. */
+export class DependencyError extends FlowError {
+  static override readonly [KIND] = 'DependencyError';
+  /** The dependency that could not be resolved, where there is one. */
+  readonly dependency: string | undefined;
+  constructor(message: string, options: FlowErrorOptions & { readonly dependency?: string } = {}) {
+    super(message, { ...options, code: options.code ?? ErrorCode.DEPENDENCY });
+    this.name = 'DependencyError';
+    this.dependency = options.dependency;
+  }
+}
+
+/** One problem found by a schema, as zod reports it. */
+export interface ValidationIssue {
+  readonly code?: string;
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+}
+
+/** A value failed its schema: run input, step output, a FlowConfig or an options object. */
+export class ValidationError extends FlowError {
+  static override readonly [KIND] = 'ValidationError';
+  /** The schema issues, as zod reported them. */
+  readonly issues: readonly ValidationIssue[];
+  constructor(message: string, options: FlowErrorOptions & { readonly issues?: readonly ValidationIssue[] } = {}) {
+    super(message, { ...options, code: options.code ?? ErrorCode.VALIDATION });
+    this.name = 'ValidationError';
+    this.issues = Object.freeze([...(options.issues ?? [])]);
+  }
+}
+
+/** A required dependency failed, so this step was skipped; `.upstream` names the failed flow. */
+export class UpstreamFailedError extends FlowError {
+  static override readonly [KIND] = 'UpstreamFailedError';
+  /** The name of the flow whose failure caused the skip. */
+  readonly upstream: string | undefined;
+  constructor(message: string, options: FlowErrorOptions & { readonly upstream?: string } = {}) {
+    super(message, { ...options, code: options.code ?? ErrorCode.UPSTREAM_FAILED });
+    this.name = 'UpstreamFailedError';
+    this.upstream = options.upstream;
+  }
+}
+
+/** The built-in classes by name, for rebuilding errors that crossed a boundary. */
+export const builtinErrorClasses = {
+  FlowError,
+  FatalError,
+  RetryableError,
+  InputRequiredError,
+  TimeoutError,
+  CancelledError,
+  CycleError,
+  DependencyError,
+  ValidationError,
+  UpstreamFailedError,
+} as const;
+
+/** Turns zod issues into `ValidationIssue`s and a one-line summary such as `text: expected string`. */
+export function describeIssues(issues: readonly ValidationIssue[]): string {
+  return issues
+    .map((i) => `${i.path.length > 0 ? i.path.map(String).join('.') : '(root)'}: ${i.message}`)
+    .join('; ');
+}
