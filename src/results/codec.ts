@@ -1,0 +1,75 @@
+/** Turns values into strings and back with superjson, so Dates, Maps, Sets, BigInts and Buffers survive. */
+import { Buffer } from 'node:buffer';
+import SuperJSON from 'superjson';
+import { ErrorCode, FlowError } from '../errors.js';
+import type { StoredEntry } from './backend.js';
+
+// A private instance, so registering Buffer does not change the global superjson users may have.
+const superjson = new SuperJSON();
+superjson.registerCustom<Buffer, string>(
+  {
+    isApplicable: (v): v is Buffer => Buffer.isBuffer(v),
+    serialize: (v) => v.toString('base64'),
+    deserialize: (v) => Buffer.from(v, 'base64'),
+  },
+  'Buffer',
+);
+
+function reason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function corrupt(key: string | undefined, why: string, cause?: unknown): FlowError {
+  const what = key === undefined ? 'record' : `record ${JSON.stringify(key)}`;
+  return new FlowError(`results: ${what} is corrupt and cannot be read: ${why}`, {
+    code: ErrorCode.CORRUPT_RECORD,
+    cause,
+  });
+}
+
+/**
+ * Serialises `value` to a string.
+ * @throws FlowError `WEIR_SERIALIZATION` when superjson cannot serialise it.
+ */
+export function encode(value: unknown, key?: string): string {
+  try {
+    return superjson.stringify(value);
+  } catch (error) {
+    const what = key === undefined ? 'value' : `value for ${JSON.stringify(key)}`;
+    throw new FlowError(`results: ${what} cannot be serialised: ${reason(error)}`, {
+      code: ErrorCode.SERIALIZATION,
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Reads a string written by `encode`; `key` only names the record in the error.
+ * @throws FlowError `WEIR_CORRUPT_RECORD` when the text is not valid.
+ */
+export function decode(text: string, key?: string): unknown {
+  try {
+    return superjson.parse(text);
+  } catch (error) {
+    throw corrupt(key, reason(error), error);
+  }
+}
+
+/** The string a durable backend stores for one entry: its key, time and value. */
+export function encodeRecord(key: string, entry: StoredEntry): string {
+  return encode({ k: key, t: entry.writtenAt, v: entry.value }, key);
+}
+
+/**
+ * Reads a string from `encodeRecord`; with `key`, the record must belong to it.
+ * @throws FlowError `WEIR_CORRUPT_RECORD` when it is not a valid record (for that key).
+ */
+export function decodeRecord(text: unknown, key?: string): { key: string; entry: StoredEntry } {
+  if (typeof text !== 'string') throw corrupt(key, `expected a string, got ${typeof text}`);
+  const record = decode(text, key) as { k?: unknown; t?: unknown; v?: unknown } | null | undefined;
+  if (typeof record !== 'object' || record === null || typeof record.k !== 'string' || typeof record.t !== 'number' || !('v' in record)) {
+    throw corrupt(key, 'expected a { k, t, v } record');
+  }
+  if (key !== undefined && record.k !== key) throw corrupt(key, `the record belongs to ${JSON.stringify(record.k)}`);
+  return { key: record.k, entry: { value: record.v, writtenAt: record.t } };
+}

@@ -1,0 +1,36 @@
+/** Keeps entries in a Map, by reference: the fast path for runs that need not survive the process. */
+import type { ResultsBackend, StoredEntry } from './backend.js';
+
+/** A Map of entries; values are stored as given, not copied. */
+export class MemoryBackend implements ResultsBackend {
+  readonly kind = 'memory';
+  readonly #entries = new Map<string, StoredEntry>();
+
+  async get(key: string): Promise<StoredEntry | undefined> {
+    return this.#entries.get(key);
+  }
+
+  async set(key: string, entry: StoredEntry): Promise<void> {
+    this.#entries.set(key, entry);
+  }
+
+  async delete(key: string): Promise<boolean> {
+    return this.#entries.delete(key);
+  }
+
+  async has(key: string): Promise<boolean> {
+    return this.#entries.has(key);
+  }
+
+  async deleteOlderThan(cutoff: number): Promise<number> {
+    let deleted = 0;
+    for (const [key, entry] of this.#entries) {
+      if (entry.writtenAt < cutoff && this.#entries.delete(key)) deleted += 1;
+    }
+    return deleted;
+  }
+
+  async close(): Promise<void> {
+    this.#entries.clear();
+  }
+}

@@ -1,0 +1,250 @@
+/** ResultsManager: the public face of the results layer, over a memory, disk, SQLite or Keyv backend. */
+import { Keyv } from 'keyv';
+import { z } from 'zod';
+import { ErrorCode, FlowError, ValidationError } from '../errors.js';
+import { now } from '../util/clock.js';
+import type { ResultsBackend, ResultsKind } from './backend.js';
+import { DiskBackend } from './disk-backend.js';
+import { KeyvBackend } from './keyv-backend.js';
+import { MemoryBackend } from './memory-backend.js';
+import { createSqliteBackend } from './sqlite-backend.js';
+
+export type { ResultsKind } from './backend.js';
+
+/** Options of `ResultsManager.sqlite`. */
+export interface SqliteResultsOptions {
+  /** The table to keep results in: letters, digits and `_`, not starting with a digit. @default 'weir_results' */
+  readonly table?: string;
+  /**
+   * SQLite's `synchronous` setting. `NORMAL` (with WAL) survives a process crash but may lose the
+   * last writes on power loss; `FULL` also survives power loss, at the cost of an fsync per write.
+   * @default 'NORMAL'
+   */
+  readonly synchronous?: 'NORMAL' | 'FULL';
+  /** How long to wait for another connection's lock before failing, in milliseconds. @default 5000 */
+  readonly busyTimeout?: number;
+}
+
+/** Options of `ResultsManager.cleanup`. */
+export interface CleanupOptions {
+  /** Delete entries older than this: an age in milliseconds, or a Date written before which entries go. */
+  readonly olderThan: number | Date;
+}
+
+function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'function') return 'a function';
+  if (value instanceof Date) return 'an invalid Date';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object' && value !== null) return 'an object';
+  return String(value);
+}
+
+// Every issue reads "must be <what>, got <input>", so messages name the field and the bad value.
+const mustBe = (what: string) => (issue: { readonly input?: unknown }) => `must be ${what}, got ${show(issue.input)}`;
+const strictObject = <T extends z.core.$ZodLooseShape>(shape: T) =>
+  z.strictObject(shape, {
+    error: (issue) =>
+      issue.code === 'unrecognized_keys'
+        ? `has unknown ${issue.keys.length === 1 ? 'key' : 'keys'} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`
+        : mustBe('an object')(issue),
+  });
+const path = z.string({ error: mustBe('a non-empty string') }).min(1, { error: mustBe('a non-empty string') });
+
+const DiskArgs = z.object({ dir: path });
+const SqliteArgs = z.object({
+  file: path,
+  options: strictObject({
+    table: z
+      .string({ error: mustBe('a SQL identifier (letters, digits and _, not starting with a digit)') })
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: mustBe('a SQL identifier (letters, digits and _, not starting with a digit)') })
+      .default('weir_results'),
+    synchronous: z.enum(['NORMAL', 'FULL'], { error: mustBe('"NORMAL" or "FULL"') }).default('NORMAL'),
+    busyTimeout: z
+      .number({ error: mustBe('a non-negative integer number of milliseconds') })
+      .int({ error: mustBe('a non-negative integer number of milliseconds') })
+      .min(0, { error: mustBe('a non-negative integer number of milliseconds') })
+      .default(5000),
+  }).default({ table: 'weir_results', synchronous: 'NORMAL', busyTimeout: 5000 }),
+});
+const KeyvArgs = z.object({ keyv: z.custom<Keyv>((v) => v instanceof Keyv, { error: mustBe('a Keyv instance') }) });
+const olderThan = mustBe('a non-negative number of milliseconds or a valid Date');
+const CleanupArgs = z.object({
+  options: strictObject({
+    olderThan: z.union([z.number().nonnegative({ error: olderThan }), z.date()], { error: olderThan }),
+  }),
+});
+
+function parse<S extends z.ZodType>(schema: S, args: unknown, where: string): z.output<S> {
+  const parsed = schema.safeParse(args);
+  if (parsed.success) return parsed.data;
+  const { issues } = parsed.error;
+  const message = issues.map((i) => `${i.path.map(String).join('.')} ${i.message}`).join('; ');
+  throw new ValidationError(`${where}: ${message}`, { code: ErrorCode.INVALID_OPTIONS, issues });
+}
+
+function reason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Stores step outputs and run records by key through a pluggable backend, serialising values so
+ * Dates, Maps, Sets, BigInts and Buffers survive, and deletes them by age.
+ */
+export class ResultsManager {
+  /** Which backend this manager stores values in. */
+  readonly kind: ResultsKind;
+  /** Whether values survive the process: false for memory, true for the others. */
+  readonly durable: boolean;
+  readonly #backend: ResultsBackend;
+  #closing: Promise<void> | undefined;
+
+  private constructor(backend: ResultsBackend) {
+    this.#backend = backend;
+    this.kind = backend.kind;
+    this.durable = backend.kind !== 'memory';
+  }
+
+  /**
+   * A store in a Map in this process: fastest, values kept by reference (not copied), lost on exit.
+   * @example
+   * const results = ResultsManager.memory();
+   */
+  static memory(): ResultsManager {
+    return new ResultsManager(new MemoryBackend());
+  }
+
+  /**
+   * A store of one file per key under `dir`, created on first write; each write is atomic.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` when `dir` is not a non-empty string.
+   * @example
+   * const results = ResultsManager.disk('.weir/results');
+   */
+  static disk(dir: string): ResultsManager {
+    const args = parse(DiskArgs, { dir }, 'ResultsManager.disk');
+    return new ResultsManager(new DiskBackend(args.dir));
+  }
+
+  /**
+   * A store in the SQLite file `file` (Keyv + @keyv/sqlite, WAL mode), opened on first use; its
+   * directory is created when missing.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` when `file` is empty or an option is invalid or unknown.
+   * @example
+   * const results = ResultsManager.sqlite('.weir/runs.db', { synchronous: 'FULL' });
+   */
+  static sqlite(file: string, options?: SqliteResultsOptions): ResultsManager {
+    const args = parse(SqliteArgs, { file, options }, 'ResultsManager.sqlite');
+    return new ResultsManager(createSqliteBackend(args.file, Object.freeze(args.options)));
+  }
+
+  /**
+   * A store in any Keyv instance (Redis, Postgres, ...). The manager takes it over: `close()`
+   * disconnects it. Create it with `throwOnErrors: true` so read errors are not reported as misses.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` when `keyv` is not a Keyv instance.
+   * @example
+   * const results = ResultsManager.keyv(new Keyv(new KeyvRedis('redis://localhost'), { throwOnErrors: true }));
+   */
+  static keyv(keyv: Keyv): ResultsManager {
+    const args = parse(KeyvArgs, { keyv }, 'ResultsManager.keyv');
+    return new ResultsManager(new KeyvBackend('keyv', args.keyv));
+  }
+
+  /**
+   * Reads the value stored under `key`, or `undefined` when there is none.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` for an empty key; FlowError `WEIR_CORRUPT_RECORD`
+   * when the stored record cannot be read, `WEIR_STORE` when the backend fails, `WEIR_STORE_CLOSED` after `close()`.
+   */
+  async get<T = unknown>(key: string): Promise<T | undefined> {
+    this.#check('get', key);
+    try {
+      return (await this.#backend.get(key))?.value as T | undefined;
+    } catch (error) {
+      throw this.#wrap(`could not read ${JSON.stringify(key)}`, error);
+    }
+  }
+
+  /**
+   * Stores `value` under `key`, replacing any value there.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` for an empty key; FlowError `WEIR_SERIALIZATION`
+   * when the value cannot be serialised, `WEIR_STORE` when the backend fails, `WEIR_STORE_CLOSED` after `close()`.
+   */
+  async set(key: string, value: unknown): Promise<void> {
+    this.#check('set', key);
+    try {
+      await this.#backend.set(key, { value, writtenAt: now() });
+    } catch (error) {
+      throw this.#wrap(`could not write ${JSON.stringify(key)}`, error);
+    }
+  }
+
+  /**
+   * Deletes the value under `key`; resolves to whether there was one.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` for an empty key; FlowError `WEIR_STORE` when the
+   * backend fails, `WEIR_STORE_CLOSED` after `close()`.
+   */
+  async delete(key: string): Promise<boolean> {
+    this.#check('delete', key);
+    try {
+      return await this.#backend.delete(key);
+    } catch (error) {
+      throw this.#wrap(`could not delete ${JSON.stringify(key)}`, error);
+    }
+  }
+
+  /**
+   * Whether a value is stored under `key`.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` for an empty key; FlowError `WEIR_STORE` when the
+   * backend fails, `WEIR_STORE_CLOSED` after `close()`.
+   */
+  async has(key: string): Promise<boolean> {
+    this.#check('has', key);
+    try {
+      return await this.#backend.has(key);
+    } catch (error) {
+      throw this.#wrap(`could not read ${JSON.stringify(key)}`, error);
+    }
+  }
+
+  /**
+   * Deletes every entry written before the cutoff; resolves to how many were deleted. Records that
+   * cannot be read are left alone (`get` reports them).
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` for a negative age or an invalid Date; FlowError
+   * `WEIR_UNSUPPORTED` for a Keyv store that cannot be iterated, `WEIR_STORE` when the backend
+   * fails, `WEIR_STORE_CLOSED` after `close()`.
+   */
+  async cleanup(options: CleanupOptions): Promise<number> {
+    if (this.#closing !== undefined) throw this.#closed('clean up');
+    const { olderThan } = parse(CleanupArgs, { options }, `results (${this.kind}): cleanup`).options;
+    const cutoff = olderThan instanceof Date ? olderThan.getTime() : now() - olderThan;
+    try {
+      return await this.#backend.deleteOlderThan(cutoff);
+    } catch (error) {
+      throw this.#wrap('cleanup failed', error);
+    }
+  }
+
+  /** Releases the backend's handles (files, database connections). Idempotent: later calls resolve at once. */
+  close(): Promise<void> {
+    this.#closing ??= this.#backend.close();
+    return this.#closing;
+  }
+
+  #check(operation: string, key: unknown): void {
+    if (this.#closing !== undefined) throw this.#closed(`${operation} ${show(key)}`);
+    if (typeof key === 'string' && key.length > 0) return;
+    const message = mustBe('a non-empty string')({ input: key });
+    throw new ValidationError(`results (${this.kind}): ${operation}: key ${message}`, {
+      code: ErrorCode.INVALID_OPTIONS,
+      issues: [{ code: typeof key === 'string' ? 'too_small' : 'invalid_type', path: ['key'], message }],
+    });
+  }
+
+  #closed(what: string): FlowError {
+    return new FlowError(`results (${this.kind}): cannot ${what}: the store is closed`, { code: ErrorCode.STORE_CLOSED });
+  }
+
+  #wrap(what: string, error: unknown): FlowError {
+    if (error instanceof FlowError) return error;
+    return new FlowError(`results (${this.kind}): ${what}: ${reason(error)}`, { code: ErrorCode.STORE, cause: error });
+  }
+}
