@@ -1,0 +1,130 @@
+/** The typed events of a run: plain objects with a per-run, strictly increasing `seq`. */
+import type { ErrorData } from './error-data.js';
+import type { FlowStatus, RunMode } from './status.js';
+
+/** Fields every event has. */
+export interface EventBase {
+  /** The run the event belongs to. */
+  readonly runId: string;
+  /** 1 for the run's first event, then one more for each event after it. */
+  readonly seq: number;
+  /** When it happened, in milliseconds since the epoch. */
+  readonly time: number;
+}
+
+/** A run began. */
+export interface RunStartEvent extends EventBase {
+  readonly type: 'run_start';
+  /** The name of the flow the run executes. */
+  readonly flow: string;
+  readonly mode: RunMode;
+}
+/** An attempt of a step began. */
+export interface StepStartEvent extends EventBase {
+  readonly type: 'step_start';
+  readonly step: string;
+  readonly attempt: number;
+}
+/** A step reported progress through `step.progress`. */
+export interface StepProgressEvent extends EventBase {
+  readonly type: 'step_progress';
+  readonly step: string;
+  readonly attempt: number;
+  /** From 0 to 1. */
+  readonly progress: number;
+  readonly message?: string;
+}
+/** A step reported it is alive through `step.heartbeat`. */
+export interface StepHeartbeatEvent extends EventBase {
+  readonly type: 'step_heartbeat';
+  readonly step: string;
+  readonly attempt: number;
+  readonly details?: unknown;
+}
+/** An attempt failed and the step will be tried again after `delay` ms. */
+export interface StepRetryEvent extends EventBase {
+  readonly type: 'step_retry';
+  readonly step: string;
+  /** The attempt that failed. */
+  readonly attempt: number;
+  /** The most attempts the policy allows. */
+  readonly maxAttempts: number;
+  /** The wait before the next attempt, in milliseconds. */
+  readonly delay: number;
+  readonly error: ErrorData;
+  /** For people: `will retry in 200 ms (attempt 2 of 4)`. */
+  readonly message: string;
+}
+/** A step finished with a valid output. */
+export interface StepCompleteEvent extends EventBase {
+  readonly type: 'step_complete';
+  readonly step: string;
+  readonly attempt: number;
+  /** How long the successful attempt took, in milliseconds. */
+  readonly duration: number;
+}
+/** A step failed for good (no attempt left, or an error that is not retried). */
+export interface StepFailedEvent extends EventBase {
+  readonly type: 'step_failed';
+  readonly step: string;
+  readonly attempt: number;
+  readonly error: ErrorData;
+}
+/** A step will not run because a required upstream flow failed; `error.details.upstream` names it. */
+export interface StepSkippedEvent extends EventBase {
+  readonly type: 'step_skipped';
+  readonly step: string;
+  readonly status: Extract<FlowStatus, 'skipped'>;
+  readonly error: ErrorData;
+}
+/** A started step (running, or waiting to retry) was stopped by a cancel or the run's timeout. */
+export interface StepCancelledEvent extends EventBase {
+  readonly type: 'step_cancelled';
+  readonly step: string;
+  /** The attempt that was stopped. */
+  readonly attempt: number;
+  readonly error: ErrorData;
+}
+/** The run completed. */
+export interface RunCompleteEvent extends EventBase {
+  readonly type: 'run_complete';
+  readonly duration: number;
+}
+/** The run failed; `error.step` names the first step that failed. */
+export interface RunFailedEvent extends EventBase {
+  readonly type: 'run_failed';
+  readonly duration: number;
+  readonly error: ErrorData;
+}
+/** The run was cancelled. */
+export interface RunCancelledEvent extends EventBase {
+  readonly type: 'run_cancelled';
+  readonly duration: number;
+  readonly error: ErrorData;
+}
+
+/** Every event a run emits. */
+export type WeirEvent =
+  | RunStartEvent
+  | StepStartEvent
+  | StepProgressEvent
+  | StepHeartbeatEvent
+  | StepRetryEvent
+  | StepCompleteEvent
+  | StepFailedEvent
+  | StepSkippedEvent
+  | StepCancelledEvent
+  | RunCompleteEvent
+  | RunFailedEvent
+  | RunCancelledEvent;
+
+/** An event's `type`. */
+export type WeirEventType = WeirEvent['type'];
+
+/** Events without the fields the run fills in. */
+export type EventInput = WeirEvent extends infer E ? (E extends WeirEvent ? Omit<E, 'runId' | 'seq' | 'time'> : never) : never;
+
+/** The listener map of `ctx.on`: one key per event type, and `event` for all of them. */
+export type WeirEventMap = { [T in WeirEventType]: (event: Extract<WeirEvent, { type: T }>) => void } & {
+  event: (event: WeirEvent) => void;
+};

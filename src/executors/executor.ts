@@ -1,0 +1,17 @@
+/** The contract between the run scheduler and the places a processor can run. */
+import type { Processor, Step } from '../processor.js';
+
+/** One attempt to run: the processor, its raw input, and the step context. */
+export interface ExecutionRequest {
+  readonly processor: Processor;
+  readonly input: unknown;
+  readonly step: Step;
+}
+
+/** Runs processors somewhere: on the event loop, on a thread, in a child process. */
+export interface Executor {
+  /** Resolves to the validated output, or rejects with the attempt's error. */
+  execute(request: ExecutionRequest): Promise<unknown>;
+  /** Releases threads, children and handles. */
+  close(): Promise<void>;
+}

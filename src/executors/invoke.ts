@@ -1,0 +1,24 @@
+/**
+ * Calls a processor: parses its input, runs `process`, parses its output. Shared by every executor
+ * so validation is the same wherever the processor runs.
+ */
+import type { z } from 'zod';
+import { ErrorCode, ValidationError } from '../errors.js';
+import type { Processor, Step } from '../processor.js';
+import { toIssues } from '../util/parse.js';
+import { describeIssues } from '../errors.js';
+
+/** Parses `value` with a processor's schema, throwing a `ValidationError` that says which side failed. */
+export function validate(schema: z.ZodType, value: unknown, what: string): unknown {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issues = toIssues(parsed.error.issues);
+  throw new ValidationError(`${what} is invalid: ${describeIssues(issues)}`, { code: ErrorCode.VALIDATION, issues });
+}
+
+/** Runs one attempt of a processor on the current thread. */
+export async function invokeProcessor(processor: Processor, input: unknown, step: Step): Promise<unknown> {
+  const parsedInput = validate(processor.input, input, `flow "${step.name}": input`);
+  const output = await processor.process(parsedInput, step);
+  return validate(processor.output, output, `flow "${step.name}": output`);
+}

@@ -1,0 +1,342 @@
+/**
+ * `Flow`: one processor with a frozen, validated `FlowConfig`, or a composite (`parallel` or
+ * `sequential`) that other flows register to.
+ */
+import { z } from 'zod';
+import { CycleError, DependencyError, ErrorCode, FlowError } from './errors.js';
+import type { FlowResult } from './result.js';
+import type { Processor } from './processor.js';
+import { retryOptionSchema, type RetryOption } from './run/retry.js';
+import { FlowType } from './status.js';
+import { parseOptions } from './util/parse.js';
+import { findCycle } from './graph/cycle.js';
+import type { RunOptions } from './run/run-options.js';
+
+/** Where a leaf flow's processor runs. */
+export type LeafType = Extract<FlowType, 'inline' | 'thread' | 'process'>;
+
+/** The configuration of a leaf flow, as a user writes it. */
+export interface FlowConfig {
+  /** Unique within the tree of flows it runs in; names the step, its result and its events. */
+  readonly name: string;
+  /** For people reading the graph. */
+  readonly description?: string | undefined;
+  /** The most one attempt may take, in milliseconds; past it the attempt fails with `TimeoutError`. */
+  readonly timeout?: number | undefined;
+  /** Attempts after the first, or a retry policy; overrides the composite's and the context's. */
+  readonly retry?: RetryOption | undefined;
+  /** Where the processor runs. @default 'inline' */
+  readonly type?: LeafType | undefined;
+}
+
+/** The configuration of a composite: `timeout` and `retry` are defaults for the flows under it. */
+export type CompositeConfig = Omit<FlowConfig, 'name' | 'type'>;
+
+const NAME = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(128, 'must be at most 128 characters')
+  .regex(/^[^/\p{Cc}]+$/u, 'must not contain "/" or control characters');
+
+const timeoutSchema = z.number().int('must be a whole number of milliseconds').positive('must be a positive number of milliseconds');
+
+const leafConfigSchema = z.strictObject({
+  name: NAME,
+  description: z.string().optional(),
+  timeout: timeoutSchema.optional(),
+  retry: retryOptionSchema.optional(),
+  type: z.enum(['inline', 'thread', 'process']).optional(),
+});
+
+const compositeConfigSchema = z.strictObject({
+  description: z.string().optional(),
+  timeout: timeoutSchema.optional(),
+  retry: retryOptionSchema.optional(),
+});
+
+/** A dependency as `registerTo` takes it: the sibling `Flow` itself, or its name. */
+export type DependencyRef = AnyFlow | string;
+
+/** The dependencies given to `registerTo`. */
+export interface RegisterOptions {
+  /** Siblings that must complete first; their failure skips this flow. */
+  readonly required?: readonly DependencyRef[] | undefined;
+  /** Siblings waited for, whose failure or absence does not block; `deps.get` gives `undefined`. */
+  readonly optional?: readonly DependencyRef[] | undefined;
+}
+
+const registerSchema = z.strictObject({
+  required: z.array(z.unknown()).optional(),
+  optional: z.array(z.unknown()).optional(),
+});
+
+/** A dependency edge as stored on the dependant. */
+export interface DependencyEdge {
+  readonly name: string;
+  readonly kind: 'required' | 'optional';
+  /** The flow object given, if one was; checked against the sibling of that name. */
+  readonly flow: AnyFlow | undefined;
+}
+
+/** What the graph and the run need of a flow, kept off the public surface. */
+export interface FlowInternals {
+  parent: AnyFlow | undefined;
+  readonly children: AnyFlow[];
+  readonly childByName: Map<string, AnyFlow>;
+  /** Names of not-yet-registered siblings that children refer to, so cycles are checked only when needed. */
+  readonly forwardRefs: Set<string>;
+  edges: DependencyEdge[];
+}
+
+const internals = new WeakMap<AnyFlow, FlowInternals>();
+
+/** The internal state of a flow, for the graph compiler. */
+export function flowInternals(flow: AnyFlow): FlowInternals {
+  const state = internals.get(flow);
+  if (state === undefined) throw new FlowError('not a weir Flow', { code: ErrorCode.INVALID_CONFIG });
+  return state;
+}
+
+let graphVersion = 0;
+/** Grows whenever any flow tree changes, so compiled graphs know when they are out of date. */
+export function currentGraphVersion(): number {
+  return graphVersion;
+}
+
+/** Runs a flow on the process-wide default context; set by the context module. */
+type DefaultRunner = (flow: AnyFlow, input: unknown, options?: RunOptions) => Promise<FlowResult>;
+let defaultRunner: DefaultRunner | undefined;
+/** Lets the context module provide `Flow.execute` without a circular import. */
+export function setDefaultRunner(runner: DefaultRunner): void {
+  defaultRunner = runner;
+}
+
+/** Any flow, whatever its types. */
+export type AnyFlow = Flow<any, any>;
+
+/**
+ * A processor with its configuration, or a composite of other flows. `I` is the input the flow
+ * accepts and `O` the output it produces.
+ *
+ * @example
+ * const count = new Flow(new CountWords(), { name: 'count', retry: 3, timeout: 5_000 });
+ */
+export class Flow<I = unknown, O = unknown> {
+  /** The flow's name, unique within the tree it runs in. */
+  readonly name: string;
+  /** `inline`, `thread` or `process` for a leaf; `parallel` or `sequential` for a composite. */
+  readonly type: FlowType;
+  /** The validated configuration, frozen. */
+  readonly config: Readonly<FlowConfig>;
+  /** The processor, or `undefined` for a composite. */
+  readonly processor: Processor | undefined;
+  /** Carries the output type for `step.deps.get(flow)`; never set at run time. */
+  declare readonly __output?: O;
+  declare readonly __input?: I;
+
+  /**
+   * Wraps a processor.
+   * @throws ValidationError `WEIR_INVALID_CONFIG` when the configuration is invalid, naming the field.
+   */
+  constructor(processor: Processor<z.ZodType<any, I>, z.ZodType<O, any>>, config: FlowConfig);
+  /** @internal composites are made with `Flow.parallel` and `Flow.sequential`. */
+  constructor(processor: undefined, config: FlowConfig, compositeType: 'parallel' | 'sequential');
+  constructor(processor: Processor | undefined, config: FlowConfig, compositeType?: 'parallel' | 'sequential') {
+    const where = `flow "${typeof config?.name === 'string' ? config.name : '?'}"`;
+    if (compositeType === undefined) {
+      if (!isProcessorLike(processor)) {
+        throw new FlowError(`${where}: the first argument must be a Processor with input and output zod schemas and a process method`, {
+          code: ErrorCode.INVALID_CONFIG,
+        });
+      }
+      const parsed = parseOptions(leafConfigSchema, config, where, ErrorCode.INVALID_CONFIG);
+      this.config = Object.freeze(stripUndefined(parsed));
+      this.type = parsed.type ?? FlowType.INLINE;
+    } else {
+      const { name, ...rest } = config;
+      parseOptions(NAME, name, `${compositeType} flow name`, ErrorCode.INVALID_CONFIG);
+      const parsed = parseOptions(compositeConfigSchema, rest, `flow "${name}"`, ErrorCode.INVALID_CONFIG);
+      this.config = Object.freeze(stripUndefined({ name, ...parsed }));
+      this.type = compositeType;
+    }
+    this.name = this.config.name;
+    this.processor = processor;
+    internals.set(this, { parent: undefined, children: [], childByName: new Map(), forwardRefs: new Set(), edges: [] });
+  }
+
+  /**
+   * A composite whose children run as soon as their dependencies allow, each receiving the
+   * composite's input. Its output holds its children's outputs by name.
+   */
+  static parallel(name: string, config: CompositeConfig = {}): Flow<unknown, Record<string, unknown>> {
+    return new Flow(undefined, { ...config, name }, 'parallel');
+  }
+
+  /**
+   * A composite whose children run one after another in registration order, each receiving the
+   * previous child's output (the first receives the composite's input).
+   */
+  static sequential(name: string, config: CompositeConfig = {}): Flow<unknown, Record<string, unknown>> {
+    return new Flow(undefined, { ...config, name }, 'sequential');
+  }
+
+  /** True for `parallel` and `sequential` flows. */
+  get isComposite(): boolean {
+    return this.processor === undefined;
+  }
+
+  /** The composite this flow is registered to. */
+  get parent(): AnyFlow | undefined {
+    return flowInternals(this).parent;
+  }
+
+  /** The flows registered to this composite, in registration order. */
+  get children(): readonly AnyFlow[] {
+    return [...flowInternals(this).children];
+  }
+
+  /** The names of this flow's dependencies on its siblings. */
+  get dependencies(): { readonly required: readonly string[]; readonly optional: readonly string[] } {
+    const edges = flowInternals(this).edges;
+    return {
+      required: edges.filter((e) => e.kind === 'required').map((e) => e.name),
+      optional: edges.filter((e) => e.kind === 'optional').map((e) => e.name),
+    };
+  }
+
+  /**
+   * Makes this flow a child of a composite, depending on siblings by `Flow` or by name. A name may
+   * refer to a sibling registered later; a required one must be registered before the flow runs.
+   * @throws CycleError `WEIR_CYCLE` when the dependencies would close a cycle; `.cycle` names it.
+   * @throws DependencyError `WEIR_DEPENDENCY` when a dependency is not a sibling or `parent` is not a composite.
+   * @throws FlowError `WEIR_DUPLICATE_NAME` / `WEIR_ALREADY_REGISTERED` for a clashing name or a second parent.
+   */
+  registerTo(parent: AnyFlow, options: RegisterOptions = {}): this {
+    const where = `flow "${this.name}"`;
+    if (!(parent instanceof Flow) || !parent.isComposite) {
+      throw new DependencyError(`${where}: can only register to a composite (Flow.parallel or Flow.sequential), got ${describe(parent)}`);
+    }
+    parseOptions(registerSchema, options, `${where}: registerTo options`);
+    const self = flowInternals(this);
+    const parentState = flowInternals(parent);
+    if (self.parent !== undefined) {
+      throw new FlowError(`${where} is already registered to "${self.parent.name}"; a flow has one parent`, {
+        code: ErrorCode.ALREADY_REGISTERED,
+      });
+    }
+    for (let p: AnyFlow | undefined = parent; p !== undefined; p = flowInternals(p).parent) {
+      if (p === this) {
+        throw new CycleError(`${where} cannot be registered inside itself (through "${parent.name}")`, {
+          cycle: [this.name, parent.name, this.name],
+        });
+      }
+    }
+    if (parentState.childByName.has(this.name)) {
+      throw new FlowError(`${where}: "${parent.name}" already has a child named "${this.name}"`, { code: ErrorCode.DUPLICATE_NAME });
+    }
+    const edges = toEdges(this, parent, options);
+
+    self.parent = parent;
+    self.edges = edges;
+    parentState.children.push(this);
+    parentState.childByName.set(this.name, this);
+    for (const edge of edges) if (!parentState.childByName.has(edge.name)) parentState.forwardRefs.add(edge.name);
+
+    // A new cycle must pass through this flow, and only a sibling that named it before it existed can close one.
+    if (parentState.forwardRefs.delete(this.name)) {
+      const cycle = findCycle(this.name, (name) => siblingDependencies(parentState, name));
+      if (cycle !== undefined) {
+        parentState.children.pop();
+        parentState.childByName.delete(this.name);
+        parentState.forwardRefs.add(this.name);
+        self.parent = undefined;
+        self.edges = [];
+        throw new CycleError(`${where}: registering it to "${parent.name}" closes a cycle: ${cycle.join(' -> ')}`, { cycle });
+      }
+    }
+    graphVersion++;
+    return this;
+  }
+
+  /**
+   * Runs this flow alone on `FlowContext.getInstance()`; resolves to its `FlowResult` (a failed
+   * step fails the result, it does not throw).
+   */
+  execute(input: I, options?: RunOptions): Promise<FlowResult<O>> {
+    if (defaultRunner === undefined) {
+      return Promise.reject(new FlowError('no FlowContext is loaded; import FlowContext from "weir"', { code: ErrorCode.CONTEXT_CLOSED }));
+    }
+    return defaultRunner(this, input, options) as Promise<FlowResult<O>>;
+  }
+}
+
+/** The names a child depends on among its siblings, the implicit sequential predecessor included. */
+function siblingDependencies(parentState: FlowInternals, name: string): string[] {
+  const child = parentState.childByName.get(name);
+  if (child === undefined) return [];
+  const names = flowInternals(child).edges.map((e) => e.name);
+  const parent = flowInternals(child).parent;
+  if (parent?.type === FlowType.SEQUENTIAL) {
+    const index = parentState.children.indexOf(child);
+    const previous = parentState.children[index - 1];
+    if (previous !== undefined) names.push(previous.name);
+  }
+  return names;
+}
+
+function toEdges(flow: AnyFlow, parent: AnyFlow, options: RegisterOptions): DependencyEdge[] {
+  const edges: DependencyEdge[] = [];
+  const seen = new Map<string, 'required' | 'optional'>();
+  const add = (ref: DependencyRef, kind: 'required' | 'optional'): void => {
+    let name: string;
+    let dep: AnyFlow | undefined;
+    if (typeof ref === 'string') {
+      name = ref;
+    } else if (ref instanceof Flow) {
+      name = ref.name;
+      dep = ref;
+      const depParent = flowInternals(ref).parent;
+      if (depParent !== undefined && depParent !== parent) {
+        throw new DependencyError(
+          `flow "${flow.name}": dependency "${name}" is registered to "${depParent.name}", not to "${parent.name}"; dependencies must be siblings`,
+          { dependency: name },
+        );
+      }
+    } else {
+      throw new DependencyError(`flow "${flow.name}": a dependency must be a Flow or a flow name, got ${describe(ref)}`);
+    }
+    if (name === flow.name) {
+      throw new CycleError(`flow "${flow.name}" cannot depend on itself`, { cycle: [name, name] });
+    }
+    const previous = seen.get(name);
+    if (previous !== undefined && previous !== kind) {
+      throw new DependencyError(`flow "${flow.name}": "${name}" is listed as both required and optional`, { dependency: name });
+    }
+    if (previous !== undefined) return;
+    seen.set(name, kind);
+    edges.push({ name, kind, flow: dep });
+  };
+  for (const ref of options.required ?? []) add(ref, 'required');
+  for (const ref of options.optional ?? []) add(ref, 'optional');
+  return edges;
+}
+
+function isProcessorLike(value: unknown): value is Processor {
+  if (typeof value !== 'object' || value === null) return false;
+  const p = value as Partial<Processor>;
+  return typeof p.process === 'function' && isSchema(p.input) && isSchema(p.output);
+}
+
+function isSchema(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && typeof (value as { safeParse?: unknown }).safeParse === 'function';
+}
+
+function stripUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+function describe(value: unknown): string {
+  if (value instanceof Flow) return `${value.type} flow "${value.name}"`;
+  if (value === null) return 'null';
+  return typeof value;
+}

@@ -1,0 +1,175 @@
+/**
+ * Compiles a tree of flows into the flat, indexed graph a run schedules: every flow a node, its
+ * dependencies resolved to sibling indices, retry and timeout inherited down the tree.
+ */
+import { DependencyError, ErrorCode, FlowError } from '../errors.js';
+import { flowInternals, type AnyFlow } from '../flow.js';
+import type { Processor } from '../processor.js';
+import { mergeRetry, type RetryPolicy } from '../run/retry.js';
+import { FlowType } from '../status.js';
+
+/** A dependant of a node: its index and whether the edge is required. */
+export interface DependantEdge {
+  readonly index: number;
+  readonly required: boolean;
+}
+
+/** One flow of a compiled graph. */
+export interface GraphNode {
+  readonly index: number;
+  readonly name: string;
+  readonly flow: AnyFlow;
+  readonly type: FlowType;
+  readonly processor: Processor | undefined;
+  /** The composite's index, -1 for the root. */
+  readonly parent: number;
+  readonly children: readonly number[];
+  /** Sibling indices this node waits for (the sequential predecessor included), required first. */
+  readonly dependencies: readonly DependantEdge[];
+  readonly dependants: readonly DependantEdge[];
+  /** For a sequential composite's child after the first: the sibling whose output is its input. */
+  readonly previous: number;
+  /** Names `deps.get` answers for, the unregistered optional ones included. */
+  readonly dependencyNames: ReadonlyMap<string, number>;
+  readonly retry: RetryPolicy;
+  readonly timeout: number | undefined;
+}
+
+/** A flow tree ready to run. */
+export interface CompiledGraph {
+  readonly root: GraphNode;
+  readonly nodes: readonly GraphNode[];
+  readonly byName: ReadonlyMap<string, GraphNode>;
+  /** Leaves that receive the run's input directly, validated before any step runs. */
+  readonly entryLeaves: readonly GraphNode[];
+}
+
+/** Defaults the context puts under every flow. */
+export interface CompileDefaults {
+  readonly retry: RetryPolicy;
+  readonly timeout: number | undefined;
+  readonly executors: ReadonlySet<string>;
+}
+
+interface Draft {
+  index: number;
+  flow: AnyFlow;
+  parent: number;
+  children: number[];
+  retry: RetryPolicy;
+  timeout: number | undefined;
+}
+
+/**
+ * Compiles `root` and everything under it.
+ * @throws DependencyError `WEIR_DEPENDENCY` for a required dependency that is not registered.
+ * @throws FlowError `WEIR_DUPLICATE_NAME` when two flows in the tree share a name.
+ * @throws FlowError `WEIR_UNSUPPORTED` for an executor this version cannot run.
+ */
+export function compileGraph(root: AnyFlow, defaults: CompileDefaults): CompiledGraph {
+  const drafts: Draft[] = [];
+  const indexByName = new Map<string, number>();
+  const visit = (flow: AnyFlow, parent: number): number => {
+    const existing = indexByName.get(flow.name);
+    if (existing !== undefined) {
+      throw new FlowError(
+        `flow "${flow.name}" appears twice under "${root.name}" (in "${parentName(drafts, drafts[existing]!.parent)}" and "${parentName(drafts, parent)}"); names must be unique within a run`,
+        { code: ErrorCode.DUPLICATE_NAME },
+      );
+    }
+    if (!flow.isComposite && !defaults.executors.has(flow.type)) {
+      throw new FlowError(`flow "${flow.name}": the "${flow.type}" executor is not available in this version of weir; use "inline"`, {
+        code: ErrorCode.UNSUPPORTED,
+      });
+    }
+    const inherited = parent === -1 ? defaults : drafts[parent]!;
+    const draft: Draft = {
+      index: drafts.length,
+      flow,
+      parent,
+      children: [],
+      retry: mergeRetry(inherited.retry, flow.config.retry),
+      timeout: flow.config.timeout ?? inherited.timeout,
+    };
+    drafts.push(draft);
+    indexByName.set(flow.name, draft.index);
+    for (const child of flowInternals(flow).children) draft.children.push(visit(child, draft.index));
+    return draft.index;
+  };
+  visit(root, -1);
+
+  const dependencies: DependantEdge[][] = drafts.map(() => []);
+  const dependants: DependantEdge[][] = drafts.map(() => []);
+  const previous: number[] = drafts.map(() => -1);
+  const dependencyNames: Map<string, number>[] = drafts.map(() => new Map());
+  for (const draft of drafts) {
+    if (draft.parent === -1) continue; // the run's own flow has no siblings to wait for
+    const parent = drafts[draft.parent]!;
+    const siblings = flowInternals(parent.flow).childByName;
+    const edges: DependantEdge[] = [];
+    if (parent.flow.type === FlowType.SEQUENTIAL) {
+      const position = parent.children.indexOf(draft.index);
+      if (position > 0) {
+        previous[draft.index] = parent.children[position - 1]!;
+        edges.push({ index: previous[draft.index]!, required: true });
+      }
+    }
+    for (const edge of flowInternals(draft.flow).edges) {
+      const sibling = siblings.get(edge.name);
+      if (sibling === undefined || (edge.flow !== undefined && edge.flow !== sibling)) {
+        if (edge.kind === 'optional' && sibling === undefined) {
+          dependencyNames[draft.index]!.set(edge.name, -1);
+          continue;
+        }
+        throw new DependencyError(
+          sibling === undefined
+            ? `flow "${draft.flow.name}" requires "${edge.name}", which is not registered to "${parent.flow.name}"`
+            : `flow "${draft.flow.name}" depends on a Flow named "${edge.name}" that is not the one registered to "${parent.flow.name}"`,
+          { dependency: edge.name },
+        );
+      }
+      const index = indexByName.get(sibling.name)!;
+      if (edges.some((e) => e.index === index)) continue;
+      edges.push({ index, required: edge.kind === 'required' });
+    }
+    dependencies[draft.index] = edges;
+    for (const edge of edges) {
+      dependants[edge.index]!.push({ index: draft.index, required: edge.required });
+      dependencyNames[draft.index]!.set(drafts[edge.index]!.flow.name, edge.index);
+    }
+  }
+
+  const nodes: GraphNode[] = drafts.map((d) => ({
+    index: d.index,
+    name: d.flow.name,
+    flow: d.flow,
+    type: d.flow.type,
+    processor: d.flow.processor,
+    parent: d.parent,
+    children: d.children,
+    dependencies: dependencies[d.index]!,
+    dependants: dependants[d.index]!,
+    previous: previous[d.index]!,
+    dependencyNames: dependencyNames[d.index]!,
+    retry: d.retry,
+    timeout: d.timeout,
+  }));
+  const byName = new Map(nodes.map((n) => [n.name, n]));
+  const entryLeaves: GraphNode[] = [];
+  const collectEntries = (node: GraphNode): void => {
+    if (node.processor !== undefined) {
+      entryLeaves.push(node);
+    } else if (node.type === FlowType.SEQUENTIAL) {
+      const first = node.children[0];
+      if (first !== undefined) collectEntries(nodes[first]!);
+    } else {
+      for (const child of node.children) collectEntries(nodes[child]!);
+    }
+  };
+  collectEntries(nodes[0]!);
+  return { root: nodes[0]!, nodes, byName, entryLeaves };
+}
+
+function parentName(drafts: readonly Draft[], parent: number): string {
+  return parent === -1 ? '(root)' : drafts[parent]!.flow.name;
+}

@@ -1,0 +1,65 @@
+/** A run's ordered events, readable from any `seq` by any number of followers. */
+import type { WeirEvent } from '../events.js';
+
+/** Appends events and lets followers replay then follow them; each follower only keeps a position. */
+export class EventLog {
+  readonly #events: WeirEvent[] = [];
+  #ended = false;
+  #wake: (() => void)[] = [];
+
+  /** How many events the log holds. */
+  get length(): number {
+    return this.#events.length;
+  }
+
+  /** True once the run has emitted its last event. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** The event at position `index` (its `seq` is `index + 1`). */
+  at(index: number): WeirEvent | undefined {
+    return this.#events[index];
+  }
+
+  push(event: WeirEvent): void {
+    this.#events.push(event);
+    if (this.#wake.length > 0) this.#notify();
+  }
+
+  /** Marks the log complete: followers finish once they have read everything. */
+  end(): void {
+    this.#ended = true;
+    this.#notify();
+  }
+
+  /** Every event with `seq > after`, then each new one as it comes, until the run ends or `signal` aborts. */
+  async *follow(after = 0, signal?: AbortSignal): AsyncGenerator<WeirEvent, void, undefined> {
+    let next = Math.max(0, after);
+    while (signal?.aborted !== true) {
+      while (next < this.#events.length) {
+        yield this.#events[next++]!;
+        if (isAborted(signal)) return;
+      }
+      if (this.#ended) return;
+      await new Promise<void>((resolve) => {
+        const onAbort = (): void => resolve();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        this.#wake.push(() => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        });
+      });
+    }
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = [];
+    for (const fn of wake) fn();
+  }
+}
+
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}

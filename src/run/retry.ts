@@ -1,0 +1,109 @@
+/**
+ * Retry policies: the option schema, the merge of flow over composite over context, the
+ * classification of a failure, and the backoff delay.
+ */
+import { z } from 'zod';
+import { FlowError } from '../errors.js';
+
+/** Decides whether a plain (non-FlowError) error may be retried. */
+export type RetryPredicate = (error: unknown, attempt: number) => boolean;
+
+/** A retry policy as a user writes it; every field is optional and inherits. */
+export interface RetryPolicyInput {
+  /** Total attempts, the first included. `retry: 3` means `{ maxAttempts: 4 }`. @default 1 */
+  readonly maxAttempts?: number | undefined;
+  /** Wait before the second attempt, in milliseconds. @default 1000 */
+  readonly initialInterval?: number | undefined;
+  /** Each wait is the previous one times this. @default 2 */
+  readonly backoffFactor?: number | undefined;
+  /** The longest wait, in milliseconds. @default 60000 */
+  readonly maxInterval?: number | undefined;
+  /** Randomises each wait down by up to this fraction (0 to 1), so retries spread out. @default 0.2 */
+  readonly jitter?: number | undefined;
+  /** Classifies plain errors; `FlowError`s go by their `retryable` flag. @default retries all but TypeError, ReferenceError, SyntaxError and RangeError */
+  readonly retryOn?: RetryPredicate | undefined;
+}
+
+/** `FlowConfig.retry`: attempts after the first, or a policy. */
+export type RetryOption = number | RetryPolicyInput;
+
+/** A policy with every field filled in. */
+export interface RetryPolicy {
+  readonly maxAttempts: number;
+  readonly initialInterval: number;
+  readonly backoffFactor: number;
+  readonly maxInterval: number;
+  readonly jitter: number;
+  readonly retryOn: RetryPredicate;
+}
+
+const PROGRAMMER_ERRORS = new Set(['TypeError', 'ReferenceError', 'SyntaxError', 'RangeError']);
+
+/** The default `retryOn`: everything but programmer errors. */
+export const retryUnlessProgrammerError: RetryPredicate = (error) =>
+  !(error instanceof Error && PROGRAMMER_ERRORS.has(error.name));
+
+/** The built-in policy under every context's: a single attempt. */
+export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
+  maxAttempts: 1,
+  initialInterval: 1000,
+  backoffFactor: 2,
+  maxInterval: 60_000,
+  jitter: 0.2,
+  retryOn: retryUnlessProgrammerError,
+});
+
+const ms = z.number().finite().nonnegative();
+
+/** The schema of `retry` in `FlowConfig` and the context's options. */
+export const retryOptionSchema = z.union([
+  z.number().int().nonnegative(),
+  z.strictObject({
+    maxAttempts: z.number().int().min(1).optional(),
+    initialInterval: ms.optional(),
+    backoffFactor: z.number().finite().min(1).optional(),
+    maxInterval: ms.optional(),
+    jitter: z.number().min(0).max(1).optional(),
+    retryOn: z.custom<RetryPredicate>((v) => typeof v === 'function', 'expected a function').optional(),
+  }),
+]);
+
+function toPolicyInput(option: RetryOption): RetryPolicyInput {
+  return typeof option === 'number' ? { maxAttempts: option + 1 } : option;
+}
+
+/** Merges policies field by field; later options override earlier ones. */
+export function mergeRetry(base: RetryPolicy, ...overrides: (RetryOption | undefined)[]): RetryPolicy {
+  let merged = base;
+  for (const option of overrides) {
+    if (option === undefined) continue;
+    const input = toPolicyInput(option);
+    merged = {
+      maxAttempts: input.maxAttempts ?? merged.maxAttempts,
+      initialInterval: input.initialInterval ?? merged.initialInterval,
+      backoffFactor: input.backoffFactor ?? merged.backoffFactor,
+      maxInterval: input.maxInterval ?? merged.maxInterval,
+      jitter: input.jitter ?? merged.jitter,
+      retryOn: input.retryOn ?? merged.retryOn,
+    };
+  }
+  return merged === base ? base : Object.freeze(merged);
+}
+
+/** Whether `error`, thrown by attempt `attempt`, may be retried under `policy`. */
+export function isRetryable(policy: RetryPolicy, error: unknown, attempt: number): boolean {
+  if (attempt >= policy.maxAttempts) return false;
+  if (error instanceof FlowError) return error.retryable;
+  try {
+    return policy.retryOn(error, attempt);
+  } catch {
+    return false;
+  }
+}
+
+/** The wait after attempt `attempt` failed, in ms: exponential, capped, then jittered down. */
+export function backoffDelay(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
+  const exponential = policy.initialInterval * policy.backoffFactor ** (attempt - 1);
+  const capped = Math.min(exponential, policy.maxInterval);
+  return Math.round(capped * (1 - policy.jitter * random()));
+}

@@ -1,0 +1,83 @@
+/** The `Step` object a processor receives, backed by its run. */
+import type { z } from 'zod';
+import { DependencyError, ErrorCode, InputRequiredError } from '../errors.js';
+import { validate } from '../executors/invoke.js';
+import type { AnySchema, Step, StepDeps, WaitForInputOptions } from '../processor.js';
+
+/** What a step context needs from its run. */
+export interface StepHost {
+  readonly runId: string;
+  /** The output of dependency `index` of the step, or `undefined` if it did not complete. */
+  dependencyOutput(index: number): Promise<unknown>;
+  progress(step: number, attempt: number, fraction: number, message: string | undefined): void;
+  heartbeat(step: number, attempt: number, details: unknown): void;
+}
+
+/** One attempt's view of its run. */
+export class StepContext implements Step, StepDeps {
+  readonly name: string;
+  readonly runId: string;
+  readonly attempt: number;
+  readonly signal: AbortSignal;
+  readonly #host: StepHost;
+  readonly #index: number;
+  readonly #dependencies: ReadonlyMap<string, number>;
+
+  constructor(host: StepHost, index: number, name: string, attempt: number, signal: AbortSignal, dependencies: ReadonlyMap<string, number>) {
+    this.#host = host;
+    this.#index = index;
+    this.name = name;
+    this.runId = host.runId;
+    this.attempt = attempt;
+    this.signal = signal;
+    this.#dependencies = dependencies;
+  }
+
+  get idempotencyKey(): string {
+    return `${this.runId}:${this.name}`;
+  }
+
+  get deps(): StepDeps {
+    return this;
+  }
+
+  get<F extends { readonly name: string; readonly __output?: unknown }>(flow: F): Promise<NonNullable<F['__output']> | undefined>;
+  get<T = unknown>(name: string): Promise<T | undefined>;
+  async get(dependency: string | { readonly name: string }): Promise<unknown> {
+    const name = typeof dependency === 'string' ? dependency : dependency.name;
+    const index = this.#dependencies.get(name);
+    if (index === undefined) {
+      const known = [...this.#dependencies.keys()].map((n) => `"${n}"`).join(', ') || 'none';
+      throw new DependencyError(`flow "${this.name}": "${name}" is not one of its dependencies (it has ${known})`, { dependency: name });
+    }
+    return index === -1 ? undefined : this.#host.dependencyOutput(index);
+  }
+
+  async getAll(): Promise<Readonly<Record<string, unknown>>> {
+    const all: Record<string, unknown> = {};
+    for (const [name, index] of this.#dependencies) {
+      if (index === -1) continue;
+      const output = await this.#host.dependencyOutput(index);
+      if (output !== undefined) all[name] = output;
+    }
+    return all;
+  }
+
+  progress(fraction: number, message?: string): void {
+    const clamped = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
+    this.#host.progress(this.#index, this.attempt, clamped, message);
+  }
+
+  heartbeat(details?: unknown): void {
+    this.#host.heartbeat(this.#index, this.attempt, details);
+  }
+
+  async waitForInput<S extends AnySchema>(key: string, schema: S, options: WaitForInputOptions<z.output<S>> = {}): Promise<z.output<S>> {
+    if (options.default !== undefined) {
+      return validate(schema, options.default, `flow "${this.name}": the default for input "${key}"`) as z.output<S>;
+    }
+    throw new InputRequiredError(`flow "${this.name}" needs input "${key}" and the run is in batch mode with no default`, {
+      code: ErrorCode.INPUT_REQUIRED,
+    });
+  }
+}

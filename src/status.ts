@@ -1,0 +1,35 @@
+/** The states of a run and of each step in it. */
+export const FlowStatus = {
+  PENDING: 'pending',
+  RUNNING: 'running',
+  WAITING: 'waiting',
+  COMPLETED: 'completed',
+  FAILED: 'failed',
+  CANCELLED: 'cancelled',
+  SKIPPED: 'skipped',
+} as const;
+/** `pending | running | waiting | completed | failed | cancelled | skipped`. */
+export type FlowStatus = (typeof FlowStatus)[keyof typeof FlowStatus];
+
+/** Where a flow runs: leaves are `inline`, `thread` or `process`; composites `parallel` or `sequential`. */
+export const FlowType = {
+  INLINE: 'inline',
+  THREAD: 'thread',
+  PROCESS: 'process',
+  PARALLEL: 'parallel',
+  SEQUENTIAL: 'sequential',
+} as const;
+/** `inline | thread | process | parallel | sequential`. */
+export type FlowType = (typeof FlowType)[keyof typeof FlowType];
+
+/** How a run treats `step.waitForInput`: `batch` never waits for a person. */
+export const RunMode = {
+  BATCH: 'batch',
+} as const;
+/** The run's mode. Only `batch` is available in this version. */
+export type RunMode = (typeof RunMode)[keyof typeof RunMode];
+
+/** True for the statuses a step or run never leaves. */
+export function isTerminal(status: FlowStatus): boolean {
+  return status === 'completed' || status === 'failed' || status === 'cancelled' || status === 'skipped';
+}

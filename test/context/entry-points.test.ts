@@ -1,0 +1,120 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Flow, FlowContext, ResultsManager } from '../../src/index.js';
+import { AddOne, deferred, Fn } from '../fixtures/processors.js';
+
+const run = promisify(execFile);
+let ctx: FlowContext | undefined;
+afterEach(async () => {
+  await ctx?.close();
+  ctx = undefined;
+});
+
+describe('context entry points', () => {
+  it('registers a flow by name and refuses a different flow under the same name', () => {
+    ctx = new FlowContext();
+    const a = new Flow(new AddOne(), { name: 'job' });
+    ctx.register(a).register(a);
+    expect(ctx.getFlow('job')).toBe(a);
+    expect(() => ctx!.register(new Flow(new AddOne(), { name: 'job' }))).toThrow(expect.objectContaining({ code: 'WEIR_DUPLICATE_NAME' }));
+  });
+
+  it('runs a flow to a FlowResult that carries the run’s identity and times', async () => {
+    ctx = new FlowContext();
+    const result = await ctx.run(new Flow(new AddOne(), { name: 'add' }), { n: 1 }, { runId: 'order-42' });
+    expect(result).toMatchObject({ runId: 'order-42', name: 'add', status: 'completed', output: { n: 2 }, error: undefined });
+    expect(result.processId).toBe(`${(await import('node:os')).hostname()}:${process.pid}`);
+    expect(result.endTime).toBeGreaterThanOrEqual(result.startTime);
+    expect(result.attempts).toHaveLength(1);
+    expect(result.steps.add?.output).toEqual({ n: 2 });
+  });
+
+  it('starts a run and hands back its runId at once and its result later', async () => {
+    ctx = new FlowContext();
+    const gate = deferred();
+    const handle = ctx.start(new Flow(new Fn(async () => { await gate.promise; return 'done'; }), { name: 'wait' }), {});
+    expect(handle.runId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(ctx.activeRuns).toBe(1);
+    gate.resolve();
+    expect((await handle.result()).output).toBe('done');
+    expect(ctx.activeRuns).toBe(0);
+  });
+
+  it('refuses a runId that is already running, and bad run options', async () => {
+    ctx = new FlowContext();
+    const gate = deferred();
+    const flow = new Flow(new Fn(() => gate.promise), { name: 'wait' });
+    ctx.start(flow, {}, { runId: 'r1' });
+    expect(() => ctx!.start(flow, {}, { runId: 'r1' })).toThrow(expect.objectContaining({ code: 'WEIR_RUN_CONFLICT' }));
+    expect(() => ctx!.start(flow, {}, { timeout: -1 })).toThrow(expect.objectContaining({ code: 'WEIR_INVALID_OPTIONS' }));
+    expect(() => ctx!.start(flow, {}, { mode: 'interactive' as 'batch' })).toThrow(/mode/);
+    await expect(ctx.run(flow, {}, { bogus: 1 } as never)).rejects.toMatchObject({ code: 'WEIR_INVALID_OPTIONS' });
+    gate.resolve();
+  });
+
+  it('rejects bad context options with the option named', () => {
+    expect(() => new FlowContext({ concurrency: 0 })).toThrow(/new FlowContext\(\): concurrency/);
+    expect(() => new FlowContext({ results: {} as never })).toThrow(/expected a ResultsManager/);
+  });
+
+  it('executes one flow on the process-wide default context', async () => {
+    const result = await new Flow(new AddOne(), { name: 'solo' }).execute({ n: 41 });
+    expect(result.output).toEqual({ n: 42 });
+    expect(FlowContext.getInstance()).toBe(FlowContext.getInstance());
+    await FlowContext.getInstance().close();
+    expect(FlowContext.getInstance().state).toBe('open');
+  });
+
+  it('refuses new runs once closed, and closes idempotently', async () => {
+    ctx = new FlowContext();
+    const closing = ctx.close();
+    expect(ctx.state).toBe('closing');
+    await Promise.all([closing, ctx.close()]);
+    expect(ctx.state).toBe('closed');
+    expect(() => ctx!.start(new Flow(new AddOne(), { name: 'x' }), { n: 1 })).toThrow(expect.objectContaining({ code: 'WEIR_CONTEXT_CLOSED' }));
+  });
+
+  it('cancels runs that outlast the close timeout', async () => {
+    ctx = new FlowContext({ closeTimeout: 0 });
+    const handle = ctx.start(new Flow(new Fn((_i, step) => new Promise((_r, reject) => step.signal.addEventListener('abort', () => reject(new Error('stopped'))))), { name: 'hang' }), {});
+    await ctx.close();
+    expect((await handle.result()).status).toBe('cancelled');
+  });
+
+  it('awaits active runs when closing within the close timeout', async () => {
+    ctx = new FlowContext();
+    const gate = deferred();
+    const handle = ctx.start(new Flow(new Fn(async () => { await gate.promise; return 'finished'; }), { name: 'slow' }), {});
+    const closed = ctx.close();
+    gate.resolve();
+    await closed;
+    expect((await handle.result()).output).toBe('finished');
+  });
+
+  it.each(['memory', 'disk', 'sqlite'])('lets the process exit by itself after close() with %s results', async (backend) => {
+    const dir = await mkdtemp(join(tmpdir(), 'weir-exit-'));
+    try {
+      const program = join(import.meta.dirname, '../fixtures/programs/close-exits.ts');
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', program, backend, dir], { timeout: 15_000 });
+      expect(JSON.parse(stdout)).toEqual({ status: 'completed', output: { one: { n: 2 }, two: { n: 4 } }, single: { n: 10 } });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('stores each step’s output in the ResultsManager before its dependants start', async () => {
+    const results = ResultsManager.memory();
+    ctx = new FlowContext({ results });
+    const s = Flow.sequential('s');
+    new Flow(new AddOne(), { name: 'first' }).registerTo(s);
+    let seen: unknown;
+    new Flow(new Fn(async (_i, step) => { seen = await results.get(`${step.runId}/first`); }), { name: 'second' }).registerTo(s);
+    const result = await ctx.run(s, { n: 1 });
+    expect(seen).toEqual({ n: 2 });
+    expect(await results.get(`${result.runId}/first`)).toEqual({ n: 2 });
+  });
+});

@@ -1,0 +1,100 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Flow, FlowContext, FlowError, ValidationError } from '../../src/index.js';
+import { AddOne, Fn } from '../fixtures/processors.js';
+
+let ctx: FlowContext | undefined;
+afterEach(async () => {
+  await ctx?.close();
+  ctx = undefined;
+});
+
+describe('Flow and FlowConfig', () => {
+  it('freezes a validated config and fills the type', () => {
+    const flow = new Flow(new AddOne(), { name: 'add', timeout: 500, retry: 2, description: 'adds one' });
+    expect(Object.isFrozen(flow.config)).toBe(true);
+    expect(flow.config).toEqual({ name: 'add', timeout: 500, retry: 2, description: 'adds one' });
+    expect(flow.type).toBe('inline');
+    expect(flow.isComposite).toBe(false);
+    expect(() => {
+      (flow.config as { timeout: number }).timeout = 1;
+    }).toThrow(TypeError);
+  });
+
+  it('rejects a bad config with a ValidationError naming the flow and the field', () => {
+    const bad = () => new Flow(new AddOne(), { name: 'parse', timeout: -5 });
+    expect(bad).toThrow(ValidationError);
+    expect(bad).toThrow(/flow "parse": timeout: must be a positive number of milliseconds/);
+    try {
+      bad();
+    } catch (error) {
+      expect((error as ValidationError).code).toBe('WEIR_INVALID_CONFIG');
+      expect((error as ValidationError).issues[0]?.path).toEqual(['timeout']);
+    }
+  });
+
+  it('rejects unknown config keys, empty names and bad retry policies', () => {
+    expect(() => new Flow(new AddOne(), { name: 'a', retires: 3 } as never)).toThrow(/retires/);
+    expect(() => new Flow(new AddOne(), { name: '' })).toThrow(/name: must not be empty/);
+    expect(() => new Flow(new AddOne(), { name: 'a/b' })).toThrow(/must not contain "\/"/);
+    expect(() => new Flow(new AddOne(), { name: 'a', retry: { jitter: 2 } })).toThrow(/retry/);
+    expect(() => new Flow(new AddOne(), { name: 'a', retry: -1 })).toThrow(ValidationError);
+  });
+
+  it('rejects something that is not a processor', () => {
+    expect(() => new Flow({} as never, { name: 'x' })).toThrow(FlowError);
+    expect(() => new Flow({} as never, { name: 'x' })).toThrow(/must be a Processor/);
+  });
+
+  it('makes parallel and sequential composites that flows register to, by Flow or by name', () => {
+    const pipeline = Flow.parallel('pipeline', { retry: 1 });
+    const a = new Flow(new AddOne(), { name: 'a' }).registerTo(pipeline);
+    const b = new Flow(new AddOne(), { name: 'b' }).registerTo(pipeline, { required: [a] });
+    const c = new Flow(new AddOne(), { name: 'c' }).registerTo(pipeline, { required: ['a'], optional: [b, 'later'] });
+    expect(pipeline.type).toBe('parallel');
+    expect(pipeline.isComposite).toBe(true);
+    expect(pipeline.children.map((f) => f.name)).toEqual(['a', 'b', 'c']);
+    expect(c.parent).toBe(pipeline);
+    expect(c.dependencies).toEqual({ required: ['a'], optional: ['b', 'later'] });
+    expect(Flow.sequential('steps').type).toBe('sequential');
+  });
+
+  it('nests composites and runs them to one output keyed by name', async () => {
+    ctx = new FlowContext();
+    const root = Flow.parallel('root');
+    const inner = Flow.sequential('inner').registerTo(root);
+    new Flow(new AddOne(), { name: 'one' }).registerTo(inner);
+    new Flow(new AddOne(), { name: 'two' }).registerTo(inner);
+    new Flow(new AddOne(), { name: 'side' }).registerTo(root);
+    const result = await ctx.run(root, { n: 0 });
+    expect(result.status).toBe('completed');
+    expect(result.output).toEqual({ inner: { one: { n: 1 }, two: { n: 2 } }, side: { n: 1 } });
+  });
+
+  it('refuses to register to a leaf, twice, under a taken name, or inside itself', () => {
+    const p = Flow.parallel('p');
+    const leaf = new Flow(new AddOne(), { name: 'leaf' });
+    expect(() => new Flow(new AddOne(), { name: 'x' }).registerTo(leaf)).toThrow(/can only register to a composite/);
+    leaf.registerTo(p);
+    expect(() => leaf.registerTo(Flow.parallel('q'))).toThrow(expect.objectContaining({ code: 'WEIR_ALREADY_REGISTERED' }));
+    expect(() => new Flow(new Fn(() => 1), { name: 'leaf' }).registerTo(p)).toThrow(expect.objectContaining({ code: 'WEIR_DUPLICATE_NAME' }));
+    const inner = Flow.parallel('inner').registerTo(p);
+    expect(() => p.registerTo(inner)).toThrow(expect.objectContaining({ code: 'WEIR_CYCLE' }));
+  });
+
+  it('rejects the same name twice in one tree when the graph is registered', () => {
+    ctx = new FlowContext();
+    const root = Flow.parallel('root');
+    const left = Flow.parallel('left').registerTo(root);
+    const right = Flow.parallel('right').registerTo(root);
+    new Flow(new AddOne(), { name: 'fetch' }).registerTo(left);
+    new Flow(new AddOne(), { name: 'fetch' }).registerTo(right);
+    expect(() => ctx!.register(root)).toThrow(expect.objectContaining({ code: 'WEIR_DUPLICATE_NAME' }));
+    expect(() => ctx!.register(root)).toThrow(/"fetch" appears twice/);
+  });
+
+  it('refuses executors this version cannot run when the graph is registered', () => {
+    ctx = new FlowContext();
+    const flow = new Flow(new AddOne(), { name: 'heavy', type: 'thread' });
+    expect(() => ctx!.register(flow)).toThrow(expect.objectContaining({ code: 'WEIR_UNSUPPORTED' }));
+  });
+});

@@ -1,0 +1,156 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { CancelledError, Flow, FlowContext, TimeoutError, type Step } from '../../src/index.js';
+import { deferred, Fn } from '../fixtures/processors.js';
+
+let ctx: FlowContext;
+afterEach(async () => {
+  vi.useRealTimers();
+  await ctx.close();
+});
+
+/** A processor that never finishes on its own and records the signals it was given. */
+function hanging(): { processor: Fn; steps: Step[]; started: Promise<void> } {
+  const steps: Step[] = [];
+  const started = deferred();
+  return {
+    steps,
+    started: started.promise,
+    processor: new Fn(
+      (_input, step) =>
+        new Promise((_resolve, reject) => {
+          steps.push(step);
+          started.resolve();
+          step.signal.addEventListener('abort', () => reject(step.signal.reason as Error));
+        }),
+    ),
+  };
+}
+
+describe('timeouts', () => {
+  it('fails an attempt past its timeout with a TimeoutError and aborts its signal', async () => {
+    vi.useFakeTimers();
+    ctx = new FlowContext();
+    const h = hanging();
+    const handle = ctx.start(new Flow(h.processor, { name: 'slow', timeout: 1000 }), {});
+    await vi.advanceTimersByTimeAsync(999);
+    expect(h.steps[0]!.signal.aborted).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    const result = await handle.result();
+    expect(result.status).toBe('failed');
+    expect(result.error).toMatchObject({ name: 'TimeoutError', code: 'WEIR_TIMEOUT', retryable: true, step: 'slow' });
+    expect(result.error?.message).toContain('exceeded its timeout of 1000 ms');
+    expect(h.steps[0]!.signal.aborted).toBe(true);
+    expect(h.steps[0]!.signal.reason).toBeInstanceOf(TimeoutError);
+  });
+
+  it('retries a timed-out attempt per the retry policy', async () => {
+    vi.useFakeTimers();
+    ctx = new FlowContext();
+    const h = hanging();
+    const handle = ctx.start(new Flow(h.processor, { name: 'slow', timeout: 100, retry: { maxAttempts: 2, initialInterval: 50, jitter: 0 } }), {});
+    await vi.advanceTimersByTimeAsync(100);
+    expect(h.steps).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(50);
+    expect(h.steps).toHaveLength(2);
+    expect(h.steps[1]!.attempt).toBe(2);
+    await vi.advanceTimersByTimeAsync(100);
+    const result = await handle.result();
+    expect(result.attempts.map((a) => a.error?.code)).toEqual(['WEIR_TIMEOUT', 'WEIR_TIMEOUT']);
+  });
+
+  it('ignores a late result from an attempt that already timed out', async () => {
+    vi.useFakeTimers();
+    ctx = new FlowContext();
+    const late = deferred<string>();
+    const handle = ctx.start(new Flow(new Fn(() => late.promise), { name: 'late', timeout: 10 }), {});
+    await vi.advanceTimersByTimeAsync(10);
+    late.resolve('too late');
+    const result = await handle.result();
+    expect(result.status).toBe('failed');
+    expect(result.steps.late?.output).toBeUndefined();
+  });
+
+  it('fails the run past its run timeout and cancels what is left', async () => {
+    vi.useFakeTimers();
+    ctx = new FlowContext();
+    const s = Flow.sequential('s');
+    const h = hanging();
+    new Flow(h.processor, { name: 'first' }).registerTo(s);
+    const never = vi.fn();
+    new Flow(new Fn(never), { name: 'second' }).registerTo(s);
+    const handle = ctx.start(s, {}, { timeout: 5000 });
+    await vi.advanceTimersByTimeAsync(5000);
+    const result = await handle.result();
+    expect(result.status).toBe('failed');
+    expect(result.error).toMatchObject({ name: 'TimeoutError', code: 'WEIR_RUN_TIMEOUT' });
+    expect(result.error?.step).toBeUndefined();
+    expect(h.steps[0]!.signal.aborted).toBe(true);
+    expect(result.steps.first?.status).toBe('cancelled');
+    expect(result.steps.second?.status).toBe('cancelled');
+    expect(never).not.toHaveBeenCalled();
+  });
+});
+
+describe('cancel', () => {
+  it('cancels a run: running steps see the abort, pending ones never start', async () => {
+    ctx = new FlowContext();
+    const p = Flow.parallel('p');
+    const h = hanging();
+    const running = new Flow(h.processor, { name: 'running' }).registerTo(p);
+    const never = vi.fn();
+    new Flow(new Fn(never), { name: 'pending' }).registerTo(p, { required: [running] });
+    const types: string[] = [];
+    ctx.on('event', (e) => types.push(e.type));
+    const handle = ctx.start(p, {});
+    await h.started;
+    await ctx.cancel(handle.runId, 'user asked');
+    const result = await handle.result();
+    expect(result.status).toBe('cancelled');
+    expect(result.error).toMatchObject({ name: 'CancelledError', code: 'WEIR_CANCELLED', message: 'user asked' });
+    expect(h.steps[0]!.signal.reason).toBeInstanceOf(CancelledError);
+    expect(result.steps.running?.status).toBe('cancelled');
+    expect(result.steps.pending?.status).toBe('cancelled');
+    expect(never).not.toHaveBeenCalled();
+    expect(types).toEqual(['run_start', 'step_start', 'step_cancelled', 'run_cancelled']);
+  });
+
+  it('cancels a run waiting for a retry without running it again', async () => {
+    vi.useFakeTimers();
+    ctx = new FlowContext();
+    let calls = 0;
+    const handle = ctx.start(
+      new Flow(new Fn(() => { calls++; throw new Error('flaky'); }), { name: 'flaky', retry: { maxAttempts: 5, initialInterval: 1000 } }),
+      {},
+    );
+    await vi.advanceTimersByTimeAsync(0);
+    await ctx.cancel(handle.runId);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(calls).toBe(1);
+    expect((await handle.result()).status).toBe('cancelled');
+  });
+
+  it('cancels a run when the signal given to start aborts', async () => {
+    ctx = new FlowContext();
+    const h = hanging();
+    const controller = new AbortController();
+    const handle = ctx.start(new Flow(h.processor, { name: 'x' }), {}, { signal: controller.signal });
+    await h.started;
+    controller.abort(new Error('shutting down'));
+    const result = await handle.result();
+    expect(result.status).toBe('cancelled');
+    expect(result.error?.cause?.message).toBe('shutting down');
+  });
+
+  it('never starts a run whose signal is already aborted', async () => {
+    ctx = new FlowContext();
+    const never = vi.fn();
+    const result = await ctx.run(new Flow(new Fn(never), { name: 'x' }), {}, { signal: AbortSignal.abort() });
+    expect(result.status).toBe('cancelled');
+    expect(never).not.toHaveBeenCalled();
+  });
+
+  it('refuses to cancel a run it does not know', async () => {
+    ctx = new FlowContext();
+    await expect(ctx.cancel('nope')).rejects.toMatchObject({ code: 'WEIR_RUN_NOT_FOUND' });
+  });
+});

@@ -1,0 +1,45 @@
+import { describe, expectTypeOf, it } from 'vitest';
+import { z } from 'zod';
+import { Flow, FlowContext, Processor, type FlowResult, type Step } from '../../src/index.js';
+
+const Text = z.object({ text: z.string(), lang: z.string().default('en') });
+const Count = z.object({ words: z.number() });
+
+class CountWords extends Processor<typeof Text, typeof Count> {
+  readonly input = Text;
+  readonly output = Count;
+  async process(input: z.output<typeof Text>, _step: Step) {
+    return { words: input.text.length };
+  }
+}
+
+describe('types flow from the zod schemas', () => {
+  it('gives process the parsed input type', () => {
+    expectTypeOf<Parameters<CountWords['process']>[0]>().toEqualTypeOf<{ text: string; lang: string }>();
+  });
+
+  it('infers a Flow input and output from its processor', () => {
+    const flow = new Flow(new CountWords(), { name: 'count' });
+    expectTypeOf(flow).toEqualTypeOf<Flow<{ text: string; lang?: string | undefined }, { words: number }>>();
+    expectTypeOf(flow.execute).parameter(0).toEqualTypeOf<{ text: string; lang?: string | undefined }>();
+    expectTypeOf(flow.execute).returns.resolves.toEqualTypeOf<FlowResult<{ words: number }>>();
+  });
+
+  it('types ctx.run input and output, and deps.get by Flow', () => {
+    const flow = new Flow(new CountWords(), { name: 'count' });
+    const ctx = new FlowContext();
+    expectTypeOf(ctx.run<{ text: string; lang?: string | undefined }, { words: number }>).toBeFunction();
+    expectTypeOf(ctx.run(flow, { text: 'x' })).resolves.toHaveProperty('output').toEqualTypeOf<{ words: number } | undefined>();
+    // @ts-expect-error the input must match the processor's schema
+    void ctx.run(flow, { txt: 'x' }).catch(() => undefined);
+    const byFlow = (step: Step) => step.deps.get(flow);
+    const byName = (step: Step) => step.deps.get<string>('name');
+    expectTypeOf(byFlow).returns.resolves.toEqualTypeOf<{ words: number } | undefined>();
+    expectTypeOf(byName).returns.resolves.toEqualTypeOf<string | undefined>();
+    void ctx.close();
+  });
+
+  it('types a composite output as a record of children outputs', () => {
+    expectTypeOf(Flow.parallel('p')).toEqualTypeOf<Flow<unknown, Record<string, unknown>>>();
+  });
+});
