@@ -1,0 +1,27 @@
+import { execFile } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const exec = promisify(execFile);
+const root = resolve(import.meta.dirname, '../..');
+
+/** Runs an example as a user would (`npx tsx examples/NAME.ts` from the project root). */
+async function runExample(name: string): Promise<string> {
+  const { stdout } = await exec(process.execPath, ['--import', 'tsx', join('examples', name)], { cwd: root, timeout: 30_000 });
+  return stdout;
+}
+
+describe('examples run as written', () => {
+  it('quickstart prints the completed output', async () => {
+    const stdout = await runExample('quickstart.ts');
+    expect(stdout).toContain(`completed { count: { words: 3 }, summary: { line: '"a b c" has 3 words' } }`);
+  });
+
+  it('demo prints each step, retries the flaky one and completes on SQLite', async () => {
+    const stdout = await runExample('demo.ts');
+    expect(stdout).toMatch(/step_retry keywords {2}keyword service busy \(attempt 1\)/);
+    expect(stdout).toMatch(/step_complete report/);
+    expect(stdout).toContain('completed: Weirs: 36 words (26 unique), longest "characteristics", keywords water, barrier, across');
+  });
+});
