@@ -72,7 +72,7 @@ export class Run implements StepHost {
   readonly #errors: (ErrorData | undefined)[];
   /** The flow whose failure each failed or skipped node traces back to. */
   readonly #culprit: (string | undefined)[];
-  readonly #running = new Map<number, AbortController>();
+  readonly #running = new Map<number, StepContext>();
   readonly #retryTimers = new Map<number, TimerHandle>();
 
   #status_: FlowStatus = PENDING;
@@ -186,9 +186,13 @@ export class Run implements StepHost {
   }
 
   #emit(event: EventInput): void {
-    const full = { ...event, runId: this.runId, seq: this.events.length + 1, time: now() } as WeirEvent;
-    this.events.push(full);
-    this.#services.emit(full);
+    this.#publish({ ...event, runId: this.runId, seq: this.events.length + 1, time: now() } as WeirEvent);
+  }
+
+  /** Appends a complete event; hot paths build it as one literal, which is much cheaper than a spread. */
+  #publish(event: WeirEvent): void {
+    this.events.push(event);
+    this.#services.emit(event);
   }
 
   #inputOf(node: GraphNode): unknown {
@@ -231,13 +235,12 @@ export class Run implements StepHost {
     this.#status[index] = RUNNING;
     this.#attemptStarted[index] = started;
     if (attempt === 1) this.#startTimes[index] = started;
-    this.#emit({ type: 'step_start', step: node.name, attempt });
+    this.#publish({ type: 'step_start', runId: this.runId, seq: this.events.length + 1, time: started, step: node.name, attempt });
 
-    const controller = new AbortController();
-    this.#running.set(index, controller);
+    const step = new StepContext(this, index, node.name, attempt, node.dependencyNames);
+    this.#running.set(index, step);
     let timer: TimerHandle | undefined;
     try {
-      const step = new StepContext(this, index, node.name, attempt, controller.signal, node.dependencyNames);
       const executor = this.#services.executors.get(node.type)!;
       let pending = executor.execute({ processor: node.processor!, input: this.#inputs[index], step });
       if (node.timeout !== undefined) {
@@ -247,7 +250,7 @@ export class Run implements StepHost {
           new Promise<never>((_, reject) => {
             timer = setTimer(() => {
               const error = new TimeoutError(`flow "${node.name}": attempt ${attempt} exceeded its timeout of ${timeout} ms`, { timeout });
-              controller.abort(error);
+              step.abort(error);
               reject(error);
             }, timeout);
           }),
@@ -260,14 +263,14 @@ export class Run implements StepHost {
       const ended = now();
       this.#attempts[index]!.push({ attempt, startTime: started, endTime: ended, duration: ended - started });
       this.#outputs[index] = output;
-      this.#emit({ type: 'step_complete', step: node.name, attempt, duration: ended - started });
+      this.#publish({ type: 'step_complete', runId: this.runId, seq: this.events.length + 1, time: ended, step: node.name, attempt, duration: ended - started });
       this.#finishNode(index, COMPLETED, ended);
     } catch (error) {
       if (!this.#isCurrent(index, attempt)) return;
       this.#attemptFailed(node, attempt, started, error);
     } finally {
       clearTimer(timer);
-      if (this.#running.get(index) === controller) this.#running.delete(index);
+      if (this.#running.get(index) === step) this.#running.delete(index);
     }
   }
 
@@ -379,8 +382,8 @@ export class Run implements StepHost {
     for (const timer of this.#retryTimers.values()) clearTimer(timer);
     for (const index of this.#retryTimers.keys()) this.#cancelStep(index, data, ended);
     this.#retryTimers.clear();
-    for (const [index, controller] of this.#running) {
-      controller.abort(reason);
+    for (const [index, step] of this.#running) {
+      step.abort(reason);
       this.#cancelStep(index, data, ended);
     }
     this.#running.clear();

@@ -18,19 +18,37 @@ export class StepContext implements Step, StepDeps {
   readonly name: string;
   readonly runId: string;
   readonly attempt: number;
-  readonly signal: AbortSignal;
   readonly #host: StepHost;
+  #controller: AbortController | undefined;
+  #aborted = false;
+  #abortReason: unknown;
   readonly #index: number;
   readonly #dependencies: ReadonlyMap<string, number>;
 
-  constructor(host: StepHost, index: number, name: string, attempt: number, signal: AbortSignal, dependencies: ReadonlyMap<string, number>) {
+  constructor(host: StepHost, index: number, name: string, attempt: number, dependencies: ReadonlyMap<string, number>) {
     this.#host = host;
     this.#index = index;
     this.name = name;
     this.runId = host.runId;
     this.attempt = attempt;
-    this.signal = signal;
     this.#dependencies = dependencies;
+  }
+
+  /** Made on first use: most steps never read it, and an AbortController per step is not free. */
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#abortReason);
+    }
+    return this.#controller.signal;
+  }
+
+  /** Aborts the step's signal (now, or as soon as it is read) with `reason`. */
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#abortReason = reason;
+    this.#controller?.abort(reason);
   }
 
   get idempotencyKey(): string {

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CancelledError, Flow, FlowContext, TimeoutError, type Step } from '../../src/index.js';
 import { deferred, Fn } from '../fixtures/processors.js';
@@ -147,6 +148,13 @@ describe('cancel', () => {
     const result = await ctx.run(new Flow(new Fn(never), { name: 'x' }), {}, { signal: AbortSignal.abort() });
     expect(result.status).toBe('cancelled');
     expect(never).not.toHaveBeenCalled();
+  });
+
+  it('removes its listener from the signal given to start once the run ends', async () => {
+    ctx = new FlowContext();
+    const controller = new AbortController();
+    await ctx.run(new Flow(new Fn(() => 1), { name: 'x' }), {}, { signal: controller.signal });
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
   });
 
   it('refuses to cancel a run it does not know', async () => {
