@@ -1,0 +1,5 @@
+/** `npm run bench`: every benchmark, each reporting ratios against a baseline measured in the same run. */
+import { coreBench } from './core.bench.js';
+
+console.log(`weir benchmarks on Node ${process.version}, ${(await import('node:os')).availableParallelism()} cores`);
+await coreBench();
