@@ -186,7 +186,7 @@ export class Run implements StepHost {
   }
 
   #emit(event: EventInput): void {
-    this.#publish({ ...event, runId: this.runId, seq: this.events.length + 1, time: now() } as WeirEvent);
+    this.#publish({ ...event, runId: this.runId, seq: this.events.length + 1, time: now() });
   }
 
   /** Appends a complete event; hot paths build it as one literal, which is much cheaper than a spread. */
