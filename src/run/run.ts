@@ -156,11 +156,12 @@ export class Run implements StepHost {
 
   // ---- StepHost -------------------------------------------------------------------------------
 
+  /** A leaf's output is read back through the results store, its source of truth; a composite's is assembled. */
   async dependencyOutput(index: number): Promise<unknown> {
     if (this.#status[index] !== COMPLETED) return undefined;
-    const output = this.#outputs[index];
-    if (output !== undefined || this.graph.nodes[index]!.processor === undefined) return output;
-    return this.#services.results.get(outputKey(this.runId, this.graph.nodes[index]!.name));
+    const node = this.graph.nodes[index]!;
+    if (node.processor === undefined) return this.#outputs[index];
+    return this.#services.results.get(outputKey(this.runId, node.name));
   }
 
   progress(index: number, attempt: number, fraction: number, message: string | undefined): void {

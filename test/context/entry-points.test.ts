@@ -78,6 +78,26 @@ describe('context entry points', () => {
     expect(() => ctx!.start(new Flow(new AddOne(), { name: 'x' }), { n: 1 })).toThrow(expect.objectContaining({ code: 'WEIR_CONTEXT_CLOSED' }));
   });
 
+  it('closes through Symbol.asyncDispose', async () => {
+    const disposable = new FlowContext();
+    await disposable[Symbol.asyncDispose]();
+    expect(disposable.state).toBe('closed');
+  });
+
+  it('follows a running run’s events by runId from the context', async () => {
+    ctx = new FlowContext();
+    const gate = deferred();
+    const handle = ctx.start(new Flow(new Fn(() => gate.promise), { name: 'wait' }), {});
+    const seen: string[] = [];
+    const following = (async () => {
+      for await (const event of ctx!.events(handle.runId, { after: 1 })) seen.push(event.type);
+    })();
+    gate.resolve();
+    await following;
+    expect(seen).toEqual(['step_start', 'step_complete', 'run_complete']);
+    expect(() => ctx!.events('unknown')).toThrow(expect.objectContaining({ code: 'WEIR_RUN_NOT_FOUND' }));
+  });
+
   it('cancels runs that outlast the close timeout', async () => {
     ctx = new FlowContext({ closeTimeout: 0 });
     const handle = ctx.start(new Flow(new Fn((_i, step) => new Promise((_r, reject) => step.signal.addEventListener('abort', () => reject(new Error('stopped'))))), { name: 'hang' }), {});

@@ -1,0 +1,72 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Flow, FlowContext, ResultsManager } from '../../src/index.js';
+import { Fn } from '../fixtures/processors.js';
+
+let dir: string;
+let ctx: FlowContext;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'weir-deps-'));
+});
+afterEach(async () => {
+  await ctx.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const backends: [string, () => ResultsManager][] = [
+  ['memory', () => ResultsManager.memory()],
+  ['disk', () => ResultsManager.disk(join(dir, 'results'))],
+  ['sqlite', () => ResultsManager.sqlite(join(dir, 'runs.db'))],
+];
+
+describe.each(backends)('step.deps reads outputs through the %s ResultsManager', (kind, make) => {
+  it('gives dependants the stored outputs with Dates, Maps, Sets, BigInts and Buffers intact', async () => {
+    const results = make();
+    ctx = new FlowContext({ results });
+    const p = Flow.parallel('p');
+    const produced = {
+      at: new Date('2026-01-02T03:04:05Z'),
+      tags: new Map([['a', 1]]),
+      seen: new Set(['x']),
+      big: 2n ** 70n,
+      bytes: Buffer.from('weir'),
+      nested: { list: [1, { deep: true }] },
+    };
+    const make1 = new Flow(new Fn(() => produced), { name: 'make' }).registerTo(p);
+    new Flow(new Fn(() => 'other'), { name: 'other' }).registerTo(p);
+    new Flow(
+      new Fn(async (_i, step) => ({ one: await step.deps.get(make1), all: await step.deps.getAll() })),
+      { name: 'use' },
+    ).registerTo(p, { required: [make1, 'other'] });
+
+    const result = await ctx.run(p, {});
+
+    expect(result.status).toBe('completed');
+    const seen = result.steps.use?.output as { one: typeof produced; all: Record<string, unknown> };
+    expect(seen.one).toEqual(produced);
+    expect(seen.one.at).toBeInstanceOf(Date);
+    expect(seen.one.tags).toBeInstanceOf(Map);
+    expect(Buffer.isBuffer(seen.one.bytes)).toBe(true);
+    expect(seen.all).toEqual({ make: produced, other: 'other' });
+    expect(await results.get(`${result.runId}/make`)).toEqual(produced);
+    if (kind !== 'memory') expect(seen.one).not.toBe(produced);
+  });
+});
+
+describe('a store that fails', () => {
+  it('fails the step whose output could not be stored, and never starts its dependants', async () => {
+    const results = ResultsManager.memory();
+    ctx = new FlowContext({ results });
+    const s = Flow.sequential('s');
+    new Flow(new Fn(async () => { await results.close(); return 'computed'; }), { name: 'first' }).registerTo(s);
+    let secondRan = false;
+    new Flow(new Fn(() => { secondRan = true; }), { name: 'second' }).registerTo(s);
+    const result = await ctx.run(s, {});
+    expect(result.status).toBe('failed');
+    expect(result.error).toMatchObject({ step: 'first', code: 'WEIR_STORE_CLOSED' });
+    expect(result.steps.second?.status).toBe('skipped');
+    expect(secondRan).toBe(false);
+  });
+});
