@@ -159,8 +159,13 @@ export class FlowContext {
         queue: this.#queue,
         processId: PROCESS_ID,
         emit: (event) => {
-          this.#emitter.emit(event.type, event);
-          this.#emitter.emit('event', event);
+          // A listener's bug must not break the run that emitted the event.
+          try {
+            this.#emitter.emit(event.type, event);
+            this.#emitter.emit('event', event);
+          } catch (error) {
+            process.emitWarning(`weir: a listener of "${event.type}" threw: ${String(error)}`, { code: 'WEIR_LISTENER_ERROR' });
+          }
         },
         finished: (r) => this.#runs.delete(r.runId),
       },

@@ -33,8 +33,16 @@ export function registerErrorClass(ctor: new (message: string, options?: any) =>
   userClasses.set(name, ctor);
 }
 
-/** Turns any thrown value into `ErrorData`, keeping a bounded `cause` chain. */
+/** Turns any thrown value into `ErrorData`, keeping a bounded `cause` chain; never throws. */
 export function toErrorData(error: unknown, depth = 0): ErrorData {
+  try {
+    return describeError(error, depth);
+  } catch {
+    return { name: 'Error', message: 'a value was thrown that could not be described', code: ErrorCode.UNKNOWN, retryable: false };
+  }
+}
+
+function describeError(error: unknown, depth: number): ErrorData {
   if (!(error instanceof Error)) {
     return { name: 'Error', message: describeThrown(error), code: ErrorCode.UNKNOWN, retryable: false };
   }

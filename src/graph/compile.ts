@@ -102,15 +102,17 @@ export function compileGraph(root: AnyFlow, defaults: CompileDefaults): Compiled
   const dependants: DependantEdge[][] = drafts.map(() => []);
   const previous: number[] = drafts.map(() => -1);
   const dependencyNames: Map<string, number>[] = drafts.map(() => new Map());
+  const position = new Array<number>(drafts.length).fill(0);
+  for (const draft of drafts) draft.children.forEach((child, i) => (position[child] = i));
   for (const draft of drafts) {
     if (draft.parent === -1) continue; // the run's own flow has no siblings to wait for
     const parent = drafts[draft.parent]!;
     const siblings = flowInternals(parent.flow).childByName;
     const edges: DependantEdge[] = [];
     if (parent.flow.type === FlowType.SEQUENTIAL) {
-      const position = parent.children.indexOf(draft.index);
-      if (position > 0) {
-        previous[draft.index] = parent.children[position - 1]!;
+      const at = position[draft.index]!;
+      if (at > 0) {
+        previous[draft.index] = parent.children[at - 1]!;
         edges.push({ index: previous[draft.index]!, required: true });
       }
     }

@@ -68,6 +68,8 @@ export class Run implements StepHost {
   readonly #attempts: AttemptRecord[][];
   readonly #startTimes: (number | undefined)[];
   readonly #attemptStarted: number[];
+  /** Set once a node became ready, so a node is never readied (and queued) twice. */
+  readonly #readied: boolean[];
   readonly #endTimes: (number | undefined)[];
   readonly #errors: (ErrorData | undefined)[];
   /** The flow whose failure each failed or skipped node traces back to. */
@@ -103,6 +105,7 @@ export class Run implements StepHost {
     this.#attempts = graph.nodes.map(() => []);
     this.#startTimes = new Array<number | undefined>(n);
     this.#attemptStarted = new Array<number>(n).fill(0);
+    this.#readied = new Array<boolean>(n).fill(false);
     this.#endTimes = new Array<number | undefined>(n);
     this.#errors = new Array<ErrorData | undefined>(n);
     this.#culprit = new Array<string | undefined>(n);
@@ -202,6 +205,8 @@ export class Run implements StepHost {
   }
 
   #ready(index: number): void {
+    if (this.#readied[index]) return;
+    this.#readied[index] = true;
     const node = this.graph.nodes[index]!;
     this.#inputs[index] = this.#inputOf(node);
     if (node.processor !== undefined) {
@@ -258,6 +263,7 @@ export class Run implements StepHost {
         ]);
       }
       const output = await pending;
+      clearTimer(timer);
       if (!this.#isCurrent(index, attempt)) return;
       await this.#services.results.set(outputKey(this.runId, node.name), output);
       if (!this.#isCurrent(index, attempt)) return;
@@ -415,6 +421,8 @@ export class Run implements StepHost {
     if (this.#status_ !== RUNNING) return;
     this.#status_ = status;
     clearTimer(this.#timeoutTimer);
+    for (const timer of this.#retryTimers.values()) clearTimer(timer);
+    this.#retryTimers.clear();
     this.#settings.signal?.removeEventListener('abort', this.#onAbort);
     const ended = now();
     const duration = ended - this.startTime;

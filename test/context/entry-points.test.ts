@@ -90,7 +90,7 @@ describe('context entry points', () => {
     const handle = ctx.start(new Flow(new Fn(() => gate.promise), { name: 'wait' }), {});
     const seen: string[] = [];
     const following = (async () => {
-      for await (const event of ctx!.events(handle.runId, { after: 1 })) seen.push(event.type);
+      for await (const event of ctx.events(handle.runId, { after: 1 })) seen.push(event.type);
     })();
     gate.resolve();
     await following;
