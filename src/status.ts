@@ -29,7 +29,3 @@ export const RunMode = {
 /** The run's mode. Only `batch` is available in this version. */
 export type RunMode = (typeof RunMode)[keyof typeof RunMode];
 
-/** True for the statuses a step or run never leaves. */
-export function isTerminal(status: FlowStatus): boolean {
-  return status === 'completed' || status === 'failed' || status === 'cancelled' || status === 'skipped';
-}

@@ -3,17 +3,13 @@
  * so validation is the same wherever the processor runs.
  */
 import type { z } from 'zod';
-import { ErrorCode, ValidationError } from '../errors.js';
+import { ErrorCode } from '../errors.js';
 import type { Processor, Step } from '../processor.js';
-import { toIssues } from '../util/parse.js';
-import { describeIssues } from '../errors.js';
+import { parseOptions } from '../util/parse.js';
 
 /** Parses `value` with a processor's schema, throwing a `ValidationError` that says which side failed. */
 export function validate(schema: z.ZodType, value: unknown, what: string): unknown {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  const issues = toIssues(parsed.error.issues);
-  throw new ValidationError(`${what} is invalid: ${describeIssues(issues)}`, { code: ErrorCode.VALIDATION, issues });
+  return parseOptions(schema, value, `${what} is invalid`, ErrorCode.VALIDATION);
 }
 
 /** Runs one attempt of a processor on the current thread. */

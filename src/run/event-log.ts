@@ -12,16 +12,6 @@ export class EventLog {
     return this.#events.length;
   }
 
-  /** True once the run has emitted its last event. */
-  get ended(): boolean {
-    return this.#ended;
-  }
-
-  /** The event at position `index` (its `seq` is `index + 1`). */
-  at(index: number): WeirEvent | undefined {
-    return this.#events[index];
-  }
-
   push(event: WeirEvent): void {
     this.#events.push(event);
     if (this.#wake.length > 0) this.#notify();

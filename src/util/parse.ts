@@ -1,4 +1,4 @@
-/** Parses an options object with its zod schema, throwing a ValidationError that names the field. */
+/** Parses a value with its zod schema (options, configs, processor input and output), throwing a ValidationError that names the field. */
 import type { z } from 'zod';
 import { describeIssues, ErrorCode, ValidationError, type ValidationIssue } from '../errors.js';
 
