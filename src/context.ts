@@ -8,10 +8,10 @@ import { EventEmitter } from 'eventemitter3';
 import PQueue from 'p-queue';
 import { z } from 'zod';
 import { CancelledError, ErrorCode, FlowError } from './errors.js';
-import type { WeirEventMap } from './events.js';
+import type { WeirEvent, WeirEventMap } from './events.js';
 import type { Executor } from './executors/executor.js';
 import { InlineExecutor } from './executors/inline.js';
-import { setDefaultRunner, currentGraphVersion, Flow, type AnyFlow } from './flow.js';
+import { setDefaultRunner, graphVersionOf, Flow, type AnyFlow } from './flow.js';
 import { compileGraph, type CompiledGraph } from './graph/compile.js';
 import { ResultsManager } from './results/results-manager.js';
 import type { FlowResult } from './result.js';
@@ -75,6 +75,8 @@ export class FlowContext {
   readonly #compiled = new WeakMap<AnyFlow, { version: number; graph: CompiledGraph }>();
   readonly #runs = new Map<string, Run>();
   #state: ContextState = 'open';
+  readonly #backlog: WeirEvent[] = [];
+  #delivering = false;
   #closing: Promise<void> | undefined;
 
   /**
@@ -111,6 +113,7 @@ export class FlowContext {
    * Validates a flow graph and records it by name, so runs can be found by flow name later.
    * @throws DependencyError `WEIR_DEPENDENCY` for a required dependency that is not registered.
    * @throws FlowError `WEIR_DUPLICATE_NAME` when the name is taken by another flow, or repeats in the graph.
+   * @throws FlowError `WEIR_CONTEXT_CLOSED` after `close()`; `WEIR_INVALID_OPTIONS` when `flow` is not a Flow.
    */
   register(flow: AnyFlow): this {
     this.#assertOpen('register');
@@ -134,11 +137,17 @@ export class FlowContext {
    * Starts a run and returns its handle at once.
    * @throws FlowError `WEIR_CONTEXT_CLOSED` after `close()`; `WEIR_RUN_CONFLICT` when `runId` is running.
    * @throws ValidationError `WEIR_INVALID_OPTIONS` for bad options; a bad *input* fails the run instead.
+   * @throws CancelledError `WEIR_CANCELLED` when `options.signal` is already aborted (nothing is started).
+   * @throws DependencyError, FlowError as `register` does, when the flow's graph is invalid.
    */
   start<I, O>(flow: Flow<I, O>, input: I, options: RunOptions = {}): RunHandle<O> {
     this.#assertOpen('start a run');
     const parsed = parseOptions(runOptionsSchema, options, 'run options');
     const graph = this.#graphOf(flow);
+    if (parsed.signal?.aborted === true) {
+      const reason: unknown = parsed.signal.reason;
+      throw reason instanceof CancelledError ? reason : new CancelledError(`the run of "${flow.name}" was not started: its signal is already aborted`, { cause: reason });
+    }
     const runId = parsed.runId ?? randomUUID();
     if (this.#runs.has(runId)) {
       throw new FlowError(`run "${runId}" is already running in this context`, { code: ErrorCode.RUN_CONFLICT });
@@ -158,15 +167,7 @@ export class FlowContext {
         executors: this.#executors,
         queue: this.#queue,
         processId: PROCESS_ID,
-        emit: (event) => {
-          // A listener's bug must not break the run that emitted the event.
-          try {
-            this.#emitter.emit(event.type, event);
-            this.#emitter.emit('event', event);
-          } catch (error) {
-            process.emitWarning(`weir: a listener of "${event.type}" threw: ${String(error)}`, { code: 'WEIR_LISTENER_ERROR' });
-          }
-        },
+        emit: this.#emit,
         finished: (r) => this.#runs.delete(r.runId),
       },
     );
@@ -175,7 +176,10 @@ export class FlowContext {
     return handleOf<O>(run);
   }
 
-  /** Runs a flow to its end; resolves to its `FlowResult` (a failed step fails the result, it does not reject). */
+  /**
+   * Runs a flow to its end; resolves to its `FlowResult` (a failed step fails the result, it does not reject).
+   * @throws FlowError rejects with what `start` throws: a closed context, bad options, an aborted signal, an invalid graph.
+   */
   async run<I, O>(flow: Flow<I, O>, input: I, options: RunOptions = {}): Promise<FlowResult<O>> {
     return this.start(flow, input, options).result();
   }
@@ -195,8 +199,9 @@ export class FlowContext {
   /**
    * The events of a run in progress here, from `after` on, then live until it ends.
    * @throws FlowError `WEIR_RUN_NOT_FOUND` when no such run is in progress here.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` when `after` is not a whole number >= 0.
    */
-  events(runId: string, options: EventsOptions = {}): AsyncIterable<import('./events.js').WeirEvent> {
+  events(runId: string, options: EventsOptions = {}): AsyncIterable<WeirEvent> {
     const run = this.#runs.get(runId);
     if (run === undefined) throw new FlowError(`run "${runId}" is not in progress in this context`, { code: ErrorCode.RUN_NOT_FOUND });
     return handleOf(run).events(options);
@@ -252,6 +257,32 @@ export class FlowContext {
     this.#state = 'closed';
   }
 
+  /**
+   * Delivers an event to listeners. An event published while listeners run (a listener that cancels a
+   * run, say) waits its turn, so every listener sees each run's events in `seq` order.
+   */
+  readonly #emit = (event: WeirEvent): void => {
+    this.#backlog.push(event);
+    if (this.#delivering) return;
+    this.#delivering = true;
+    try {
+      for (let i = 0; i < this.#backlog.length; i++) this.#deliver(this.#backlog[i]!);
+    } finally {
+      this.#backlog.length = 0;
+      this.#delivering = false;
+    }
+  };
+
+  #deliver(event: WeirEvent): void {
+    // A listener's bug must not break the run that emitted the event.
+    try {
+      this.#emitter.emit(event.type, event);
+      this.#emitter.emit('event', event);
+    } catch (error) {
+      process.emitWarning(`weir: a listener of "${event.type}" threw: ${String(error)}`, { code: 'WEIR_LISTENER_ERROR' });
+    }
+  }
+
   #assertOpen(action: string): void {
     if (this.#state !== 'open') {
       throw new FlowError(`cannot ${action}: the FlowContext is ${this.#state}`, { code: ErrorCode.CONTEXT_CLOSED });
@@ -262,7 +293,7 @@ export class FlowContext {
     if (!(flow instanceof Flow)) {
       throw new FlowError(`expected a Flow, got ${flow === null ? 'null' : typeof flow}`, { code: ErrorCode.INVALID_OPTIONS });
     }
-    const version = currentGraphVersion();
+    const version = graphVersionOf(flow);
     const cached = this.#compiled.get(flow);
     if (cached?.version === version) return cached.graph;
     const graph = compileGraph(flow, { retry: this.#retry, timeout: this.#timeout, executors: EXECUTOR_TYPES });

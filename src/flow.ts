@@ -86,6 +86,8 @@ export interface FlowInternals {
   /** Names of not-yet-registered siblings that children refer to, so cycles are checked only when needed. */
   readonly forwardRefs: Set<string>;
   edges: DependencyEdge[];
+  /** Grows whenever the tree under this flow changes, so a compiled graph knows it is out of date. */
+  version: number;
 }
 
 const internals = new WeakMap<AnyFlow, FlowInternals>();
@@ -97,10 +99,9 @@ export function flowInternals(flow: AnyFlow): FlowInternals {
   return state;
 }
 
-let graphVersion = 0;
-/** Grows whenever any flow tree changes, so compiled graphs know when they are out of date. */
-export function currentGraphVersion(): number {
-  return graphVersion;
+/** The version of the tree under `flow`: it changes whenever a flow is registered anywhere below it. */
+export function graphVersionOf(flow: AnyFlow): number {
+  return flowInternals(flow).version;
 }
 
 /** Runs a flow on the process-wide default context; set by the context module. */
@@ -161,12 +162,13 @@ export class Flow<I = unknown, O = unknown> {
     }
     this.name = this.config.name;
     this.processor = processor;
-    internals.set(this, { parent: undefined, children: [], childByName: new Map(), forwardRefs: new Set(), edges: [] });
+    internals.set(this, { parent: undefined, children: [], childByName: new Map(), forwardRefs: new Set(), edges: [], version: 0 });
   }
 
   /**
    * A composite whose children run as soon as their dependencies allow, each receiving the
    * composite's input. Its output holds its children's outputs by name.
+   * @throws ValidationError `WEIR_INVALID_CONFIG` when the name or an option is invalid.
    */
   static parallel(name: string, config: CompositeConfig = {}): Flow<unknown, Record<string, unknown>> {
     return new Flow(undefined, { ...config, name }, 'parallel');
@@ -175,6 +177,7 @@ export class Flow<I = unknown, O = unknown> {
   /**
    * A composite whose children run one after another in registration order, each receiving the
    * previous child's output (the first receives the composite's input).
+   * @throws ValidationError `WEIR_INVALID_CONFIG` when the name or an option is invalid.
    */
   static sequential(name: string, config: CompositeConfig = {}): Flow<unknown, Record<string, unknown>> {
     return new Flow(undefined, { ...config, name }, 'sequential');
@@ -254,13 +257,15 @@ export class Flow<I = unknown, O = unknown> {
         throw new CycleError(`${where}: registering it to "${parent.name}" closes a cycle: ${cycle.join(' -> ')}`, { cycle });
       }
     }
-    graphVersion++;
+    // Only the trees this flow now belongs to changed: every graph compiled from elsewhere stays valid.
+    for (let p: AnyFlow | undefined = parent; p !== undefined; p = flowInternals(p).parent) flowInternals(p).version++;
     return this;
   }
 
   /**
    * Runs this flow alone on `FlowContext.getInstance()`; resolves to its `FlowResult` (a failed
    * step fails the result, it does not throw).
+   * @throws FlowError rejects as `ctx.run` does (see `FlowContext.run`).
    */
   execute(input: I, options?: RunOptions): Promise<FlowResult<O>> {
     if (defaultRunner === undefined) {

@@ -5,6 +5,7 @@ export type { AnyFlow, FlowConfig, CompositeConfig, LeafType, RegisterOptions, D
 export { FlowContext } from './context.js';
 export type { FlowContextOptions, ContextState } from './context.js';
 export { ResultsManager } from './results/results-manager.js';
+export type { SqliteResultsOptions, CleanupOptions, ResultsKind } from './results/results-manager.js';
 export { FlowStatus, FlowType, RunMode } from './status.js';
 export type { FlowResult, StepResult, AttemptRecord } from './result.js';
 export type { RunOptions } from './run/run-options.js';
@@ -26,4 +27,21 @@ export {
 export type { FlowErrorOptions, ValidationIssue } from './errors.js';
 export { toErrorData, fromErrorData, registerErrorClass } from './error-data.js';
 export type { ErrorData } from './error-data.js';
-export type * from './events.js';
+export type {
+  EventBase,
+  RunStartEvent,
+  StepStartEvent,
+  StepProgressEvent,
+  StepHeartbeatEvent,
+  StepRetryEvent,
+  StepCompleteEvent,
+  StepFailedEvent,
+  StepSkippedEvent,
+  StepCancelledEvent,
+  RunCompleteEvent,
+  RunFailedEvent,
+  RunCancelledEvent,
+  WeirEvent,
+  WeirEventType,
+  WeirEventMap,
+} from './events.js';

@@ -1,7 +1,7 @@
 /** ResultsManager: the public face of the results layer, over a memory, disk, SQLite or Keyv backend. */
 import { Keyv } from 'keyv';
 import { z } from 'zod';
-import { ErrorCode, FlowError, ValidationError } from '../errors.js';
+import { ErrorCode, FlowError, RetryableError, ValidationError } from '../errors.js';
 import { now } from '../util/clock.js';
 import type { ResultsBackend, ResultsKind } from './backend.js';
 import { DiskBackend } from './disk-backend.js';
@@ -245,6 +245,7 @@ export class ResultsManager {
 
   #wrap(what: string, error: unknown): FlowError {
     if (error instanceof FlowError) return error;
-    return new FlowError(`results (${this.kind}): ${what}: ${reason(error)}`, { code: ErrorCode.STORE, cause: error });
+    // A backend failure is usually transient (a busy file, a lost connection): the retry policy decides.
+    return new RetryableError(`results (${this.kind}): ${what}: ${reason(error)}`, { code: ErrorCode.STORE, cause: error });
   }
 }

@@ -1,6 +1,8 @@
 /** The handle `ctx.start` returns: the run's id, its result, and its events. */
+import { z } from 'zod';
 import type { WeirEvent } from '../events.js';
 import type { FlowResult } from '../result.js';
+import { parseOptions } from '../util/parse.js';
 import type { Run } from './run.js';
 
 /** Options of `handle.events()`. */
@@ -11,6 +13,11 @@ export interface EventsOptions {
   readonly signal?: AbortSignal;
 }
 
+const eventsOptionsSchema = z.strictObject({
+  after: z.number().int().nonnegative().optional(),
+  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'expected an AbortSignal').optional(),
+});
+
 /** A started run. */
 export interface RunHandle<O = unknown> {
   /** The run's id. */
@@ -20,6 +27,7 @@ export interface RunHandle<O = unknown> {
   /**
    * The run's events with `seq > after`, then each new one live, ending when the run ends. Every
    * follower keeps only its position in the run's log, so a slow one never slows the run.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` when `after` is not a whole number >= 0 or `signal` is not an AbortSignal.
    */
   events(options?: EventsOptions): AsyncIterable<WeirEvent>;
 }
@@ -29,6 +37,9 @@ export function handleOf<O>(run: Run): RunHandle<O> {
   return {
     runId: run.runId,
     result: () => run.result() as Promise<FlowResult<O>>,
-    events: (options = {}) => run.events.follow(options.after, options.signal),
+    events: (options = {}) => {
+      const parsed = parseOptions(eventsOptionsSchema, options, 'events options');
+      return run.events.follow(parsed.after, parsed.signal);
+    },
   };
 }

@@ -90,15 +90,11 @@ export function mergeRetry(base: RetryPolicy, ...overrides: (RetryOption | undef
   return merged === base ? base : Object.freeze(merged);
 }
 
-/** Whether `error`, thrown by attempt `attempt`, may be retried under `policy`. */
+/** Whether `error`, thrown by attempt `attempt`, may be retried under `policy`; throws what `retryOn` throws. */
 export function isRetryable(policy: RetryPolicy, error: unknown, attempt: number): boolean {
   if (attempt >= policy.maxAttempts) return false;
   if (error instanceof FlowError) return error.retryable;
-  try {
-    return policy.retryOn(error, attempt);
-  } catch {
-    return false;
-  }
+  return policy.retryOn(error, attempt);
 }
 
 /** The wait after attempt `attempt` failed, in ms: exponential, capped, then jittered down. */

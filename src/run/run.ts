@@ -4,7 +4,7 @@
  */
 import type PQueue from 'p-queue';
 import { type ErrorData, toErrorData } from '../error-data.js';
-import { CancelledError, ErrorCode, TimeoutError, UpstreamFailedError } from '../errors.js';
+import { CancelledError, ErrorCode, FatalError, TimeoutError, UpstreamFailedError } from '../errors.js';
 import type { EventInput, WeirEvent } from '../events.js';
 import type { Executor } from '../executors/executor.js';
 import { validate } from '../executors/invoke.js';
@@ -76,6 +76,9 @@ export class Run implements StepHost {
   readonly #culprit: (string | undefined)[];
   readonly #running = new Map<number, StepContext>();
   readonly #retryTimers = new Map<number, TimerHandle>();
+  /** Nodes that ended and whose dependants and parent are still to be told. */
+  readonly #settled: number[] = [];
+  #propagating = false;
 
   #status_: FlowStatus = PENDING;
   #runError: ErrorData | undefined;
@@ -126,22 +129,16 @@ export class Run implements StepHost {
   start(): void {
     this.#status_ = RUNNING;
     this.#emit({ type: 'run_start', flow: this.graph.root.name, mode: this.#settings.mode });
-    const signal = this.#settings.signal;
-    if (signal !== undefined) {
-      if (signal.aborted) {
-        this.#onAbort();
-        return;
-      }
-      signal.addEventListener('abort', this.#onAbort, { once: true });
-    }
     for (const entry of this.graph.entryLeaves) {
       try {
         validate(entry.processor!.input, this.#input, `run input for flow "${entry.name}"`);
       } catch (error) {
-        this.#finishRun(FAILED, { ...toErrorData(error), step: entry.name });
+        this.#rejectInput(entry, toErrorData(error));
         return;
       }
     }
+    // The context refuses an already-aborted signal before a run is made.
+    this.#settings.signal?.addEventListener('abort', this.#onAbort, { once: true });
     if (this.#settings.timeout !== undefined) {
       const timeout = this.#settings.timeout;
       this.#timeoutTimer = setTimer(() => {
@@ -150,6 +147,25 @@ export class Run implements StepHost {
       }, timeout);
     }
     this.#ready(0);
+  }
+
+  /** Fails a run whose input an entry step refuses: that step failed, its composites with it, every other step skipped. */
+  #rejectInput(entry: GraphNode, error: ErrorData): void {
+    const ended = now();
+    const skipped = toErrorData(
+      new UpstreamFailedError(`skipped because the run's input failed validation for flow "${entry.name}"`, { upstream: entry.name }),
+    );
+    for (let i = 0; i < this.#status.length; i++) {
+      this.#status[i] = SKIPPED;
+      this.#errors[i] = skipped;
+      this.#culprit[i] = entry.name;
+      this.#endTimes[i] = ended;
+    }
+    for (let i = entry.index; i !== -1; i = this.graph.nodes[i]!.parent) {
+      this.#status[i] = FAILED;
+      this.#errors[i] = error;
+    }
+    this.#finishRun(FAILED, { ...error, step: entry.name });
   }
 
   /** Cancels the run: running steps see their signal abort, pending ones never start. */
@@ -241,28 +257,27 @@ export class Run implements StepHost {
     this.#status[index] = RUNNING;
     this.#attemptStarted[index] = started;
     if (attempt === 1) this.#startTimes[index] = started;
-    this.#publish({ type: 'step_start', runId: this.runId, seq: this.events.length + 1, time: started, step: node.name, attempt });
-
     const step = new StepContext(this, index, node.name, attempt, node.dependencyNames);
     this.#running.set(index, step);
+    this.#publish({ type: 'step_start', runId: this.runId, seq: this.events.length + 1, time: started, step: node.name, attempt });
+
     let timer: TimerHandle | undefined;
     try {
+      // A listener of step_start may have cancelled the run: then the processor never runs.
+      if (!this.#isCurrent(index, attempt)) return;
       const executor = this.#services.executors.get(node.type)!;
-      let pending = executor.execute({ processor: node.processor!, input: this.#inputs[index], step });
+      const pending = executor.execute({ processor: node.processor!, input: this.#inputs[index], step });
       if (node.timeout !== undefined) {
         const timeout = node.timeout;
-        pending = Promise.race([
-          pending,
-          new Promise<never>((_, reject) => {
-            timer = setTimer(() => {
-              const error = new TimeoutError(`flow "${node.name}": attempt ${attempt} exceeded its timeout of ${timeout} ms`, { timeout });
-              step.abort(error);
-              reject(error);
-            }, timeout);
-          }),
-        ]);
+        timer = setTimer(() => {
+          step.abort(new TimeoutError(`flow "${node.name}": attempt ${attempt} exceeded its timeout of ${timeout} ms`, { timeout }));
+        }, timeout);
       }
-      const output = await pending;
+      // An abort (timeout or cancel) ends the wait even when the processor ignores its signal, so the slot is freed.
+      const output = await new Promise<unknown>((resolve, reject) => {
+        step.onAbort(reject);
+        pending.then(resolve, reject);
+      });
       clearTimer(timer);
       if (!this.#isCurrent(index, attempt)) return;
       await this.#services.results.set(outputKey(this.runId, node.name), output);
@@ -281,12 +296,24 @@ export class Run implements StepHost {
     }
   }
 
-  #attemptFailed(node: GraphNode, attempt: number, started: number, error: unknown): void {
+  #attemptFailed(node: GraphNode, attempt: number, started: number, thrown: unknown): void {
     const ended = now();
+    const policy = node.retry;
+    let error = thrown;
+    let retryable: boolean;
+    try {
+      retryable = isRetryable(policy, error, attempt);
+    } catch (predicateError) {
+      const original = toErrorData(thrown);
+      error = new FatalError(`flow "${node.name}": retryOn threw while classifying ${original.name}: ${original.message}`, {
+        code: ErrorCode.INVALID_CONFIG,
+        cause: predicateError,
+      });
+      retryable = false;
+    }
     const data = toErrorData(error);
     this.#attempts[node.index]!.push({ attempt, startTime: started, endTime: ended, duration: ended - started, error: data });
-    const policy = node.retry;
-    if (isRetryable(policy, error, attempt)) {
+    if (retryable) {
       const delay = backoffDelay(policy, attempt);
       this.#status[node.index] = PENDING;
       this.#emit({
@@ -319,15 +346,31 @@ export class Run implements StepHost {
     if (this.#runError === undefined) this.#runError = { ...data, step: node.name };
   }
 
+  /** Records a node's end and propagates it; propagation is a loop, so a long failure cascade cannot overflow the stack. */
   #finishNode(index: number, status: FlowStatus, ended: number): void {
     this.#status[index] = status;
     this.#endTimes[index] = ended;
-    const node = this.graph.nodes[index]!;
+    this.#settled.push(index);
+    if (this.#propagating) return;
+    this.#propagating = true;
+    try {
+      for (let i = 0; i < this.#settled.length; i++) this.#propagate(this.#settled[i]!);
+    } finally {
+      this.#settled.length = 0;
+      this.#propagating = false;
+    }
+  }
+
+  #propagate(index: number): void {
+    const status = this.#status[index]!;
     if (index === 0) {
       this.#finishRun(status === COMPLETED ? COMPLETED : FAILED, this.#runError);
       return;
     }
+    if (this.#status_ !== RUNNING) return;
+    const node = this.graph.nodes[index]!;
     const ok = status === COMPLETED;
+    const ended = this.#endTimes[index]!;
     for (const edge of node.dependants) {
       if (this.#status[edge.index] !== PENDING) continue;
       if (!ok && edge.required) {
@@ -387,21 +430,24 @@ export class Run implements StepHost {
     const data = toErrorData(reason);
     const ended = now();
     for (const timer of this.#retryTimers.values()) clearTimer(timer);
-    for (const index of this.#retryTimers.keys()) this.#cancelStep(index, data, ended);
     this.#retryTimers.clear();
-    for (const [index, step] of this.#running) {
-      step.abort(reason);
-      this.#cancelStep(index, data, ended);
-    }
+    const running = [...this.#running];
     this.#running.clear();
+    for (const [index] of running) this.#cancelStep(index, data, ended);
     for (let i = 0; i < this.#status.length; i++) {
       const status = this.#status[i];
-      if (status === PENDING || status === RUNNING) {
+      if (status === PENDING && this.#attempts[i]!.length > 0) {
+        // Between attempts (waiting on backoff or back in the queue): it did start, so it is reported.
+        this.#cancelStep(i, data, ended);
+      } else if (status === PENDING || status === RUNNING) {
         this.#status[i] = CANCELLED;
         this.#endTimes[i] = ended;
       }
     }
-    this.#finishRun(status, data);
+    // Abort after the statuses changed, so the attempts see they are no longer current.
+    for (const [, step] of running) step.abort(reason);
+    // A run that already had a failing step fails with that step's error; the timeout only stopped the rest.
+    this.#finishRun(status, status === FAILED ? (this.#runError ?? data) : data);
   }
 
   #cancelStep(index: number, data: ErrorData, ended: number): void {

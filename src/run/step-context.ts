@@ -22,6 +22,7 @@ export class StepContext implements Step, StepDeps {
   #controller: AbortController | undefined;
   #aborted = false;
   #abortReason: unknown;
+  #onAbort: ((reason: unknown) => void) | undefined;
   readonly #index: number;
   readonly #dependencies: ReadonlyMap<string, number>;
 
@@ -43,12 +44,19 @@ export class StepContext implements Step, StepDeps {
     return this.#controller.signal;
   }
 
-  /** Aborts the step's signal (now, or as soon as it is read) with `reason`. */
+  /** Aborts the step's signal (now, or as soon as it is read) with `reason`, and ends the wait on the attempt. */
   abort(reason: unknown): void {
     if (this.#aborted) return;
     this.#aborted = true;
     this.#abortReason = reason;
     this.#controller?.abort(reason);
+    this.#onAbort?.(reason);
+  }
+
+  /** Calls `fn` with the reason when the step is aborted; the scheduler stops waiting on the attempt with it. */
+  onAbort(fn: (reason: unknown) => void): void {
+    this.#onAbort = fn;
+    if (this.#aborted) fn(this.#abortReason);
   }
 
   get idempotencyKey(): string {

@@ -97,4 +97,21 @@ describe('Flow and FlowConfig', () => {
     const flow = new Flow(new AddOne(), { name: 'heavy', type: 'thread' });
     expect(() => ctx!.register(flow)).toThrow(expect.objectContaining({ code: 'WEIR_UNSUPPORTED' }));
   });
+
+  it('runs what was registered deep inside a tree after an earlier run of it, and leaves other trees as they were', async () => {
+    ctx = new FlowContext();
+    const root = Flow.sequential('root');
+    const inner = Flow.parallel('inner');
+    inner.registerTo(root);
+    new Flow(new Fn(() => 'a'), { name: 'a' }).registerTo(inner);
+    const other = Flow.parallel('other');
+    new Flow(new Fn(() => 'x'), { name: 'x' }).registerTo(other);
+    expect((await ctx.run(root, {})).output).toEqual({ inner: { a: 'a' } });
+    expect((await ctx.run(other, {})).output).toEqual({ x: 'x' });
+
+    new Flow(new Fn(() => 'b'), { name: 'b' }).registerTo(inner);
+    expect((await ctx.run(root, {})).output).toEqual({ inner: { a: 'a', b: 'b' } });
+    expect((await ctx.run(inner, {})).output).toEqual({ a: 'a', b: 'b' });
+    expect((await ctx.run(other, {})).output).toEqual({ x: 'x' });
+  });
 });

@@ -55,6 +55,9 @@ describe('processor input and output validation', () => {
     expect(starts).toEqual([]);
     expect(processor.calls).toBe(0);
     expect(fromErrorData(result.error!)).toBeInstanceOf(ValidationError);
+    // No step is left pending: the entry that refused the input failed, the others were skipped.
+    expect(result.steps.count).toMatchObject({ status: 'failed', error: { code: 'WEIR_VALIDATION' } });
+    expect(result.steps.count2).toMatchObject({ status: 'skipped', error: { code: 'WEIR_UPSTREAM_FAILED', details: { upstream: 'count' } } });
   });
 
   it('fails the step whose output does not match its schema, with the issues', async () => {

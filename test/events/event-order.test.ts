@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { FatalError, Flow, FlowContext, RetryableError, type WeirEvent } from '../../src/index.js';
-import { Fn } from '../fixtures/processors.js';
+import { deferred, Fn } from '../fixtures/processors.js';
 
 let ctx: FlowContext;
 afterEach(async () => {
@@ -99,5 +99,16 @@ describe('events', () => {
     for await (const e of handle.events({ after: 4 })) tail.push(e.seq);
     expect(all.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(tail).toEqual([5, 6, 7, 8]);
+  });
+
+  it('refuses events options that are not whole numbers or are unknown', async () => {
+    ctx = new FlowContext();
+    const gate = deferred();
+    const handle = ctx.start(new Flow(new Fn(() => gate.promise), { name: 'x' }), {});
+    expect(() => handle.events({ after: 1.5 })).toThrow(expect.objectContaining({ code: 'WEIR_INVALID_OPTIONS' }) as Error);
+    expect(() => ctx.events(handle.runId, { after: -1 })).toThrow(/after/);
+    expect(() => handle.events({ from: 2 } as never)).toThrow(/from/);
+    gate.resolve();
+    await handle.result();
   });
 });

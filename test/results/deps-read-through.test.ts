@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Keyv } from 'keyv';
 import { Flow, FlowContext, ResultsManager } from '../../src/index.js';
 import { Fn } from '../fixtures/processors.js';
 
@@ -68,5 +69,22 @@ describe('a store that fails', () => {
     expect(result.error).toMatchObject({ step: 'first', code: 'WEIR_STORE_CLOSED' });
     expect(result.steps.second?.status).toBe('skipped');
     expect(secondRan).toBe(false);
+  });
+
+  it('retries a step whose output write failed in the backend, per its retry policy', async () => {
+    let failures = 1;
+    class FlakyStore extends Map<string, unknown> {
+      override set(key: string, value: unknown): this {
+        if (failures-- > 0) throw new Error('database is locked');
+        return super.set(key, value);
+      }
+    }
+    ctx = new FlowContext({ results: ResultsManager.keyv(new Keyv({ store: new FlakyStore(), throwOnErrors: true })) });
+    let calls = 0;
+    const flow = new Flow(new Fn(() => ++calls), { name: 'write', retry: { maxAttempts: 2, initialInterval: 0 } });
+    const result = await ctx.run(flow, {});
+    expect(result.status).toBe('completed');
+    expect(result.output).toBe(2);
+    expect(result.attempts[0]!.error).toMatchObject({ code: 'WEIR_STORE', retryable: true, cause: { message: 'database is locked' } });
   });
 });

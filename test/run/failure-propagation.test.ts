@@ -96,4 +96,16 @@ describe('failure propagation', () => {
     expect(step.endTime).toBeGreaterThanOrEqual(step.startTime!);
     expect(step.error?.stack).toContain('nope');
   });
+
+  it('skips the rest of a 6000-step chain after its first step fails, without overflowing the stack', async () => {
+    ctx = new FlowContext();
+    const chain = Flow.sequential('chain');
+    new Flow(boom('first'), { name: 's0' }).registerTo(chain);
+    for (let i = 1; i < 6000; i++) new Flow(new Fn(() => i), { name: `s${i}` }).registerTo(chain);
+    const result = await ctx.run(chain, {});
+    expect(result.status).toBe('failed');
+    expect(result.error).toMatchObject({ step: 's0', code: 'E_BOOM' });
+    expect(result.steps.s5999).toMatchObject({ status: 'skipped', error: { code: 'WEIR_UPSTREAM_FAILED' } });
+    expect(Object.values(result.steps).filter((s) => s.status === 'skipped')).toHaveLength(5999);
+  });
 });

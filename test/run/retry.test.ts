@@ -151,4 +151,18 @@ describe('retry', () => {
     expect((await handle.result()).status).toBe('completed');
     expect(order).toEqual(['flaky', 'other', 'flaky']);
   });
+
+  it('fails the step, not retried, when retryOn throws, with its error as the cause', async () => {
+    const retryOn = (): boolean => {
+      throw new Error('predicate bug');
+    };
+    ctx = new FlowContext({ retry: { maxAttempts: 3, initialInterval: 0, retryOn } });
+    const flaky = failing([new Error('network down')]);
+    const result = await ctx.run(new Flow(flaky.processor, { name: 'flaky' }), {});
+    expect(flaky.calls()).toBe(1);
+    expect(result.status).toBe('failed');
+    expect(result.error).toMatchObject({ name: 'FatalError', code: 'WEIR_INVALID_CONFIG', retryable: false, cause: { message: 'predicate bug' } });
+    expect(result.error?.message).toContain('network down');
+    expect(result.attempts).toHaveLength(1);
+  });
 });

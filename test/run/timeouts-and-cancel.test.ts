@@ -92,6 +92,27 @@ describe('timeouts', () => {
   });
 });
 
+describe('run timeout after a step failed', () => {
+  it('fails the run with the first failing step’s error and cancels the rest with the timeout', async () => {
+    vi.useFakeTimers();
+    ctx = new FlowContext();
+    const root = Flow.parallel('root');
+    new Flow(
+      new Fn(() => {
+        throw new Error('broke first');
+      }),
+      { name: 'broken' },
+    ).registerTo(root);
+    new Flow(hanging().processor, { name: 'slow' }).registerTo(root);
+    const handle = ctx.start(root, {}, { timeout: 1000 });
+    await vi.advanceTimersByTimeAsync(1000);
+    const result = await handle.result();
+    expect(result.status).toBe('failed');
+    expect(result.error).toMatchObject({ step: 'broken', message: 'broke first' });
+    expect(result.steps.slow).toMatchObject({ status: 'cancelled', error: { code: 'WEIR_RUN_TIMEOUT' } });
+  });
+});
+
 describe('cancel', () => {
   it('cancels a run: running steps see the abort, pending ones never start', async () => {
     ctx = new FlowContext();
@@ -142,12 +163,118 @@ describe('cancel', () => {
     expect(result.error?.cause?.message).toBe('shutting down');
   });
 
-  it('never starts a run whose signal is already aborted', async () => {
+  it('refuses a run whose signal is already aborted, before any event or step', async () => {
     ctx = new FlowContext();
     const never = vi.fn();
-    const result = await ctx.run(new Flow(new Fn(never), { name: 'x' }), {}, { signal: AbortSignal.abort() });
-    expect(result.status).toBe('cancelled');
+    const events = vi.fn();
+    ctx.on('event', events);
+    const flow = new Flow(new Fn(never), { name: 'x' });
+    const run = ctx.run(flow, {}, { signal: AbortSignal.abort(new Error('gone')) });
+    await expect(run).rejects.toBeInstanceOf(CancelledError);
+    await expect(run).rejects.toMatchObject({ code: 'WEIR_CANCELLED', cause: { message: 'gone' } });
+    expect(() => ctx.start(flow, {}, { signal: AbortSignal.abort() })).toThrow(CancelledError);
     expect(never).not.toHaveBeenCalled();
+    expect(events).not.toHaveBeenCalled();
+    expect(ctx.activeRuns).toBe(0);
+  });
+
+  it('frees the concurrency slot of a cancelled step that ignores its signal', async () => {
+    ctx = new FlowContext({ concurrency: 1 });
+    const started = deferred();
+    const stubborn = new Flow(
+      new Fn(() => {
+        started.resolve();
+        return new Promise(() => {}); // never settles and never looks at its signal
+      }),
+      { name: 'stubborn' },
+    );
+    const first = ctx.start(stubborn, {});
+    await started.promise;
+    await ctx.cancel(first.runId);
+    expect((await first.result()).steps.stubborn?.status).toBe('cancelled');
+    const next = await ctx.run(new Flow(new Fn(() => 'ran'), { name: 'next' }), {});
+    expect(next.output).toBe('ran');
+  });
+
+  it('frees the slot of a timed-out step that ignores its signal, so its retry can run', async () => {
+    vi.useFakeTimers();
+    ctx = new FlowContext({ concurrency: 1 });
+    let calls = 0;
+    const flow = new Flow(
+      new Fn(() => (++calls === 1 ? new Promise(() => {}) : 'second')),
+      { name: 'flaky', timeout: 100, retry: { maxAttempts: 2, initialInterval: 10, jitter: 0 } },
+    );
+    const handle = ctx.start(flow, {});
+    await vi.advanceTimersByTimeAsync(110);
+    const result = await handle.result();
+    expect(result.status).toBe('completed');
+    expect(result.output).toBe('second');
+    expect(result.attempts).toHaveLength(2);
+    expect(result.attempts[0]!.error?.code).toBe('WEIR_TIMEOUT');
+  });
+
+  it('does not run a step whose step_start listener cancelled the run', async () => {
+    ctx = new FlowContext();
+    const never = vi.fn();
+    const seen: string[] = [];
+    ctx.on('step_start', (event) => void ctx.cancel(event.runId));
+    ctx.on('event', (event) => seen.push(`${event.seq}:${event.type}`));
+    const result = await ctx.run(new Flow(new Fn(never), { name: 'x' }), {});
+    expect(never).not.toHaveBeenCalled();
+    expect(result.status).toBe('cancelled');
+    expect(result.steps.x?.status).toBe('cancelled');
+    // Listeners see each event in seq order even though the cancel was published from inside one.
+    expect(seen).toEqual(['1:run_start', '2:step_start', '3:step_cancelled', '4:run_cancelled']);
+  });
+
+  it('reports a step cancelled while waiting to retry', async () => {
+    vi.useFakeTimers();
+    ctx = new FlowContext();
+    const flow = new Flow(
+      new Fn(() => {
+        throw new Error('down');
+      }),
+      { name: 'flaky', retry: { maxAttempts: 3, initialInterval: 1000, jitter: 0 } },
+    );
+    const handle = ctx.start(flow, {});
+    await vi.advanceTimersByTimeAsync(0);
+    await ctx.cancel(handle.runId);
+    const result = await handle.result();
+    expect(result.steps.flaky?.status).toBe('cancelled');
+    const cancelled = result.steps.flaky?.attempts;
+    expect(cancelled).toHaveLength(1);
+  });
+
+  it('reports a step cancelled while its retry waits in the queue behind another step', async () => {
+    vi.useFakeTimers();
+    ctx = new FlowContext({ concurrency: 1 });
+    const blocker = deferred<string>();
+    const blockerStarted = deferred();
+    const root = Flow.parallel('root');
+    new Flow(
+      new Fn(() => {
+        throw new Error('down');
+      }),
+      { name: 'flaky', retry: { maxAttempts: 3, initialInterval: 10, jitter: 0 } },
+    ).registerTo(root);
+    new Flow(
+      new Fn(() => {
+        blockerStarted.resolve();
+        return blocker.promise;
+      }),
+      { name: 'blocker' },
+    ).registerTo(root);
+    const types: string[] = [];
+    ctx.on('event', (event) => {
+      if ('step' in event && event.step === 'flaky') types.push(event.type);
+    });
+    const handle = ctx.start(root, {});
+    await blockerStarted.promise;
+    await vi.advanceTimersByTimeAsync(10); // the retry is back in the queue, behind the blocker
+    await ctx.cancel(handle.runId);
+    const result = await handle.result();
+    expect(result.steps.flaky?.status).toBe('cancelled');
+    expect(types).toEqual(['step_start', 'step_retry', 'step_cancelled']);
   });
 
   it('removes its listener from the signal given to start once the run ends', async () => {

@@ -1,6 +1,18 @@
 import { describe, expectTypeOf, it } from 'vitest';
 import { z } from 'zod';
-import { Flow, FlowContext, Processor, type FlowResult, type Step } from '../../src/index.js';
+import {
+  Flow,
+  FlowContext,
+  Processor,
+  ResultsManager,
+  type CleanupOptions,
+  type FlowResult,
+  type ResultsKind,
+  type SqliteResultsOptions,
+  type Step,
+} from '../../src/index.js';
+// @ts-expect-error EventInput is internal: events are built by the run, never by users.
+import type { EventInput } from '../../src/index.js';
 
 const Text = z.object({ text: z.string(), lang: z.string().default('en') });
 const Count = z.object({ words: z.number() });
@@ -41,5 +53,12 @@ describe('types flow from the zod schemas', () => {
 
   it('types a composite output as a record of children outputs', () => {
     expectTypeOf(Flow.parallel('p')).toEqualTypeOf<Flow<unknown, Record<string, unknown>>>();
+  });
+
+  it('exports the option types of the results backends', () => {
+    expectTypeOf(ResultsManager.sqlite).parameter(1).toEqualTypeOf<SqliteResultsOptions | undefined>();
+    expectTypeOf<ResultsManager['cleanup']>().parameter(0).toEqualTypeOf<CleanupOptions>();
+    expectTypeOf<ResultsManager['kind']>().toEqualTypeOf<ResultsKind>();
+    expectTypeOf<EventInput>().toBeAny();
   });
 });
