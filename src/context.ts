@@ -160,7 +160,7 @@ export class FlowContext {
         mode: parsed.mode ?? RunMode.BATCH,
         timeout: parsed.timeout,
         signal: parsed.signal,
-        queue: parsed.concurrency === undefined ? undefined : new PQueue({ concurrency: parsed.concurrency }),
+        concurrency: parsed.concurrency ?? Infinity,
       },
       {
         results: this.results,

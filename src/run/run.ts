@@ -39,8 +39,8 @@ export interface RunSettings {
   readonly mode: RunMode;
   readonly timeout: number | undefined;
   readonly signal: AbortSignal | undefined;
-  /** A per-run limit inside the context's, or `undefined` for none. */
-  readonly queue: PQueue | undefined;
+  /** The most steps of this run that run at once, inside the context's limit (`Infinity` for none). */
+  readonly concurrency: number;
 }
 
 /** The key a step's output is stored under. */
@@ -76,6 +76,12 @@ export class Run implements StepHost {
   readonly #culprit: (string | undefined)[];
   readonly #running = new Map<number, StepContext>();
   readonly #retryTimers = new Map<number, TimerHandle>();
+  /** Leaves ready to run, not yet handed to the context's queue (from `#readyHead` on). */
+  readonly #ready_: number[] = [];
+  #readyHead = 0;
+  /** This run's tasks in the context's queue, waiting or running. */
+  #inQueue = 0;
+  readonly #window: number;
   /** Nodes that ended and whose dependants and parent are still to be told. */
   readonly #settled: number[] = [];
   #propagating = false;
@@ -113,6 +119,7 @@ export class Run implements StepHost {
     this.#errors = new Array<ErrorData | undefined>(n);
     this.#culprit = new Array<string | undefined>(n);
     this.#done = new Promise((resolve) => (this.#settle = resolve));
+    this.#window = Math.min(settings.concurrency, services.queue.concurrency);
   }
 
   /** The run's status now. */
@@ -242,12 +249,33 @@ export class Run implements StepHost {
     }
   }
 
+  /**
+   * Queues a leaf's attempt. A run hands the context's queue at most `#window` tasks at a time and
+   * keeps the rest as indices: a wide graph then holds numbers, not thousands of queued closures,
+   * and the same window is the run's own concurrency limit.
+   */
   #schedule(index: number): void {
-    const task = (): Promise<void> => this.#attempt(index);
-    const runQueue = this.#settings.queue;
-    const queue = this.#services.queue;
-    void (runQueue === undefined ? queue.add(task) : runQueue.add(() => queue.add(task)));
+    this.#ready_.push(index);
+    this.#pump();
   }
+
+  #pump(): void {
+    const ready = this.#ready_;
+    while (this.#inQueue < this.#window && this.#readyHead < ready.length) {
+      const index = ready[this.#readyHead++]!;
+      this.#inQueue++;
+      void this.#services.queue.add(() => this.#attempt(index).finally(this.#slotFreed));
+    }
+    if (this.#readyHead === ready.length) {
+      ready.length = 0;
+      this.#readyHead = 0;
+    }
+  }
+
+  readonly #slotFreed = (): void => {
+    this.#inQueue--;
+    this.#pump();
+  };
 
   async #attempt(index: number): Promise<void> {
     if (this.#status[index] !== PENDING || this.#status_ !== RUNNING) return;
@@ -466,6 +494,8 @@ export class Run implements StepHost {
   #finishRun(status: FlowStatus, error: ErrorData | undefined): void {
     if (this.#status_ !== RUNNING) return;
     this.#status_ = status;
+    this.#ready_.length = 0;
+    this.#readyHead = 0;
     clearTimer(this.#timeoutTimer);
     for (const timer of this.#retryTimers.values()) clearTimer(timer);
     this.#retryTimers.clear();
