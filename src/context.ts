@@ -21,6 +21,7 @@ import { runOptionsSchema, type RunOptions } from './run/run-options.js';
 import { Run } from './run/run.js';
 import { RunMode } from './status.js';
 import { clearTimer, setTimer } from './util/clock.js';
+import { DrainQueue } from './util/drain-queue.js';
 import { parseOptions } from './util/parse.js';
 
 /** Options of `new FlowContext()`. */
@@ -75,8 +76,7 @@ export class FlowContext {
   readonly #compiled = new WeakMap<AnyFlow, { version: number; graph: CompiledGraph }>();
   readonly #runs = new Map<string, Run>();
   #state: ContextState = 'open';
-  readonly #backlog: WeirEvent[] = [];
-  #delivering = false;
+  readonly #backlog = new DrainQueue<WeirEvent>((event) => this.#deliver(event));
   #closing: Promise<void> | undefined;
 
   /**
@@ -261,17 +261,7 @@ export class FlowContext {
    * Delivers an event to listeners. An event published while listeners run (a listener that cancels a
    * run, say) waits its turn, so every listener sees each run's events in `seq` order.
    */
-  readonly #emit = (event: WeirEvent): void => {
-    this.#backlog.push(event);
-    if (this.#delivering) return;
-    this.#delivering = true;
-    try {
-      for (let i = 0; i < this.#backlog.length; i++) this.#deliver(this.#backlog[i]!);
-    } finally {
-      this.#backlog.length = 0;
-      this.#delivering = false;
-    }
-  };
+  readonly #emit = (event: WeirEvent): void => this.#backlog.push(event);
 
   #deliver(event: WeirEvent): void {
     // A listener's bug must not break the run that emitted the event.

@@ -14,6 +14,7 @@ import { FlowStatus, type RunMode } from '../status.js';
 import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
 import { backoffDelay, isRetryable } from './retry.js';
 import { StepContext, type StepHost } from './step-context.js';
+import { DrainQueue } from '../util/drain-queue.js';
 import { EventLog } from './event-log.js';
 
 /** Where step outputs are written before dependants start. */
@@ -83,8 +84,7 @@ export class Run implements StepHost {
   #inQueue = 0;
   readonly #window: number;
   /** Nodes that ended and whose dependants and parent are still to be told. */
-  readonly #settled: number[] = [];
-  #propagating = false;
+  readonly #settled = new DrainQueue<number>((index) => this.#propagate(index));
 
   #status_: FlowStatus = PENDING;
   #runError: ErrorData | undefined;
@@ -379,14 +379,6 @@ export class Run implements StepHost {
     this.#status[index] = status;
     this.#endTimes[index] = ended;
     this.#settled.push(index);
-    if (this.#propagating) return;
-    this.#propagating = true;
-    try {
-      for (let i = 0; i < this.#settled.length; i++) this.#propagate(this.#settled[i]!);
-    } finally {
-      this.#settled.length = 0;
-      this.#propagating = false;
-    }
   }
 
   #propagate(index: number): void {

@@ -1,0 +1,27 @@
+/** A queue that handles items in arrival order, one at a time, even when handling one pushes more. */
+
+/**
+ * Runs `handle` for every pushed item in FIFO order. A push made while an item is being handled
+ * waits its turn instead of recursing, so deep cascades stay flat and order is kept.
+ */
+export class DrainQueue<T> {
+  readonly #items: T[] = [];
+  readonly #handle: (item: T) => void;
+  #draining = false;
+
+  constructor(handle: (item: T) => void) {
+    this.#handle = handle;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      for (let i = 0; i < this.#items.length; i++) this.#handle(this.#items[i]!);
+    } finally {
+      this.#items.length = 0;
+      this.#draining = false;
+    }
+  }
+}
