@@ -12,6 +12,11 @@ export interface ExecutionRequest {
 export interface Executor {
   /** Resolves to the validated output, or rejects with the attempt's error. */
   execute(request: ExecutionRequest): Promise<unknown>;
+  /**
+   * Checks, when a flow is registered, that this executor can run `processor`; `where` names the
+   * flow for messages. Synchronous. Throws a `FlowError` saying what to fix.
+   */
+  prepare?(processor: Processor, where: string): void;
   /** Releases threads, children and handles. */
   close(): Promise<void>;
 }

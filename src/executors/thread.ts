@@ -1,0 +1,80 @@
+/** The `thread` executor: processors run in a Piscina pool of worker threads, made on first use. */
+import { randomUUID } from 'node:crypto';
+import { BroadcastChannel } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { ErrorCode, FlowError, RetryableError } from '../errors.js';
+import type { Step } from '../processor.js';
+import { entryFile } from './entry-file.js';
+import type { ThreadPoolSettings } from './pool-options.js';
+import { isFromWorker, type AbortTaskMessage, type DepsReplyMessage, type ResultMessage, type RunTaskMessage } from './protocol.js';
+import { RemoteExecutor } from './remote.js';
+
+/** Runs processors on worker threads; the pool is shared by every run of the context. */
+export class ThreadExecutor extends RemoteExecutor {
+  protected readonly type = 'thread';
+  protected readonly abortGrace: number;
+  readonly #settings: ThreadPoolSettings;
+  #pool: Piscina<RunTaskMessage, ResultMessage> | undefined;
+  #channel: BroadcastChannel | undefined;
+
+  constructor(settings: ThreadPoolSettings) {
+    super();
+    this.#settings = settings;
+    this.abortGrace = settings.abortGrace;
+  }
+
+  /** Threads alive now (0 before first use). */
+  get size(): number {
+    return this.#pool?.threads.length ?? 0;
+  }
+
+  protected dispatch(task: RunTaskMessage, kill: AbortSignal): Promise<ResultMessage> {
+    return this.#open().run(task, { signal: kill });
+  }
+
+  protected post(message: AbortTaskMessage | DepsReplyMessage): void {
+    this.#channel?.postMessage(message);
+  }
+
+  protected crashed(step: Step, error: unknown): FlowError {
+    const detail =
+      (error as { code?: unknown }).code === 'ERR_WORKER_OUT_OF_MEMORY'
+        ? 'ran out of memory (see the `threads.resourceLimits` option)'
+        : `crashed (${error instanceof Error ? error.message : String(error)})`;
+    return new RetryableError(
+      `flow "${step.name}": the worker thread running attempt ${step.attempt} ${detail}; the thread was replaced, and the retry policy decides what happens next`,
+      { code: ErrorCode.WORKER_CRASHED, cause: error },
+    );
+  }
+
+  protected async shutdown(): Promise<void> {
+    const pool = this.#pool;
+    this.#pool = undefined;
+    await pool?.destroy();
+    this.#channel?.close();
+    this.#channel = undefined;
+  }
+
+  #open(): Piscina<RunTaskMessage, ResultMessage> {
+    if (this.#pool !== undefined) return this.#pool;
+    const name = `weir:${randomUUID()}`;
+    this.#channel = new BroadcastChannel(name);
+    this.#channel.unref();
+    const settings = this.#settings;
+    const pool = new Piscina<RunTaskMessage, ResultMessage>({
+      filename: entryFile('thread-worker').file,
+      minThreads: 0,
+      maxThreads: settings.max,
+      idleTimeout: settings.idleTimeout,
+      workerData: { channel: name },
+      ...(settings.resourceLimits === undefined ? {} : { resourceLimits: { ...settings.resourceLimits } }),
+    });
+    pool.on('message', (message: unknown) => {
+      if (isFromWorker(message) && message.type !== 'result' && message.type !== 'crash' && message.type !== 'ready') this.onEvent(message);
+    });
+    // A thread that dies between tasks has no attempt to fail; Piscina replaces it.
+    pool.on('error', (error: unknown) => process.emitWarning(`weir: an idle worker thread failed: ${String(error)}`, { code: 'WEIR_WORKER_ERROR' }));
+    this.#pool = pool;
+    return pool;
+  }
+}
