@@ -77,14 +77,15 @@ export class ForkPool {
     });
   }
 
-  /** Sends a message to the child running the task it names; dropped if that task is not running. */
-  send(message: ToWorker): void {
+  /** Sends a message to the child running the task it names; false (and dropped) if that task is not running. */
+  send(message: ToWorker): boolean {
     for (const child of this.#children) {
       if (child.job?.task.id === message.id && !child.gone) {
         child.process.send(message, ignore);
-        return;
+        return true;
       }
     }
+    return false;
   }
 
   /** Fails queued tasks, ends every child and waits for them to exit. */

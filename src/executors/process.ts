@@ -29,8 +29,8 @@ export class ProcessExecutor extends RemoteExecutor {
     return this.#open().run(task, kill);
   }
 
-  protected post(message: AbortTaskMessage | DepsReplyMessage): void {
-    this.#pool?.send(message);
+  protected post(message: AbortTaskMessage | DepsReplyMessage): boolean {
+    return this.#pool?.send(message) ?? false;
   }
 
   protected crashed(step: Step, error: unknown): FlowError {

@@ -60,8 +60,8 @@ export abstract class RemoteExecutor implements Executor {
 
   /** Hands a task to the pool; rejects when its worker dies, or when `kill` aborts. */
   protected abstract dispatch(task: RunTaskMessage, kill: AbortSignal): Promise<ResultMessage>;
-  /** Sends a message to the worker running the task it names. */
-  protected abstract post(message: AbortTaskMessage | DepsReplyMessage): void;
+  /** Sends a message to the worker running the task it names; false when the task is known not to be running. */
+  protected abstract post(message: AbortTaskMessage | DepsReplyMessage): boolean;
   /** Ends every worker. */
   protected abstract shutdown(): Promise<void>;
   /** The error for an attempt whose worker died under it. */
@@ -161,7 +161,8 @@ export abstract class RemoteExecutor implements Executor {
     if (attempt.stopped) return;
     attempt.reason = reason;
     attempt.stop();
-    this.post({ type: 'abort', id: attempt.id, reason: toErrorData(reason) });
-    attempt.graceTimer = setTimer(() => attempt.kill.abort(reason), this.abortGrace);
+    // A task still queued has nothing to wind down: it is dropped at once.
+    if (!this.post({ type: 'abort', id: attempt.id, reason: toErrorData(reason) })) attempt.kill.abort(reason);
+    else attempt.graceTimer = setTimer(() => attempt.kill.abort(reason), this.abortGrace);
   }
 }

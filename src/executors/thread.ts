@@ -1,6 +1,7 @@
 /** The `thread` executor: processors run in a Piscina pool of worker threads, made on first use. */
 import { randomUUID } from 'node:crypto';
 import { BroadcastChannel } from 'node:worker_threads';
+import PQueue from 'p-queue';
 import { Piscina } from 'piscina';
 import { ErrorCode, FlowError, RetryableError } from '../errors.js';
 import type { Step } from '../processor.js';
@@ -16,11 +17,18 @@ export class ThreadExecutor extends RemoteExecutor {
   readonly #settings: ThreadPoolSettings;
   #pool: Piscina<RunTaskMessage, ResultMessage> | undefined;
   #channel: BroadcastChannel | undefined;
+  /**
+   * Tasks wait here rather than in Piscina's queue: Piscina with `minThreads: 0` does not replace a
+   * terminated thread for tasks already queued, and here an aborted task that never started is dropped at once.
+   */
+  readonly #slots: PQueue;
+  readonly #started = new Set<number>();
 
   constructor(settings: ThreadPoolSettings) {
     super();
     this.#settings = settings;
     this.abortGrace = settings.abortGrace;
+    this.#slots = new PQueue({ concurrency: settings.max });
   }
 
   /** Threads alive now (0 before first use). */
@@ -29,11 +37,23 @@ export class ThreadExecutor extends RemoteExecutor {
   }
 
   protected dispatch(task: RunTaskMessage, kill: AbortSignal): Promise<ResultMessage> {
-    return this.#open().run(task, { signal: kill });
+    return this.#slots.add(
+      async () => {
+        this.#started.add(task.id);
+        try {
+          return await this.#open().run(task, { signal: kill });
+        } finally {
+          this.#started.delete(task.id);
+        }
+      },
+      { signal: kill },
+    );
   }
 
-  protected post(message: AbortTaskMessage | DepsReplyMessage): void {
+  protected post(message: AbortTaskMessage | DepsReplyMessage): boolean {
+    if (!this.#started.has(message.id)) return false;
     this.#channel?.postMessage(message);
+    return true;
   }
 
   protected crashed(step: Step, error: unknown): FlowError {
@@ -48,6 +68,7 @@ export class ThreadExecutor extends RemoteExecutor {
   }
 
   protected async shutdown(): Promise<void> {
+    this.#slots.clear();
     const pool = this.#pool;
     this.#pool = undefined;
     await pool?.destroy();

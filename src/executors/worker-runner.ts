@@ -10,12 +10,15 @@ import type { AbortTaskMessage, DepsReplyMessage, FromWorker, ProcessorRef, Resu
 import { resolveInput } from './wait-for-input.js';
 
 type Send = (message: FromWorker) => void;
+const EARLY_ABORTS = 64;
 
 /** Runs tasks one after another (or side by side), keeping one instance per processor class. */
 export class TaskRunner {
   readonly #send: Send;
   readonly #instances = new Map<string, Promise<Processor>>();
   readonly #active = new Map<number, WorkerStep>();
+  /** Aborts that arrived before their task (they travel on another channel); a few are kept. */
+  readonly #early = new Map<number, unknown>();
 
   constructor(send: Send) {
     this.#send = send;
@@ -25,6 +28,10 @@ export class TaskRunner {
   async run(task: RunTaskMessage): Promise<ResultMessage> {
     const step = new WorkerStep(task, this.#send);
     this.#active.set(task.id, step);
+    if (this.#early.has(task.id)) {
+      step.abort(this.#early.get(task.id));
+      this.#early.delete(task.id);
+    }
     try {
       const processor = await this.#instance(task.processor);
       Object.assign(processor, task.processor.state);
@@ -40,9 +47,17 @@ export class TaskRunner {
   /** Handles a message about a running task; messages about tasks no longer here are dropped. */
   receive(message: AbortTaskMessage | DepsReplyMessage): void {
     const step = this.#active.get(message.id);
-    if (step === undefined) return;
+    if (step === undefined) {
+      if (message.type === 'abort') this.#rememberAbort(message.id, fromErrorData(message.reason));
+      return;
+    }
     if (message.type === 'abort') step.abort(fromErrorData(message.reason));
     else step.reply(message);
+  }
+
+  #rememberAbort(id: number, reason: unknown): void {
+    this.#early.set(id, reason);
+    if (this.#early.size > EARLY_ABORTS) this.#early.delete(this.#early.keys().next().value!);
   }
 
   #instance(ref: ProcessorRef): Promise<Processor> {
