@@ -26,6 +26,8 @@ export interface ProcessorLocation {
   readonly exportName: string;
   /** Resolves to a description of what is wrong with the export, or `undefined` when it looks right. */
   readonly verified: Promise<string | undefined>;
+  /** Set once `verified` has resolved to `undefined`, so dispatch need not wait on it again. */
+  ok: boolean;
 }
 
 const locations = new WeakMap<object, ProcessorLocation>();
@@ -33,7 +35,7 @@ const EXCLUDED = new Set(['input', 'output']);
 
 /**
  * Checks that a processor can run on a thread or in a child process, and returns where it lives.
- * Cached per class; the state check runs every time, since each instance has its own.
+ * Cached per class; the state check runs on every call, since each instance has its own.
  * @throws FlowError `WEIR_PROCESSOR_MODULE` when `static module` is missing, malformed or names no file.
  * @throws FlowError `WEIR_PROCESSOR_CONSTRUCTOR` when `new Class()` with no arguments throws.
  * @throws FlowError `WEIR_PROCESSOR_STATE` naming the first field that cannot be structured-cloned.
@@ -47,6 +49,11 @@ export function locateProcessor(processor: Processor, where: string, executor: s
   }
   checkState(processor, ctor.name, where, executor);
   return location;
+}
+
+/** The location of an instance's class, checked at registration; `undefined` if it never was. */
+export function locationOf(processor: Processor): ProcessorLocation | undefined {
+  return locations.get(processor.constructor);
 }
 
 /** The instance's own enumerable data fields but `input` and `output`: what a worker's instance is given. */
@@ -98,8 +105,9 @@ function locateClass(ctor: LocatableClass, where: string, executor: string): Pro
       { code: ErrorCode.PROCESSOR_CONSTRUCTOR, cause: error },
     );
   }
-  const verified = verifyExport(module, exportName, ctor);
-  return { key: `${module}#${exportName}`, module, exportName, verified };
+  const location: ProcessorLocation = { key: `${module}#${exportName}`, module, exportName, verified: verifyExport(module, exportName, ctor), ok: false };
+  void location.verified.then((problem) => (location.ok = problem === undefined));
+  return location;
 }
 
 function checkState(processor: Processor, className: string, where: string, executor: string): void {

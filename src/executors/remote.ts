@@ -8,7 +8,7 @@ import type { Processor, Step } from '../processor.js';
 import { RunMode } from '../status.js';
 import { clearTimer, setTimer, type TimerHandle } from '../util/clock.js';
 import type { ExecutionRequest, Executor } from './executor.js';
-import { locateProcessor, processorRef } from './locate.js';
+import { locateProcessor, locationOf, processorRef } from './locate.js';
 import type { AbortTaskMessage, DepsReplyMessage, ResultMessage, RunTaskMessage, TaskEvent } from './protocol.js';
 
 /** One attempt in flight: its step, the events received so far, and how to stop it. */
@@ -77,9 +77,12 @@ export abstract class RemoteExecutor implements Executor {
     if (this.#closed) throw new FlowError(`flow "${step.name}": the ${this.type} executor is closed`, { code: ErrorCode.CONTEXT_CLOSED });
     const signal = step.signal;
     signal.throwIfAborted();
-    const location = locateProcessor(request.processor, `flow "${step.name}"`, this.type);
-    const problem = await location.verified;
-    if (problem !== undefined) throw new FatalError(`flow "${step.name}": ${problem}`, { code: ErrorCode.PROCESSOR_EXPORT });
+    // Checked at registration; an uncloneable field set since then fails the send as WEIR_SERIALIZATION.
+    const location = locationOf(request.processor) ?? locateProcessor(request.processor, `flow "${step.name}"`, this.type);
+    if (!location.ok) {
+      const problem = await location.verified;
+      if (problem !== undefined) throw new FatalError(`flow "${step.name}": ${problem}`, { code: ErrorCode.PROCESSOR_EXPORT });
+    }
     const deps = await step.deps.getAll();
     signal.throwIfAborted();
     const id = this.#nextId++;

@@ -1,9 +1,8 @@
 /** The `thread` executor: processors run in a Piscina pool of worker threads, made on first use. */
 import { randomUUID } from 'node:crypto';
 import { BroadcastChannel } from 'node:worker_threads';
-import PQueue from 'p-queue';
 import { Piscina } from 'piscina';
-import { ErrorCode, FlowError, RetryableError } from '../errors.js';
+import { CancelledError, ErrorCode, FlowError, RetryableError } from '../errors.js';
 import type { Step } from '../processor.js';
 import { entryFile } from './entry-file.js';
 import type { ThreadPoolSettings } from './pool-options.js';
@@ -21,14 +20,14 @@ export class ThreadExecutor extends RemoteExecutor {
    * Tasks wait here rather than in Piscina's queue: Piscina with `minThreads: 0` does not replace a
    * terminated thread for tasks already queued, and here an aborted task that never started is dropped at once.
    */
-  readonly #slots: PQueue;
+  readonly #waiting: { readonly start: () => void; readonly kill: AbortSignal }[] = [];
+  #running = 0;
   readonly #started = new Set<number>();
 
   constructor(settings: ThreadPoolSettings) {
     super();
     this.#settings = settings;
     this.abortGrace = settings.abortGrace;
-    this.#slots = new PQueue({ concurrency: settings.max });
   }
 
   /** Threads alive now (0 before first use). */
@@ -36,18 +35,36 @@ export class ThreadExecutor extends RemoteExecutor {
     return this.#pool?.threads.length ?? 0;
   }
 
-  protected dispatch(task: RunTaskMessage, kill: AbortSignal): Promise<ResultMessage> {
-    return this.#slots.add(
-      async () => {
-        this.#started.add(task.id);
-        try {
-          return await this.#open().run(task, { signal: kill });
-        } finally {
-          this.#started.delete(task.id);
-        }
-      },
-      { signal: kill },
-    );
+  protected async dispatch(task: RunTaskMessage, kill: AbortSignal): Promise<ResultMessage> {
+    if (this.#running >= this.#settings.max) await this.#slot(kill);
+    this.#running++;
+    this.#started.add(task.id);
+    try {
+      return await this.#open().run(task, { signal: kill });
+    } finally {
+      this.#started.delete(task.id);
+      this.#running--;
+      this.#waiting.shift()?.start();
+    }
+  }
+
+  /** Waits for a free thread; rejects if `kill` aborts first. */
+  #slot(kill: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const entry = {
+        kill,
+        start: () => {
+          kill.removeEventListener('abort', onKill);
+          resolve();
+        },
+      };
+      const onKill = (): void => {
+        this.#waiting.splice(this.#waiting.indexOf(entry), 1);
+        reject(new CancelledError('the task was aborted before it started', { cause: kill.reason }));
+      };
+      kill.addEventListener('abort', onKill, { once: true });
+      this.#waiting.push(entry);
+    });
   }
 
   protected post(message: AbortTaskMessage | DepsReplyMessage): boolean {
@@ -68,7 +85,6 @@ export class ThreadExecutor extends RemoteExecutor {
   }
 
   protected async shutdown(): Promise<void> {
-    this.#slots.clear();
     const pool = this.#pool;
     this.#pool = undefined;
     await pool?.destroy();

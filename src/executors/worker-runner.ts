@@ -122,7 +122,10 @@ class WorkerStep implements Step, StepDeps {
   events = 0;
   readonly #task: RunTaskMessage;
   readonly #send: Send;
-  readonly #controller = new AbortController();
+  // Made on first use, as on the main thread: most steps never read their signal.
+  #controller: AbortController | undefined;
+  #aborted = false;
+  #reason: unknown;
   readonly #calls = new Map<number, { resolve(value: unknown): void; reject(error: unknown): void }>();
 
   constructor(task: RunTaskMessage, send: Send) {
@@ -135,6 +138,10 @@ class WorkerStep implements Step, StepDeps {
   }
 
   get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
     return this.#controller.signal;
   }
 
@@ -143,7 +150,10 @@ class WorkerStep implements Step, StepDeps {
   }
 
   abort(reason: unknown): void {
-    this.#controller.abort(reason);
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
   }
 
   reply(message: DepsReplyMessage): void {
