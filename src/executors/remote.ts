@@ -137,6 +137,15 @@ export abstract class RemoteExecutor implements Executor {
     await this.shutdown();
   }
 
+  /** The abort messages of attempts stopped but not yet settled, for a worker that was not listening yet. */
+  protected pendingAborts(): AbortTaskMessage[] {
+    const messages: AbortTaskMessage[] = [];
+    for (const attempt of this.#attempts.values()) {
+      if (attempt.stopped) messages.push({ type: 'abort', id: attempt.id, reason: toErrorData(attempt.reason) });
+    }
+    return messages;
+  }
+
   /** Routes an event from a worker to its attempt's step. */
   protected onEvent(message: TaskEvent): void {
     const attempt = this.#attempts.get(message.id);

@@ -109,6 +109,10 @@ export class ThreadExecutor extends RemoteExecutor {
     pool.on('message', (message: unknown) => {
       if (isFromWorker(message) && message.type !== 'result' && message.type !== 'crash' && message.type !== 'ready') this.onEvent(message);
     });
+    // A thread hears broadcasts only once its entry has loaded: repeat the aborts it may have missed.
+    pool.on('workerCreate', () => {
+      for (const message of this.pendingAborts()) this.#channel?.postMessage(message);
+    });
     // A thread that dies between tasks has no attempt to fail; Piscina replaces it.
     pool.on('error', (error: unknown) => process.emitWarning(`weir: an idle worker thread failed: ${String(error)}`, { code: 'WEIR_WORKER_ERROR' }));
     this.#pool = pool;
