@@ -4,10 +4,15 @@ import { BroadcastChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { CancelledError, ErrorCode, FlowError, RetryableError } from '../errors.js';
 import type { Step } from '../processor.js';
+import { setTimer } from '../util/clock.js';
 import { entryFile } from './entry-file.js';
 import type { ThreadPoolSettings } from './pool-options.js';
 import { isFromWorker, type AbortTaskMessage, type DepsReplyMessage, type ResultMessage, type RunTaskMessage } from './protocol.js';
 import { RemoteExecutor } from './remote.js';
+import { createRunningTable, threadRunning } from './running-table.js';
+
+// How often to look again for the thread of a task that was aborted while its thread was starting, in ms.
+const TERMINATE_RETRY = 10;
 
 /** Runs processors on worker threads; the pool is shared by every run of the context. */
 export class ThreadExecutor extends RemoteExecutor {
@@ -21,8 +26,9 @@ export class ThreadExecutor extends RemoteExecutor {
    * terminated thread for tasks already queued, and here an aborted task that never started is dropped at once.
    */
   readonly #waiting: { readonly start: () => void; readonly kill: AbortSignal }[] = [];
-  #running = 0;
+  #busy = 0;
   readonly #started = new Set<number>();
+  readonly #runningTable = createRunningTable();
 
   constructor(settings: ThreadPoolSettings) {
     super();
@@ -36,16 +42,28 @@ export class ThreadExecutor extends RemoteExecutor {
   }
 
   protected async dispatch(task: RunTaskMessage, kill: AbortSignal): Promise<ResultMessage> {
-    if (this.#running >= this.#settings.max) await this.#slot(kill);
-    this.#running++;
+    if (this.#busy >= this.#settings.max) await this.#slot(kill);
+    this.#busy++;
     this.#started.add(task.id);
+    const onKill = (): void => this.#terminate(task.id);
+    kill.addEventListener('abort', onKill, { once: true });
     try {
-      return await this.#open().run(task, { signal: kill });
+      return await this.#open().run(task);
     } finally {
+      kill.removeEventListener('abort', onKill);
       this.#started.delete(task.id);
-      this.#running--;
+      this.#busy--;
       this.#waiting.shift()?.start();
     }
+  }
+
+  /** Terminates the thread running task `id`; one still starting is looked for again shortly. */
+  #terminate(id: number): void {
+    if (!this.#started.has(id)) return;
+    const threadId = threadRunning(this.#runningTable, id);
+    const worker = threadId === undefined ? undefined : this.#pool?.threads.find((w) => w.threadId === threadId);
+    if (worker === undefined) setTimer(() => this.#terminate(id), TERMINATE_RETRY, { unref: true });
+    else void worker.terminate();
   }
 
   /** Waits for a free thread; rejects if `kill` aborts first. */
@@ -103,7 +121,7 @@ export class ThreadExecutor extends RemoteExecutor {
       minThreads: 0,
       maxThreads: settings.max,
       idleTimeout: settings.idleTimeout,
-      workerData: { channel: name },
+      workerData: { channel: name, running: this.#runningTable },
       ...(settings.resourceLimits === undefined ? {} : { resourceLimits: { ...settings.resourceLimits } }),
     });
     pool.on('message', (message: unknown) => {
