@@ -4,7 +4,9 @@
  */
 import { BroadcastChannel, parentPort, threadId, workerData } from 'node:worker_threads';
 import type { ResultMessage, RunTaskMessage, ToWorker } from './protocol.js';
+import { Piscina } from 'piscina';
 import { markRunning } from './running-table.js';
+import { collectTransfers, takeTransfers } from './transfer.js';
 import { TaskRunner } from './worker-runner.js';
 
 const { channel: channelName, running } = workerData as { channel: string; running: Int32Array };
@@ -17,8 +19,12 @@ channel.onmessage = (event) => {
   if (message.type !== 'run') runner.receive(message);
 };
 
-/** Piscina calls this for each task. */
-export default function runTask(task: RunTaskMessage): Promise<ResultMessage> {
+/** Piscina calls this for each task; buffers the step passed to `transfer()` are moved, not copied. */
+export default async function runTask(task: RunTaskMessage): Promise<ResultMessage> {
   markRunning(running, task.id, threadId);
-  return runner.run(task);
+  collectTransfers();
+  const result = await runner.run(task);
+  const transfers = takeTransfers();
+  if (transfers.length === 0 || !result.ok) return result;
+  return Piscina.move({ [Piscina.transferableSymbol]: transfers, [Piscina.valueSymbol]: result } as never) as unknown as ResultMessage;
 }

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Flow, FlowContext } from '../../src/index.js';
-import { Hold, Multiply, WhereAmI } from '../fixtures/remote.js';
+import { Hold, MakeBytes, Multiply, WhereAmI } from '../fixtures/remote.js';
 
 let ctx: FlowContext;
 afterEach(() => ctx.close());
@@ -62,6 +62,18 @@ describe('the thread and process pools', () => {
     const input = { when: new Date(0), map: new Map([['k', 1n]]), bytes: new Uint8Array([1, 2, 3]), set: new Set(['a']) };
     const result = await ctx.run(new Flow(new WhereAmI(), { name: 'clone', type }), input);
     expect((result.output as { input: unknown }).input).toEqual(input);
+  });
+
+  it.each([
+    ['thread', 0],
+    ['process', 1024],
+  ] as const)('move buffers given to transfer() out of a thread, and copy them out of a process (%s)', async (type, leftBehind) => {
+    ctx = new FlowContext({ threads: { max: 1 }, processes: { max: 1 } });
+    const flow = new Flow(new MakeBytes(), { name: 'bytes', type });
+    const first = await ctx.run(flow, null);
+    expect((first.output as { bytes: Uint8Array }).bytes).toEqual(new Uint8Array(1024).fill(7));
+    const second = await ctx.run(flow, null);
+    expect((second.output as { previousLength: number }).previousLength).toBe(leftBehind);
   });
 
   it('terminate every worker on close()', async () => {
