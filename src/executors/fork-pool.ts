@@ -210,6 +210,12 @@ export class ForkPool {
     const job = child.job;
     child.job = undefined;
     if (job !== undefined) this.#settle(job, error);
+    if (!child.ready) {
+      // A child that dies before it is ready would die again: fail the waiting tasks rather than respawn forever.
+      const failed = new ChildExitError(`could not start (${error.message})`, error.exitCode, error.signal, error);
+      for (const waiting of this.#queue.splice(0)) this.#settle(waiting, failed);
+      return;
+    }
     this.#pump();
   }
 
