@@ -7,6 +7,7 @@ import { fromErrorData, type ErrorData } from '../error-data.js';
 import { CancelledError, ErrorCode, FlowError } from '../errors.js';
 import { clearTimer, setTimer, type TimerHandle } from '../util/clock.js';
 import type { FromWorker, ResultMessage, RunTaskMessage, TaskEvent, ToWorker } from './protocol.js';
+import type { KillSwitch } from './remote.js';
 
 /** Settings of a `ForkPool`. */
 export interface ForkPoolOptions {
@@ -64,14 +65,13 @@ export class ForkPool {
     return this.#children.size;
   }
 
-  /** Runs a task in a child; rejects with a `ChildExitError` if the child dies, or when `kill` aborts. */
-  run(task: RunTaskMessage, kill: AbortSignal): Promise<ResultMessage> {
+  /** Runs a task in a child; rejects with a `ChildExitError` if the child dies, or once `kill` fires. */
+  run(task: RunTaskMessage, kill: KillSwitch): Promise<ResultMessage> {
     if (this.#closed) return Promise.reject(new CancelledError('the process pool is closed'));
-    if (kill.aborted) return Promise.reject(new CancelledError('the task was aborted before it started', { cause: kill.reason }));
+    if (kill.killed) return Promise.reject(new CancelledError('the task was stopped before it started', { cause: kill.reason }));
     return new Promise((resolve, reject) => {
-      const onKill = (): void => this.#kill(job, kill.reason);
-      const job: Job = { task, resolve, reject, cleanup: () => kill.removeEventListener('abort', onKill) };
-      kill.addEventListener('abort', onKill, { once: true });
+      const job: Job = { task, resolve, reject, cleanup: () => kill.onKill(undefined) };
+      kill.onKill(() => this.#kill(job, new CancelledError('the task was stopped', { cause: kill.reason })));
       this.#queue.push(job);
       this.#pump();
     });

@@ -11,24 +11,51 @@ import type { ExecutionRequest, Executor } from './executor.js';
 import { locateProcessor, locationOf, processorRef } from './locate.js';
 import type { AbortTaskMessage, DepsReplyMessage, ResultMessage, RunTaskMessage, TaskEvent } from './protocol.js';
 
+/** How a pool hears that a task must be stopped by force: cheaper than an AbortSignal per task. */
+export interface KillSwitch {
+  readonly killed: boolean;
+  readonly reason: unknown;
+  /** Sets the one callback run when the task is killed (`undefined` clears it). */
+  onKill(callback: (() => void) | undefined): void;
+}
+
 /** One attempt in flight: its step, the events received so far, and how to stop it. */
-class Attempt {
+class Attempt implements KillSwitch {
   received = 0;
   stopped = false;
+  killed = false;
   reason: unknown;
   graceTimer: TimerHandle | undefined;
-  readonly kill = new AbortController();
-  /** Resolves when `execute` is done with the attempt. */
-  readonly settled: Promise<void>;
-  settle!: () => void;
+  #onKill: (() => void) | undefined;
+  #done = false;
+  #settled: (() => void) | undefined;
   #expected = Infinity;
   #drained: (() => void) | undefined;
 
   constructor(
     readonly id: number,
     readonly step: Step,
-  ) {
-    this.settled = new Promise((resolve) => (this.settle = resolve));
+  ) {}
+
+  onKill(callback: (() => void) | undefined): void {
+    this.#onKill = callback;
+  }
+
+  kill(): void {
+    if (this.killed) return;
+    this.killed = true;
+    this.#onKill?.();
+  }
+
+  /** Called once `execute` is done with the attempt. */
+  settle(): void {
+    this.#done = true;
+    this.#settled?.();
+  }
+
+  /** Resolves when `execute` is done with the attempt. */
+  settled(): Promise<void> {
+    return this.#done ? Promise.resolve() : new Promise((resolve) => (this.#settled = resolve));
   }
 
   /** Resolves once `count` events have arrived (they travel apart from the result), or the attempt is stopped. */
@@ -58,8 +85,8 @@ export abstract class RemoteExecutor implements Executor {
   #nextId = 1;
   #closed = false;
 
-  /** Hands a task to the pool; rejects when its worker dies, or when `kill` aborts. */
-  protected abstract dispatch(task: RunTaskMessage, kill: AbortSignal): Promise<ResultMessage>;
+  /** Hands a task to the pool; rejects when its worker dies, or once `kill` fires. */
+  protected abstract dispatch(task: RunTaskMessage, kill: KillSwitch): Promise<ResultMessage>;
   /** Sends a message to the worker running the task it names; false when the task is known not to be running. */
   protected abstract post(message: AbortTaskMessage | DepsReplyMessage): boolean;
   /** Ends every worker. */
@@ -105,7 +132,7 @@ export abstract class RemoteExecutor implements Executor {
     try {
       let result: ResultMessage;
       try {
-        result = await this.dispatch(task, attempt.kill.signal);
+        result = await this.dispatch(task, attempt);
       } catch (error) {
         if (attempt.stopped) throw attempt.reason;
         if (error instanceof FlowError) throw error;
@@ -133,7 +160,7 @@ export abstract class RemoteExecutor implements Executor {
     this.#closed = true;
     const attempts = [...this.#attempts.values()];
     for (const attempt of attempts) this.#stop(attempt, new CancelledError(`the ${this.type} executor was closed`));
-    await Promise.all(attempts.map((attempt) => attempt.settled));
+    await Promise.all(attempts.map((attempt) => attempt.settled()));
     await this.shutdown();
   }
 
@@ -174,7 +201,7 @@ export abstract class RemoteExecutor implements Executor {
     attempt.reason = reason;
     attempt.stop();
     // A task still queued has nothing to wind down: it is dropped at once.
-    if (!this.post({ type: 'abort', id: attempt.id, reason: toErrorData(reason) })) attempt.kill.abort(reason);
-    else attempt.graceTimer = setTimer(() => attempt.kill.abort(reason), this.abortGrace);
+    if (!this.post({ type: 'abort', id: attempt.id, reason: toErrorData(reason) })) attempt.kill();
+    else attempt.graceTimer = setTimer(() => attempt.kill(), this.abortGrace);
   }
 }

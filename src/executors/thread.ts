@@ -8,7 +8,7 @@ import { setTimer } from '../util/clock.js';
 import { entryFile } from './entry-file.js';
 import type { ThreadPoolSettings } from './pool-options.js';
 import { isFromWorker, type AbortTaskMessage, type DepsReplyMessage, type ResultMessage, type RunTaskMessage } from './protocol.js';
-import { RemoteExecutor } from './remote.js';
+import { RemoteExecutor, type KillSwitch } from './remote.js';
 import { createRunningTable, threadRunning } from './running-table.js';
 
 // How often to look again for the thread of a task that was aborted while its thread was starting, in ms.
@@ -25,7 +25,7 @@ export class ThreadExecutor extends RemoteExecutor {
    * Tasks wait here rather than in Piscina's queue: Piscina with `minThreads: 0` does not replace a
    * terminated thread for tasks already queued, and here an aborted task that never started is dropped at once.
    */
-  readonly #waiting: { readonly start: () => void; readonly kill: AbortSignal }[] = [];
+  readonly #waiting: (() => void)[] = [];
   #busy = 0;
   readonly #started = new Set<number>();
   readonly #runningTable = createRunningTable();
@@ -41,19 +41,18 @@ export class ThreadExecutor extends RemoteExecutor {
     return this.#pool?.threads.length ?? 0;
   }
 
-  protected async dispatch(task: RunTaskMessage, kill: AbortSignal): Promise<ResultMessage> {
+  protected async dispatch(task: RunTaskMessage, kill: KillSwitch): Promise<ResultMessage> {
     if (this.#busy >= this.#settings.max) await this.#slot(kill);
     this.#busy++;
     this.#started.add(task.id);
-    const onKill = (): void => this.#terminate(task.id);
-    kill.addEventListener('abort', onKill, { once: true });
+    kill.onKill(() => this.#terminate(task.id));
     try {
       return await this.#open().run(task);
     } finally {
-      kill.removeEventListener('abort', onKill);
+      kill.onKill(undefined);
       this.#started.delete(task.id);
       this.#busy--;
-      this.#waiting.shift()?.start();
+      this.#waiting.shift()?.();
     }
   }
 
@@ -66,22 +65,18 @@ export class ThreadExecutor extends RemoteExecutor {
     else void worker.terminate();
   }
 
-  /** Waits for a free thread; rejects if `kill` aborts first. */
-  #slot(kill: AbortSignal): Promise<void> {
+  /** Waits for a free thread; rejects if the task is killed first. */
+  #slot(kill: KillSwitch): Promise<void> {
     return new Promise((resolve, reject) => {
-      const entry = {
-        kill,
-        start: () => {
-          kill.removeEventListener('abort', onKill);
-          resolve();
-        },
+      const start = (): void => {
+        kill.onKill(undefined);
+        resolve();
       };
-      const onKill = (): void => {
-        this.#waiting.splice(this.#waiting.indexOf(entry), 1);
-        reject(new CancelledError('the task was aborted before it started', { cause: kill.reason }));
-      };
-      kill.addEventListener('abort', onKill, { once: true });
-      this.#waiting.push(entry);
+      kill.onKill(() => {
+        this.#waiting.splice(this.#waiting.indexOf(start), 1);
+        reject(new CancelledError('the task was stopped before it started', { cause: kill.reason }));
+      });
+      this.#waiting.push(start);
     });
   }
 
