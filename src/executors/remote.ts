@@ -122,8 +122,9 @@ export abstract class RemoteExecutor implements Executor {
       runId: step.runId,
       attempt: step.attempt,
       idempotencyKey: step.idempotencyKey,
-      mode: RunMode.BATCH,
+      mode: request.mode ?? RunMode.BATCH,
       deps,
+      ...(request.answers === undefined ? {} : { answers: request.answers }),
     };
     const attempt = new Attempt(id, step);
     this.#attempts.set(id, attempt);
