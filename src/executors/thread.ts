@@ -21,6 +21,8 @@ export class ThreadExecutor extends RemoteExecutor {
   readonly #settings: ThreadPoolSettings;
   #pool: Piscina<RunTaskMessage, ResultMessage> | undefined;
   #channel: BroadcastChannel | undefined;
+  /** Why the last pool could not start a thread, for the attempts that failed with it. */
+  #startError: unknown;
   /**
    * Tasks wait here rather than in Piscina's queue: Piscina with `minThreads: 0` does not replace a
    * terminated thread for tasks already queued, and here an aborted task that never started is dropped at once.
@@ -87,10 +89,17 @@ export class ThreadExecutor extends RemoteExecutor {
   }
 
   protected crashed(step: Step, error: unknown): FlowError {
+    const startError = this.#startError;
+    if (startError !== undefined) {
+      return new RetryableError(
+        `flow "${step.name}": no worker thread could start to run attempt ${step.attempt} (${describe(startError)}); check the \`threads.resourceLimits\` option and that weir is installed intact`,
+        { code: ErrorCode.WORKER_CRASHED, cause: startError },
+      );
+    }
     const detail =
       (error as { code?: unknown }).code === 'ERR_WORKER_OUT_OF_MEMORY'
         ? 'ran out of memory (see the `threads.resourceLimits` option)'
-        : `crashed (${error instanceof Error ? error.message : String(error)})`;
+        : `crashed (${describe(error)})`;
     return new RetryableError(
       `flow "${step.name}": the worker thread running attempt ${step.attempt} ${detail}; the thread was replaced, and the retry policy decides what happens next`,
       { code: ErrorCode.WORKER_CRASHED, cause: error },
@@ -124,11 +133,26 @@ export class ThreadExecutor extends RemoteExecutor {
     });
     // A thread hears broadcasts only once its entry has loaded: repeat the aborts it may have missed.
     pool.on('workerCreate', () => {
+      this.#startError = undefined;
       for (const message of this.pendingAborts()) this.#channel?.postMessage(message);
     });
-    // A thread that dies between tasks has no attempt to fail; Piscina replaces it.
-    pool.on('error', (error: unknown) => process.emitWarning(`weir: an idle worker thread failed: ${String(error)}`, { code: 'WEIR_WORKER_ERROR' }));
+    pool.on('error', (error: unknown) => {
+      if (pool.threads.length === 0 && this.#started.size > 0) {
+        // No thread could start (a bad entry, a heap too small to load it), and Piscina will not try
+        // again: end this pool so its waiting tasks fail, and start afresh on the next step.
+        this.#startError = error;
+        if (this.#pool === pool) this.#pool = undefined;
+        void pool.destroy();
+        return;
+      }
+      // A thread that dies between tasks has no attempt to fail; Piscina replaces it.
+      process.emitWarning(`weir: an idle worker thread failed: ${String(error)}`, { code: 'WEIR_WORKER_ERROR' });
+    });
     this.#pool = pool;
     return pool;
   }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, Flow, FlowContext } from '../../src/index.js';
-import { Crash } from '../fixtures/remote.js';
+import { Crash, Multiply } from '../fixtures/remote.js';
 
 let ctx: FlowContext;
 afterEach(() => ctx.close());
@@ -27,5 +27,21 @@ describe('a worker that crashes', () => {
     const first = result.attempts[0]?.error;
     expect(first).toMatchObject({ name: 'RetryableError', code: ErrorCode.WORKER_CRASHED, retryable: true });
     expect(first?.message).toMatch(message);
+  });
+});
+
+describe('a pool whose workers cannot start', () => {
+  it('fails the attempt instead of waiting forever, on a thread', async () => {
+    ctx = new FlowContext({ threads: { max: 1, resourceLimits: { maxOldGenerationSizeMb: 2, maxYoungGenerationSizeMb: 1 } } });
+    const result = await ctx.run(new Flow(new Multiply(2), { name: 'x', type: 'thread' }), { n: 1 });
+    expect(result.error).toMatchObject({ name: 'RetryableError', code: ErrorCode.WORKER_CRASHED });
+    expect(result.error?.message).toContain('no worker thread could start');
+  });
+
+  it('fails the attempt instead of waiting forever, in a process', async () => {
+    ctx = new FlowContext({ processes: { max: 1, execArgv: ['--no-such-node-option'] } });
+    const result = await ctx.run(new Flow(new Multiply(2), { name: 'x', type: 'process' }), { n: 1 });
+    expect(result.error).toMatchObject({ name: 'RetryableError', code: ErrorCode.WORKER_CRASHED });
+    expect(result.error?.message).toMatch(/could not start \(exited with code 9\)/);
   });
 });
