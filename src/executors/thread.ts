@@ -44,8 +44,9 @@ export class ThreadExecutor extends RemoteExecutor {
   }
 
   protected async dispatch(task: RunTaskMessage, kill: KillSwitch): Promise<ResultMessage> {
+    // A slot is handed straight from the task that frees it to the next waiting one, so none is taken twice.
     if (this.#busy >= this.#settings.max) await this.#slot(kill);
-    this.#busy++;
+    else this.#busy++;
     this.#started.add(task.id);
     kill.onKill(() => this.#terminate(task.id));
     try {
@@ -53,8 +54,9 @@ export class ThreadExecutor extends RemoteExecutor {
     } finally {
       kill.onKill(undefined);
       this.#started.delete(task.id);
-      this.#busy--;
-      this.#waiting.shift()?.();
+      const next = this.#waiting.shift();
+      if (next === undefined) this.#busy--;
+      else next();
     }
   }
 
@@ -141,7 +143,11 @@ export class ThreadExecutor extends RemoteExecutor {
         // No thread could start (a bad entry, a heap too small to load it), and Piscina will not try
         // again: end this pool so its waiting tasks fail, and start afresh on the next step.
         this.#startError = error;
-        if (this.#pool === pool) this.#pool = undefined;
+        if (this.#pool === pool) {
+          this.#pool = undefined;
+          this.#channel?.close();
+          this.#channel = undefined;
+        }
         void pool.destroy();
         return;
       }
