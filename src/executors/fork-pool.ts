@@ -171,7 +171,9 @@ export class ForkPool {
     child.process.channel?.ref();
     try {
       child.process.send(job.task, (error) => {
-        if (error !== null && child.job === job) this.#onGone(child, new ChildExitError(`could not be sent the task (${error.message})`, null, null, error));
+        if (error === null || child.job !== job) return;
+        this.#onGone(child, new ChildExitError(`could not be sent the task (${error.message})`, null, null, error));
+        child.process.kill('SIGKILL');
       });
     } catch (error) {
       // The task could not be serialised: the child is fine, the task is not.

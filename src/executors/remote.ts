@@ -112,6 +112,8 @@ export abstract class RemoteExecutor implements Executor {
     }
     const deps = await step.deps.getAll();
     signal.throwIfAborted();
+    // close() may have begun while this attempt awaited; it must not start a pool again.
+    if (this.#closed) throw new FlowError(`flow "${step.name}": the ${this.type} executor is closed`, { code: ErrorCode.CONTEXT_CLOSED });
     const id = this.#nextId++;
     const task: RunTaskMessage = {
       type: 'run',
