@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Flow, FlowContext } from '../../src/index.js';
-import { Hold, MakeBytes, Multiply, WhereAmI } from '../fixtures/remote.js';
+import { Hold, MakeBytes, Multiply, Spin, WhereAmI } from '../fixtures/remote.js';
+import { deferred } from '../fixtures/processors.js';
 
 let ctx: FlowContext;
 afterEach(() => ctx.close());
@@ -87,5 +88,20 @@ describe('the thread and process pools', () => {
     await ctx.close();
     expect(ctx.workers).toEqual({ threads: 0, processes: 0 });
     expect(() => process.kill(pid, 0)).toThrow();
+  });
+
+  it('stop steps still running when close() gives up waiting, then end every worker', async () => {
+    ctx = new FlowContext({ closeTimeout: 0, threads: { max: 1, abortGrace: 20 }, processes: { max: 1, abortGrace: 20 } });
+    const root = Flow.parallel('stuck');
+    new Flow(new Spin(), { name: 't', type: 'thread' }).registerTo(root);
+    new Flow(new Spin(), { name: 'p', type: 'process' }).registerTo(root);
+    let spinning = 0;
+    const both = deferred();
+    ctx.on('step_progress', () => ++spinning === 2 && both.resolve());
+    const handle = ctx.start(root, null);
+    await both.promise;
+    await ctx.close();
+    expect((await handle.result()).status).toBe('cancelled');
+    expect(ctx.workers).toEqual({ threads: 0, processes: 0 });
   });
 });
