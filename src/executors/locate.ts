@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { serialize } from 'node:v8';
 import { ErrorCode, FlowError } from '../errors.js';
 import type { Processor } from '../processor.js';
 import type { ProcessorRef } from './protocol.js';
@@ -112,9 +113,11 @@ function locateClass(ctor: LocatableClass, where: string, executor: string): Pro
 
 function checkState(processor: Processor, className: string, where: string, executor: string): void {
   const state = processorState(processor);
+  // A child gets its task through the V8 serializer (IPC 'advanced'), which refuses more than structuredClone.
+  const copy = executor === 'process' ? serialize : structuredClone;
   for (const [key, value] of Object.entries(state)) {
     try {
-      structuredClone(value);
+      copy(value);
     } catch (error) {
       throw new FlowError(
         `${where}: field "${key}" of ${className} cannot be copied to a "${executor}" worker (${error instanceof Error ? error.message : String(error)}); keep only structured-cloneable data in fields (no functions, sockets or class instances with methods you need), or make it a #private field set up by the constructor`,

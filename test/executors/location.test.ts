@@ -41,6 +41,13 @@ describe.each(['thread', 'process'] as const)('locating a %s processor', (type) 
     expect(error.message).toContain('field "onDone" of WithCallback');
   });
 
+  it(type === 'thread' ? 'accepts a SharedArrayBuffer field, shared with the thread' : 'refuses a SharedArrayBuffer field, which a child cannot share', () => {
+    ctx = new FlowContext();
+    const flow = new Flow(Object.assign(new DeclaredAs(), { shared: new SharedArrayBuffer(8) }), { name: 'x', type });
+    if (type === 'thread') expect(() => ctx.register(flow)).not.toThrow();
+    else expect(() => ctx.register(flow)).toThrow(expect.objectContaining({ code: ErrorCode.PROCESSOR_STATE, message: expect.stringContaining('field "shared"') }));
+  });
+
   it('refuses a class whose constructor throws without arguments', () => {
     ctx = new FlowContext();
     const error = thrown(() => ctx.register(new Flow(new NeedsOptions({ url: 'HTTP://X' }), { name: 'x', type })));
