@@ -141,6 +141,7 @@ export class ForkPool {
   }
 
   #onMessage(child: Child, message: FromWorker): void {
+    if (typeof message !== 'object' || message === null) return;
     switch (message.type) {
       case 'ready':
         child.ready = true;
@@ -159,8 +160,12 @@ export class ForkPool {
       case 'crash':
         child.crash = message.error;
         return;
-      default:
+      case 'progress':
+      case 'heartbeat':
+      case 'deps-get':
         this.#options.onEvent(message);
+        return;
+      // Anything else is the processor's own `process.send`, not ours to read.
     }
   }
 
