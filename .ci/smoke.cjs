@@ -5,6 +5,7 @@ const { Flow, FlowContext, Processor, ResultsManager } = require('weir');
 const { mkdtempSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
+const { Scale } = require('./processors.cjs');
 
 const N = z.object({ n: z.number() });
 class Double extends Processor {
@@ -26,6 +27,17 @@ class Double extends Processor {
   assert.deepEqual(result.output, { one: { n: 2 }, two: { n: 2 } });
   assert.deepEqual(await ctx.results.get(`${result.runId}/one`), { n: 2 });
   await ctx.close();
+
+  // A thread flow and a process flow from the built package, the second reading the first's output.
+  const remote = new FlowContext({ threads: { max: 1 }, processes: { max: 1 } });
+  const mixed = Flow.parallel('mixed');
+  const onThread = Object.assign(new Scale(), { factor: 3 });
+  const t = new Flow(onThread, { name: 'thread', type: 'thread' }).registerTo(mixed);
+  new Flow(new Scale(), { name: 'process', type: 'process' }).registerTo(mixed, { required: [t] });
+  const both = await remote.run(mixed, { n: 2 });
+  assert.equal(both.status, 'completed', JSON.stringify(both.error));
+  assert.deepEqual(both.output, { thread: { n: 6 }, process: { n: 8 } });
+  await remote.close();
   rmSync(dir, { recursive: true, force: true });
   console.log('smoke cjs: ok');
 })().catch((error) => {

@@ -11,6 +11,16 @@ import { CancelledError, ErrorCode, FlowError } from './errors.js';
 import type { WeirEvent, WeirEventMap } from './events.js';
 import type { Executor } from './executors/executor.js';
 import { InlineExecutor } from './executors/inline.js';
+import {
+  processPoolSchema,
+  processSettings,
+  threadPoolSchema,
+  threadSettings,
+  type ProcessPoolOptions,
+  type ThreadPoolOptions,
+} from './executors/pool-options.js';
+import { ProcessExecutor } from './executors/process.js';
+import { ThreadExecutor } from './executors/thread.js';
 import { setDefaultRunner, graphVersionOf, Flow, type AnyFlow } from './flow.js';
 import { compileGraph, type CompiledGraph } from './graph/compile.js';
 import { ResultsManager } from './results/results-manager.js';
@@ -36,6 +46,10 @@ export interface FlowContextOptions {
   readonly timeout?: number | undefined;
   /** How long `close()` waits for active runs before cancelling them, in milliseconds. @default 10000 */
   readonly closeTimeout?: number | undefined;
+  /** The pool of worker threads behind `type: 'thread'` flows, made on first use. @default see `ThreadPoolOptions` */
+  readonly threads?: ThreadPoolOptions | undefined;
+  /** The pool of child processes behind `type: 'process'` flows, made on first use. @default see `ProcessPoolOptions` */
+  readonly processes?: ProcessPoolOptions | undefined;
 }
 
 const contextOptionsSchema = z.strictObject({
@@ -44,13 +58,15 @@ const contextOptionsSchema = z.strictObject({
   retry: retryOptionSchema.optional(),
   timeout: z.number().int().positive().optional(),
   closeTimeout: z.number().int().nonnegative().optional(),
+  threads: threadPoolSchema.optional(),
+  processes: processPoolSchema.optional(),
 });
 
 /** The lifecycle of a context. */
 export type ContextState = 'open' | 'closing' | 'closed';
 
 const PROCESS_ID = `${hostname()}:${process.pid}`;
-const EXECUTOR_TYPES: ReadonlySet<string> = new Set(['inline']);
+const EXECUTOR_TYPES: ReadonlySet<string> = new Set(['inline', 'thread', 'process']);
 let defaultInstance: FlowContext | undefined;
 
 /**
@@ -87,7 +103,11 @@ export class FlowContext {
     const parsed = parseOptions(contextOptionsSchema, options, 'new FlowContext()');
     this.results = parsed.results ?? ResultsManager.memory();
     this.#queue = new PQueue({ concurrency: parsed.concurrency ?? 100 });
-    this.#executors = new Map<string, Executor>([['inline', new InlineExecutor()]]);
+    this.#executors = new Map<string, Executor>([
+      ['inline', new InlineExecutor()],
+      ['thread', new ThreadExecutor(threadSettings(parsed.threads))],
+      ['process', new ProcessExecutor(processSettings(parsed.processes))],
+    ]);
     this.#retry = mergeRetry(DEFAULT_RETRY_POLICY, parsed.retry);
     this.#timeout = parsed.timeout;
     this.#closeTimeout = parsed.closeTimeout ?? 10_000;
@@ -102,6 +122,14 @@ export class FlowContext {
   /** `open`, `closing` or `closed`. */
   get state(): ContextState {
     return this.#state;
+  }
+
+  /** How many worker threads and child processes this context's pools hold now (0 until first used). */
+  get workers(): { readonly threads: number; readonly processes: number } {
+    return {
+      threads: (this.#executors.get('thread') as ThreadExecutor).size,
+      processes: (this.#executors.get('process') as ProcessExecutor).size,
+    };
   }
 
   /** How many runs are in progress in this context. */
@@ -286,7 +314,12 @@ export class FlowContext {
     const version = graphVersionOf(flow);
     const cached = this.#compiled.get(flow);
     if (cached?.version === version) return cached.graph;
-    const graph = compileGraph(flow, { retry: this.#retry, timeout: this.#timeout, executors: EXECUTOR_TYPES });
+    const graph = compileGraph(flow, {
+      retry: this.#retry,
+      timeout: this.#timeout,
+      executors: EXECUTOR_TYPES,
+      checkLeaf: (leaf, processor) => this.#executors.get(leaf.type)?.prepare?.(processor, `flow "${leaf.name}"`),
+    });
     this.#compiled.set(flow, { version, graph });
     return graph;
   }

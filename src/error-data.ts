@@ -18,12 +18,30 @@ export interface ErrorData {
   readonly issues?: readonly ValidationIssue[];
   /** Class-specific fields: `cycle`, `upstream`, `timeout`, `dependency`. */
   readonly details?: Readonly<Record<string, unknown>>;
+  /**
+   * For a subclass of a weir error class: the nearest built-in class it extends, so an
+   * unregistered subclass is rebuilt as that class (keeping its `name`, `code` and `retryable`).
+   */
+  readonly kind?: string;
 }
 
 const MAX_CAUSE_DEPTH = 5;
+const KINDS = Symbol.for('weir.error.kinds');
+type ErrorClass = new (message: string, options?: any) => Error;
+/** JavaScript's own error classes, rebuilt as themselves so `retryOn` sees the same class as inline. */
+const nativeErrorClasses: Readonly<Record<string, ErrorClass | undefined>> = {
+  Error,
+  TypeError,
+  RangeError,
+  SyntaxError,
+  ReferenceError,
+  EvalError,
+  URIError,
+};
+const builtins = builtinErrorClasses as Readonly<Record<string, (new (m: string, o?: any) => FlowError) | undefined>>;
 const DETAIL_FIELDS = ['cycle', 'upstream', 'timeout', 'dependency'] as const;
 
-const userClasses = new Map<string, new (message: string, options?: any) => Error>();
+const userClasses = new Map<string, ErrorClass>();
 
 /**
  * Registers an error class so that an error of that class, recorded as data, is rebuilt as the
@@ -61,24 +79,46 @@ function describeError(error: unknown, depth: number): ErrorData {
   const details: Record<string, unknown> = {};
   for (const field of DETAIL_FIELDS) if (record[field] !== undefined) details[field] = record[field];
   if (Object.keys(details).length > 0) data.details = details;
+  if (error instanceof FlowError && builtins[error.name] === undefined) {
+    const kinds = (error as unknown as Record<symbol, unknown>)[KINDS];
+    if (Array.isArray(kinds) && typeof kinds[0] === 'string') data.kind = kinds[0];
+  }
   return data;
 }
 
-/** Rebuilds an `Error` of the recorded class (built-in or registered), with code, stack and cause. */
+/**
+ * Rebuilds an `Error` of the recorded class, with code, stack and cause: a weir class or a class
+ * registered with `registerErrorClass` as itself; an unregistered subclass of a weir class as that
+ * weir class, keeping its `name` and `retryable`; JavaScript's own classes as themselves; anything
+ * else as an `Error` with the recorded `name`.
+ */
 export function fromErrorData(data: ErrorData): Error {
   const cause = data.cause === undefined ? undefined : fromErrorData(data.cause);
-  const builtin = (builtinErrorClasses as Record<string, (new (m: string, o?: any) => FlowError) | undefined>)[data.name];
+  const builtin = builtins[data.name];
+  const user = builtin === undefined ? userClasses.get(data.name) : undefined;
+  const kind = builtin === undefined && user === undefined && data.kind !== undefined ? builtins[data.kind] : undefined;
   let error: Error;
-  if (builtin !== undefined) {
-    error = new builtin(data.message, { cause, code: data.code, issues: data.issues, ...data.details });
+  if (builtin !== undefined || kind !== undefined) {
+    error = new (builtin ?? kind)!(data.message, { cause, code: data.code, issues: data.issues, ...data.details });
+    if (kind !== undefined) {
+      error.name = data.name;
+      if ((error as FlowError).retryable !== data.retryable) setField(error, 'retryable', data.retryable);
+    }
+  } else if (user !== undefined) {
+    error = new user(data.message, { cause, code: data.code });
+    if ((error as { code?: unknown }).code !== data.code) setField(error, 'code', data.code);
   } else {
-    const ctor = userClasses.get(data.name);
-    error = ctor === undefined ? new Error(data.message, cause === undefined ? undefined : { cause }) : new ctor(data.message, { cause });
-    if (ctor === undefined) error.name = data.name;
-    if (!(error instanceof FlowError)) Object.defineProperty(error, 'code', { value: data.code, enumerable: true, writable: true });
+    const native = nativeErrorClasses[data.name];
+    error = new (native ?? Error)(data.message, cause === undefined ? undefined : { cause });
+    if (native === undefined) error.name = data.name;
+    setField(error, 'code', data.code);
   }
   if (data.stack !== undefined) error.stack = data.stack;
   return error;
+}
+
+function setField(error: Error, field: string, value: unknown): void {
+  Object.defineProperty(error, field, { value, enumerable: true, writable: true, configurable: true });
 }
 
 function codeOf(error: Error): string {

@@ -4,6 +4,8 @@ export { Flow } from './flow.js';
 export type { AnyFlow, FlowConfig, CompositeConfig, LeafType, RegisterOptions, DependencyRef } from './flow.js';
 export { FlowContext } from './context.js';
 export type { FlowContextOptions, ContextState } from './context.js';
+export { transfer } from './executors/transfer.js';
+export type { ThreadPoolOptions, ProcessPoolOptions, ThreadResourceLimits } from './executors/pool-options.js';
 export { ResultsManager } from './results/results-manager.js';
 export type { SqliteResultsOptions, CleanupOptions, ResultsKind } from './results/results-manager.js';
 export { FlowStatus, FlowType, RunMode } from './status.js';

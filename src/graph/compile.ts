@@ -49,6 +49,8 @@ export interface CompileDefaults {
   readonly retry: RetryPolicy;
   readonly timeout: number | undefined;
   readonly executors: ReadonlySet<string>;
+  /** Checks a leaf can run on its executor (a thread or process needs a locatable processor); throws if not. */
+  readonly checkLeaf?: (flow: AnyFlow, processor: Processor) => void;
 }
 
 interface Draft {
@@ -65,6 +67,7 @@ interface Draft {
  * @throws DependencyError `WEIR_DEPENDENCY` for a required dependency that is not registered.
  * @throws FlowError `WEIR_DUPLICATE_NAME` when two flows in the tree share a name.
  * @throws FlowError `WEIR_UNSUPPORTED` for an executor this version cannot run.
+ * @throws FlowError whatever `defaults.checkLeaf` throws, such as `WEIR_PROCESSOR_MODULE`.
  */
 export function compileGraph(root: AnyFlow, defaults: CompileDefaults): CompiledGraph {
   const drafts: Draft[] = [];
@@ -82,6 +85,7 @@ export function compileGraph(root: AnyFlow, defaults: CompileDefaults): Compiled
         code: ErrorCode.UNSUPPORTED,
       });
     }
+    if (!flow.isComposite && flow.processor !== undefined) defaults.checkLeaf?.(flow, flow.processor);
     const inherited = parent === -1 ? defaults : drafts[parent]!;
     const draft: Draft = {
       index: drafts.length,

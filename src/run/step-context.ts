@@ -1,7 +1,7 @@
 /** The `Step` object a processor receives, backed by its run. */
 import type { z } from 'zod';
-import { DependencyError, ErrorCode, InputRequiredError } from '../errors.js';
-import { validate } from '../executors/invoke.js';
+import { DependencyError } from '../errors.js';
+import { resolveInput } from '../executors/wait-for-input.js';
 import type { AnySchema, Step, StepDeps, WaitForInputOptions } from '../processor.js';
 
 /** What a step context needs from its run. */
@@ -98,12 +98,8 @@ export class StepContext implements Step, StepDeps {
     this.#host.heartbeat(this.#index, this.attempt, details);
   }
 
-  async waitForInput<S extends AnySchema>(key: string, schema: S, options: WaitForInputOptions<z.output<S>> = {}): Promise<z.output<S>> {
-    if (options.default !== undefined) {
-      return validate(schema, options.default, `flow "${this.name}": the default for input "${key}"`) as z.output<S>;
-    }
-    throw new InputRequiredError(`flow "${this.name}" needs input "${key}" and the run is in batch mode with no default`, {
-      code: ErrorCode.INPUT_REQUIRED,
-    });
+  waitForInput<S extends AnySchema>(key: string, schema: S, options?: WaitForInputOptions<z.output<S>>): Promise<z.output<S>> {
+    return resolveInput(this.name, key, schema, options);
   }
+
 }

@@ -92,10 +92,10 @@ describe('Flow and FlowConfig', () => {
     expect(() => ctx!.register(root)).toThrow(/"fetch" appears twice/);
   });
 
-  it('refuses executors this version cannot run when the graph is registered', () => {
+  it('refuses at registration a thread flow whose processor a worker could not find', () => {
     ctx = new FlowContext();
     const flow = new Flow(new AddOne(), { name: 'heavy', type: 'thread' });
-    expect(() => ctx!.register(flow)).toThrow(expect.objectContaining({ code: 'WEIR_UNSUPPORTED' }));
+    expect(() => ctx!.register(flow)).toThrow(expect.objectContaining({ code: 'WEIR_PROCESSOR_MODULE' }));
   });
 
   it('runs what was registered deep inside a tree after an earlier run of it, and leaves other trees as they were', async () => {

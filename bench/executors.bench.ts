@@ -1,0 +1,131 @@
+/**
+ * The thread and process executors: dispatch cost per step against raw Piscina and a raw
+ * `child_process.fork` round trip, and a CPU-heavy graph (gzip of the TypeScript compiler's files)
+ * inline, on threads, in processes, and as a hand-written Piscina script.
+ */
+import { fork } from 'node:child_process';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { Flow, FlowContext, type LeafType } from '../src/index.js';
+import { measure, perItem, row, type Measurement } from './harness.js';
+import { GzipFiles, gzipFiles, Inc, rawGzipWorker, rawIncChild, rawIncWorker } from './processors.js';
+
+const STEPS = 200;
+
+function chain(type: LeafType): Flow<unknown, Record<string, unknown>> {
+  const root = Flow.sequential(`chain-${type}`);
+  for (let i = 0; i < STEPS; i++) new Flow(new Inc(), { name: `s${i}`, type }).registerTo(root);
+  return root;
+}
+
+/** Splits files into `bins` groups of about equal size, largest group first. */
+async function binsOf(dir: string, bins: number): Promise<string[][]> {
+  const files: { file: string; size: number }[] = [];
+  for (const name of await readdir(dir)) {
+    const file = join(dir, name);
+    const info = await stat(file);
+    if (info.isFile()) files.push({ file, size: info.size });
+  }
+  files.sort((a, b) => b.size - a.size);
+  const groups = Array.from({ length: bins }, () => ({ files: [] as string[], size: 0 }));
+  for (const f of files) {
+    const smallest = groups.reduce((min, g) => (g.size < min.size ? g : min));
+    smallest.files.push(f.file);
+    smallest.size += f.size;
+  }
+  return groups.sort((a, b) => b.size - a.size).map((g) => g.files);
+}
+
+export async function executorsBench(): Promise<void> {
+  const cores = availableParallelism();
+  const dir = await mkdtemp(join(tmpdir(), 'weir-bench-exec-'));
+  try {
+    await writeFile(join(dir, 'inc-worker.mjs'), rawIncWorker);
+    await writeFile(join(dir, 'inc-child.mjs'), rawIncChild);
+    await writeFile(join(dir, 'gzip-worker.mjs'), rawGzipWorker);
+
+    console.log(`\n## Executors: dispatch cost, ${STEPS}-step sequential chain of a trivial step, pools of ${cores}\n`);
+    console.log('(each case measured in turn, round after round, so load from elsewhere hits all of them alike)\n');
+    const ctx = new FlowContext({ threads: { max: cores }, processes: { max: cores } });
+    const after = () => ctx.results.cleanup({ olderThan: new Date(Date.now() + 1) });
+    const piscina = new Piscina({ filename: join(dir, 'inc-worker.mjs'), minThreads: cores, maxThreads: cores });
+    const child = fork(join(dir, 'inc-child.mjs'), [], { serialization: 'advanced', execArgv: [] });
+    await new Promise((resolve) => child.once('spawn', resolve));
+    const roundTrip = (value: { n: number }) =>
+      new Promise<{ n: number }>((resolve) => {
+        child.once('message', resolve as (m: unknown) => void);
+        child.send(value);
+      });
+    const chains = { inline: chain('inline'), thread: chain('thread'), process: chain('process') };
+    const cases: Record<string, () => Promise<unknown>> = {
+      inline: () => ctx.run(chains.inline, { n: 0 }),
+      thread: () => ctx.run(chains.thread, { n: 0 }),
+      process: () => ctx.run(chains.process, { n: 0 }),
+      piscina: async () => {
+        let value = { n: 0 };
+        for (let i = 0; i < STEPS; i++) value = (await piscina.run(value)) as { n: number };
+      },
+      fork: async () => {
+        let value = { n: 0 };
+        for (let i = 0; i < STEPS; i++) value = await roundTrip(value);
+      },
+    };
+    const times: Record<string, number[]> = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
+    for (let round = 0; round < 25; round++) {
+      for (const [name, fn] of Object.entries(cases)) {
+        const start = performance.now();
+        await fn();
+        if (round >= 4) times[name]!.push(performance.now() - start);
+        await after();
+      }
+    }
+    const median = (name: string) => {
+      const sorted = [...times[name]!].sort((a, b) => a - b);
+      return { name, ms: sorted[Math.floor(sorted.length / 2)]!, runs: sorted.length };
+    };
+    const [inline, thread, proc, raw, rawFork] = ['inline', 'thread', 'process', 'piscina', 'fork'].map(median) as [Measurement, Measurement, Measurement, Measurement, Measurement];
+    child.kill();
+    await piscina.destroy();
+    await ctx.close();
+    row('case', 'median', 'per step', 'ratio');
+    row('weir inline chain', `${inline.ms.toFixed(2)} ms`, perItem(inline, STEPS), '');
+    row('raw Piscina, same function, awaited in turn', `${raw.ms.toFixed(2)} ms`, perItem(raw, STEPS), '1.00x');
+    row('weir thread chain', `${thread.ms.toFixed(2)} ms`, perItem(thread, STEPS), `${(thread.ms / raw.ms).toFixed(2)}x`);
+    row('  its dispatch alone (thread - inline)', `${(thread.ms - inline.ms).toFixed(2)} ms`, perItem({ ...thread, ms: thread.ms - inline.ms }, STEPS), `${((thread.ms - inline.ms) / raw.ms).toFixed(2)}x`);
+    row('raw child_process.fork round trip (advanced)', `${rawFork.ms.toFixed(2)} ms`, perItem(rawFork, STEPS), '1.00x');
+    row('weir process chain', `${proc.ms.toFixed(2)} ms`, perItem(proc, STEPS), `${(proc.ms / rawFork.ms).toFixed(2)}x`);
+    row('  its dispatch alone (process - inline)', `${(proc.ms - inline.ms).toFixed(2)} ms`, perItem({ ...proc, ms: proc.ms - inline.ms }, STEPS), `${((proc.ms - inline.ms) / rawFork.ms).toFixed(2)}x`);
+    console.log('\n(aim: within 1.3x of raw Piscina per dispatch)');
+
+    const lib = fileURLToPath(new URL('../node_modules/typescript/lib', import.meta.url));
+    const bins = await binsOf(lib, 8);
+    const rounds = 2;
+    console.log(`\n## Executors: CPU-heavy graph, gzip of node_modules/typescript/lib x${rounds} in ${bins.length} parallel flows, ${cores} cores\n`);
+    row('case', 'median', '', 'speed-up');
+    const heavy = (type: LeafType) => {
+      const root = Flow.parallel(`gzip-${type}`);
+      bins.forEach((files, i) => new Flow(Object.assign(new GzipFiles(), { files, rounds }), { name: `bin${i}`, type }).registerTo(root));
+      return root;
+    };
+    const cpu = new FlowContext({ threads: { max: cores }, processes: { max: cores } });
+    const options = { warmup: 1, runs: 5 };
+    const direct = await measure('direct', async () => bins.map((files) => gzipFiles(files, rounds)), options);
+    const cpuInline = await measure('inline', () => cpu.run(heavy('inline'), null), options);
+    const cpuThread = await measure('thread', () => cpu.run(heavy('thread'), null), options);
+    const cpuProcess = await measure('process', () => cpu.run(heavy('process'), null), options);
+    const gzipPool = new Piscina({ filename: join(dir, 'gzip-worker.mjs'), minThreads: cores, maxThreads: cores });
+    const cpuPiscina = await measure('piscina', () => Promise.all(bins.map((files) => gzipPool.run({ files, rounds }))), options);
+    await gzipPool.destroy();
+    await cpu.close();
+    row('direct loop on the main thread', `${direct.ms.toFixed(0)} ms`, '', `${(cpuInline.ms / direct.ms).toFixed(2)}x`);
+    row('weir inline', `${cpuInline.ms.toFixed(0)} ms`, '', '1.00x');
+    row('weir thread', `${cpuThread.ms.toFixed(0)} ms`, '', `${(cpuInline.ms / cpuThread.ms).toFixed(2)}x`);
+    row('weir process', `${cpuProcess.ms.toFixed(0)} ms`, '', `${(cpuInline.ms / cpuProcess.ms).toFixed(2)}x`);
+    row('hand-written Piscina script', `${cpuPiscina.ms.toFixed(0)} ms`, '', `${(cpuInline.ms / cpuPiscina.ms).toFixed(2)}x`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

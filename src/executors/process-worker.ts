@@ -1,0 +1,25 @@
+/**
+ * The child-process entry of the process executor: takes tasks over IPC, one at a time, and reports
+ * an exception that escapes a task before exiting, so the main thread can say what happened.
+ */
+import { toErrorData } from '../error-data.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+import { TaskRunner } from './worker-runner.js';
+
+const send = (message: FromWorker, done?: () => void): void => {
+  if (process.connected) process.send!(message, undefined, undefined, done);
+  else done?.();
+};
+const runner = new TaskRunner(send);
+
+process.on('message', (message: ToWorker) => {
+  if (message.type === 'run') void runner.run(message).then((result) => send(result));
+  else runner.receive(message);
+});
+process.on('uncaughtException', (error) => {
+  process.exitCode = 70;
+  send({ type: 'crash', error: toErrorData(error) }, () => process.exit(70));
+});
+// The parent went away: nothing more will come.
+process.on('disconnect', () => process.exit(0));
+send({ type: 'ready' });

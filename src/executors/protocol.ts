@@ -1,0 +1,109 @@
+/**
+ * The protocol between the main thread and a worker (thread or child process): one discriminated
+ * union per direction, shared by both sides. Every value travels by structured clone.
+ */
+import type { ErrorData } from '../error-data.js';
+import type { RunMode } from '../status.js';
+
+/** Where a worker finds a processor class, and the state to give its new instance. */
+export interface ProcessorRef {
+  /** A stable key per class and module, so a worker builds each class's instance once. */
+  readonly key: string;
+  /** A `file:` URL of the module that exports the class. */
+  readonly module: string;
+  /** The export to take from that module. */
+  readonly exportName: string;
+  /** A snapshot of the instance's own enumerable data fields, `input` and `output` excepted. */
+  readonly state: Readonly<Record<string, unknown>>;
+}
+
+/** Main to worker: run one attempt of a step. */
+export interface RunTaskMessage {
+  readonly type: 'run';
+  /** Unique per executor; every message about this attempt carries it. */
+  readonly id: number;
+  readonly processor: ProcessorRef;
+  /** The raw input; the worker validates it with the processor's own schema. */
+  readonly input: unknown;
+  /** The step's name, run, attempt and idempotency key, as the main thread's `Step` has them. */
+  readonly name: string;
+  readonly runId: string;
+  readonly attempt: number;
+  readonly idempotencyKey: string;
+  readonly mode: RunMode;
+  /** The outputs of the completed dependencies (`step.deps.getAll()` on the main thread). */
+  readonly deps: Readonly<Record<string, unknown>>;
+  /** Answers to `waitForInput` already given, by key (issue 6 ships them here). */
+  readonly answers?: Readonly<Record<string, unknown>>;
+}
+
+/** Main to worker: abort the running attempt's `step.signal`. */
+export interface AbortTaskMessage {
+  readonly type: 'abort';
+  readonly id: number;
+  readonly reason: ErrorData;
+}
+
+/** Main to worker: the answer to a `deps.get` the worker could not answer from its copy. */
+export interface DepsReplyMessage {
+  readonly type: 'deps-reply';
+  readonly id: number;
+  readonly call: number;
+  readonly value?: unknown;
+  readonly error?: ErrorData;
+}
+
+/** Everything the main thread sends to a worker. */
+export type ToWorker = RunTaskMessage | AbortTaskMessage | DepsReplyMessage;
+
+/** Worker to main: `step.progress(fraction, message)`. */
+export interface ProgressMessage {
+  readonly type: 'progress';
+  readonly id: number;
+  readonly fraction: number;
+  readonly message?: string;
+}
+
+/** Worker to main: `step.heartbeat(details)`. */
+export interface HeartbeatMessage {
+  readonly type: 'heartbeat';
+  readonly id: number;
+  readonly details?: unknown;
+}
+
+/** Worker to main: `deps.get(name)` for a name not in the shipped outputs (absent or unknown). */
+export interface DepsGetMessage {
+  readonly type: 'deps-get';
+  readonly id: number;
+  readonly call: number;
+  readonly name: string;
+}
+
+/** Worker to main: the attempt ended. `events` counts the messages sent before it, so none is lost. */
+export type ResultMessage =
+  | { readonly type: 'result'; readonly id: number; readonly events: number; readonly ok: true; readonly value: unknown }
+  | { readonly type: 'result'; readonly id: number; readonly events: number; readonly ok: false; readonly error: ErrorData };
+
+/** Child to main: an exception escaped the task; the child exits right after. */
+export interface CrashMessage {
+  readonly type: 'crash';
+  readonly error: ErrorData;
+}
+
+/** Child to main: the child listens for tasks now. */
+export interface ReadyMessage {
+  readonly type: 'ready';
+}
+
+/** Messages a worker sends while an attempt runs. */
+export type TaskEvent = ProgressMessage | HeartbeatMessage | DepsGetMessage;
+
+/** Everything a worker sends to the main thread. */
+export type FromWorker = TaskEvent | ResultMessage | CrashMessage | ReadyMessage;
+
+/** Tells this protocol's messages from anything else on a shared channel. */
+export function isFromWorker(message: unknown): message is FromWorker {
+  if (typeof message !== 'object' || message === null) return false;
+  const type = (message as { type?: unknown }).type;
+  return type === 'progress' || type === 'heartbeat' || type === 'deps-get' || type === 'result' || type === 'crash' || type === 'ready';
+}

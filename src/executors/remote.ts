@@ -1,0 +1,210 @@
+/**
+ * What the thread and process executors share on the main thread: building the task, carrying the
+ * step's events back to its `Step`, stopping a worker on abort, and telling crashes from failures.
+ */
+import { fromErrorData, toErrorData } from '../error-data.js';
+import { CancelledError, ErrorCode, FatalError, FlowError } from '../errors.js';
+import type { Processor, Step } from '../processor.js';
+import { RunMode } from '../status.js';
+import { clearTimer, setTimer, type TimerHandle } from '../util/clock.js';
+import type { ExecutionRequest, Executor } from './executor.js';
+import { locateProcessor, locationOf, processorRef } from './locate.js';
+import type { AbortTaskMessage, DepsReplyMessage, ResultMessage, RunTaskMessage, TaskEvent } from './protocol.js';
+
+/** How a pool hears that a task must be stopped by force: cheaper than an AbortSignal per task. */
+export interface KillSwitch {
+  readonly killed: boolean;
+  readonly reason: unknown;
+  /** Sets the one callback run when the task is killed (`undefined` clears it). */
+  onKill(callback: (() => void) | undefined): void;
+}
+
+/** One attempt in flight: its step, the events received so far, and how to stop it. */
+class Attempt implements KillSwitch {
+  received = 0;
+  stopped = false;
+  killed = false;
+  reason: unknown;
+  graceTimer: TimerHandle | undefined;
+  #onKill: (() => void) | undefined;
+  #done = false;
+  #settled: (() => void) | undefined;
+  #expected = Infinity;
+  #drained: (() => void) | undefined;
+
+  constructor(
+    readonly id: number,
+    readonly step: Step,
+  ) {}
+
+  onKill(callback: (() => void) | undefined): void {
+    this.#onKill = callback;
+  }
+
+  kill(): void {
+    if (this.killed) return;
+    this.killed = true;
+    this.#onKill?.();
+  }
+
+  /** Called once `execute` is done with the attempt. */
+  settle(): void {
+    this.#done = true;
+    this.#settled?.();
+  }
+
+  /** Resolves when `execute` is done with the attempt. */
+  settled(): Promise<void> {
+    return this.#done ? Promise.resolve() : new Promise((resolve) => (this.#settled = resolve));
+  }
+
+  /** Resolves once `count` events have arrived (they travel apart from the result), or the attempt is stopped. */
+  drained(count: number): Promise<void> {
+    if (this.received >= count || this.stopped) return Promise.resolve();
+    this.#expected = count;
+    return new Promise((resolve) => (this.#drained = resolve));
+  }
+
+  noteEvent(): void {
+    if (++this.received >= this.#expected) this.#drained?.();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.#drained?.();
+  }
+}
+
+/** The main-thread half of an executor that runs processors in another thread or process. */
+export abstract class RemoteExecutor implements Executor {
+  /** `thread` or `process`, for messages. */
+  protected abstract readonly type: 'thread' | 'process';
+  /** How long an aborted attempt may take to stop by itself before its worker is ended, in ms. */
+  protected abstract readonly abortGrace: number;
+  readonly #attempts = new Map<number, Attempt>();
+  #nextId = 1;
+  #closed = false;
+
+  /** Hands a task to the pool; rejects when its worker dies, or once `kill` fires. */
+  protected abstract dispatch(task: RunTaskMessage, kill: KillSwitch): Promise<ResultMessage>;
+  /** Sends a message to the worker running the task it names; false when the task is known not to be running. */
+  protected abstract post(message: AbortTaskMessage | DepsReplyMessage): boolean;
+  /** Ends every worker. */
+  protected abstract shutdown(): Promise<void>;
+  /** The error for an attempt whose worker died under it. */
+  protected abstract crashed(step: Step, error: unknown): FlowError;
+
+  /** Checks at registration that a worker can find and rebuild `processor`. */
+  prepare(processor: Processor, where: string): void {
+    locateProcessor(processor, where, this.type);
+  }
+
+  async execute(request: ExecutionRequest): Promise<unknown> {
+    const { step } = request;
+    if (this.#closed) throw new FlowError(`flow "${step.name}": the ${this.type} executor is closed`, { code: ErrorCode.CONTEXT_CLOSED });
+    const signal = step.signal;
+    signal.throwIfAborted();
+    // Checked at registration; an uncloneable field set since then fails the send as WEIR_SERIALIZATION.
+    const location = locationOf(request.processor) ?? locateProcessor(request.processor, `flow "${step.name}"`, this.type);
+    if (!location.ok) {
+      const problem = await location.verified;
+      if (problem !== undefined) throw new FatalError(`flow "${step.name}": ${problem}`, { code: ErrorCode.PROCESSOR_EXPORT });
+    }
+    const deps = await step.deps.getAll();
+    signal.throwIfAborted();
+    // close() may have begun while this attempt awaited; it must not start a pool again.
+    if (this.#closed) throw new FlowError(`flow "${step.name}": the ${this.type} executor is closed`, { code: ErrorCode.CONTEXT_CLOSED });
+    const id = this.#nextId++;
+    const task: RunTaskMessage = {
+      type: 'run',
+      id,
+      processor: processorRef(location, request.processor),
+      input: request.input,
+      name: step.name,
+      runId: step.runId,
+      attempt: step.attempt,
+      idempotencyKey: step.idempotencyKey,
+      mode: request.mode ?? RunMode.BATCH,
+      deps,
+      ...(request.answers === undefined ? {} : { answers: request.answers }),
+    };
+    const attempt = new Attempt(id, step);
+    this.#attempts.set(id, attempt);
+    const onAbort = (): void => this.#stop(attempt, signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      let result: ResultMessage;
+      try {
+        result = await this.dispatch(task, attempt);
+      } catch (error) {
+        if (attempt.stopped) throw attempt.reason;
+        if (error instanceof FlowError) throw error;
+        if ((error as { name?: unknown }).name === 'DataCloneError') {
+          throw new FlowError(`flow "${step.name}": its input or dependency outputs cannot be structured-cloned to a ${this.type} worker: ${String(error)}`, {
+            code: ErrorCode.SERIALIZATION,
+            cause: error,
+          });
+        }
+        throw this.crashed(step, error);
+      }
+      await attempt.drained(result.events);
+      if (result.ok) return result.value;
+      throw fromErrorData(result.error);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      clearTimer(attempt.graceTimer);
+      this.#attempts.delete(id);
+      attempt.settle();
+    }
+  }
+
+  /** Ends running attempts (abort, then the grace period, then the worker), waits for them, and ends the pool. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const attempts = [...this.#attempts.values()];
+    for (const attempt of attempts) this.#stop(attempt, new CancelledError(`the ${this.type} executor was closed`));
+    await Promise.all(attempts.map((attempt) => attempt.settled()));
+    await this.shutdown();
+  }
+
+  /** The abort messages of attempts stopped but not yet settled, for a worker that was not listening yet. */
+  protected pendingAborts(): AbortTaskMessage[] {
+    const messages: AbortTaskMessage[] = [];
+    for (const attempt of this.#attempts.values()) {
+      if (attempt.stopped) messages.push({ type: 'abort', id: attempt.id, reason: toErrorData(attempt.reason) });
+    }
+    return messages;
+  }
+
+  /** Routes an event from a worker to its attempt's step. */
+  protected onEvent(message: TaskEvent): void {
+    const attempt = this.#attempts.get(message.id);
+    if (attempt === undefined) return;
+    attempt.noteEvent();
+    const step = attempt.step;
+    switch (message.type) {
+      case 'progress':
+        step.progress(message.fraction, message.message);
+        break;
+      case 'heartbeat':
+        step.heartbeat(message.details);
+        break;
+      case 'deps-get':
+        step.deps.get(message.name).then(
+          (value) => this.post({ type: 'deps-reply', id: message.id, call: message.call, value }),
+          (error: unknown) => this.post({ type: 'deps-reply', id: message.id, call: message.call, error: toErrorData(error) }),
+        );
+        break;
+    }
+  }
+
+  /** Aborts the worker's `step.signal` now and ends the worker after the grace period. */
+  #stop(attempt: Attempt, reason: unknown): void {
+    if (attempt.stopped) return;
+    attempt.reason = reason;
+    attempt.stop();
+    // A task still queued has nothing to wind down: it is dropped at once.
+    if (!this.post({ type: 'abort', id: attempt.id, reason: toErrorData(reason) })) attempt.kill();
+    else attempt.graceTimer = setTimer(() => attempt.kill(), this.abortGrace);
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * The worker-thread entry Piscina loads: runs each task it is given, sends the step's progress,
+ * heartbeats and dependency look-ups on `parentPort`, and hears aborts on the pool's broadcast channel.
+ */
+import { BroadcastChannel, parentPort, threadId, workerData } from 'node:worker_threads';
+import type { ResultMessage, RunTaskMessage, ToWorker } from './protocol.js';
+import { Piscina } from 'piscina';
+import { markRunning } from './running-table.js';
+import { collectTransfers, takeTransfers } from './transfer.js';
+import { TaskRunner } from './worker-runner.js';
+
+const { channel: channelName, running } = workerData as { channel: string; running: Int32Array };
+const port = parentPort!;
+const runner = new TaskRunner((message) => port.postMessage(message));
+const channel = new BroadcastChannel(channelName);
+channel.unref();
+channel.onmessage = (event) => {
+  const message = (event as { data: ToWorker }).data;
+  if (message.type !== 'run') runner.receive(message);
+};
+
+/** Piscina calls this for each task; buffers the step passed to `transfer()` are moved, not copied. */
+export default async function runTask(task: RunTaskMessage): Promise<ResultMessage> {
+  markRunning(running, task.id, threadId);
+  collectTransfers();
+  const result = await runner.run(task);
+  const transfers = takeTransfers();
+  if (transfers.length === 0 || !result.ok) return result;
+  return Piscina.move({ [Piscina.transferableSymbol]: transfers, [Piscina.valueSymbol]: result } as never) as unknown as ResultMessage;
+}

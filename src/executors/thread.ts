@@ -1,0 +1,164 @@
+/** The `thread` executor: processors run in a Piscina pool of worker threads, made on first use. */
+import { randomUUID } from 'node:crypto';
+import { BroadcastChannel } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { CancelledError, ErrorCode, FlowError, RetryableError } from '../errors.js';
+import type { Step } from '../processor.js';
+import { setTimer } from '../util/clock.js';
+import { entryFile } from './entry-file.js';
+import type { ThreadPoolSettings } from './pool-options.js';
+import { isFromWorker, type AbortTaskMessage, type DepsReplyMessage, type ResultMessage, type RunTaskMessage } from './protocol.js';
+import { RemoteExecutor, type KillSwitch } from './remote.js';
+import { createRunningTable, threadRunning } from './running-table.js';
+
+// How often to look again for the thread of a task that was aborted while its thread was starting, in ms.
+const TERMINATE_RETRY = 10;
+
+/** Runs processors on worker threads; the pool is shared by every run of the context. */
+export class ThreadExecutor extends RemoteExecutor {
+  protected readonly type = 'thread';
+  protected readonly abortGrace: number;
+  readonly #settings: ThreadPoolSettings;
+  #pool: Piscina<RunTaskMessage, ResultMessage> | undefined;
+  #channel: BroadcastChannel | undefined;
+  /** Why the last pool could not start a thread, for the attempts that failed with it. */
+  #startError: unknown;
+  /**
+   * Tasks wait here rather than in Piscina's queue: Piscina with `minThreads: 0` does not replace a
+   * terminated thread for tasks already queued, and here an aborted task that never started is dropped at once.
+   */
+  readonly #waiting: (() => void)[] = [];
+  #busy = 0;
+  readonly #started = new Set<number>();
+  readonly #runningTable = createRunningTable();
+
+  constructor(settings: ThreadPoolSettings) {
+    super();
+    this.#settings = settings;
+    this.abortGrace = settings.abortGrace;
+  }
+
+  /** Threads alive now (0 before first use). */
+  get size(): number {
+    return this.#pool?.threads.length ?? 0;
+  }
+
+  protected async dispatch(task: RunTaskMessage, kill: KillSwitch): Promise<ResultMessage> {
+    // A slot is handed straight from the task that frees it to the next waiting one, so none is taken twice.
+    if (this.#busy >= this.#settings.max) await this.#slot(kill);
+    else this.#busy++;
+    this.#started.add(task.id);
+    kill.onKill(() => this.#terminate(task.id));
+    try {
+      return await this.#open().run(task);
+    } finally {
+      kill.onKill(undefined);
+      this.#started.delete(task.id);
+      const next = this.#waiting.shift();
+      if (next === undefined) this.#busy--;
+      else next();
+    }
+  }
+
+  /** Terminates the thread running task `id`; one still starting is looked for again shortly. */
+  #terminate(id: number): void {
+    if (!this.#started.has(id)) return;
+    const threadId = threadRunning(this.#runningTable, id);
+    const worker = threadId === undefined ? undefined : this.#pool?.threads.find((w) => w.threadId === threadId);
+    if (worker === undefined) setTimer(() => this.#terminate(id), TERMINATE_RETRY, { unref: true });
+    else void worker.terminate();
+  }
+
+  /** Waits for a free thread; rejects if the task is killed first. */
+  #slot(kill: KillSwitch): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const start = (): void => {
+        kill.onKill(undefined);
+        resolve();
+      };
+      kill.onKill(() => {
+        this.#waiting.splice(this.#waiting.indexOf(start), 1);
+        reject(new CancelledError('the task was stopped before it started', { cause: kill.reason }));
+      });
+      this.#waiting.push(start);
+    });
+  }
+
+  protected post(message: AbortTaskMessage | DepsReplyMessage): boolean {
+    if (!this.#started.has(message.id)) return false;
+    this.#channel?.postMessage(message);
+    return true;
+  }
+
+  protected crashed(step: Step, error: unknown): FlowError {
+    const startError = this.#startError;
+    if (startError !== undefined) {
+      return new RetryableError(
+        `flow "${step.name}": no worker thread could start to run attempt ${step.attempt} (${describe(startError)}); check the \`threads.resourceLimits\` option and that weir is installed intact`,
+        { code: ErrorCode.WORKER_CRASHED, cause: startError },
+      );
+    }
+    const detail =
+      (error as { code?: unknown }).code === 'ERR_WORKER_OUT_OF_MEMORY'
+        ? 'ran out of memory (see the `threads.resourceLimits` option)'
+        : `crashed (${describe(error)})`;
+    return new RetryableError(
+      `flow "${step.name}": the worker thread running attempt ${step.attempt} ${detail}; the thread was replaced, and the retry policy decides what happens next`,
+      { code: ErrorCode.WORKER_CRASHED, cause: error },
+    );
+  }
+
+  protected async shutdown(): Promise<void> {
+    const pool = this.#pool;
+    this.#pool = undefined;
+    await pool?.destroy();
+    this.#channel?.close();
+    this.#channel = undefined;
+  }
+
+  #open(): Piscina<RunTaskMessage, ResultMessage> {
+    if (this.#pool !== undefined) return this.#pool;
+    const name = `weir:${randomUUID()}`;
+    this.#channel = new BroadcastChannel(name);
+    this.#channel.unref();
+    const settings = this.#settings;
+    const pool = new Piscina<RunTaskMessage, ResultMessage>({
+      filename: entryFile('thread-worker').file,
+      minThreads: 0,
+      maxThreads: settings.max,
+      idleTimeout: settings.idleTimeout,
+      workerData: { channel: name, running: this.#runningTable },
+      ...(settings.resourceLimits === undefined ? {} : { resourceLimits: { ...settings.resourceLimits } }),
+    });
+    pool.on('message', (message: unknown) => {
+      if (isFromWorker(message) && message.type !== 'result' && message.type !== 'crash' && message.type !== 'ready') this.onEvent(message);
+    });
+    // A thread hears broadcasts only once its entry has loaded: repeat the aborts it may have missed.
+    pool.on('workerCreate', () => {
+      this.#startError = undefined;
+      for (const message of this.pendingAborts()) this.#channel?.postMessage(message);
+    });
+    pool.on('error', (error: unknown) => {
+      if (pool.threads.length === 0 && this.#started.size > 0) {
+        // No thread could start (a bad entry, a heap too small to load it), and Piscina will not try
+        // again: end this pool so its waiting tasks fail, and start afresh on the next step.
+        this.#startError = error;
+        if (this.#pool === pool) {
+          this.#pool = undefined;
+          this.#channel?.close();
+          this.#channel = undefined;
+        }
+        void pool.destroy();
+        return;
+      }
+      // A thread that dies between tasks has no attempt to fail; Piscina replaces it.
+      process.emitWarning(`weir: an idle worker thread failed: ${String(error)}`, { code: 'WEIR_WORKER_ERROR' });
+    });
+    this.#pool = pool;
+    return pool;
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,201 @@
+/**
+ * The worker side of an attempt, shared by the thread and the child-process entries: builds the
+ * processor from its module, gives it a step context backed by the task, and runs it.
+ */
+import { fromErrorData, toErrorData } from '../error-data.js';
+import { DependencyError, ErrorCode, FatalError } from '../errors.js';
+import type { AnySchema, Processor, Step, StepDeps, WaitForInputOptions } from '../processor.js';
+import { invokeProcessor } from './invoke.js';
+import type { AbortTaskMessage, DepsReplyMessage, FromWorker, ProcessorRef, ResultMessage, RunTaskMessage } from './protocol.js';
+import { resolveInput } from './wait-for-input.js';
+
+type Send = (message: FromWorker) => void;
+const EARLY_ABORTS = 64;
+
+/** Runs tasks one after another (or side by side), keeping one instance per processor class. */
+export class TaskRunner {
+  readonly #send: Send;
+  readonly #instances = new Map<string, Promise<Processor>>();
+  readonly #active = new Map<number, WorkerStep>();
+  /** Aborts that arrived before their task (they travel on another channel); a few are kept. */
+  readonly #early = new Map<number, unknown>();
+
+  constructor(send: Send) {
+    this.#send = send;
+  }
+
+  /** Runs one attempt; never rejects: a failure is a `result` with `ok: false`. */
+  async run(task: RunTaskMessage): Promise<ResultMessage> {
+    const step = new WorkerStep(task, this.#send);
+    this.#active.set(task.id, step);
+    if (this.#early.has(task.id)) {
+      step.abort(this.#early.get(task.id));
+      this.#early.delete(task.id);
+    }
+    try {
+      const processor = await this.#instance(task.processor);
+      Object.assign(processor, task.processor.state);
+      const value = await invokeProcessor(processor, task.input, step);
+      return { type: 'result', id: task.id, events: step.events, ok: true, value };
+    } catch (error) {
+      return { type: 'result', id: task.id, events: step.events, ok: false, error: toErrorData(error) };
+    } finally {
+      this.#active.delete(task.id);
+    }
+  }
+
+  /** Handles a message about a running task; messages about tasks no longer here are dropped. */
+  receive(message: AbortTaskMessage | DepsReplyMessage): void {
+    const step = this.#active.get(message.id);
+    if (step === undefined) {
+      if (message.type === 'abort') this.#rememberAbort(message.id, fromErrorData(message.reason));
+      return;
+    }
+    if (message.type === 'abort') step.abort(fromErrorData(message.reason));
+    else step.reply(message);
+  }
+
+  #rememberAbort(id: number, reason: unknown): void {
+    this.#early.set(id, reason);
+    if (this.#early.size > EARLY_ABORTS) this.#early.delete(this.#early.keys().next().value!);
+  }
+
+  #instance(ref: ProcessorRef): Promise<Processor> {
+    let instance = this.#instances.get(ref.key);
+    if (instance === undefined) {
+      instance = buildProcessor(ref);
+      this.#instances.set(ref.key, instance);
+      // A failed build is not cached: the next attempt tries again and reports the same error.
+      instance.catch(() => this.#instances.delete(ref.key));
+    }
+    return instance;
+  }
+}
+
+async function buildProcessor(ref: ProcessorRef): Promise<Processor> {
+  const namespace = await loadModule(ref.module);
+  const found = namespace[ref.exportName] ?? (namespace.default as Record<string, unknown> | undefined)?.[ref.exportName];
+  if (typeof found !== 'function') {
+    throw new FatalError(
+      `module ${ref.module} has no export named "${ref.exportName}"; export the processor class under that name, or set \`static exportName\` on the class`,
+      { code: ErrorCode.PROCESSOR_EXPORT },
+    );
+  }
+  return new (found as new () => Processor)();
+}
+
+const TYPESCRIPT = /\.(?:ts|mts|cts|tsx)$/;
+// A variable specifier: tsx is optional and must stay out of the bundle.
+const TSX_API = 'tsx/esm/api';
+
+async function loadModule(module: string): Promise<Record<string, unknown>> {
+  try {
+    return (await import(module)) as Record<string, unknown>;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (!(TYPESCRIPT.test(module) && code === 'ERR_UNKNOWN_FILE_EXTENSION')) {
+      throw new FatalError(`could not load processor module ${module}: ${error instanceof Error ? error.message : String(error)}`, {
+        code: ErrorCode.PROCESSOR_MODULE,
+        cause: error,
+      });
+    }
+  }
+  let api: { tsImport(specifier: string, parent: string): Promise<unknown> };
+  try {
+    api = (await import(TSX_API)) as typeof api;
+  } catch (error) {
+    throw new FatalError(
+      `processor module ${module} is TypeScript, and Node cannot load it without tsx; build it to JavaScript, or install tsx (npm i -D tsx)`,
+      { code: ErrorCode.PROCESSOR_MODULE, cause: error },
+    );
+  }
+  return (await api.tsImport(module, import.meta.url)) as Record<string, unknown>;
+}
+
+/** The step context inside a worker: the task's copy of the step, with calls going out as messages. */
+class WorkerStep implements Step, StepDeps {
+  readonly name: string;
+  readonly runId: string;
+  readonly attempt: number;
+  readonly idempotencyKey: string;
+  /** How many messages this step has sent, so the main thread can wait for all of them. */
+  events = 0;
+  readonly #task: RunTaskMessage;
+  readonly #send: Send;
+  // Made on first use, as on the main thread: most steps never read their signal.
+  #controller: AbortController | undefined;
+  #aborted = false;
+  #reason: unknown;
+  readonly #calls = new Map<number, { resolve(value: unknown): void; reject(error: unknown): void }>();
+
+  constructor(task: RunTaskMessage, send: Send) {
+    this.#task = task;
+    this.#send = send;
+    this.name = task.name;
+    this.runId = task.runId;
+    this.attempt = task.attempt;
+    this.idempotencyKey = task.idempotencyKey;
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  get deps(): StepDeps {
+    return this;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
+
+  reply(message: DepsReplyMessage): void {
+    const call = this.#calls.get(message.call);
+    if (call === undefined) return;
+    this.#calls.delete(message.call);
+    if (message.error !== undefined) call.reject(fromErrorData(message.error));
+    else call.resolve(message.value);
+  }
+
+  get<F extends { readonly name: string; readonly __output?: unknown }>(flow: F): Promise<NonNullable<F['__output']> | undefined>;
+  get<T = unknown>(name: string): Promise<T | undefined>;
+  async get(dependency: string | { readonly name: string }): Promise<unknown> {
+    const name = typeof dependency === 'string' ? dependency : dependency?.name;
+    if (typeof name !== 'string') throw new DependencyError(`flow "${this.name}": deps.get takes a flow or its name, got ${typeof dependency}`);
+    if (Object.hasOwn(this.#task.deps, name)) return this.#task.deps[name];
+    // Not shipped: absent (undefined) or not a dependency at all; the main thread knows which.
+    const call = this.events + 1;
+    return new Promise((resolve, reject) => {
+      this.#calls.set(call, { resolve, reject });
+      this.#post({ type: 'deps-get', id: this.#task.id, call, name });
+    });
+  }
+
+  async getAll(): Promise<Readonly<Record<string, unknown>>> {
+    return { ...this.#task.deps };
+  }
+
+  progress(fraction: number, message?: string): void {
+    this.#post(message === undefined ? { type: 'progress', id: this.#task.id, fraction } : { type: 'progress', id: this.#task.id, fraction, message });
+  }
+
+  heartbeat(details?: unknown): void {
+    this.#post(details === undefined ? { type: 'heartbeat', id: this.#task.id } : { type: 'heartbeat', id: this.#task.id, details });
+  }
+
+  waitForInput<S extends AnySchema>(key: string, schema: S, options?: WaitForInputOptions<import('zod').output<S>>): Promise<import('zod').output<S>> {
+    return resolveInput(this.name, key, schema, options, this.#task.answers);
+  }
+
+  #post(message: FromWorker): void {
+    this.events++;
+    this.#send(message);
+  }
+}
