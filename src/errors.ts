@@ -28,6 +28,8 @@ export const ErrorCode = {
   CORRUPT_RECORD: 'WEIR_CORRUPT_RECORD',
   SERIALIZATION: 'WEIR_SERIALIZATION',
   UNSUPPORTED: 'WEIR_UNSUPPORTED',
+  LEASE_LOST: 'WEIR_LEASE_LOST',
+  EVENT_SEQ: 'WEIR_EVENT_SEQ',
   UNKNOWN: 'WEIR_UNKNOWN',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

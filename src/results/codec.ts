@@ -15,6 +15,9 @@ superjson.registerCustom<Buffer, string>(
   'Buffer',
 );
 
+/** Keys the run journal keeps in a shared Keyv store start with this; `cleanup` leaves them to `prune`. */
+export const JOURNAL_PREFIX = 'weir.journal/';
+
 function reason(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
