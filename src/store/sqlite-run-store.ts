@@ -11,7 +11,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { ErrorData } from '../error-data.js';
 import { FlowError } from '../errors.js';
 import type { WeirEvent } from '../events.js';
-import { decode, encode } from '../results/codec.js';
+import { decodeCompact, encodeCompact } from '../results/codec.js';
 import type {
   AcquireOptions,
   CommitBatch,
@@ -155,6 +155,11 @@ interface EncodedCreate {
   readonly events: [number, string][];
 }
 
+interface Head {
+  lease_token: number;
+  last_seq: number;
+}
+
 interface Pending {
   readonly work: EncodedCommit | EncodedCreate;
   readonly resolve: (value: unknown) => void;
@@ -165,13 +170,13 @@ function patchValue(key: keyof RunPatch, value: unknown): unknown {
   if (value === undefined) return null;
   if (key === 'humanInLoop') return value === true ? 1 : 0;
   if (key === 'error') return JSON.stringify(value);
-  if (key === 'output') return encode(value, 'run output');
+  if (key === 'output') return encodeCompact(value, 'run output');
   return value;
 }
 
 function encodeEvents(events: readonly WeirEvent[] | undefined): [number, string][] {
   if (events === undefined) return [];
-  return events.map((e) => [e.seq, encode(e, `event ${e.seq}`)]);
+  return events.map((e) => [e.seq, encodeCompact(e, `event ${e.seq}`)]);
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -188,7 +193,8 @@ export class SqliteRunStore implements RunStore {
   #db: Database | undefined;
   #opening: Promise<Database> | undefined;
   #statements: ReturnType<typeof prepare> | undefined;
-  #savepoint: ((work: EncodedCommit | EncodedCreate) => unknown) | undefined;
+  #groupTx: BetterSqlite3.Transaction<(queue: readonly Pending[], outcomes: unknown[], failed: boolean[]) => void> | undefined;
+  #singleTx: BetterSqlite3.Transaction<(work: EncodedCommit | EncodedCreate) => unknown> | undefined;
   readonly #patchStatements = new Map<string, Statement>();
   readonly #listStatements = new Map<string, Statement>();
   #queue: Pending[] = [];
@@ -233,7 +239,8 @@ export class SqliteRunStore implements RunStore {
       db.pragma(`synchronous = ${this.#synchronous}`);
       db.exec(SCHEMA);
       this.#statements = prepare(db);
-      this.#savepoint = db.transaction((work: EncodedCommit | EncodedCreate) => this.#apply(work));
+      this.#groupTx = db.transaction((queue: readonly Pending[], outcomes: unknown[], failed: boolean[]) => this.#applyGroup(queue, outcomes, failed));
+      this.#singleTx = db.transaction((work: EncodedCommit | EncodedCreate) => this.#apply(work, new Map()));
     } catch (error) {
       db.close();
       throw error;
@@ -245,8 +252,8 @@ export class SqliteRunStore implements RunStore {
     this.#check(`create run ${JSON.stringify(record.runId)}`);
     const lastSeq = checkEvents(this.kind, record.runId, 0, events);
     const stored = { ...record, leaseToken: record.leaseToken ?? 1, recoveries: record.recoveries ?? 0, lastSeq } as RunRecord;
-    const input = encode(record.input, `input of run ${record.runId}`);
-    const output = 'output' in record ? encode(record.output, `output of run ${record.runId}`) : null;
+    const input = encodeCompact(record.input, `input of run ${record.runId}`);
+    const output = 'output' in record ? encodeCompact(record.output, `output of run ${record.runId}`) : null;
     const row = [
       stored.runId,
       stored.flow,
@@ -294,10 +301,10 @@ export class SqliteRunStore implements RunStore {
       for (const key of keys) patchValues.push(patchValue(key, batch.run[key]));
     }
     const steps: [string, string, number][] = [];
-    if (batch.steps !== undefined) for (const step of batch.steps) steps.push([step.step, JSON.stringify(step), step.hasOutput ? 1 : 0]);
+    if (batch.steps !== undefined) for (const step of batch.steps) steps.push([step.step, encodeCompact(step, `step ${batch.runId}/${step.step}`), step.hasOutput ? 1 : 0]);
     const outputs: [string, string][] = [];
     if (batch.outputs !== undefined) {
-      for (const output of batch.outputs) outputs.push([output.step, encode(output.value, `output of ${batch.runId}/${output.step}`)]);
+      for (const output of batch.outputs) outputs.push([output.step, encodeCompact(output.value, `output of ${batch.runId}/${output.step}`)]);
     }
     return { type: 'commit', batch, patchKey, patchValues, steps, outputs, events: encodeEvents(batch.events) };
   }
@@ -324,9 +331,8 @@ export class SqliteRunStore implements RunStore {
     const queue = this.#queue;
     this.#queue = [];
     if (queue.length === 0) return;
-    let db: Database;
     try {
-      db = await this.#connect();
+      await this.#connect();
     } catch (error) {
       for (const p of queue) p.reject(error);
       return;
@@ -334,21 +340,20 @@ export class SqliteRunStore implements RunStore {
     const outcomes: unknown[] = new Array(queue.length);
     const failed: boolean[] = new Array(queue.length).fill(false);
     try {
-      const all = db.transaction(() => {
-        for (let i = 0; i < queue.length; i++) {
-          try {
-            outcomes[i] = this.#one(queue[i]!.work);
-          } catch (error) {
-            failed[i] = true;
-            outcomes[i] = wrapError(this.kind, 'commit failed', error);
-          }
+      // The fast path: each batch is checked against its run's head before it writes, so one
+      // transaction without savepoints holds them all.
+      this.#groupTx!.immediate(queue, outcomes, failed);
+    } catch {
+      // SQLite failed a write: the group was rolled back, so each batch goes again on its own.
+      for (let i = 0; i < queue.length; i++) {
+        failed[i] = false;
+        try {
+          outcomes[i] = this.#singleTx!.immediate(queue[i]!.work);
+        } catch (error) {
+          failed[i] = true;
+          outcomes[i] = wrapError(this.kind, 'commit failed', error);
         }
-      });
-      all.immediate();
-    } catch (error) {
-      const wrapped = wrapError(this.kind, 'commit failed', error);
-      for (const p of queue) p.reject(wrapped);
-      return;
+      }
     }
     for (let i = 0; i < queue.length; i++) {
       if (failed[i]) queue[i]!.reject(outcomes[i]);
@@ -356,35 +361,51 @@ export class SqliteRunStore implements RunStore {
     }
   }
 
-  /** Applies one queued write in its own savepoint, so a failure undoes only it. */
-  #one(work: EncodedCommit | EncodedCreate): unknown {
-    return this.#savepoint!(work);
+  /** Checks and applies each batch in order; a refused one writes nothing and the others go on. */
+  #applyGroup(queue: readonly Pending[], outcomes: unknown[], failed: boolean[]): void {
+    const heads = new Map<string, Head | null>();
+    for (let i = 0; i < queue.length; i++) {
+      try {
+        outcomes[i] = this.#apply(queue[i]!.work, heads);
+      } catch (error) {
+        if (!(error instanceof FlowError)) throw error;
+        failed[i] = true;
+        outcomes[i] = error;
+      }
+    }
   }
 
-  #apply(work: EncodedCommit | EncodedCreate): unknown {
+  /** Checks one write against its run's head, then applies it; a refusal throws a FlowError before any write. */
+  #apply(work: EncodedCommit | EncodedCreate, heads: Map<string, Head | null>): unknown {
     const s = this.#statements!;
-    {
-      if (work.type === 'create') {
-        if (s.runExists.get(work.record.runId) !== undefined) throw conflictError(this.kind, work.record.runId);
-        s.insertRun.run(work.row);
-        for (const [seq, data] of work.events) s.insertEvent.run(work.record.runId, seq, data);
-        return work.record;
-      }
-      const { batch } = work;
-      const runId = batch.runId;
-      const head = s.runHead.get(runId) as { lease_token: number; last_seq: number } | undefined;
-      if (head === undefined) throw notFoundError(this.kind, runId);
-      if (head.lease_token !== batch.leaseToken) throw leaseLostError(this.kind, runId, head.lease_token, batch.leaseToken);
-      const lastSeq = checkEvents(this.kind, runId, head.last_seq, batch.events);
-      for (const [step, data, hasOutput] of work.steps) {
-        s.upsertStep.run(runId, step, data);
-        if (hasOutput === 0) s.deleteOutput.run(runId, step);
-      }
-      for (const [step, value] of work.outputs) s.upsertOutput.run(runId, step, value);
+    if (work.type === 'create') {
+      const runId = work.record.runId;
+      const known = heads.get(runId);
+      if (known === undefined ? s.runExists.get(runId) !== undefined : known !== null) throw conflictError(this.kind, runId);
+      s.insertRun.run(work.row);
       for (const [seq, data] of work.events) s.insertEvent.run(runId, seq, data);
-      this.#patchStatement(work.patchKey).run(lastSeq, ...work.patchValues, runId);
-      return undefined;
+      heads.set(runId, { lease_token: work.record.leaseToken, last_seq: work.record.lastSeq });
+      return work.record;
     }
+    const { batch } = work;
+    const runId = batch.runId;
+    let head = heads.get(runId);
+    if (head === undefined) {
+      head = (s.runHead.get(runId) as Head | undefined) ?? null;
+      heads.set(runId, head);
+    }
+    if (head === null) throw notFoundError(this.kind, runId);
+    if (head.lease_token !== batch.leaseToken) throw leaseLostError(this.kind, runId, head.lease_token, batch.leaseToken);
+    const lastSeq = checkEvents(this.kind, runId, head.last_seq, batch.events);
+    for (const [step, data, hasOutput] of work.steps) {
+      s.upsertStep.run(runId, step, data);
+      if (hasOutput === 0) s.deleteOutput.run(runId, step);
+    }
+    for (const [step, value] of work.outputs) s.upsertOutput.run(runId, step, value);
+    for (const [seq, data] of work.events) s.insertEvent.run(runId, seq, data);
+    this.#patchStatement(work.patchKey).run(lastSeq, ...work.patchValues, runId);
+    head.last_seq = lastSeq;
+    return undefined;
   }
 
   #patchStatement(key: string): Statement {
@@ -409,7 +430,12 @@ export class SqliteRunStore implements RunStore {
       throw wrapError(this.kind, `could not load run ${JSON.stringify(runId)}`, error);
     }
     const run = this.#toRun(row);
-    const steps = stepRows.map((r) => this.#parse<StepRecord>('step', `${runId}/${r.step}`, r.data, (v) => typeof v.step === 'string'));
+    const steps = stepRows.map((r) => {
+      const key = `${runId}/${r.step}`;
+      const step = this.#decode('step', key, r.data);
+      if (!isObject(step) || step.step !== r.step) throw corruptError(this.kind, 'step', key);
+      return step as unknown as StepRecord;
+    });
     return { run, steps };
   }
 
@@ -584,7 +610,7 @@ export class SqliteRunStore implements RunStore {
 
   #decode(record: RecordKind, key: string, text: string): unknown {
     try {
-      return decode(text, key);
+      return decodeCompact(text, key);
     } catch (error) {
       throw corruptError(this.kind, record, key, error instanceof FlowError && error.cause !== undefined ? error.cause : error);
     }
