@@ -8,7 +8,7 @@ import type { ResultsBackend, ResultsKind } from './backend.js';
 import { DiskBackend } from './disk-backend.js';
 import { KeyvBackend } from './keyv-backend.js';
 import { MemoryBackend } from './memory-backend.js';
-import { createSqliteBackend } from './sqlite-backend.js';
+import { SqliteBackend } from './sqlite-backend.js';
 import { KvRunStore } from '../store/kv-run-store.js';
 import { MemoryRunStore } from '../store/memory-run-store.js';
 import type { RunStore } from '../store/run-store.js';
@@ -149,8 +149,8 @@ export class ResultsManager {
   }
 
   /**
-   * A store in the SQLite file `file` (Keyv + @keyv/sqlite, WAL mode), opened on first use; its
-   * directory is created when missing.
+   * A store in the SQLite file `file` (better-sqlite3, WAL mode), opened on first use; its
+   * directory is created when missing. Values and the run journal share the file and one connection.
    * @throws ValidationError `WEIR_INVALID_OPTIONS` when `file` is empty or an option is invalid or unknown.
    * @example
    * const results = ResultsManager.sqlite('.weir/runs.db', { synchronous: 'FULL' });
@@ -159,7 +159,7 @@ export class ResultsManager {
     const args = parse(SqliteArgs, { file, options }, 'ResultsManager.sqlite');
     const parsed = Object.freeze(args.options);
     const journal = new SqliteRunStore(args.file, { synchronous: parsed.synchronous, busyTimeout: parsed.busyTimeout });
-    return new ResultsManager(createSqliteBackend(args.file, parsed), journal);
+    return new ResultsManager(new SqliteBackend(journal, parsed.table), journal);
   }
 
   /**

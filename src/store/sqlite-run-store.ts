@@ -208,13 +208,17 @@ export class SqliteRunStore implements RunStore {
     this.#busyTimeout = options.busyTimeout ?? 5000;
   }
 
-  /** The open connection, for the results table that shares the file. @internal */
-  database(): Promise<Database> {
-    if (this.#closing !== undefined) return Promise.reject(closedError(this.kind, 'open the database'));
-    return this.#connect();
+  /**
+   * The open connection, for the results table that shares the file. Rejects with the driver's own
+   * error when the file cannot be opened.
+   * @internal
+   */
+  async database(): Promise<Database> {
+    if (this.#closing !== undefined) throw closedError(this.kind, 'open the database');
+    return this.#openOnce();
   }
 
-  #connect(): Promise<Database> {
+  #openOnce(): Promise<Database> {
     if (this.#db !== undefined) return Promise.resolve(this.#db);
     this.#opening ??= this.#open().then(
       (db) => {
@@ -223,10 +227,18 @@ export class SqliteRunStore implements RunStore {
       },
       (error: unknown) => {
         this.#opening = undefined;
-        throw wrapError(this.kind, `could not open ${JSON.stringify(this.file)}`, error);
+        throw error;
       },
     );
     return this.#opening;
+  }
+
+  async #connect(): Promise<Database> {
+    try {
+      return this.#db ?? (await this.#openOnce());
+    } catch (error) {
+      throw wrapError(this.kind, `could not open ${JSON.stringify(this.file)}`, error);
+    }
   }
 
   async #open(): Promise<Database> {

@@ -93,7 +93,10 @@ export function checkBatch(kind: RunStoreKind, batch: CommitBatch): void {
   }
   if (outputs === undefined || outputs.length === 0) return;
   for (const output of outputs) {
-    if (steps?.some((s) => s.step === output.step && s.hasOutput) !== true) {
+    let found = false;
+    // Plain loops: this runs on every commit with an output, memory stores included.
+    for (let i = 0; steps !== undefined && i < steps.length && !found; i++) found = steps[i]!.step === output.step && steps[i]!.hasOutput;
+    if (!found) {
       throw new FlowError(
         `run store (${kind}): commit to run ${JSON.stringify(runId)}: the output of step ${JSON.stringify(output.step)} needs its step record, with hasOutput: true, in the same batch`,
         { code: ErrorCode.INVALID_OPTIONS },
