@@ -470,15 +470,17 @@ export class KvRunStore implements RunStore {
     let chunk = tail.chunk;
     let encoded = tail.encoded;
     let lastSeq = tail.lastSeq;
+    let dirty = false;
     for (let i = 0; i < events.length; i++) {
       const seq = events[i]!.seq;
       const target = chunkOf(seq);
       if (target !== chunk) {
-        if (encoded.length > 0) await this.#data.set(chunkKey(runId, chunk), { value: encode(encoded), writtenAt: now() });
+        if (dirty) await this.#data.set(chunkKey(runId, chunk), { value: encode(encoded), writtenAt: now() });
         chunk = target;
         encoded = [];
       }
       encoded = [...encoded, texts[i]!];
+      dirty = true;
       lastSeq = seq;
     }
     await this.#data.set(chunkKey(runId, chunk), { value: encode(encoded), writtenAt: now() });
