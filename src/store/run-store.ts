@@ -154,6 +154,8 @@ export interface RunPage {
   readonly runs: readonly RunRecord[];
   /** Pass as `before` for the next page; absent on the last page. */
   readonly next?: string;
+  /** Runs on this page whose records cannot be read (SQLite): left out of `runs`; `loadRun` says why. */
+  readonly corrupt?: readonly string[];
 }
 
 /** Options of `acquireLease`. */

@@ -481,7 +481,7 @@ export class SqliteRunStore implements RunStore {
     });
   }
 
-  async listRuns(query: ListRunsQuery): Promise<RunPage & { readonly corrupt?: readonly string[] }> {
+  async listRuns(query: ListRunsQuery): Promise<RunPage> {
     await this.#ready('list runs');
     const where: string[] = [];
     const params: unknown[] = [];
