@@ -21,6 +21,7 @@ import type {
   StoredOutput,
 } from './run-store.js';
 import {
+  KEPT,
   checkBatch,
   checkEvents,
   closedError,
@@ -91,8 +92,8 @@ export class MemoryRunStore implements RunStore {
     if (patch !== undefined) {
       for (const key in patch) {
         const value = (patch as Record<string, unknown>)[key];
-        if (value === undefined) delete (run as Record<string, unknown>)[key];
-        else (run as Record<string, unknown>)[key] = value;
+        if (value !== undefined) (run as Record<string, unknown>)[key] = value;
+        else if (!KEPT.has(key)) delete (run as Record<string, unknown>)[key];
       }
     }
   }

@@ -96,7 +96,8 @@ export interface StepRecord {
 
 /**
  * The run fields a commit may change. A key present with the value `undefined` clears an optional
- * field (`endedAt`, `error`, `output`, `retriedBy`); a key left out keeps it.
+ * field (`endedAt`, `error`, `output`, `retriedBy`); a key left out, or a required field
+ * (`status`, `updatedAt`, `humanInLoop`) given as `undefined`, keeps it.
  */
 export type RunPatch = {
   -readonly [K in 'status' | 'updatedAt' | 'humanInLoop' | 'endedAt' | 'error' | 'output' | 'retriedBy']?: RunRecord[K] | undefined;

@@ -30,6 +30,7 @@ import type {
   StoredOutput,
 } from './run-store.js';
 import {
+  KEPT,
   checkBatch,
   checkEvents,
   closedError,
@@ -311,7 +312,8 @@ export class SqliteRunStore implements RunStore {
     let patchKey = '';
     const patchValues: unknown[] = [];
     if (batch.run !== undefined) {
-      const keys = (Object.keys(batch.run) as (keyof RunPatch)[]).filter((k) => k in PATCH_COLUMNS).sort();
+      const patch = batch.run;
+      const keys = (Object.keys(patch) as (keyof RunPatch)[]).filter((k) => Object.hasOwn(PATCH_COLUMNS, k) && !(patch[k] === undefined && KEPT.has(k))).sort();
       patchKey = keys.join(',');
       for (const key of keys) patchValues.push(patchValue(key, batch.run[key]));
     }

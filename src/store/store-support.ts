@@ -105,14 +105,17 @@ export function checkBatch(kind: RunStoreKind, batch: CommitBatch): void {
   }
 }
 
+/** Run fields every record has: a patch giving them as `undefined` keeps them. */
+export const KEPT: ReadonlySet<string> = new Set(['status', 'updatedAt', 'humanInLoop']);
+
 /** Applies a run patch and a new `lastSeq` to a record. */
 export function patchRun(run: RunRecord, patch: RunPatch | undefined, lastSeq: number): RunRecord {
   const next: Record<string, unknown> = { ...run, lastSeq };
   if (patch !== undefined) {
     for (const key of Object.keys(patch) as (keyof RunPatch)[]) {
       const value = patch[key];
-      if (value === undefined) delete next[key];
-      else next[key] = value;
+      if (value !== undefined) next[key] = value;
+      else if (!KEPT.has(key)) delete next[key];
     }
   }
   return next as unknown as RunRecord;

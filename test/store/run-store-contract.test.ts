@@ -144,6 +144,8 @@ describe.each(stores)('RunStore ($kind)', ({ open }) => {
       expect(run && 'endedAt' in run).toBe(false);
       expect(run && 'error' in run).toBe(false);
       expect(run?.retriedBy).toBe('r2');
+      await store.commit({ runId: 'r1', leaseToken: token, run: { status: undefined, updatedAt: undefined, humanInLoop: undefined } });
+      expect((await store.loadRun('r1'))?.run).toMatchObject({ status: 'running', updatedAt: T0, humanInLoop: false });
     });
 
     it('refuses a gap or a duplicate seq with WEIR_EVENT_SEQ and writes nothing of that batch', async () => {
