@@ -176,6 +176,16 @@ describe.each(stores)('RunStore ($kind)', ({ open }) => {
       expect((await store.loadRun('r1'))?.run.lastSeq).toBe(82);
     });
 
+    it('accepts a commit made in the same tick as the createRun it follows', async () => {
+      const created = store.createRun(newRun('r1'), [runStart('r1')]);
+      const committed = store.commit({ runId: 'r1', leaseToken: 1, steps: [stepRecord('r1', 'a')], outputs: [{ step: 'a', value: 1 }], events: [event('r1', 2)] });
+      const duplicate = store.createRun(newRun('r1'));
+      await expect(created).resolves.toMatchObject({ runId: 'r1' });
+      await expect(committed).resolves.toBeUndefined();
+      expect((await rejection(duplicate)).code).toBe(ErrorCode.RUN_CONFLICT);
+      expect((await store.loadRun('r1'))?.run.lastSeq).toBe(2);
+    });
+
     it('refuses a commit to an unknown run with WEIR_RUN_NOT_FOUND', async () => {
       const error = await rejection(store.commit({ runId: 'nope', leaseToken: 1, events: [event('nope', 1)] }));
       expect(error.code).toBe(ErrorCode.RUN_NOT_FOUND);
@@ -413,6 +423,26 @@ describe.each(stores.filter((s) => s.kind !== 'memory'))('RunStore ($kind), dura
 });
 
 describe('SqliteRunStore', () => {
+  it('fails alone a batch SQLite itself refuses inside a group commit, and writes the others', async () => {
+    const store = new SqliteRunStore(join(dir, 'runs.db'));
+    closers.push(() => store.close());
+    await store.createRun(newRun('r1'), [runStart('r1')]);
+    await store.createRun(newRun('r2'), [runStart('r2')]);
+    const outcomes = await Promise.allSettled([
+      store.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', 2)] }),
+      // A NOT NULL column given null: only SQLite can refuse it, after the group has begun writing.
+      store.commit({ runId: 'r2', leaseToken: 1, run: { status: null as unknown as 'failed' }, events: [event('r2', 2)] }),
+      store.commit({ runId: 'r2', leaseToken: 1, events: [event('r2', 2)] }),
+    ]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    const error = (outcomes[1] as PromiseRejectedResult).reason as RetryableError;
+    expect(error.code).toBe(ErrorCode.STORE);
+    expect(error.cause).toBeInstanceOf(Error);
+    expect((await store.readEvents('r1')).map((e) => e.seq)).toEqual([1, 2]);
+    expect((await store.readEvents('r2')).map((e) => e.seq)).toEqual([1, 2]);
+    expect((await store.loadRun('r2'))?.run.status).toBe('running');
+  });
+
   it('reports a backend failure as a retryable WEIR_STORE with its cause', async () => {
     const broken = new SqliteRunStore(dir); // a directory cannot be opened as a database
     closers.push(() => broken.close());
