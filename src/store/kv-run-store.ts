@@ -251,7 +251,7 @@ export class KvRunStore implements RunStore {
     this.#check(`acquire the lease of run ${JSON.stringify(runId)}`);
     return this.#locked(runId, 'acquire lease', async () => {
       const run = await this.#readRun(runId);
-      if (run === undefined || !mayAcquire(run, owner.processId, at)) return undefined;
+      if (run === undefined || !mayAcquire(run, owner.processId, at, options?.fromToken)) return undefined;
       const takeover = options?.takeover === true;
       const token = takeover || run.owner?.processId !== owner.processId ? run.leaseToken + 1 : run.leaseToken;
       await this.#writeRun({ ...run, owner, leaseToken: token, leaseExpiresAt: at + leaseMs, recoveries: run.recoveries + (takeover ? 1 : 0) });

@@ -126,7 +126,7 @@ export class MemoryRunStore implements RunStore {
   async acquireLease(runId: string, owner: RunOwner, leaseMs: number, now: number, options?: AcquireOptions): Promise<number | undefined> {
     this.#check(`acquire the lease of run ${JSON.stringify(runId)}`);
     const run = this.#runs.get(runId)?.run;
-    if (run === undefined || !mayAcquire(run, owner.processId, now)) return undefined;
+    if (run === undefined || !mayAcquire(run, owner.processId, now, options?.fromToken)) return undefined;
     const takeover = options?.takeover === true;
     if (takeover || run.owner?.processId !== owner.processId) run.leaseToken += 1;
     if (takeover) run.recoveries += 1;

@@ -161,8 +161,13 @@ export interface RunPage {
 
 /** Options of `acquireLease`. */
 export interface AcquireOptions {
-  /** The run's owner was lost and this is a recovery: count it in `recoveries`. */
-  readonly takeover: boolean;
+  /** The run's owner was lost and this is a recovery: count it in `recoveries`. @default false */
+  readonly takeover?: boolean;
+  /**
+   * Take the lease even while it is live, if its token is still this one: for an owner known to be
+   * gone (same host, its pid no longer alive), read with `loadRun` or `listRuns` just before.
+   */
+  readonly fromToken?: number;
 }
 
 /** One run whose lease an owner renews. */
@@ -246,7 +251,8 @@ export interface RunStore {
 
   /**
    * Takes the run's lease if nobody else holds a live one (it is released, expired or already
-   * `owner`'s): a compare-and-set, so of two concurrent callers exactly one wins. The token grows
+   * `owner`'s), or if its token is still `options.fromToken`: a compare-and-set, so of two
+   * concurrent callers exactly one wins. The token grows
    * unless `owner` already held the live lease; with `takeover`, `recoveries` grows too.
    * @returns the lease token to commit with, or `undefined` when the lease is held by someone else
    * or the run does not exist.

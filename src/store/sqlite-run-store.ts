@@ -545,6 +545,7 @@ export class SqliteRunStore implements RunStore {
         expires: now + leaseMs,
         now,
         takeover,
+        fromToken: options?.fromToken ?? null,
       }) as { lease_token: number } | undefined;
       return row?.lease_token;
     } catch (error) {
@@ -696,7 +697,7 @@ function prepare(db: Database) {
          lease_token = lease_token + (CASE WHEN :takeover = 1 OR owner_id IS NOT :ownerId THEN 1 ELSE 0 END),
          recoveries = recoveries + :takeover,
          owner_id = :ownerId, owner = :owner, lease_expires_at = :expires
-       WHERE run_id = :runId AND (owner_id IS NULL OR lease_expires_at < :now OR owner_id = :ownerId)
+       WHERE run_id = :runId AND (owner_id IS NULL OR lease_expires_at < :now OR owner_id = :ownerId OR lease_token = :fromToken)
        RETURNING lease_token`,
     ),
     renew: db.prepare('UPDATE weir_runs SET lease_expires_at = ? WHERE run_id = ? AND lease_token = ? AND owner_id = ?'),

@@ -170,6 +170,6 @@ export function pageRuns<R extends Omit<RunRecord, 'input'>>(kind: RunStoreKind,
 }
 
 /** Whether `owner` may take a lease held as stored. */
-export function mayAcquire(run: Pick<RunRecord, 'owner' | 'leaseExpiresAt'>, processId: string, now: number): boolean {
-  return run.owner === undefined || run.leaseExpiresAt < now || run.owner.processId === processId;
+export function mayAcquire(run: Pick<RunRecord, 'owner' | 'leaseExpiresAt' | 'leaseToken'>, processId: string, now: number, fromToken?: number): boolean {
+  return run.owner === undefined || run.leaseExpiresAt < now || run.owner.processId === processId || run.leaseToken === fromToken;
 }

@@ -248,6 +248,16 @@ describe.each(stores)('RunStore ($kind)', ({ open }) => {
       expect((await store.loadRun('r1'))?.run.lastSeq).toBe(2);
     });
 
+    it('takes a live lease whose token is still the one given, for an owner known to be gone, once', async () => {
+      const old = await started('r1');
+      await expect(store.acquireLease('r1', BOB, 30_000, T0 + 1, { takeover: true, fromToken: old + 7 })).resolves.toBeUndefined();
+      const token = await store.acquireLease('r1', BOB, 30_000, T0 + 1, { takeover: true, fromToken: old });
+      expect(token).toBe(old + 1);
+      const third = { processId: 'carol:3', host: 'carol', pid: 3 };
+      await expect(store.acquireLease('r1', third, 30_000, T0 + 2, { takeover: true, fromToken: old })).resolves.toBeUndefined();
+      expect((await store.loadRun('r1'))?.run).toMatchObject({ owner: BOB, recoveries: 1 });
+    });
+
     it('releases a lease so another owner can take it at once, with a new token', async () => {
       const token = await started('r1');
       await expect(store.releaseLease('r1', BOB, token)).resolves.toBe(false);
