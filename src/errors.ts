@@ -33,6 +33,8 @@ export const ErrorCode = {
   PROCESSOR_STATE: 'WEIR_PROCESSOR_STATE',
   PROCESSOR_CONSTRUCTOR: 'WEIR_PROCESSOR_CONSTRUCTOR',
   WORKER_CRASHED: 'WEIR_WORKER_CRASHED',
+  LEASE_LOST: 'WEIR_LEASE_LOST',
+  EVENT_SEQ: 'WEIR_EVENT_SEQ',
   UNKNOWN: 'WEIR_UNKNOWN',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -23,6 +23,12 @@ export interface ResultsBackend {
   has(key: string): Promise<boolean>;
   /** Deletes every entry written before `cutoff` (ms since the epoch); resolves to how many. */
   deleteOlderThan(cutoff: number): Promise<number>;
+  /**
+   * Every readable entry whose key starts with `prefix`, in no set order; records that cannot be
+   * read are skipped (`get` reports them). Used by the run journal to list runs.
+   * @throws FlowError `WEIR_UNSUPPORTED` when the store cannot be iterated.
+   */
+  entries(prefix: string): AsyncIterable<[key: string, entry: StoredEntry]>;
   /** Releases handles; called once, after which the backend is not used again. */
   close(): Promise<void>;
 }

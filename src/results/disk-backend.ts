@@ -78,14 +78,33 @@ export class DiskBackend implements ResultsBackend {
     }
   }
 
-  async deleteOlderThan(cutoff: number): Promise<number> {
-    let names: string[];
+  async #names(): Promise<string[]> {
     try {
-      names = await readdir(this.#dir);
+      return await readdir(this.#dir);
     } catch (error) {
-      if (isMissing(error)) return 0;
+      if (isMissing(error)) return [];
       throw error;
     }
+  }
+
+  // The key is inside each record, so listing reads every file: fine for the journal's run records, kept in a directory of their own.
+  async *entries(prefix: string): AsyncGenerator<[string, StoredEntry]> {
+    for (const name of await this.#names()) {
+      if (!name.endsWith(EXT)) continue;
+      const text = await this.#read(join(this.#dir, name));
+      if (text === undefined) continue;
+      let record;
+      try {
+        record = decodeRecord(text);
+      } catch {
+        continue; // a corrupt record has no key; get() reports it
+      }
+      if (record.key.startsWith(prefix)) yield [record.key, record.entry];
+    }
+  }
+
+  async deleteOlderThan(cutoff: number): Promise<number> {
+    const names = await this.#names();
     let deleted = 0;
     for (const name of names) {
       if (!name.endsWith(EXT)) continue;

@@ -2,7 +2,7 @@
 import type { Keyv } from 'keyv';
 import { ErrorCode, FlowError } from '../errors.js';
 import type { ResultsBackend, StoredEntry } from './backend.js';
-import { decodeRecord, encodeRecord } from './codec.js';
+import { decodeRecord, encodeRecord, JOURNAL_PREFIX } from './codec.js';
 
 /** A Keyv-backed store over a given Keyv, or one `open` makes on first use; `close()` disconnects it. */
 export class KeyvBackend implements ResultsBackend {
@@ -65,26 +65,48 @@ export class KeyvBackend implements ResultsBackend {
     return (await this.#connect()).has(key);
   }
 
-  async deleteOlderThan(cutoff: number): Promise<number> {
+  async #iterator(what: string): Promise<{ keyv: Keyv; records: AsyncGenerator<[string, unknown]> }> {
     const keyv = await this.#connect();
     if (keyv.iterator === undefined) {
       throw new FlowError(
-        `results (${this.kind}): cleanup is not supported: this Keyv store cannot be iterated ` +
+        `results (${this.kind}): ${what} is not supported: this Keyv store cannot be iterated ` +
           '(Map, sqlite, postgres, mysql, mongo, redis, valkey and etcd stores can)',
         { code: ErrorCode.UNSUPPORTED },
       );
     }
+    return { keyv, records: keyv.iterator(keyv.namespace) as AsyncGenerator<[string, unknown]> };
+  }
+
+  async *entries(prefix: string): AsyncGenerator<[string, StoredEntry]> {
+    const { records } = await this.#iterator('listing runs');
+    // Collect first, then yield: some stores page the iterator by offset.
+    const found: [string, StoredEntry][] = [];
+    for await (const [, text] of records) {
+      let record;
+      try {
+        record = decodeRecord(text);
+      } catch {
+        continue; // a corrupt record has no trustworthy key; get() reports it
+      }
+      if (record.key.startsWith(prefix)) found.push([record.key, record.entry]);
+    }
+    yield* found;
+  }
+
+  async deleteOlderThan(cutoff: number): Promise<number> {
+    const { keyv, records } = await this.#iterator('cleanup');
     // Keys come from the records, not the iterator: Keyv strips namespaces by splitting on ':'.
     // Collect first, then delete: some stores page the iterator by offset.
     const old: string[] = [];
-    for await (const [, text] of keyv.iterator(keyv.namespace) as AsyncGenerator<[string, unknown]>) {
+    for await (const [, text] of records) {
       let record;
       try {
         record = decodeRecord(text);
       } catch {
         continue; // a corrupt record has no age; get() reports it
       }
-      if (record.entry.writtenAt < cutoff) old.push(record.key);
+      // The run journal's records go with their runs (prune), never by age.
+      if (record.entry.writtenAt < cutoff && !record.key.startsWith(JOURNAL_PREFIX)) old.push(record.key);
     }
     let deleted = 0;
     for (const key of old) if (await keyv.delete(key)) deleted += 1;

@@ -30,6 +30,10 @@ export class MemoryBackend implements ResultsBackend {
     return deleted;
   }
 
+  async *entries(prefix: string): AsyncGenerator<[string, StoredEntry]> {
+    for (const [key, entry] of [...this.#entries]) if (key.startsWith(prefix)) yield [key, entry];
+  }
+
   async close(): Promise<void> {
     this.#entries.clear();
   }

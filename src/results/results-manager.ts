@@ -1,4 +1,5 @@
 /** ResultsManager: the public face of the results layer, over a memory, disk, SQLite or Keyv backend. */
+import { join } from 'node:path';
 import { Keyv } from 'keyv';
 import { z } from 'zod';
 import { ErrorCode, FlowError, RetryableError, ValidationError } from '../errors.js';
@@ -7,7 +8,11 @@ import type { ResultsBackend, ResultsKind } from './backend.js';
 import { DiskBackend } from './disk-backend.js';
 import { KeyvBackend } from './keyv-backend.js';
 import { MemoryBackend } from './memory-backend.js';
-import { createSqliteBackend } from './sqlite-backend.js';
+import { SqliteBackend } from './sqlite-backend.js';
+import { KvRunStore } from '../store/kv-run-store.js';
+import { MemoryRunStore } from '../store/memory-run-store.js';
+import type { RunStore } from '../store/run-store.js';
+import { SqliteRunStore } from '../store/sqlite-run-store.js';
 
 export type { ResultsKind } from './backend.js';
 
@@ -87,6 +92,18 @@ function reason(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+const journals = new WeakMap<ResultsManager, RunStore>();
+
+/**
+ * The run journal that goes with a results manager: a `MemoryRunStore` for memory, a
+ * `SqliteRunStore` on the same file for SQLite, a `KvRunStore` over the same directory or Keyv for
+ * disk and Keyv. Closed with the manager.
+ * @internal
+ */
+export function runStoreOf(results: ResultsManager): RunStore {
+  return journals.get(results)!;
+}
+
 /**
  * Stores step outputs and run records by key through a pluggable backend, serialising values so
  * Dates, Maps, Sets, BigInts and Buffers survive, and deletes them by age.
@@ -99,8 +116,9 @@ export class ResultsManager {
   readonly #backend: ResultsBackend;
   #closing: Promise<void> | undefined;
 
-  private constructor(backend: ResultsBackend) {
+  private constructor(backend: ResultsBackend, journal: RunStore) {
     this.#backend = backend;
+    journals.set(this, journal);
     this.kind = backend.kind;
     this.durable = backend.kind !== 'memory';
   }
@@ -111,7 +129,7 @@ export class ResultsManager {
    * const results = ResultsManager.memory();
    */
   static memory(): ResultsManager {
-    return new ResultsManager(new MemoryBackend());
+    return new ResultsManager(new MemoryBackend(), new MemoryRunStore());
   }
 
   /**
@@ -122,19 +140,26 @@ export class ResultsManager {
    */
   static disk(dir: string): ResultsManager {
     const args = parse(DiskArgs, { dir }, 'ResultsManager.disk');
-    return new ResultsManager(new DiskBackend(args.dir));
+    // The journal lives in a subdirectory, run records apart, so listing runs reads only them.
+    const journal = new KvRunStore({
+      runs: new DiskBackend(join(args.dir, 'journal', 'runs')),
+      data: new DiskBackend(join(args.dir, 'journal', 'data')),
+    });
+    return new ResultsManager(new DiskBackend(args.dir), journal);
   }
 
   /**
-   * A store in the SQLite file `file` (Keyv + @keyv/sqlite, WAL mode), opened on first use; its
-   * directory is created when missing.
+   * A store in the SQLite file `file` (better-sqlite3, WAL mode), opened on first use; its
+   * directory is created when missing. Values and the run journal share the file and one connection.
    * @throws ValidationError `WEIR_INVALID_OPTIONS` when `file` is empty or an option is invalid or unknown.
    * @example
    * const results = ResultsManager.sqlite('.weir/runs.db', { synchronous: 'FULL' });
    */
   static sqlite(file: string, options?: SqliteResultsOptions): ResultsManager {
     const args = parse(SqliteArgs, { file, options }, 'ResultsManager.sqlite');
-    return new ResultsManager(createSqliteBackend(args.file, Object.freeze(args.options)));
+    const parsed = Object.freeze(args.options);
+    const journal = new SqliteRunStore(args.file, { synchronous: parsed.synchronous, busyTimeout: parsed.busyTimeout });
+    return new ResultsManager(new SqliteBackend(journal, parsed.table), journal);
   }
 
   /**
@@ -146,7 +171,8 @@ export class ResultsManager {
    */
   static keyv(keyv: Keyv): ResultsManager {
     const args = parse(KeyvArgs, { keyv }, 'ResultsManager.keyv');
-    return new ResultsManager(new KeyvBackend('keyv', args.keyv));
+    const backend = new KeyvBackend('keyv', args.keyv);
+    return new ResultsManager(backend, new KvRunStore({ runs: backend }));
   }
 
   /**
@@ -225,7 +251,10 @@ export class ResultsManager {
 
   /** Releases the backend's handles (files, database connections). Idempotent: later calls resolve at once. */
   close(): Promise<void> {
-    this.#closing ??= this.#backend.close();
+    // The journal first: it finishes its pending commits, which may need the backend.
+    this.#closing ??= runStoreOf(this)
+      .close()
+      .finally(() => this.#backend.close());
     return this.#closing;
   }
 

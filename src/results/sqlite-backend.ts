@@ -1,8 +1,11 @@
-/** The embedded durable default: Keyv over @keyv/sqlite in WAL mode, opened on first use. */
-import { mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { Keyv, type DeserializedData } from 'keyv';
-import { KeyvBackend } from './keyv-backend.js';
+/**
+ * The embedded durable default: a `key, value` table in the SQLite file of the run journal, on the
+ * journal's own better-sqlite3 connection (WAL mode), opened on first use.
+ */
+import type BetterSqlite3 from 'better-sqlite3';
+import type { SqliteRunStore } from '../store/sqlite-run-store.js';
+import type { ResultsBackend, StoredEntry } from './backend.js';
+import { decodeRecord, encodeRecord } from './codec.js';
 
 /** Options of a SQLite results store, validated and with defaults filled in. */
 export interface SqliteOptions {
@@ -11,27 +14,97 @@ export interface SqliteOptions {
   readonly busyTimeout: number;
 }
 
-// Our values are already codec strings: store them as they are, without Keyv's JSON envelope.
-const serialize = <Value>(data: DeserializedData<Value>): string => data.value as unknown as string;
-const deserialize = <Value>(text: string): DeserializedData<Value> => ({ value: text as unknown as Value });
+// The same shape as the table @keyv/sqlite makes, so a file written by earlier versions still opens.
+const schema = (table: string): string => `CREATE TABLE IF NOT EXISTS ${table} (key VARCHAR(255) PRIMARY KEY, value TEXT)`;
 
-async function openSqlite(file: string, options: SqliteOptions): Promise<Keyv> {
-  await mkdir(dirname(file), { recursive: true });
-  // Loaded here so that users of the other backends never load the native sqlite3 module.
-  const { KeyvSqlite } = await import('@keyv/sqlite');
-  const store = new KeyvSqlite({ uri: `sqlite://${file}`, table: options.table, busyTimeout: options.busyTimeout });
-  const keyv = new Keyv({ store, serialize, deserialize, throwOnErrors: true });
-  try {
-    await store.query('PRAGMA journal_mode=WAL');
-    await store.query(`PRAGMA synchronous=${options.synchronous}`);
-  } catch (error) {
-    await store.close().catch(() => undefined);
-    throw error;
-  }
-  return keyv;
+function prepare(db: BetterSqlite3.Database, table: string) {
+  db.exec(schema(table));
+  return {
+    get: db.prepare(`SELECT value FROM ${table} WHERE key = ?`).pluck(),
+    set: db.prepare(`INSERT OR REPLACE INTO ${table} (key, value) VALUES (?, ?)`),
+    delete: db.prepare(`DELETE FROM ${table} WHERE key = ?`),
+    has: db.prepare(`SELECT 1 FROM ${table} WHERE key = ?`).pluck(),
+    all: db.prepare(`SELECT key, value FROM ${table}`),
+    range: db.prepare(`SELECT key, value FROM ${table} WHERE key >= ? AND key < ?`),
+  };
 }
 
-/** A backend storing entries in the SQLite file `file`; nothing is opened until the first call. */
-export function createSqliteBackend(file: string, options: SqliteOptions): KeyvBackend {
-  return new KeyvBackend('sqlite', () => openSqlite(file, options));
+/** Puts the SQLite error code in the message, as the sqlite3 driver did, so it shows in the manager's error. */
+function withCode(error: unknown): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (error instanceof Error && typeof code === 'string' && !error.message.includes(code)) error.message = `${code}: ${error.message}`;
+  return error;
+}
+
+/** A backend storing entries in a table of the journal's SQLite file; nothing is opened until the first call. */
+export class SqliteBackend implements ResultsBackend {
+  readonly kind = 'sqlite';
+  readonly #journal: SqliteRunStore;
+  readonly #table: string;
+  #statements: ReturnType<typeof prepare> | undefined;
+
+  constructor(journal: SqliteRunStore, table: string) {
+    this.#journal = journal;
+    this.#table = table;
+  }
+
+  async #ready(): Promise<ReturnType<typeof prepare>> {
+    if (this.#statements !== undefined) return this.#statements;
+    try {
+      const db = await this.#journal.database();
+      this.#statements ??= prepare(db, this.#table);
+      return this.#statements;
+    } catch (error) {
+      throw withCode(error);
+    }
+  }
+
+  async get(key: string): Promise<StoredEntry | undefined> {
+    const text = (await this.#ready()).get.get(key) as string | undefined;
+    return text === undefined ? undefined : decodeRecord(text, key).entry;
+  }
+
+  async set(key: string, entry: StoredEntry): Promise<void> {
+    const text = encodeRecord(key, entry);
+    (await this.#ready()).set.run(key, text);
+  }
+
+  async delete(key: string): Promise<boolean> {
+    return (await this.#ready()).delete.run(key).changes > 0;
+  }
+
+  async has(key: string): Promise<boolean> {
+    return (await this.#ready()).has.get(key) !== undefined;
+  }
+
+  async *entries(prefix: string): AsyncGenerator<[string, StoredEntry]> {
+    const rows = (await this.#ready()).range.all(prefix, `${prefix}\uffff`) as { key: string; value: unknown }[];
+    for (const row of rows) {
+      try {
+        yield [row.key, decodeRecord(row.value, row.key).entry];
+      } catch {
+        // a corrupt record: get() reports it
+      }
+    }
+  }
+
+  async deleteOlderThan(cutoff: number): Promise<number> {
+    const statements = await this.#ready();
+    const old: string[] = [];
+    for (const row of statements.all.iterate() as Iterable<{ key: string; value: unknown }>) {
+      let writtenAt: number;
+      try {
+        writtenAt = decodeRecord(row.value, row.key).entry.writtenAt;
+      } catch {
+        continue; // a corrupt record has no age; get() reports it
+      }
+      if (writtenAt < cutoff) old.push(row.key);
+    }
+    let deleted = 0;
+    for (const key of old) deleted += statements.delete.run(key).changes;
+    return deleted;
+  }
+
+  // The connection is the journal's: it closes it.
+  async close(): Promise<void> {}
 }

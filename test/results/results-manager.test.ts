@@ -4,8 +4,8 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KeyvSqlite } from '@keyv/sqlite';
+import Database from 'better-sqlite3';
 import { Keyv, type KeyvStoreAdapter } from 'keyv';
-import sqlite3 from 'sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ErrorCode, FlowError, ValidationError } from '../../src/errors.js';
 import { ResultsManager } from '../../src/results/results-manager.js';
@@ -30,19 +30,20 @@ async function rejection(promise: Promise<unknown>): Promise<FlowError> {
   return outcome.error as FlowError;
 }
 
-/** Runs one SQL statement on `file` through its own sqlite3 connection. */
-function sql(file: string, statement: string): Promise<Record<string, unknown>[]> {
-  return new Promise((resolve, reject) => {
-    const db = new sqlite3.Database(file, (openError) => {
-      if (openError !== null) {
-        reject(openError);
-        return;
-      }
-      db.all(statement, (error: Error | null, rows: Record<string, unknown>[]) => {
-        db.close(() => (error === null ? resolve(rows) : reject(error)));
-      });
-    });
-  });
+/**
+ * Runs one SQL statement on `file` through its own connection. better-sqlite3, as the store uses:
+ * a second copy of SQLite in one process does not see the first's locks (sqlite.org/howtocorrupt.html, 2.2.1).
+ */
+async function sql(file: string, statement: string): Promise<Record<string, unknown>[]> {
+  const db = new Database(file);
+  try {
+    const prepared = db.prepare(statement);
+    if (prepared.reader) return prepared.all() as Record<string, unknown>[];
+    prepared.run();
+    return [];
+  } finally {
+    db.close();
+  }
 }
 
 beforeEach(async () => {

@@ -1,0 +1,180 @@
+/**
+ * The run journal in Maps, for runs that need not survive the process. Records, outputs and events
+ * are kept by reference, not copied: callers must not change them after a commit.
+ * @internal
+ */
+import type { WeirEvent } from '../events.js';
+import type {
+  AcquireOptions,
+  CommitBatch,
+  LeaseEntry,
+  ListRunsQuery,
+  LoadedRun,
+  NewRunRecord,
+  PruneOptions,
+  RenewResult,
+  RunOwner,
+  RunPage,
+  RunRecord,
+  RunStore,
+  StepRecord,
+  StoredOutput,
+} from './run-store.js';
+import {
+  KEPT,
+  checkBatch,
+  checkEvents,
+  closedError,
+  conflictError,
+  FINISHED,
+  leaseLostError,
+  mayAcquire,
+  notFoundError,
+  pageRuns,
+  wrapError,
+} from './store-support.js';
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+interface Entry {
+  readonly run: Mutable<RunRecord>;
+  readonly steps: Map<string, StepRecord>;
+  readonly outputs: Map<string, unknown>;
+  readonly events: WeirEvent[];
+}
+
+const DONE: Promise<void> = Promise.resolve();
+
+/** A `RunStore` in plain Maps: a commit is a few Map writes, with no copy and no serialisation. @internal */
+export class MemoryRunStore implements RunStore {
+  readonly kind = 'memory';
+  readonly durable = false;
+  readonly #runs = new Map<string, Entry>();
+  #closed = false;
+
+  async createRun(record: NewRunRecord, events: readonly WeirEvent[] = []): Promise<RunRecord> {
+    this.#check('create a run');
+    if (this.#runs.has(record.runId)) throw conflictError(this.kind, record.runId);
+    const lastSeq = checkEvents(this.kind, record.runId, 0, events);
+    const run = { ...record, leaseToken: record.leaseToken ?? 1, recoveries: record.recoveries ?? 0, lastSeq } as Entry['run'];
+    this.#runs.set(record.runId, { run, steps: new Map(), outputs: new Map(), events: [...events] });
+    return { ...run };
+  }
+
+  commit(batch: CommitBatch): Promise<void> {
+    if (this.#closed) return Promise.reject(closedError(this.kind, `commit to run ${JSON.stringify(batch.runId)}`));
+    try {
+      this.#apply(batch);
+    } catch (error) {
+      return Promise.reject(wrapError(this.kind, 'commit failed', error));
+    }
+    return DONE;
+  }
+
+  #apply(batch: CommitBatch): void {
+    const entry = this.#runs.get(batch.runId);
+    if (entry === undefined) throw notFoundError(this.kind, batch.runId);
+    const run = entry.run;
+    if (run.leaseToken !== batch.leaseToken) throw leaseLostError(this.kind, batch.runId, run.leaseToken, batch.leaseToken);
+    const { steps, outputs, events, run: patch } = batch;
+    if (outputs !== undefined) checkBatch(this.kind, batch);
+    const lastSeq = events === undefined ? run.lastSeq : checkEvents(this.kind, batch.runId, run.lastSeq, events);
+    // Everything is checked: from here on nothing throws, so the batch is all or nothing.
+    if (steps !== undefined) {
+      for (const step of steps) {
+        entry.steps.set(step.step, step);
+        if (!step.hasOutput && entry.outputs.size > 0) entry.outputs.delete(step.step);
+      }
+    }
+    if (outputs !== undefined) for (const output of outputs) entry.outputs.set(output.step, output.value);
+    if (events !== undefined) for (const event of events) entry.events.push(event);
+    run.lastSeq = lastSeq;
+    if (patch !== undefined) {
+      for (const key in patch) {
+        const value = (patch as Record<string, unknown>)[key];
+        if (value !== undefined) (run as Record<string, unknown>)[key] = value;
+        else if (!KEPT.has(key)) delete (run as Record<string, unknown>)[key];
+      }
+    }
+  }
+
+  async loadRun(runId: string): Promise<LoadedRun | undefined> {
+    this.#check(`load run ${JSON.stringify(runId)}`);
+    const entry = this.#runs.get(runId);
+    if (entry === undefined) return undefined;
+    return { run: { ...entry.run }, steps: [...entry.steps.values()] };
+  }
+
+  async getOutput(runId: string, step: string): Promise<StoredOutput | undefined> {
+    this.#check(`read the output of ${JSON.stringify(`${runId}/${step}`)}`);
+    const outputs = this.#runs.get(runId)?.outputs;
+    return outputs?.has(step) === true ? { value: outputs.get(step) } : undefined;
+  }
+
+  async readEvents(runId: string, after = 0, limit = Infinity): Promise<WeirEvent[]> {
+    this.#check(`read the events of run ${JSON.stringify(runId)}`);
+    const events = this.#runs.get(runId)?.events ?? [];
+    const start = Math.max(0, after);
+    return events.slice(start, start + Math.max(0, limit));
+  }
+
+  async listRuns(query: ListRunsQuery): Promise<RunPage> {
+    this.#check('list runs');
+    return pageRuns(this.kind, [...this.#runs.values()].map((e) => ({ ...e.run })), query);
+  }
+
+  async acquireLease(runId: string, owner: RunOwner, leaseMs: number, now: number, options?: AcquireOptions): Promise<number | undefined> {
+    this.#check(`acquire the lease of run ${JSON.stringify(runId)}`);
+    const run = this.#runs.get(runId)?.run;
+    if (run === undefined || !mayAcquire(run, owner.processId, now, options?.fromToken)) return undefined;
+    const takeover = options?.takeover === true;
+    if (takeover || run.owner?.processId !== owner.processId) run.leaseToken += 1;
+    if (takeover) run.recoveries += 1;
+    run.owner = owner;
+    run.leaseExpiresAt = now + leaseMs;
+    return run.leaseToken;
+  }
+
+  async renewLeases(owner: RunOwner, entries: readonly LeaseEntry[], expiresAt: number): Promise<RenewResult> {
+    this.#check('renew leases');
+    const renewed: string[] = [];
+    const lost: string[] = [];
+    for (const { runId, leaseToken } of entries) {
+      const run = this.#runs.get(runId)?.run;
+      if (run !== undefined && run.leaseToken === leaseToken && run.owner?.processId === owner.processId) {
+        run.leaseExpiresAt = expiresAt;
+        renewed.push(runId);
+      } else {
+        lost.push(runId);
+      }
+    }
+    return { renewed, lost };
+  }
+
+  async releaseLease(runId: string, owner: RunOwner, leaseToken: number): Promise<boolean> {
+    this.#check(`release the lease of run ${JSON.stringify(runId)}`);
+    const run = this.#runs.get(runId)?.run;
+    if (run === undefined || run.leaseToken !== leaseToken || run.owner?.processId !== owner.processId) return false;
+    delete run.owner;
+    run.leaseExpiresAt = 0;
+    return true;
+  }
+
+  async prune(options: PruneOptions): Promise<number> {
+    this.#check('prune');
+    let deleted = 0;
+    for (const [runId, { run }] of this.#runs) {
+      if (FINISHED.has(run.status) && (run.endedAt ?? run.updatedAt) < options.olderThan && this.#runs.delete(runId)) deleted += 1;
+    }
+    return deleted;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#runs.clear();
+  }
+
+  #check(what: string): void {
+    if (this.#closed) throw closedError(this.kind, what);
+  }
+}

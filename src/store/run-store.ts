@@ -1,0 +1,283 @@
+/**
+ * The run journal's contract: run records, step records, step outputs and the event log, written
+ * atomically per commit and fenced by a lease token. Knows nothing of processors or graphs.
+ * @internal
+ */
+import type { ErrorData } from '../error-data.js';
+import type { WeirEvent } from '../events.js';
+import type { AttemptRecord } from '../result.js';
+import type { FlowStatus, RunMode } from '../status.js';
+
+/** Who holds a run's lease: the owning context's process. */
+export interface RunOwner {
+  /** The owning context's id, unique per process and context (for example `host:pid:n`). */
+  readonly processId: string;
+  readonly host: string;
+  readonly pid: number;
+}
+
+/** A step's last reported progress. */
+export interface StepProgress {
+  /** From 0 to 1. */
+  readonly fraction: number;
+  readonly message?: string;
+}
+
+/** One input a step waits on (human in the loop). */
+export interface InputWait {
+  readonly key: string;
+  /** The JSON Schema the submitted value must pass. */
+  readonly schema: unknown;
+  /** When the wait gives up, in ms since the epoch; none means forever. */
+  readonly deadline?: number;
+}
+
+/** A run's durable state. Timestamps are ms since the epoch. */
+export interface RunRecord {
+  readonly runId: string;
+  /** The root flow's name. */
+  readonly flow: string;
+  /** A fingerprint of the flow graph, computed by the caller. */
+  readonly fingerprint: string;
+  /** The run's input, any value the codec can serialise. */
+  readonly input: unknown;
+  readonly mode: RunMode;
+  readonly humanInLoop: boolean;
+  readonly status: FlowStatus;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly endedAt?: number;
+  readonly error?: ErrorData;
+  /** The run's output, kept for completed runs. */
+  readonly output?: unknown;
+  /** The run this one retries. */
+  readonly retryOf?: string;
+  /** The run that retried this one. */
+  readonly retriedBy?: string;
+  /** Who holds the lease; absent once released. */
+  readonly owner?: RunOwner;
+  /** The fencing token: grows whenever the lease changes hands. */
+  readonly leaseToken: number;
+  /** When the lease runs out, in ms since the epoch; 0 once released. */
+  readonly leaseExpiresAt: number;
+  /** How many times the run was taken over after its owner was lost. */
+  readonly recoveries: number;
+  /** The seq of the run's last stored event; 0 before the first. */
+  readonly lastSeq: number;
+}
+
+/** What `createRun` takes: a run record whose counters the store fills in. */
+export type NewRunRecord = Omit<RunRecord, 'lastSeq' | 'recoveries' | 'leaseToken'> & {
+  /** @default 1 */
+  readonly leaseToken?: number;
+  /** @default 0 */
+  readonly recoveries?: number;
+};
+
+/** A step's durable state. Its output, when it has one, is stored apart and read with `getOutput`. */
+export interface StepRecord {
+  readonly runId: string;
+  /** The step's (flow's) name, unique in its run. */
+  readonly step: string;
+  readonly status: FlowStatus;
+  readonly attempts: readonly AttemptRecord[];
+  readonly startTime?: number;
+  readonly endTime?: number;
+  readonly error?: ErrorData;
+  /** Whether an output is stored for this step. */
+  readonly hasOutput: boolean;
+  readonly progress?: StepProgress;
+  /** A durable backoff deadline: the next attempt starts then, in ms since the epoch. */
+  readonly retryAt?: number;
+  /** The inputs this step waits on. */
+  readonly waitingFor?: readonly InputWait[];
+  readonly updatedAt: number;
+}
+
+/**
+ * The run fields a commit may change. A key present with the value `undefined` clears an optional
+ * field (`endedAt`, `error`, `output`, `retriedBy`); a key left out, or a required field
+ * (`status`, `updatedAt`, `humanInLoop`) given as `undefined`, keeps it.
+ */
+export type RunPatch = {
+  -readonly [K in 'status' | 'updatedAt' | 'humanInLoop' | 'endedAt' | 'error' | 'output' | 'retriedBy']?: RunRecord[K] | undefined;
+};
+
+/** One step output to store with its step record. */
+export interface OutputWrite {
+  readonly step: string;
+  readonly value: unknown;
+}
+
+/** What one `commit` writes, all or nothing. */
+export interface CommitBatch {
+  readonly runId: string;
+  /** The token from `createRun` or `acquireLease`; a stale one is refused. */
+  readonly leaseToken: number;
+  readonly run?: RunPatch;
+  /** Whole step records, replacing the stored ones. */
+  readonly steps?: readonly StepRecord[];
+  /** Outputs, each for a step whose record is in `steps` with `hasOutput: true`. */
+  readonly outputs?: readonly OutputWrite[];
+  /** Events continuing the run's `lastSeq` densely: the first has `lastSeq + 1`. */
+  readonly events?: readonly WeirEvent[];
+}
+
+/** A run with all its step records. */
+export interface LoadedRun {
+  readonly run: RunRecord;
+  readonly steps: readonly StepRecord[];
+}
+
+/** A stored output: a box, so a stored `undefined` differs from no output. */
+export interface StoredOutput {
+  readonly value: unknown;
+}
+
+/** What `listRuns` selects. */
+export interface ListRunsQuery {
+  /** Only runs in this status (or one of these). */
+  readonly status?: FlowStatus | readonly FlowStatus[];
+  /** Only runs of this root flow. */
+  readonly flow?: string;
+  /** At most this many runs. @default 100 */
+  readonly limit?: number;
+  /** The `next` cursor of the previous page. */
+  readonly before?: string;
+  /** Only running runs whose lease expired before `now`. */
+  readonly stale?: boolean;
+  /** The current time, in ms since the epoch, for `stale`. */
+  readonly now: number;
+}
+
+/** One page of runs, newest first. */
+export interface RunPage {
+  readonly runs: readonly RunRecord[];
+  /** Pass as `before` for the next page; absent on the last page. */
+  readonly next?: string;
+  /** Runs on this page whose records cannot be read (SQLite): left out of `runs`; `loadRun` says why. */
+  readonly corrupt?: readonly string[];
+}
+
+/** Options of `acquireLease`. */
+export interface AcquireOptions {
+  /** The run's owner was lost and this is a recovery: count it in `recoveries`. @default false */
+  readonly takeover?: boolean;
+  /**
+   * Take the lease even while it is live, if its token is still this one: for an owner known to be
+   * gone (same host, its pid no longer alive), read with `loadRun` or `listRuns` just before.
+   */
+  readonly fromToken?: number;
+}
+
+/** One run whose lease an owner renews. */
+export interface LeaseEntry {
+  readonly runId: string;
+  readonly leaseToken: number;
+}
+
+/** What `renewLeases` did. */
+export interface RenewResult {
+  /** Runs whose lease was extended. */
+  readonly renewed: readonly string[];
+  /** Runs the owner no longer holds (taken over, or gone): stop working on them. */
+  readonly lost: readonly string[];
+}
+
+/** Options of `prune`. */
+export interface PruneOptions {
+  /** Delete finished runs that ended before this time, in ms since the epoch. */
+  readonly olderThan: number;
+}
+
+/** Which implementation a store is. */
+export type RunStoreKind = 'memory' | 'sqlite' | 'kv';
+
+/**
+ * The run journal. Every method is async and rejects with a `FlowError`:
+ * `WEIR_STORE` (retryable, `cause` attached) when the backend fails, `WEIR_CORRUPT_RECORD` naming
+ * the record when one cannot be read, `WEIR_STORE_CLOSED` after `close()`.
+ * @internal
+ */
+export interface RunStore {
+  readonly kind: RunStoreKind;
+  /** Whether what is stored survives the process. */
+  readonly durable: boolean;
+
+  /**
+   * Stores a new run with its first events (seq 1, 2, ...) atomically.
+   * @returns the stored record, with `lastSeq`, `leaseToken` and `recoveries` filled in.
+   * @throws `WEIR_RUN_CONFLICT` when `runId` exists; `WEIR_SERIALIZATION` when the input cannot be stored;
+   * `WEIR_EVENT_SEQ` when the events do not start at 1 densely.
+   */
+  createRun(record: NewRunRecord, events?: readonly WeirEvent[]): Promise<RunRecord>;
+
+  /**
+   * Writes a batch atomically: the run patch, whole step records, outputs and events. Commits made
+   * in the same tick share one transaction where the store has them; each promise settles with its
+   * own batch, once it is durable.
+   * @throws `WEIR_RUN_NOT_FOUND` for an unknown run; `WEIR_LEASE_LOST` when the stored lease token differs
+   * from the batch's; `WEIR_EVENT_SEQ` for a gap or a duplicate seq; `WEIR_SERIALIZATION` for a value that
+   * cannot be stored; `WEIR_INVALID_OPTIONS` for an output without its step record.
+   */
+  commit(batch: CommitBatch): Promise<void>;
+
+  /**
+   * Reads a run and every step record it has, in no set order.
+   * @returns `undefined` when there is no such run.
+   * @throws `WEIR_CORRUPT_RECORD` naming the run or step record that cannot be read.
+   */
+  loadRun(runId: string): Promise<LoadedRun | undefined>;
+
+  /**
+   * Reads one step's output.
+   * @returns `{ value }`, or `undefined` when none is stored.
+   * @throws `WEIR_CORRUPT_RECORD` naming the output record when it cannot be read.
+   */
+  getOutput(runId: string, step: string): Promise<StoredOutput | undefined>;
+
+  /**
+   * Reads the run's events with `seq > after`, in order, at most `limit` of them.
+   * @throws `WEIR_CORRUPT_RECORD` naming the event record that cannot be read.
+   */
+  readEvents(runId: string, after?: number, limit?: number): Promise<WeirEvent[]>;
+
+  /**
+   * Lists runs newest first (by `createdAt`, then `runId`), one page at a time.
+   * @throws `WEIR_INVALID_OPTIONS` for a cursor this store did not make; `WEIR_UNSUPPORTED` for a
+   * backend that cannot be iterated.
+   */
+  listRuns(query: ListRunsQuery): Promise<RunPage>;
+
+  /**
+   * Takes the run's lease if nobody else holds a live one (it is released, expired or already
+   * `owner`'s), or if its token is still `options.fromToken`: a compare-and-set, so of two
+   * concurrent callers exactly one wins. The token grows
+   * unless `owner` already held the live lease; with `takeover`, `recoveries` grows too.
+   * @returns the lease token to commit with, or `undefined` when the lease is held by someone else
+   * or the run does not exist.
+   */
+  acquireLease(runId: string, owner: RunOwner, leaseMs: number, now: number, options?: AcquireOptions): Promise<number | undefined>;
+
+  /**
+   * Extends every lease `owner` still holds with the given token to `expiresAt`, in one transaction.
+   * @returns which runs were renewed and which were lost.
+   */
+  renewLeases(owner: RunOwner, entries: readonly LeaseEntry[], expiresAt: number): Promise<RenewResult>;
+
+  /**
+   * Gives up a lease: clears the owner and expiry, keeps the token.
+   * @returns whether `owner` held it with that token.
+   */
+  releaseLease(runId: string, owner: RunOwner, leaseToken: number): Promise<boolean>;
+
+  /**
+   * Deletes finished runs (`completed`, `failed`, `cancelled`) that ended before the cutoff, with
+   * their steps, outputs and events; never a running, waiting or pending run.
+   * @returns how many runs were deleted.
+   */
+  prune(options: PruneOptions): Promise<number>;
+
+  /** Waits for pending commits, then releases handles. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,713 @@
+/**
+ * The run journal in one SQLite file through better-sqlite3: WAL mode, prepared statements, and
+ * group commit (every commit of one event-loop turn in one transaction, each in its own savepoint).
+ * @internal
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+// Captured from the module, not the global, so fake timers in tests never hold back a commit.
+import { setImmediate } from 'node:timers';
+import type BetterSqlite3 from 'better-sqlite3';
+import type { ErrorData } from '../error-data.js';
+import { FlowError } from '../errors.js';
+import type { WeirEvent } from '../events.js';
+import { decodeCompact, encodeCompact } from '../results/codec.js';
+import type {
+  AcquireOptions,
+  CommitBatch,
+  LeaseEntry,
+  ListRunsQuery,
+  LoadedRun,
+  NewRunRecord,
+  PruneOptions,
+  RenewResult,
+  RunOwner,
+  RunPage,
+  RunPatch,
+  RunRecord,
+  RunStore,
+  StepRecord,
+  StoredOutput,
+} from './run-store.js';
+import {
+  KEPT,
+  checkBatch,
+  checkEvents,
+  closedError,
+  conflictError,
+  corruptError,
+  decodeCursor,
+  encodeCursor,
+  FINISHED,
+  leaseLostError,
+  limitOf,
+  notFoundError,
+  type RecordKind,
+  wrapError,
+} from './store-support.js';
+
+type Database = BetterSqlite3.Database;
+type Statement = BetterSqlite3.Statement;
+
+/** Options of a SQLite run store. */
+export interface SqliteRunStoreOptions {
+  /** `NORMAL` survives a process crash; `FULL` a power loss too. @default 'NORMAL' */
+  readonly synchronous?: 'NORMAL' | 'FULL';
+  /** How long to wait for another connection's lock, in milliseconds. @default 5000 */
+  readonly busyTimeout?: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS weir_runs (
+  run_id TEXT PRIMARY KEY NOT NULL,
+  flow TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  mode TEXT NOT NULL,
+  human_in_loop INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  ended_at INTEGER,
+  error TEXT,
+  output TEXT,
+  retry_of TEXT,
+  retried_by TEXT,
+  owner_id TEXT,
+  owner TEXT,
+  lease_token INTEGER NOT NULL,
+  lease_expires_at INTEGER NOT NULL,
+  recoveries INTEGER NOT NULL,
+  last_seq INTEGER NOT NULL,
+  input TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS weir_runs_by_status ON weir_runs (status, created_at, run_id);
+CREATE INDEX IF NOT EXISTS weir_runs_by_flow ON weir_runs (flow, created_at, run_id);
+CREATE INDEX IF NOT EXISTS weir_runs_by_created ON weir_runs (created_at, run_id);
+CREATE INDEX IF NOT EXISTS weir_runs_by_lease ON weir_runs (status, lease_expires_at);
+CREATE TABLE IF NOT EXISTS weir_steps (
+  run_id TEXT NOT NULL,
+  step TEXT NOT NULL,
+  data TEXT NOT NULL,
+  PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS weir_outputs (
+  run_id TEXT NOT NULL,
+  step TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS weir_events (
+  run_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  data TEXT NOT NULL,
+  PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+`;
+
+interface RunRow {
+  run_id: string;
+  flow: string;
+  fingerprint: string;
+  mode: string;
+  human_in_loop: number;
+  status: string;
+  created_at: number;
+  updated_at: number;
+  ended_at: number | null;
+  error: string | null;
+  output: string | null;
+  retry_of: string | null;
+  retried_by: string | null;
+  owner_id: string | null;
+  owner: string | null;
+  lease_token: number;
+  lease_expires_at: number;
+  recoveries: number;
+  last_seq: number;
+  input: string;
+}
+
+/** The patchable run fields and their columns. */
+const PATCH_COLUMNS: Readonly<Record<keyof RunPatch, string>> = {
+  status: 'status',
+  updatedAt: 'updated_at',
+  humanInLoop: 'human_in_loop',
+  endedAt: 'ended_at',
+  error: 'error',
+  output: 'output',
+  retriedBy: 'retried_by',
+};
+
+/** A commit with its values already serialised, so nothing can fail to serialise inside the transaction. */
+interface EncodedCommit {
+  readonly type: 'commit';
+  readonly batch: CommitBatch;
+  readonly patchKey: string;
+  readonly patchValues: unknown[];
+  readonly steps: [string, string, number][];
+  readonly outputs: [string, string][];
+  readonly events: [number, string][];
+}
+
+interface EncodedCreate {
+  readonly type: 'create';
+  readonly record: RunRecord;
+  readonly row: unknown[];
+  readonly events: [number, string][];
+}
+
+interface Head {
+  lease_token: number;
+  last_seq: number;
+}
+
+interface Pending {
+  readonly work: EncodedCommit | EncodedCreate;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+function patchValue(key: keyof RunPatch, value: unknown): unknown {
+  if (value === undefined) return null;
+  if (key === 'humanInLoop') return value === true ? 1 : 0;
+  if (key === 'error') return JSON.stringify(value);
+  if (key === 'output') return encodeCompact(value, 'run output');
+  return value;
+}
+
+function encodeEvents(events: readonly WeirEvent[] | undefined): [number, string][] {
+  if (events === undefined) return [];
+  return events.map((e) => [e.seq, encodeCompact(e, `event ${e.seq}`)]);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
+
+/** A `RunStore` in one SQLite file, shared safely by several processes. @internal */
+export class SqliteRunStore implements RunStore {
+  readonly kind = 'sqlite';
+  readonly durable = true;
+  readonly file: string;
+  readonly #synchronous: 'NORMAL' | 'FULL';
+  readonly #busyTimeout: number;
+  #db: Database | undefined;
+  #opening: Promise<Database> | undefined;
+  #statements: ReturnType<typeof prepare> | undefined;
+  #groupTx: BetterSqlite3.Transaction<(queue: readonly Pending[], outcomes: unknown[], failed: boolean[]) => void> | undefined;
+  #singleTx: BetterSqlite3.Transaction<(work: EncodedCommit | EncodedCreate) => unknown> | undefined;
+  readonly #patchStatements = new Map<string, Statement>();
+  readonly #listStatements = new Map<string, Statement>();
+  #queue: Pending[] = [];
+  #scheduled = false;
+  #flushing: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(file: string, options: SqliteRunStoreOptions = {}) {
+    this.file = file;
+    this.#synchronous = options.synchronous ?? 'NORMAL';
+    this.#busyTimeout = options.busyTimeout ?? 5000;
+  }
+
+  /**
+   * The open connection, for the results table that shares the file. Rejects with the driver's own
+   * error when the file cannot be opened.
+   * @internal
+   */
+  async database(): Promise<Database> {
+    if (this.#closing !== undefined) throw closedError(this.kind, 'open the database');
+    return this.#openOnce();
+  }
+
+  #openOnce(): Promise<Database> {
+    if (this.#db !== undefined) return Promise.resolve(this.#db);
+    this.#opening ??= this.#open().then(
+      (db) => {
+        this.#db = db;
+        return db;
+      },
+      (error: unknown) => {
+        this.#opening = undefined;
+        throw error;
+      },
+    );
+    return this.#opening;
+  }
+
+  async #connect(): Promise<Database> {
+    try {
+      return this.#db ?? (await this.#openOnce());
+    } catch (error) {
+      throw wrapError(this.kind, `could not open ${JSON.stringify(this.file)}`, error);
+    }
+  }
+
+  async #open(): Promise<Database> {
+    // Loaded on first use, so users of the other stores never load the native module.
+    const { default: Sqlite } = await import('better-sqlite3');
+    mkdirSync(dirname(this.file), { recursive: true });
+    const db = new Sqlite(this.file, { timeout: this.#busyTimeout });
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${this.#synchronous}`);
+      // Checkpoints (and, with NORMAL, their fsyncs) every ~40 MB of WAL rather than every 4 MB:
+      // group commits of many runs dirty many pages, and frequent checkpoints cost more than the commits.
+      db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+      db.exec(SCHEMA);
+      this.#statements = prepare(db);
+      this.#groupTx = db.transaction((queue: readonly Pending[], outcomes: unknown[], failed: boolean[]) => this.#applyGroup(queue, outcomes, failed));
+      this.#singleTx = db.transaction((work: EncodedCommit | EncodedCreate) => this.#apply(work, new Map()));
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+    return db;
+  }
+
+  async createRun(record: NewRunRecord, events: readonly WeirEvent[] = []): Promise<RunRecord> {
+    this.#check(`create run ${JSON.stringify(record.runId)}`);
+    const lastSeq = checkEvents(this.kind, record.runId, 0, events);
+    const stored = { ...record, leaseToken: record.leaseToken ?? 1, recoveries: record.recoveries ?? 0, lastSeq } as RunRecord;
+    const input = encodeCompact(record.input, `input of run ${record.runId}`);
+    const output = 'output' in record ? encodeCompact(record.output, `output of run ${record.runId}`) : null;
+    const row = [
+      stored.runId,
+      stored.flow,
+      stored.fingerprint,
+      stored.mode,
+      stored.humanInLoop ? 1 : 0,
+      stored.status,
+      stored.createdAt,
+      stored.updatedAt,
+      stored.endedAt ?? null,
+      stored.error === undefined ? null : JSON.stringify(stored.error),
+      output,
+      stored.retryOf ?? null,
+      stored.retriedBy ?? null,
+      stored.owner?.processId ?? null,
+      stored.owner === undefined ? null : JSON.stringify(stored.owner),
+      stored.leaseToken,
+      stored.leaseExpiresAt,
+      stored.recoveries,
+      lastSeq,
+      input,
+    ];
+    await this.#enqueue({ type: 'create', record: stored, row, events: encodeEvents(events) });
+    return stored;
+  }
+
+  commit(batch: CommitBatch): Promise<void> {
+    if (this.#closing !== undefined) return Promise.reject(closedError(this.kind, `commit to run ${JSON.stringify(batch.runId)}`));
+    let work: EncodedCommit;
+    try {
+      work = this.#encodeCommit(batch);
+    } catch (error) {
+      return Promise.reject(wrapError(this.kind, 'commit failed', error));
+    }
+    return this.#enqueue(work) as Promise<void>;
+  }
+
+  #encodeCommit(batch: CommitBatch): EncodedCommit {
+    checkBatch(this.kind, batch);
+    let patchKey = '';
+    const patchValues: unknown[] = [];
+    if (batch.run !== undefined) {
+      const patch = batch.run;
+      const keys = (Object.keys(patch) as (keyof RunPatch)[]).filter((k) => Object.hasOwn(PATCH_COLUMNS, k) && !(patch[k] === undefined && KEPT.has(k))).sort();
+      patchKey = keys.join(',');
+      for (const key of keys) patchValues.push(patchValue(key, batch.run[key]));
+    }
+    const steps: [string, string, number][] = [];
+    if (batch.steps !== undefined) for (const step of batch.steps) steps.push([step.step, encodeCompact(step, `step ${batch.runId}/${step.step}`), step.hasOutput ? 1 : 0]);
+    const outputs: [string, string][] = [];
+    if (batch.outputs !== undefined) {
+      for (const output of batch.outputs) outputs.push([output.step, encodeCompact(output.value, `output of ${batch.runId}/${output.step}`)]);
+    }
+    return { type: 'commit', batch, patchKey, patchValues, steps, outputs, events: encodeEvents(batch.events) };
+  }
+
+  #enqueue(work: EncodedCommit | EncodedCreate): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ work, resolve, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => void this.#startFlush());
+      }
+    });
+  }
+
+  #startFlush(): Promise<void> {
+    this.#flushing = this.#flush().finally(() => {
+      this.#flushing = undefined;
+    });
+    return this.#flushing;
+  }
+
+  async #flush(): Promise<void> {
+    this.#scheduled = false;
+    const queue = this.#queue;
+    this.#queue = [];
+    if (queue.length === 0) return;
+    try {
+      await this.#connect();
+    } catch (error) {
+      for (const p of queue) p.reject(error);
+      return;
+    }
+    const outcomes: unknown[] = new Array(queue.length);
+    const failed: boolean[] = new Array(queue.length).fill(false);
+    try {
+      // The fast path: each batch is checked against its run's head before it writes, so one
+      // transaction without savepoints holds them all.
+      this.#groupTx!.immediate(queue, outcomes, failed);
+    } catch {
+      // SQLite failed a write: the group was rolled back, so each batch goes again on its own.
+      for (let i = 0; i < queue.length; i++) {
+        failed[i] = false;
+        try {
+          outcomes[i] = this.#singleTx!.immediate(queue[i]!.work);
+        } catch (error) {
+          failed[i] = true;
+          outcomes[i] = wrapError(this.kind, 'commit failed', error);
+        }
+      }
+    }
+    for (let i = 0; i < queue.length; i++) {
+      if (failed[i]) queue[i]!.reject(outcomes[i]);
+      else queue[i]!.resolve(outcomes[i]);
+    }
+  }
+
+  /** Checks and applies each batch in order; a refused one writes nothing and the others go on. */
+  #applyGroup(queue: readonly Pending[], outcomes: unknown[], failed: boolean[]): void {
+    const heads = new Map<string, Head | null>();
+    for (let i = 0; i < queue.length; i++) {
+      try {
+        outcomes[i] = this.#apply(queue[i]!.work, heads);
+      } catch (error) {
+        if (!(error instanceof FlowError)) throw error;
+        failed[i] = true;
+        outcomes[i] = error;
+      }
+    }
+  }
+
+  /** Checks one write against its run's head, then applies it; a refusal throws a FlowError before any write. */
+  #apply(work: EncodedCommit | EncodedCreate, heads: Map<string, Head | null>): unknown {
+    const s = this.#statements!;
+    if (work.type === 'create') {
+      const runId = work.record.runId;
+      const known = heads.get(runId);
+      if (known === undefined ? s.runExists.get(runId) !== undefined : known !== null) throw conflictError(this.kind, runId);
+      s.insertRun.run(work.row);
+      for (const [seq, data] of work.events) s.insertEvent.run(runId, seq, data);
+      heads.set(runId, { lease_token: work.record.leaseToken, last_seq: work.record.lastSeq });
+      return work.record;
+    }
+    const { batch } = work;
+    const runId = batch.runId;
+    let head = heads.get(runId);
+    if (head === undefined) {
+      head = (s.runHead.get(runId) as Head | undefined) ?? null;
+      heads.set(runId, head);
+    }
+    if (head === null) throw notFoundError(this.kind, runId);
+    if (head.lease_token !== batch.leaseToken) throw leaseLostError(this.kind, runId, head.lease_token, batch.leaseToken);
+    const lastSeq = checkEvents(this.kind, runId, head.last_seq, batch.events);
+    for (const [step, data, hasOutput] of work.steps) {
+      s.upsertStep.run(runId, step, data);
+      if (hasOutput === 0) s.deleteOutput.run(runId, step);
+    }
+    for (const [step, value] of work.outputs) s.upsertOutput.run(runId, step, value);
+    for (const [seq, data] of work.events) s.insertEvent.run(runId, seq, data);
+    this.#patchStatement(work.patchKey).run(lastSeq, ...work.patchValues, runId);
+    head.last_seq = lastSeq;
+    return undefined;
+  }
+
+  #patchStatement(key: string): Statement {
+    let statement = this.#patchStatements.get(key);
+    if (statement === undefined) {
+      const columns = key === '' ? [] : key.split(',').map((k) => `${PATCH_COLUMNS[k as keyof RunPatch]} = ?`);
+      statement = this.#db!.prepare(`UPDATE weir_runs SET ${['last_seq = ?', ...columns].join(', ')} WHERE run_id = ?`);
+      this.#patchStatements.set(key, statement);
+    }
+    return statement;
+  }
+
+  async loadRun(runId: string): Promise<LoadedRun | undefined> {
+    const s = await this.#ready(`load run ${JSON.stringify(runId)}`);
+    let row: RunRow | undefined;
+    let stepRows: { step: string; data: string }[];
+    try {
+      row = s.selectRun.get(runId) as RunRow | undefined;
+      if (row === undefined) return undefined;
+      stepRows = s.selectSteps.all(runId) as { step: string; data: string }[];
+    } catch (error) {
+      throw wrapError(this.kind, `could not load run ${JSON.stringify(runId)}`, error);
+    }
+    const run = this.#toRun(row);
+    const steps = stepRows.map((r) => {
+      const key = `${runId}/${r.step}`;
+      const step = this.#decode('step', key, r.data);
+      if (!isObject(step) || step.step !== r.step) throw corruptError(this.kind, 'step', key);
+      return step as unknown as StepRecord;
+    });
+    return { run, steps };
+  }
+
+  async getOutput(runId: string, step: string): Promise<StoredOutput | undefined> {
+    const s = await this.#ready(`read the output of ${JSON.stringify(`${runId}/${step}`)}`);
+    let row: { value: string } | undefined;
+    try {
+      row = s.selectOutput.get(runId, step) as { value: string } | undefined;
+    } catch (error) {
+      throw wrapError(this.kind, `could not read the output of ${JSON.stringify(`${runId}/${step}`)}`, error);
+    }
+    if (row === undefined) return undefined;
+    return { value: this.#decode('output', `${runId}/${step}`, row.value) };
+  }
+
+  async readEvents(runId: string, after = 0, limit = Infinity): Promise<WeirEvent[]> {
+    const s = await this.#ready(`read the events of run ${JSON.stringify(runId)}`);
+    let rows: { seq: number; data: string }[];
+    try {
+      rows = s.selectEvents.all(runId, after, Number.isFinite(limit) ? Math.max(0, limit) : -1) as { seq: number; data: string }[];
+    } catch (error) {
+      throw wrapError(this.kind, `could not read the events of run ${JSON.stringify(runId)}`, error);
+    }
+    return rows.map((r) => {
+      const event = this.#decode('event', `${runId}#${r.seq}`, r.data);
+      if (!isObject(event) || event.seq !== r.seq) throw corruptError(this.kind, 'event', `${runId}#${r.seq}`);
+      return event as unknown as WeirEvent;
+    });
+  }
+
+  async listRuns(query: ListRunsQuery): Promise<RunPage> {
+    await this.#ready('list runs');
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const statuses = query.status === undefined ? [] : typeof query.status === 'string' ? [query.status] : [...query.status];
+    if (query.status !== undefined) {
+      where.push(`status IN (${statuses.map(() => '?').join(', ') || 'NULL'})`);
+      params.push(...statuses);
+    }
+    if (query.flow !== undefined) {
+      where.push('flow = ?');
+      params.push(query.flow);
+    }
+    if (query.stale === true) {
+      where.push("status = 'running' AND lease_expires_at < ?");
+      params.push(query.now);
+    }
+    if (query.before !== undefined) {
+      const cursor = decodeCursor(this.kind, query.before);
+      where.push('(created_at < ? OR (created_at = ? AND run_id < ?))');
+      params.push(cursor.createdAt, cursor.createdAt, cursor.runId);
+    }
+    const limit = limitOf(query);
+    const sql = `SELECT * FROM weir_runs${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, run_id DESC LIMIT ?`;
+    let statement = this.#listStatements.get(sql);
+    let rows: RunRow[];
+    try {
+      if (statement === undefined) {
+        statement = this.#db!.prepare(sql);
+        if (this.#listStatements.size < 64) this.#listStatements.set(sql, statement);
+      }
+      rows = statement.all(...params, limit + 1) as RunRow[];
+    } catch (error) {
+      throw wrapError(this.kind, 'could not list runs', error);
+    }
+    const runs: RunRecord[] = [];
+    const corrupt: string[] = [];
+    for (const row of rows.slice(0, limit)) {
+      try {
+        runs.push(this.#toRun(row));
+      } catch {
+        corrupt.push(row.run_id); // loadRun reports it; the other runs stay listable
+      }
+    }
+    const last = rows[Math.min(limit, rows.length) - 1];
+    const page: { runs: RunRecord[]; next?: string; corrupt?: string[] } = { runs };
+    if (rows.length > limit && last !== undefined) page.next = encodeCursor({ createdAt: last.created_at, runId: last.run_id });
+    if (corrupt.length > 0) page.corrupt = corrupt;
+    return page;
+  }
+
+  async acquireLease(runId: string, owner: RunOwner, leaseMs: number, now: number, options?: AcquireOptions): Promise<number | undefined> {
+    const s = await this.#ready(`acquire the lease of run ${JSON.stringify(runId)}`);
+    const takeover = options?.takeover === true ? 1 : 0;
+    try {
+      const row = s.acquire.get({
+        runId,
+        ownerId: owner.processId,
+        owner: JSON.stringify(owner),
+        expires: now + leaseMs,
+        now,
+        takeover,
+        fromToken: options?.fromToken ?? null,
+      }) as { lease_token: number } | undefined;
+      return row?.lease_token;
+    } catch (error) {
+      throw wrapError(this.kind, `could not acquire the lease of run ${JSON.stringify(runId)}`, error);
+    }
+  }
+
+  async renewLeases(owner: RunOwner, entries: readonly LeaseEntry[], expiresAt: number): Promise<RenewResult> {
+    const s = await this.#ready('renew leases');
+    const renewed: string[] = [];
+    const lost: string[] = [];
+    try {
+      this.#db!.transaction(() => {
+        for (const { runId, leaseToken } of entries) {
+          if (s.renew.run(expiresAt, runId, leaseToken, owner.processId).changes === 1) renewed.push(runId);
+          else lost.push(runId);
+        }
+      }).immediate();
+    } catch (error) {
+      throw wrapError(this.kind, 'could not renew leases', error);
+    }
+    return { renewed, lost };
+  }
+
+  async releaseLease(runId: string, owner: RunOwner, leaseToken: number): Promise<boolean> {
+    const s = await this.#ready(`release the lease of run ${JSON.stringify(runId)}`);
+    try {
+      return s.release.run(runId, leaseToken, owner.processId).changes === 1;
+    } catch (error) {
+      throw wrapError(this.kind, `could not release the lease of run ${JSON.stringify(runId)}`, error);
+    }
+  }
+
+  async prune(options: PruneOptions): Promise<number> {
+    const s = await this.#ready('prune');
+    try {
+      let deleted = 0;
+      // In slices, so a big prune never holds the write lock for long.
+      for (;;) {
+        const ids = s.prunable.all(...FINISHED, options.olderThan) as { run_id: string }[];
+        if (ids.length === 0) return deleted;
+        this.#db!.transaction(() => {
+          for (const { run_id: runId } of ids) {
+            s.deleteEvents.run(runId);
+            s.deleteOutputs.run(runId);
+            s.deleteSteps.run(runId);
+            deleted += s.deleteRun.run(runId, ...FINISHED).changes;
+          }
+        }).immediate();
+        if (ids.length < PRUNE_SLICE) return deleted;
+      }
+    } catch (error) {
+      throw wrapError(this.kind, 'prune failed', error);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closing ??= (async () => {
+      // Pending commits are written before the connection closes.
+      while (this.#flushing !== undefined || this.#queue.length > 0) {
+        await (this.#flushing ?? this.#startFlush());
+      }
+      const opening = this.#opening;
+      if (opening !== undefined) await opening.catch(() => undefined);
+      this.#db?.close();
+      this.#db = undefined;
+    })();
+    return this.#closing;
+  }
+
+  #check(what: string): void {
+    if (this.#closing !== undefined) throw closedError(this.kind, what);
+  }
+
+  async #ready(what: string): Promise<ReturnType<typeof prepare>> {
+    this.#check(what);
+    await this.#connect();
+    return this.#statements!;
+  }
+
+  #decode(record: RecordKind, key: string, text: string): unknown {
+    try {
+      return decodeCompact(text, key);
+    } catch (error) {
+      throw corruptError(this.kind, record, key, error instanceof FlowError && error.cause !== undefined ? error.cause : error);
+    }
+  }
+
+  #parse<T>(record: RecordKind, key: string, text: string | null, valid: (value: Record<string, unknown>) => boolean): T {
+    let value: unknown;
+    try {
+      value = JSON.parse(text ?? 'null');
+    } catch (error) {
+      throw corruptError(this.kind, record, key, error);
+    }
+    if (!isObject(value) || !valid(value)) throw corruptError(this.kind, record, key);
+    return value as T;
+  }
+
+  #toRun(row: RunRow): RunRecord {
+    const key = row.run_id;
+    const run: Record<string, unknown> = {
+      runId: row.run_id,
+      flow: row.flow,
+      fingerprint: row.fingerprint,
+      input: this.#decode('run', key, row.input),
+      mode: row.mode,
+      humanInLoop: row.human_in_loop === 1,
+      status: row.status,
+      createdAt: row.created_at,
+      updatedAt: row.updated_at,
+      leaseToken: row.lease_token,
+      leaseExpiresAt: row.lease_expires_at,
+      recoveries: row.recoveries,
+      lastSeq: row.last_seq,
+    };
+    if (row.ended_at !== null) run.endedAt = row.ended_at;
+    if (row.error !== null) run.error = this.#parse<ErrorData>('run', key, row.error, (v) => typeof v.message === 'string');
+    if (row.output !== null) run.output = this.#decode('run', key, row.output);
+    if (row.retry_of !== null) run.retryOf = row.retry_of;
+    if (row.retried_by !== null) run.retriedBy = row.retried_by;
+    if (row.owner !== null) run.owner = this.#parse<RunOwner>('run', key, row.owner, (v) => typeof v.processId === 'string');
+    return run as unknown as RunRecord;
+  }
+}
+
+const PRUNE_SLICE = 500;
+const WAL_AUTOCHECKPOINT_PAGES = 10_000;
+
+function prepare(db: Database) {
+  return {
+    runExists: db.prepare('SELECT 1 FROM weir_runs WHERE run_id = ?').pluck(),
+    insertRun: db.prepare(
+      `INSERT INTO weir_runs (run_id, flow, fingerprint, mode, human_in_loop, status, created_at, updated_at, ended_at, error,
+        output, retry_of, retried_by, owner_id, owner, lease_token, lease_expires_at, recoveries, last_seq, input)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    runHead: db.prepare('SELECT lease_token, last_seq FROM weir_runs WHERE run_id = ?'),
+    selectRun: db.prepare('SELECT * FROM weir_runs WHERE run_id = ?'),
+    selectSteps: db.prepare('SELECT step, data FROM weir_steps WHERE run_id = ?'),
+    selectOutput: db.prepare('SELECT value FROM weir_outputs WHERE run_id = ? AND step = ?'),
+    selectEvents: db.prepare('SELECT seq, data FROM weir_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
+    upsertStep: db.prepare('INSERT OR REPLACE INTO weir_steps (run_id, step, data) VALUES (?, ?, ?)'),
+    upsertOutput: db.prepare('INSERT OR REPLACE INTO weir_outputs (run_id, step, value) VALUES (?, ?, ?)'),
+    deleteOutput: db.prepare('DELETE FROM weir_outputs WHERE run_id = ? AND step = ?'),
+    insertEvent: db.prepare('INSERT INTO weir_events (run_id, seq, data) VALUES (?, ?, ?)'),
+    acquire: db.prepare(
+      `UPDATE weir_runs SET
+         lease_token = lease_token + (CASE WHEN :takeover = 1 OR owner_id IS NOT :ownerId THEN 1 ELSE 0 END),
+         recoveries = recoveries + :takeover,
+         owner_id = :ownerId, owner = :owner, lease_expires_at = :expires
+       WHERE run_id = :runId AND (owner_id IS NULL OR lease_expires_at < :now OR owner_id = :ownerId OR lease_token = :fromToken)
+       RETURNING lease_token`,
+    ),
+    renew: db.prepare('UPDATE weir_runs SET lease_expires_at = ? WHERE run_id = ? AND lease_token = ? AND owner_id = ?'),
+    release: db.prepare('UPDATE weir_runs SET owner_id = NULL, owner = NULL, lease_expires_at = 0 WHERE run_id = ? AND lease_token = ? AND owner_id = ?'),
+    prunable: db.prepare(
+      `SELECT run_id FROM weir_runs WHERE status IN (?, ?, ?) AND coalesce(ended_at, updated_at) < ? LIMIT ${PRUNE_SLICE}`,
+    ),
+    deleteEvents: db.prepare('DELETE FROM weir_events WHERE run_id = ?'),
+    deleteOutputs: db.prepare('DELETE FROM weir_outputs WHERE run_id = ?'),
+    deleteSteps: db.prepare('DELETE FROM weir_steps WHERE run_id = ?'),
+    deleteRun: db.prepare('DELETE FROM weir_runs WHERE run_id = ? AND status IN (?, ?, ?)'),
+  };
+}

@@ -1,0 +1,175 @@
+/** What every run store shares: its errors, the cursor, batch checks and the run-record patch. @internal */
+import { ErrorCode, FlowError, RetryableError } from '../errors.js';
+import type { WeirEvent } from '../events.js';
+import type { FlowStatus } from '../status.js';
+import type { CommitBatch, ListRunsQuery, RunPatch, RunRecord, RunStoreKind } from './run-store.js';
+
+/** Which kind of record an error is about. */
+export type RecordKind = 'run' | 'step' | 'output' | 'event' | 'input';
+
+/** The statuses a run can be pruned in. */
+export const FINISHED: ReadonlySet<FlowStatus> = new Set<FlowStatus>(['completed', 'failed', 'cancelled']);
+
+/** @default 100 */
+export const DEFAULT_LIMIT = 100;
+
+function reason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** `WEIR_STORE_CLOSED`. */
+export function closedError(kind: RunStoreKind, what: string): FlowError {
+  return new FlowError(`run store (${kind}): cannot ${what}: the store is closed`, { code: ErrorCode.STORE_CLOSED });
+}
+
+/** A backend failure as a retryable `WEIR_STORE`; FlowErrors pass as they are. */
+export function wrapError(kind: RunStoreKind, what: string, error: unknown): FlowError {
+  if (error instanceof FlowError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const detail = typeof code === 'string' && !reason(error).includes(code) ? ` (${code})` : '';
+  return new RetryableError(`run store (${kind}): ${what}: ${reason(error)}${detail}`, { code: ErrorCode.STORE, cause: error });
+}
+
+/** `WEIR_CORRUPT_RECORD` naming the kind of record and its key. */
+export function corruptError(kind: RunStoreKind, record: RecordKind, key: string, cause?: unknown): FlowError {
+  const why = cause === undefined ? 'it is not a valid record' : reason(cause);
+  return new FlowError(`run store (${kind}): ${record} record ${JSON.stringify(key)} is corrupt and cannot be read: ${why}`, {
+    code: ErrorCode.CORRUPT_RECORD,
+    cause,
+  });
+}
+
+/** `WEIR_RUN_CONFLICT`. */
+export function conflictError(kind: RunStoreKind, runId: string): FlowError {
+  return new FlowError(`run store (${kind}): run ${JSON.stringify(runId)} already exists`, { code: ErrorCode.RUN_CONFLICT });
+}
+
+/** `WEIR_RUN_NOT_FOUND`. */
+export function notFoundError(kind: RunStoreKind, runId: string): FlowError {
+  return new FlowError(`run store (${kind}): run ${JSON.stringify(runId)} does not exist`, { code: ErrorCode.RUN_NOT_FOUND });
+}
+
+/** `WEIR_LEASE_LOST`: the batch's token is not the stored one. */
+export function leaseLostError(kind: RunStoreKind, runId: string, stored: number, given: number): FlowError {
+  const why = stored > given ? 'another owner took the run over' : 'no lease with that token was ever given';
+  return new FlowError(
+    `run store (${kind}): commit to run ${JSON.stringify(runId)} refused: it carries lease token ${given}, the run's is ${stored} (${why})`,
+    { code: ErrorCode.LEASE_LOST },
+  );
+}
+
+/** Checks that events are the run's and continue `lastSeq` densely; returns the new `lastSeq`. */
+export function checkEvents(kind: RunStoreKind, runId: string, lastSeq: number, events: readonly WeirEvent[] | undefined): number {
+  if (events === undefined) return lastSeq;
+  let expected = lastSeq + 1;
+  for (const event of events) {
+    if (event.seq !== expected || event.runId !== runId) {
+      const what =
+        event.runId !== runId
+          ? `an event of run ${JSON.stringify(event.runId)}`
+          : event.seq < expected
+            ? `a duplicate seq ${event.seq}`
+            : `a gap: seq ${event.seq} where ${expected} was expected`;
+      throw new FlowError(`run store (${kind}): events of run ${JSON.stringify(runId)} refused: ${what} (the stored lastSeq is ${lastSeq})`, {
+        code: ErrorCode.EVENT_SEQ,
+      });
+    }
+    expected += 1;
+  }
+  return expected - 1;
+}
+
+/** Checks the shape of a batch that needs no stored state: each output has its step record, steps are the run's. */
+export function checkBatch(kind: RunStoreKind, batch: CommitBatch): void {
+  const { steps, outputs, runId } = batch;
+  if (steps !== undefined) {
+    for (const step of steps) {
+      if (step.runId !== runId) {
+        throw new FlowError(`run store (${kind}): commit to run ${JSON.stringify(runId)} holds a step record of run ${JSON.stringify(step.runId)}`, {
+          code: ErrorCode.INVALID_OPTIONS,
+        });
+      }
+    }
+  }
+  if (outputs === undefined || outputs.length === 0) return;
+  for (const output of outputs) {
+    let found = false;
+    // Plain loops: this runs on every commit with an output, memory stores included.
+    for (let i = 0; steps !== undefined && i < steps.length && !found; i++) found = steps[i]!.step === output.step && steps[i]!.hasOutput;
+    if (!found) {
+      throw new FlowError(
+        `run store (${kind}): commit to run ${JSON.stringify(runId)}: the output of step ${JSON.stringify(output.step)} needs its step record, with hasOutput: true, in the same batch`,
+        { code: ErrorCode.INVALID_OPTIONS },
+      );
+    }
+  }
+}
+
+/** Run fields every record has: a patch giving them as `undefined` keeps them. */
+export const KEPT: ReadonlySet<string> = new Set(['status', 'updatedAt', 'humanInLoop']);
+
+/** Applies a run patch and a new `lastSeq` to a record. */
+export function patchRun(run: RunRecord, patch: RunPatch | undefined, lastSeq: number): RunRecord {
+  const next: Record<string, unknown> = { ...run, lastSeq };
+  if (patch !== undefined) {
+    for (const key of Object.keys(patch) as (keyof RunPatch)[]) {
+      const value = patch[key];
+      if (value !== undefined) next[key] = value;
+      else if (!KEPT.has(key)) delete next[key];
+    }
+  }
+  return next as unknown as RunRecord;
+}
+
+/** A `listRuns` cursor: the last run's `createdAt` and `runId`. */
+export function encodeCursor(run: Pick<RunRecord, 'createdAt' | 'runId'>): string {
+  return `${run.createdAt}:${run.runId}`;
+}
+
+/** Reads a cursor from `encodeCursor`. @throws `WEIR_INVALID_OPTIONS` for anything else. */
+export function decodeCursor(kind: RunStoreKind, cursor: string): { createdAt: number; runId: string } {
+  const colon = cursor.indexOf(':');
+  const createdAt = Number(cursor.slice(0, colon));
+  if (colon <= 0 || !Number.isFinite(createdAt)) {
+    throw new FlowError(`run store (${kind}): listRuns: before must be a cursor from a previous page, got ${JSON.stringify(cursor)}`, {
+      code: ErrorCode.INVALID_OPTIONS,
+    });
+  }
+  return { createdAt, runId: cursor.slice(colon + 1) };
+}
+
+/** Normalises a query's limit. */
+export function limitOf(query: ListRunsQuery): number {
+  const limit = query.limit ?? DEFAULT_LIMIT;
+  return Number.isFinite(limit) && limit > 0 ? Math.floor(limit) : DEFAULT_LIMIT;
+}
+
+/** Newest first by `createdAt`, then `runId`. */
+export function compareRuns(a: Pick<RunRecord, 'createdAt' | 'runId'>, b: Pick<RunRecord, 'createdAt' | 'runId'>): number {
+  if (a.createdAt !== b.createdAt) return b.createdAt - a.createdAt;
+  return a.runId < b.runId ? 1 : a.runId > b.runId ? -1 : 0;
+}
+
+/** Filters, sorts and pages runs in memory: for stores without queries. */
+export function pageRuns<R extends Omit<RunRecord, 'input'>>(kind: RunStoreKind, all: Iterable<R>, query: ListRunsQuery): { runs: R[]; next?: string } {
+  const statuses = query.status === undefined ? undefined : new Set<string>(typeof query.status === 'string' ? [query.status] : query.status);
+  const cursor = query.before === undefined ? undefined : decodeCursor(kind, query.before);
+  const limit = limitOf(query);
+  const selected: R[] = [];
+  for (const run of all) {
+    if (statuses !== undefined && !statuses.has(run.status)) continue;
+    if (query.flow !== undefined && run.flow !== query.flow) continue;
+    if (query.stale === true && !(run.status === 'running' && run.leaseExpiresAt < query.now)) continue;
+    if (cursor !== undefined && !(run.createdAt < cursor.createdAt || (run.createdAt === cursor.createdAt && run.runId < cursor.runId))) continue;
+    selected.push(run);
+  }
+  selected.sort(compareRuns);
+  const runs = selected.slice(0, limit);
+  const last = runs[runs.length - 1];
+  return selected.length > limit && last !== undefined ? { runs, next: encodeCursor(last) } : { runs };
+}
+
+/** Whether `owner` may take a lease held as stored. */
+export function mayAcquire(run: Pick<RunRecord, 'owner' | 'leaseExpiresAt' | 'leaseToken'>, processId: string, now: number, fromToken?: number): boolean {
+  return run.owner === undefined || run.leaseExpiresAt < now || run.owner.processId === processId || run.leaseToken === fromToken;
+}
