@@ -79,10 +79,10 @@ export interface DepsGetMessage {
   readonly name: string;
 }
 
-/** Worker to main: the attempt ended. `events` counts the messages sent before it, so none is lost. */
+/** Worker to main: the attempt ended. `events` counts the messages sent before it, so none is lost; absent when none was. */
 export type ResultMessage =
-  | { readonly type: 'result'; readonly id: number; readonly events: number; readonly ok: true; readonly value: unknown }
-  | { readonly type: 'result'; readonly id: number; readonly events: number; readonly ok: false; readonly error: ErrorData };
+  | { readonly type: 'result'; readonly id: number; readonly events?: number; readonly ok: true; readonly value: unknown }
+  | { readonly type: 'result'; readonly id: number; readonly events?: number; readonly ok: false; readonly error: ErrorData };
 
 /** Child to main: an exception escaped the task; the child exits right after. */
 export interface CrashMessage {

@@ -144,7 +144,7 @@ export abstract class RemoteExecutor implements Executor {
         throw this.crashed(step, error);
       }
       // Events travel apart from the result; most steps send none, and then there is nothing to wait for.
-      if (result.events > attempt.received) await attempt.drained(result.events);
+      if (result.events !== undefined && result.events > attempt.received) await attempt.drained(result.events);
       if (result.ok) return result.value;
       throw fromErrorData(result.error);
     } finally {

@@ -37,7 +37,7 @@ export class TaskRunner {
       const processor = await this.#instance(task.processor);
       if (task.processor.state !== undefined) Object.assign(processor, task.processor.state);
       const value = await invokeProcessor(processor, task.input, step);
-      return { type: 'result', id: task.id, events: step.events, ok: true, value };
+      return step.events === 0 ? { type: 'result', id: task.id, ok: true, value } : { type: 'result', id: task.id, events: step.events, ok: true, value };
     } catch (error) {
       return { type: 'result', id: task.id, events: step.events, ok: false, error: toErrorData(error) };
     } finally {
