@@ -5,7 +5,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fromErrorData, type ErrorData } from '../error-data.js';
 import { CancelledError, ErrorCode, FlowError } from '../errors.js';
-import { clearTimer, setTimer, type TimerHandle } from '../util/clock.js';
+import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
 import type { FromWorker, ResultMessage, RunTaskMessage, TaskEvent, ToWorker } from './protocol.js';
 import type { KillSwitch } from './remote.js';
 
@@ -36,7 +36,7 @@ interface Job {
   readonly task: RunTaskMessage;
   readonly resolve: (result: ResultMessage) => void;
   readonly reject: (error: unknown) => void;
-  readonly cleanup: () => void;
+  readonly kill: KillSwitch;
 }
 
 interface Child {
@@ -45,7 +45,9 @@ interface Child {
   ready: boolean;
   gone: boolean;
   job: Job | undefined;
+  /** Armed while the child is idle or has been lately; it checks `idleSince` rather than being reset per task. */
   idleTimer: TimerHandle | undefined;
+  idleSince: number;
   crash: ErrorData | undefined;
 }
 
@@ -70,7 +72,7 @@ export class ForkPool {
     if (this.#closed) return Promise.reject(new CancelledError('the process pool is closed'));
     if (kill.killed) return Promise.reject(new CancelledError('the task was stopped before it started', { cause: kill.reason }));
     return new Promise((resolve, reject) => {
-      const job: Job = { task, resolve, reject, cleanup: () => kill.onKill(undefined) };
+      const job: Job = { task, resolve, reject, kill };
       kill.onKill(() => this.#kill(job, new CancelledError('the task was stopped', { cause: kill.reason })));
       this.#queue.push(job);
       this.#pump();
@@ -125,6 +127,7 @@ export class ForkPool {
       gone: false,
       job: undefined,
       idleTimer: undefined,
+      idleSince: 0,
       crash: undefined,
     };
     this.#children.add(child);
@@ -170,7 +173,6 @@ export class ForkPool {
   }
 
   #assign(child: Child, job: Job): void {
-    clearTimer(child.idleTimer);
     child.job = job;
     child.process.ref();
     child.process.channel?.ref();
@@ -193,10 +195,19 @@ export class ForkPool {
   #idle(child: Child): void {
     child.process.unref();
     child.process.channel?.unref();
-    clearTimer(child.idleTimer);
+    child.idleSince = now();
+    // One timer per idle spell, not one per task: a busy child would otherwise set and clear a timer per dispatch.
+    if (child.idleTimer === undefined) this.#armIdle(child, this.#options.idleTimeout);
+  }
+
+  #armIdle(child: Child, ms: number): void {
     child.idleTimer = setTimer(() => {
-      if (child.job === undefined) child.process.kill();
-    }, this.#options.idleTimeout, { unref: true });
+      child.idleTimer = undefined;
+      if (child.job !== undefined || child.gone) return;
+      const left = child.idleSince + this.#options.idleTimeout - now();
+      if (left > 0) this.#armIdle(child, left);
+      else child.process.kill();
+    }, ms, { unref: true });
   }
 
   #kill(job: Job, reason: unknown): void {
@@ -227,7 +238,7 @@ export class ForkPool {
   }
 
   #settle(job: Job, error: unknown, result?: ResultMessage): void {
-    job.cleanup();
+    job.kill.onKill(undefined);
     if (result !== undefined) job.resolve(result);
     else job.reject(error);
   }

@@ -66,9 +66,13 @@ export function processorState(processor: Processor): Record<string, unknown> {
   return state;
 }
 
-/** The reference a task carries: the location plus a snapshot of the state. */
+/** The reference a task carries: the location plus a snapshot of the state, left out when there is none. */
 export function processorRef(location: ProcessorLocation, processor: Processor): ProcessorRef {
-  return { key: location.key, module: location.module, exportName: location.exportName, state: processorState(processor) };
+  let state: Record<string, unknown> | undefined;
+  for (const key of Object.keys(processor)) {
+    if (!EXCLUDED.has(key)) (state ??= {})[key] = (processor as unknown as Record<string, unknown>)[key];
+  }
+  return state === undefined ? { module: location.module, exportName: location.exportName } : { module: location.module, exportName: location.exportName, state };
 }
 
 function locateClass(ctor: LocatableClass, where: string, executor: string): ProcessorLocation {

@@ -5,19 +5,17 @@
 import type { ErrorData } from '../error-data.js';
 import type { RunMode } from '../status.js';
 
-/** Where a worker finds a processor class, and the state to give its new instance. */
+/** Where a worker finds a processor class, and the state to give its new instance. Kept small: it is copied on every dispatch. */
 export interface ProcessorRef {
-  /** A stable key per class and module, so a worker builds each class's instance once. */
-  readonly key: string;
-  /** A `file:` URL of the module that exports the class. */
+  /** A `file:` URL of the module that exports the class; with `exportName`, the key of the worker's cached instance. */
   readonly module: string;
   /** The export to take from that module. */
   readonly exportName: string;
-  /** A snapshot of the instance's own enumerable data fields, `input` and `output` excepted. */
-  readonly state: Readonly<Record<string, unknown>>;
+  /** A snapshot of the instance's own enumerable data fields, `input` and `output` excepted; absent when there are none. */
+  readonly state?: Readonly<Record<string, unknown>>;
 }
 
-/** Main to worker: run one attempt of a step. */
+/** Main to worker: run one attempt of a step. Optional fields are left out at their usual value, to keep the message small. */
 export interface RunTaskMessage {
   readonly type: 'run';
   /** Unique per executor; every message about this attempt carries it. */
@@ -25,14 +23,16 @@ export interface RunTaskMessage {
   readonly processor: ProcessorRef;
   /** The raw input; the worker validates it with the processor's own schema. */
   readonly input: unknown;
-  /** The step's name, run, attempt and idempotency key, as the main thread's `Step` has them. */
+  /** The step's name, run and attempt, as the main thread's `Step` has them. */
   readonly name: string;
   readonly runId: string;
   readonly attempt: number;
-  readonly idempotencyKey: string;
-  readonly mode: RunMode;
-  /** The outputs of the completed dependencies (`step.deps.getAll()` on the main thread). */
-  readonly deps: Readonly<Record<string, unknown>>;
+  /** The step's idempotency key, when it is not `${runId}:${name}`. */
+  readonly idempotencyKey?: string;
+  /** The run's mode, when it is not `batch`. */
+  readonly mode?: RunMode;
+  /** The outputs of the completed dependencies (`step.deps.getAll()` on the main thread); absent when there are none. */
+  readonly deps?: Readonly<Record<string, unknown>>;
   /** Answers to `waitForInput` already given, by key (issue 6 ships them here). */
   readonly answers?: Readonly<Record<string, unknown>>;
 }
@@ -79,10 +79,10 @@ export interface DepsGetMessage {
   readonly name: string;
 }
 
-/** Worker to main: the attempt ended. `events` counts the messages sent before it, so none is lost. */
+/** Worker to main: the attempt ended. `events` counts the messages sent before it, so none is lost; absent when none was. */
 export type ResultMessage =
-  | { readonly type: 'result'; readonly id: number; readonly events: number; readonly ok: true; readonly value: unknown }
-  | { readonly type: 'result'; readonly id: number; readonly events: number; readonly ok: false; readonly error: ErrorData };
+  | { readonly type: 'result'; readonly id: number; readonly events?: number; readonly ok: true; readonly value: unknown }
+  | { readonly type: 'result'; readonly id: number; readonly events?: number; readonly ok: false; readonly error: ErrorData };
 
 /** Child to main: an exception escaped the task; the child exits right after. */
 export interface CrashMessage {

@@ -8,8 +8,10 @@ import type { Processor, Step } from '../processor.js';
 import { RunMode } from '../status.js';
 import { clearTimer, setTimer, type TimerHandle } from '../util/clock.js';
 import type { ExecutionRequest, Executor } from './executor.js';
-import { locateProcessor, locationOf, processorRef } from './locate.js';
+import { locateProcessor, locationOf, processorRef, type ProcessorLocation } from './locate.js';
 import type { AbortTaskMessage, DepsReplyMessage, ResultMessage, RunTaskMessage, TaskEvent } from './protocol.js';
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** How a pool hears that a task must be stopped by force: cheaper than an AbortSignal per task. */
 export interface KillSwitch {
@@ -35,7 +37,14 @@ class Attempt implements KillSwitch {
   constructor(
     readonly id: number,
     readonly step: Step,
+    readonly signal: AbortSignal,
+    readonly executor: RemoteExecutor,
   ) {}
+
+  /** The step's signal aborted: the attempt listens itself, so no closure is made per dispatch. */
+  handleEvent(): void {
+    this.executor.stopAttempt(this, this.signal.reason);
+  }
 
   onKill(callback: (() => void) | undefined): void {
     this.#onKill = callback;
@@ -115,23 +124,10 @@ export abstract class RemoteExecutor implements Executor {
     // close() may have begun while this attempt awaited; it must not start a pool again.
     if (this.#closed) throw new FlowError(`flow "${step.name}": the ${this.type} executor is closed`, { code: ErrorCode.CONTEXT_CLOSED });
     const id = this.#nextId++;
-    const task: RunTaskMessage = {
-      type: 'run',
-      id,
-      processor: processorRef(location, request.processor),
-      input: request.input,
-      name: step.name,
-      runId: step.runId,
-      attempt: step.attempt,
-      idempotencyKey: step.idempotencyKey,
-      mode: request.mode ?? RunMode.BATCH,
-      deps,
-      ...(request.answers === undefined ? {} : { answers: request.answers }),
-    };
-    const attempt = new Attempt(id, step);
+    const task = this.#task(id, request, location, deps);
+    const attempt = new Attempt(id, step, signal, this);
     this.#attempts.set(id, attempt);
-    const onAbort = (): void => this.#stop(attempt, signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
+    signal.addEventListener('abort', attempt);
     try {
       let result: ResultMessage;
       try {
@@ -147,22 +143,46 @@ export abstract class RemoteExecutor implements Executor {
         }
         throw this.crashed(step, error);
       }
-      await attempt.drained(result.events);
+      // Events travel apart from the result; most steps send none, and then there is nothing to wait for.
+      if (result.events !== undefined && result.events > attempt.received) await attempt.drained(result.events);
       if (result.ok) return result.value;
       throw fromErrorData(result.error);
     } finally {
-      signal.removeEventListener('abort', onAbort);
+      signal.removeEventListener('abort', attempt);
       clearTimer(attempt.graceTimer);
       this.#attempts.delete(id);
       attempt.settle();
     }
   }
 
+  /** The task message, with the fields at their usual value left out: it is copied on every dispatch. */
+  #task(id: number, request: ExecutionRequest, location: ProcessorLocation, deps: Readonly<Record<string, unknown>>): RunTaskMessage {
+    const { step } = request;
+    const task: Mutable<RunTaskMessage> = {
+      type: 'run',
+      id,
+      processor: processorRef(location, request.processor),
+      input: request.input,
+      name: step.name,
+      runId: step.runId,
+      attempt: step.attempt,
+    };
+    const key = step.idempotencyKey;
+    if (key !== `${step.runId}:${step.name}`) task.idempotencyKey = key;
+    if (request.mode !== undefined && request.mode !== RunMode.BATCH) task.mode = request.mode;
+    for (const _ in deps) {
+      task.deps = deps;
+      break;
+    }
+    if (request.answers !== undefined) task.answers = request.answers;
+    return task;
+  }
+
   /** Ends running attempts (abort, then the grace period, then the worker), waits for them, and ends the pool. */
   async close(): Promise<void> {
     this.#closed = true;
     const attempts = [...this.#attempts.values()];
-    for (const attempt of attempts) this.#stop(attempt, new CancelledError(`the ${this.type} executor was closed`));
+    for (const attempt of attempts) this.stopAttempt(attempt, new CancelledError(`the ${this.type} executor was closed`));
     await Promise.all(attempts.map((attempt) => attempt.settled()));
     await this.shutdown();
   }
@@ -198,8 +218,8 @@ export abstract class RemoteExecutor implements Executor {
     }
   }
 
-  /** Aborts the worker's `step.signal` now and ends the worker after the grace period. */
-  #stop(attempt: Attempt, reason: unknown): void {
+  /** Aborts the worker's `step.signal` now and ends the worker after the grace period. @internal */
+  stopAttempt(attempt: Attempt, reason: unknown): void {
     if (attempt.stopped) return;
     attempt.reason = reason;
     attempt.stop();

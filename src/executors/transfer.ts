@@ -35,7 +35,7 @@ export function collectTransfers(): void {
 
 /** Worker side: the transfers the task asked for, without duplicates; collection stops. */
 export function takeTransfers(): TransferListItem[] {
-  const list = (globalThis as Holder)[KEY] ?? [];
+  const list = (globalThis as Holder)[KEY];
   (globalThis as Holder)[KEY] = undefined;
-  return [...new Set(list)];
+  return list === undefined || list.length === 0 ? [] : [...new Set(list)];
 }

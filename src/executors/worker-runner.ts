@@ -11,6 +11,7 @@ import { resolveInput } from './wait-for-input.js';
 
 type Send = (message: FromWorker) => void;
 const EARLY_ABORTS = 64;
+const NO_DEPS: Readonly<Record<string, unknown>> = Object.freeze({});
 
 /** Runs tasks one after another (or side by side), keeping one instance per processor class. */
 export class TaskRunner {
@@ -28,15 +29,15 @@ export class TaskRunner {
   async run(task: RunTaskMessage): Promise<ResultMessage> {
     const step = new WorkerStep(task, this.#send);
     this.#active.set(task.id, step);
-    if (this.#early.has(task.id)) {
+    if (this.#early.size > 0 && this.#early.has(task.id)) {
       step.abort(this.#early.get(task.id));
       this.#early.delete(task.id);
     }
     try {
       const processor = await this.#instance(task.processor);
-      Object.assign(processor, task.processor.state);
+      if (task.processor.state !== undefined) Object.assign(processor, task.processor.state);
       const value = await invokeProcessor(processor, task.input, step);
-      return { type: 'result', id: task.id, events: step.events, ok: true, value };
+      return step.events === 0 ? { type: 'result', id: task.id, ok: true, value } : { type: 'result', id: task.id, events: step.events, ok: true, value };
     } catch (error) {
       return { type: 'result', id: task.id, events: step.events, ok: false, error: toErrorData(error) };
     } finally {
@@ -61,12 +62,13 @@ export class TaskRunner {
   }
 
   #instance(ref: ProcessorRef): Promise<Processor> {
-    let instance = this.#instances.get(ref.key);
+    const key = `${ref.module}#${ref.exportName}`;
+    let instance = this.#instances.get(key);
     if (instance === undefined) {
       instance = buildProcessor(ref);
-      this.#instances.set(ref.key, instance);
+      this.#instances.set(key, instance);
       // A failed build is not cached: the next attempt tries again and reports the same error.
-      instance.catch(() => this.#instances.delete(ref.key));
+      instance.catch(() => this.#instances.delete(key));
     }
     return instance;
   }
@@ -121,20 +123,23 @@ class WorkerStep implements Step, StepDeps {
   /** How many messages this step has sent, so the main thread can wait for all of them. */
   events = 0;
   readonly #task: RunTaskMessage;
+  readonly #deps: Readonly<Record<string, unknown>>;
   readonly #send: Send;
   // Made on first use, as on the main thread: most steps never read their signal.
   #controller: AbortController | undefined;
   #aborted = false;
   #reason: unknown;
-  readonly #calls = new Map<number, { resolve(value: unknown): void; reject(error: unknown): void }>();
+  // Made on first use: few steps ask the main thread anything.
+  #calls: Map<number, { resolve(value: unknown): void; reject(error: unknown): void }> | undefined;
 
   constructor(task: RunTaskMessage, send: Send) {
     this.#task = task;
+    this.#deps = task.deps ?? NO_DEPS;
     this.#send = send;
     this.name = task.name;
     this.runId = task.runId;
     this.attempt = task.attempt;
-    this.idempotencyKey = task.idempotencyKey;
+    this.idempotencyKey = task.idempotencyKey ?? `${task.runId}:${task.name}`;
   }
 
   get signal(): AbortSignal {
@@ -157,9 +162,9 @@ class WorkerStep implements Step, StepDeps {
   }
 
   reply(message: DepsReplyMessage): void {
-    const call = this.#calls.get(message.call);
+    const call = this.#calls?.get(message.call);
     if (call === undefined) return;
-    this.#calls.delete(message.call);
+    this.#calls!.delete(message.call);
     if (message.error !== undefined) call.reject(fromErrorData(message.error));
     else call.resolve(message.value);
   }
@@ -169,17 +174,17 @@ class WorkerStep implements Step, StepDeps {
   async get(dependency: string | { readonly name: string }): Promise<unknown> {
     const name = typeof dependency === 'string' ? dependency : dependency?.name;
     if (typeof name !== 'string') throw new DependencyError(`flow "${this.name}": deps.get takes a flow or its name, got ${typeof dependency}`);
-    if (Object.hasOwn(this.#task.deps, name)) return this.#task.deps[name];
+    if (Object.hasOwn(this.#deps, name)) return this.#deps[name];
     // Not shipped: absent (undefined) or not a dependency at all; the main thread knows which.
     const call = this.events + 1;
     return new Promise((resolve, reject) => {
-      this.#calls.set(call, { resolve, reject });
+      (this.#calls ??= new Map()).set(call, { resolve, reject });
       this.#post({ type: 'deps-get', id: this.#task.id, call, name });
     });
   }
 
   async getAll(): Promise<Readonly<Record<string, unknown>>> {
-    return { ...this.#task.deps };
+    return { ...this.#deps };
   }
 
   progress(fraction: number, message?: string): void {
