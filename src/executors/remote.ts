@@ -37,14 +37,13 @@ class Attempt implements KillSwitch {
   constructor(
     readonly id: number,
     readonly step: Step,
-    readonly signal: AbortSignal,
     readonly executor: RemoteExecutor,
   ) {}
 
-  /** The step's signal aborted: the attempt listens itself, so no closure is made per dispatch. */
-  handleEvent(): void {
-    this.executor.stopAttempt(this, this.signal.reason);
-  }
+  /** The step was aborted: stop its worker. */
+  readonly abort = (reason: unknown): void => {
+    this.executor.stopAttempt(this, reason);
+  };
 
   onKill(callback: (() => void) | undefined): void {
     this.#onKill = callback;
@@ -109,10 +108,10 @@ export abstract class RemoteExecutor implements Executor {
   }
 
   async execute(request: ExecutionRequest): Promise<unknown> {
-    const { step } = request;
+    const { step, abort } = request;
     if (this.#closed) throw new FlowError(`flow "${step.name}": the ${this.type} executor is closed`, { code: ErrorCode.CONTEXT_CLOSED });
-    const signal = step.signal;
-    signal.throwIfAborted();
+    // The abort hook, not step.signal: reading the signal would make an AbortController per step.
+    if (abort.aborted) throw abort.abortReason;
     // Checked at registration; an uncloneable field set since then fails the send as WEIR_SERIALIZATION.
     const location = locationOf(request.processor) ?? locateProcessor(request.processor, `flow "${step.name}"`, this.type);
     if (!location.ok) {
@@ -120,14 +119,14 @@ export abstract class RemoteExecutor implements Executor {
       if (problem !== undefined) throw new FatalError(`flow "${step.name}": ${problem}`, { code: ErrorCode.PROCESSOR_EXPORT });
     }
     const deps = await step.deps.getAll();
-    signal.throwIfAborted();
+    if (abort.aborted) throw abort.abortReason;
     // close() may have begun while this attempt awaited; it must not start a pool again.
     if (this.#closed) throw new FlowError(`flow "${step.name}": the ${this.type} executor is closed`, { code: ErrorCode.CONTEXT_CLOSED });
     const id = this.#nextId++;
     const task = this.#task(id, request, location, deps);
-    const attempt = new Attempt(id, step, signal, this);
+    const attempt = new Attempt(id, step, this);
     this.#attempts.set(id, attempt);
-    signal.addEventListener('abort', attempt);
+    abort.onAbort(attempt.abort);
     try {
       let result: ResultMessage;
       try {
@@ -148,7 +147,7 @@ export abstract class RemoteExecutor implements Executor {
       if (result.ok) return result.value;
       throw fromErrorData(result.error);
     } finally {
-      signal.removeEventListener('abort', attempt);
+      abort.offAbort(attempt.abort);
       clearTimer(attempt.graceTimer);
       this.#attempts.delete(id);
       attempt.settle();

@@ -294,7 +294,7 @@ export class Run implements StepHost {
       // A listener of step_start may have cancelled the run: then the processor never runs.
       if (!this.#isCurrent(index, attempt)) return;
       const executor = this.#services.executors.get(node.type)!;
-      const pending = executor.execute({ processor: node.processor!, input: this.#inputs[index], step, mode: this.#settings.mode });
+      const pending = executor.execute({ processor: node.processor!, input: this.#inputs[index], step, abort: step, mode: this.#settings.mode });
       if (node.timeout !== undefined) {
         const timeout = node.timeout;
         timer = setTimer(() => {

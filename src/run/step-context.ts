@@ -1,6 +1,7 @@
 /** The `Step` object a processor receives, backed by its run. */
 import type { z } from 'zod';
 import { DependencyError } from '../errors.js';
+import type { AbortWatch } from '../executors/executor.js';
 import { resolveInput } from '../executors/wait-for-input.js';
 import type { AnySchema, Step, StepDeps, WaitForInputOptions } from '../processor.js';
 
@@ -14,7 +15,7 @@ export interface StepHost {
 }
 
 /** One attempt's view of its run. */
-export class StepContext implements Step, StepDeps {
+export class StepContext implements Step, StepDeps, AbortWatch {
   readonly name: string;
   readonly runId: string;
   readonly attempt: number;
@@ -22,7 +23,7 @@ export class StepContext implements Step, StepDeps {
   #controller: AbortController | undefined;
   #aborted = false;
   #abortReason: unknown;
-  #onAbort: ((reason: unknown) => void) | undefined;
+  #listeners: ((reason: unknown) => void)[] | undefined;
   readonly #index: number;
   readonly #dependencies: ReadonlyMap<string, number>;
 
@@ -44,19 +45,39 @@ export class StepContext implements Step, StepDeps {
     return this.#controller.signal;
   }
 
-  /** Aborts the step's signal (now, or as soon as it is read) with `reason`, and ends the wait on the attempt. */
+  /** Aborts the step's signal (now, or as soon as it is read) with `reason`, and tells the abort listeners. */
   abort(reason: unknown): void {
     if (this.#aborted) return;
     this.#aborted = true;
     this.#abortReason = reason;
     this.#controller?.abort(reason);
-    this.#onAbort?.(reason);
+    const listeners = this.#listeners;
+    if (listeners === undefined) return;
+    this.#listeners = undefined;
+    for (const listener of listeners) listener(reason);
   }
 
-  /** Calls `fn` with the reason when the step is aborted; the scheduler stops waiting on the attempt with it. */
-  onAbort(fn: (reason: unknown) => void): void {
-    this.#onAbort = fn;
-    if (this.#aborted) fn(this.#abortReason);
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  get abortReason(): unknown {
+    return this.#abortReason;
+  }
+
+  /** Calls `listener` with the reason when the step is aborted (at once if it was): cheaper than `signal`. */
+  onAbort(listener: (reason: unknown) => void): void {
+    if (this.#aborted) {
+      listener(this.#abortReason);
+      return;
+    }
+    (this.#listeners ??= []).push(listener);
+  }
+
+  offAbort(listener: (reason: unknown) => void): void {
+    const listeners = this.#listeners;
+    const at = listeners?.indexOf(listener) ?? -1;
+    if (at !== -1) listeners!.splice(at, 1);
   }
 
   get idempotencyKey(): string {
