@@ -66,13 +66,19 @@ export function processorState(processor: Processor): Record<string, unknown> {
   return state;
 }
 
-/** The reference a task carries: the location plus a snapshot of the state, left out when there is none. */
+const instanceIds = new WeakMap<Processor, number>();
+let nextInstanceId = 1;
+
+/** The reference a task carries: the location plus a snapshot of the state (and whose it is), left out when there is none. */
 export function processorRef(location: ProcessorLocation, processor: Processor): ProcessorRef {
   let state: Record<string, unknown> | undefined;
   for (const key of Object.keys(processor)) {
     if (!EXCLUDED.has(key)) (state ??= {})[key] = (processor as unknown as Record<string, unknown>)[key];
   }
-  return state === undefined ? { module: location.module, exportName: location.exportName } : { module: location.module, exportName: location.exportName, state };
+  if (state === undefined) return { module: location.module, exportName: location.exportName };
+  let instance = instanceIds.get(processor);
+  if (instance === undefined) instanceIds.set(processor, (instance = nextInstanceId++));
+  return { module: location.module, exportName: location.exportName, state, instance };
 }
 
 function locateClass(ctor: LocatableClass, where: string, executor: string): ProcessorLocation {

@@ -13,6 +13,8 @@ export interface ProcessorRef {
   readonly exportName: string;
   /** A snapshot of the instance's own enumerable data fields, `input` and `output` excepted; absent when there are none. */
   readonly state?: Readonly<Record<string, unknown>>;
+  /** With `state`: which main-thread instance it is, so each gets its own worker instance and no field carries over. */
+  readonly instance?: number;
 }
 
 /** Main to worker: run one attempt of a step. Optional fields are left out at their usual value, to keep the message small. */

@@ -62,7 +62,8 @@ export class TaskRunner {
   }
 
   #instance(ref: ProcessorRef): Promise<Processor> {
-    const key = `${ref.module}#${ref.exportName}`;
+    // One instance per main-thread instance with fields, so one flow's fields never reach another's.
+    const key = ref.instance === undefined ? `${ref.module}#${ref.exportName}` : `${ref.module}#${ref.exportName}#${ref.instance}`;
     let instance = this.#instances.get(key);
     if (instance === undefined) {
       instance = buildProcessor(ref);

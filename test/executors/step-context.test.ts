@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, Flow, FlowContext, type LeafType, type WeirEvent } from '../../src/index.js';
-import { Ask, Inspect, Multiply } from '../fixtures/remote.js';
+import { Ask, Fields, Inspect, Multiply } from '../fixtures/remote.js';
 
 let ctx: FlowContext;
 afterEach(() => ctx.close());
@@ -35,6 +35,16 @@ describe.each(['thread', 'process'] as const)('the step context on a %s', (type)
     expect(probe.unknownDep).toEqual(local.unknownDep);
     if (type === 'thread') expect(probe.threadId).not.toBe(0);
     else expect(probe.pid).not.toBe(process.pid);
+  });
+
+  it('gives each flow its own processor fields, never those of another flow of the same class', async () => {
+    ctx = new FlowContext({ threads: { max: 1 }, processes: { max: 1 } });
+    const chain = Flow.sequential('chain');
+    new Flow(Object.assign(new Fields(), { label: 'a', size: 3 }), { name: 'labelled', type }).registerTo(chain);
+    new Flow(new Fields(), { name: 'plain', type }).registerTo(chain);
+    new Flow(Object.assign(new Fields(), { size: 4 }), { name: 'sized', type }).registerTo(chain);
+    const result = await ctx.run(chain, null);
+    expect(result.output).toEqual({ labelled: ['label', 'size'], plain: [], sized: ['size'] });
   });
 
   it('emits progress and heartbeats on the main thread while the step runs', async () => {
