@@ -8,6 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { serialize } from 'node:v8';
 import { ErrorCode, FlowError } from '../errors.js';
 import type { Processor } from '../processor.js';
+import { messageOf } from '../util/message-of.js';
 import type { ProcessorRef } from './protocol.js';
 
 /** What a processor class may declare so that a worker can find it. */
@@ -112,7 +113,7 @@ function locateClass(ctor: LocatableClass, where: string, executor: string): Pro
     new ctor();
   } catch (error) {
     throw new FlowError(
-      `${label}, where it is built with \`new ${ctor.name}()\`, and that threw: ${error instanceof Error ? error.message : String(error)}; give every constructor parameter a default and keep configuration in fields`,
+      `${label}, where it is built with \`new ${ctor.name}()\`, and that threw: ${messageOf(error)}; give every constructor parameter a default and keep configuration in fields`,
       { code: ErrorCode.PROCESSOR_CONSTRUCTOR, cause: error },
     );
   }
@@ -130,7 +131,7 @@ function checkState(processor: Processor, className: string, where: string, exec
       copy(value);
     } catch (error) {
       throw new FlowError(
-        `${where}: field "${key}" of ${className} cannot be copied to a "${executor}" worker (${error instanceof Error ? error.message : String(error)}); keep only structured-cloneable data in fields (no functions, sockets or class instances with methods you need), or make it a #private field set up by the constructor`,
+        `${where}: field "${key}" of ${className} cannot be copied to a "${executor}" worker (${messageOf(error)}); keep only structured-cloneable data in fields (no functions, sockets or class instances with methods you need), or make it a #private field set up by the constructor`,
         { code: ErrorCode.PROCESSOR_STATE, cause: error },
       );
     }

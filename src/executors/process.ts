@@ -1,6 +1,7 @@
 /** The `process` executor: processors run in a pool of forked Node processes, made on first use. */
 import { ErrorCode, FlowError, RetryableError } from '../errors.js';
 import type { Step } from '../processor.js';
+import { messageOf } from '../util/message-of.js';
 import { entryFile, tsxImportArgs } from './entry-file.js';
 import { ForkPool } from './fork-pool.js';
 import type { ProcessPoolSettings } from './pool-options.js';
@@ -35,7 +36,7 @@ export class ProcessExecutor extends RemoteExecutor {
 
   protected crashed(step: Step, error: unknown): FlowError {
     return new RetryableError(
-      `flow "${step.name}": the child process running attempt ${step.attempt} ${error instanceof Error ? error.message : String(error)}; it was replaced, and the retry policy decides what happens next`,
+      `flow "${step.name}": the child process running attempt ${step.attempt} ${messageOf(error)}; it was replaced, and the retry policy decides what happens next`,
       { code: ErrorCode.WORKER_CRASHED, cause: error },
     );
   }

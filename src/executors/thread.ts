@@ -5,6 +5,7 @@ import { Piscina } from 'piscina';
 import { CancelledError, ErrorCode, FlowError, RetryableError } from '../errors.js';
 import type { Step } from '../processor.js';
 import { setTimer } from '../util/clock.js';
+import { messageOf } from '../util/message-of.js';
 import { entryFile } from './entry-file.js';
 import type { ThreadPoolSettings } from './pool-options.js';
 import { isFromWorker, type AbortTaskMessage, type DepsReplyMessage, type ResultMessage, type RunTaskMessage } from './protocol.js';
@@ -94,14 +95,14 @@ export class ThreadExecutor extends RemoteExecutor {
     const startError = this.#startError;
     if (startError !== undefined) {
       return new RetryableError(
-        `flow "${step.name}": no worker thread could start to run attempt ${step.attempt} (${describe(startError)}); check the \`threads.resourceLimits\` option and that weir is installed intact`,
+        `flow "${step.name}": no worker thread could start to run attempt ${step.attempt} (${messageOf(startError)}); check the \`threads.resourceLimits\` option and that weir is installed intact`,
         { code: ErrorCode.WORKER_CRASHED, cause: startError },
       );
     }
     const detail =
       (error as { code?: unknown }).code === 'ERR_WORKER_OUT_OF_MEMORY'
         ? 'ran out of memory (see the `threads.resourceLimits` option)'
-        : `crashed (${describe(error)})`;
+        : `crashed (${messageOf(error)})`;
     return new RetryableError(
       `flow "${step.name}": the worker thread running attempt ${step.attempt} ${detail}; the thread was replaced, and the retry policy decides what happens next`,
       { code: ErrorCode.WORKER_CRASHED, cause: error },
@@ -159,6 +160,3 @@ export class ThreadExecutor extends RemoteExecutor {
   }
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

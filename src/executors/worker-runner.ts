@@ -5,6 +5,7 @@
 import { fromErrorData, toErrorData } from '../error-data.js';
 import { DependencyError, ErrorCode, FatalError } from '../errors.js';
 import type { AnySchema, Processor, Step, StepDeps, WaitForInputOptions } from '../processor.js';
+import { messageOf } from '../util/message-of.js';
 import { invokeProcessor } from './invoke.js';
 import type { AbortTaskMessage, DepsReplyMessage, FromWorker, ProcessorRef, ResultMessage, RunTaskMessage } from './protocol.js';
 import { resolveInput } from './wait-for-input.js';
@@ -97,7 +98,7 @@ async function loadModule(module: string): Promise<Record<string, unknown>> {
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     if (!(TYPESCRIPT.test(module) && code === 'ERR_UNKNOWN_FILE_EXTENSION')) {
-      throw new FatalError(`could not load processor module ${module}: ${error instanceof Error ? error.message : String(error)}`, {
+      throw new FatalError(`could not load processor module ${module}: ${messageOf(error)}`, {
         code: ErrorCode.PROCESSOR_MODULE,
         cause: error,
       });

@@ -2,6 +2,7 @@
 import { Buffer } from 'node:buffer';
 import SuperJSON from 'superjson';
 import { ErrorCode, FlowError } from '../errors.js';
+import { messageOf } from '../util/message-of.js';
 import type { StoredEntry } from './backend.js';
 
 // A private instance, so registering Buffer does not change the global superjson users may have.
@@ -18,9 +19,6 @@ superjson.registerCustom<Buffer, string>(
 /** Keys the run journal keeps in a shared Keyv store start with this; `cleanup` leaves them to `prune`. */
 export const JOURNAL_PREFIX = 'weir.journal/';
 
-function reason(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 function corrupt(key: string | undefined, why: string, cause?: unknown): FlowError {
   const what = key === undefined ? 'record' : `record ${JSON.stringify(key)}`;
@@ -39,7 +37,7 @@ export function encode(value: unknown, key?: string): string {
     return superjson.stringify(value);
   } catch (error) {
     const what = key === undefined ? 'value' : `value for ${JSON.stringify(key)}`;
-    throw new FlowError(`results: ${what} cannot be serialised: ${reason(error)}`, {
+    throw new FlowError(`results: ${what} cannot be serialised: ${messageOf(error)}`, {
       code: ErrorCode.SERIALIZATION,
       cause: error,
     });
@@ -54,7 +52,7 @@ export function decode(text: string, key?: string): unknown {
   try {
     return superjson.parse(text);
   } catch (error) {
-    throw corrupt(key, reason(error), error);
+    throw corrupt(key, messageOf(error), error);
   }
 }
 
@@ -133,6 +131,6 @@ export function decodeCompact(text: string, key?: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw corrupt(key, reason(error), error);
+    throw corrupt(key, messageOf(error), error);
   }
 }

@@ -13,6 +13,7 @@ import { KvRunStore } from '../store/kv-run-store.js';
 import { MemoryRunStore } from '../store/memory-run-store.js';
 import type { RunStore } from '../store/run-store.js';
 import { SqliteRunStore } from '../store/sqlite-run-store.js';
+import { messageOf } from '../util/message-of.js';
 
 export type { ResultsKind } from './backend.js';
 
@@ -88,9 +89,6 @@ function parse<S extends z.ZodType>(schema: S, args: unknown, where: string): z.
   throw new ValidationError(`${where}: ${message}`, { code: ErrorCode.INVALID_OPTIONS, issues });
 }
 
-function reason(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 const journals = new WeakMap<ResultsManager, RunStore>();
 
@@ -275,6 +273,6 @@ export class ResultsManager {
   #wrap(what: string, error: unknown): FlowError {
     if (error instanceof FlowError) return error;
     // A backend failure is usually transient (a busy file, a lost connection): the retry policy decides.
-    return new RetryableError(`results (${this.kind}): ${what}: ${reason(error)}`, { code: ErrorCode.STORE, cause: error });
+    return new RetryableError(`results (${this.kind}): ${what}: ${messageOf(error)}`, { code: ErrorCode.STORE, cause: error });
   }
 }

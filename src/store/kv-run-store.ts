@@ -53,6 +53,7 @@ import {
   patchRun,
   type RecordKind,
   wrapError,
+  isObject,
 } from './store-support.js';
 
 /** Events per chunk record. */
@@ -90,10 +91,6 @@ const inputKey = (runId: string): string => `${JOURNAL_PREFIX}input/${JSON.strin
 const stepKey = (runId: string, step: string): string => `${JOURNAL_PREFIX}step/${JSON.stringify([runId, step])}`;
 const chunkKey = (runId: string, chunk: number): string => `${JOURNAL_PREFIX}events/${JSON.stringify(runId)}/${chunk}`;
 const RUN_PREFIX = `${JOURNAL_PREFIX}run/`;
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null;
-}
 
 /** A `RunStore` over key-value backends: slower than SQLite, and just as safe against a crash. @internal */
 export class KvRunStore implements RunStore {

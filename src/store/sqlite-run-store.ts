@@ -44,6 +44,7 @@ import {
   notFoundError,
   type RecordKind,
   wrapError,
+  isObject,
 } from './store-support.js';
 
 type Database = BetterSqlite3.Database;
@@ -178,10 +179,6 @@ function patchValue(key: keyof RunPatch, value: unknown): unknown {
 function encodeEvents(events: readonly WeirEvent[] | undefined): [number, string][] {
   if (events === undefined) return [];
   return events.map((e) => [e.seq, encodeCompact(e, `event ${e.seq}`)]);
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null;
 }
 
 /** A `RunStore` in one SQLite file, shared safely by several processes. @internal */

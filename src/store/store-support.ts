@@ -2,6 +2,7 @@
 import { ErrorCode, FlowError, RetryableError } from '../errors.js';
 import type { WeirEvent } from '../events.js';
 import type { FlowStatus } from '../status.js';
+import { messageOf } from '../util/message-of.js';
 import type { CommitBatch, ListRunsQuery, RunPatch, RunRecord, RunStoreKind } from './run-store.js';
 
 /** Which kind of record an error is about. */
@@ -13,8 +14,10 @@ export const FINISHED: ReadonlySet<FlowStatus> = new Set<FlowStatus>(['completed
 /** @default 100 */
 export const DEFAULT_LIMIT = 100;
 
-function reason(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+
+/** Whether a decoded value is an object to read record fields from. */
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
 }
 
 /** `WEIR_STORE_CLOSED`. */
@@ -26,13 +29,13 @@ export function closedError(kind: RunStoreKind, what: string): FlowError {
 export function wrapError(kind: RunStoreKind, what: string, error: unknown): FlowError {
   if (error instanceof FlowError) return error;
   const code = (error as { code?: unknown } | null)?.code;
-  const detail = typeof code === 'string' && !reason(error).includes(code) ? ` (${code})` : '';
-  return new RetryableError(`run store (${kind}): ${what}: ${reason(error)}${detail}`, { code: ErrorCode.STORE, cause: error });
+  const detail = typeof code === 'string' && !messageOf(error).includes(code) ? ` (${code})` : '';
+  return new RetryableError(`run store (${kind}): ${what}: ${messageOf(error)}${detail}`, { code: ErrorCode.STORE, cause: error });
 }
 
 /** `WEIR_CORRUPT_RECORD` naming the kind of record and its key. */
 export function corruptError(kind: RunStoreKind, record: RecordKind, key: string, cause?: unknown): FlowError {
-  const why = cause === undefined ? 'it is not a valid record' : reason(cause);
+  const why = cause === undefined ? 'it is not a valid record' : messageOf(cause);
   return new FlowError(`run store (${kind}): ${record} record ${JSON.stringify(key)} is corrupt and cannot be read: ${why}`, {
     code: ErrorCode.CORRUPT_RECORD,
     cause,
