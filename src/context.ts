@@ -66,7 +66,6 @@ const contextOptionsSchema = z.strictObject({
 export type ContextState = 'open' | 'closing' | 'closed';
 
 const PROCESS_ID = `${hostname()}:${process.pid}`;
-const EXECUTOR_TYPES: ReadonlySet<string> = new Set(['inline', 'thread', 'process']);
 let defaultInstance: FlowContext | undefined;
 
 /**
@@ -317,8 +316,8 @@ export class FlowContext {
     const graph = compileGraph(flow, {
       retry: this.#retry,
       timeout: this.#timeout,
-      executors: EXECUTOR_TYPES,
-      checkLeaf: (leaf, processor) => this.#executors.get(leaf.type)?.prepare?.(processor, `flow "${leaf.name}"`),
+      // FlowConfig allows only the types this map holds.
+      checkLeaf: (leaf, processor) => this.#executors.get(leaf.type)!.prepare?.(processor, `flow "${leaf.name}"`),
     });
     this.#compiled.set(flow, { version, graph });
     return graph;

@@ -48,9 +48,8 @@ export interface CompiledGraph {
 export interface CompileDefaults {
   readonly retry: RetryPolicy;
   readonly timeout: number | undefined;
-  readonly executors: ReadonlySet<string>;
   /** Checks a leaf can run on its executor (a thread or process needs a locatable processor); throws if not. */
-  readonly checkLeaf?: (flow: AnyFlow, processor: Processor) => void;
+  readonly checkLeaf: (flow: AnyFlow, processor: Processor) => void;
 }
 
 interface Draft {
@@ -66,7 +65,6 @@ interface Draft {
  * Compiles `root` and everything under it.
  * @throws DependencyError `WEIR_DEPENDENCY` for a required dependency that is not registered.
  * @throws FlowError `WEIR_DUPLICATE_NAME` when two flows in the tree share a name.
- * @throws FlowError `WEIR_UNSUPPORTED` for an executor this version cannot run.
  * @throws FlowError whatever `defaults.checkLeaf` throws, such as `WEIR_PROCESSOR_MODULE`.
  */
 export function compileGraph(root: AnyFlow, defaults: CompileDefaults): CompiledGraph {
@@ -80,12 +78,7 @@ export function compileGraph(root: AnyFlow, defaults: CompileDefaults): Compiled
         { code: ErrorCode.DUPLICATE_NAME },
       );
     }
-    if (!flow.isComposite && !defaults.executors.has(flow.type)) {
-      throw new FlowError(`flow "${flow.name}": the "${flow.type}" executor is not available in this version of weir; use "inline"`, {
-        code: ErrorCode.UNSUPPORTED,
-      });
-    }
-    if (!flow.isComposite && flow.processor !== undefined) defaults.checkLeaf?.(flow, flow.processor);
+    if (flow.processor !== undefined) defaults.checkLeaf(flow, flow.processor);
     const inherited = parent === -1 ? defaults : drafts[parent]!;
     const draft: Draft = {
       index: drafts.length,
