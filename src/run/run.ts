@@ -12,9 +12,9 @@ import type { CompiledGraph, GraphNode } from '../graph/compile.js';
 import type { AttemptRecord, FlowResult, StepResult } from '../result.js';
 import { FlowStatus, type RunMode } from '../status.js';
 import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
+import { DrainQueue } from '../util/drain-queue.js';
 import { backoffDelay, isRetryable } from './retry.js';
 import { StepContext, type StepHost } from './step-context.js';
-import { DrainQueue } from '../util/drain-queue.js';
 import { EventLog } from './event-log.js';
 
 /** Where step outputs are written before dependants start. */
@@ -449,8 +449,6 @@ export class Run implements StepHost {
     if (this.#status_ !== RUNNING) return;
     const data = toErrorData(reason);
     const ended = now();
-    for (const timer of this.#retryTimers.values()) clearTimer(timer);
-    this.#retryTimers.clear();
     const running = [...this.#running];
     this.#running.clear();
     for (const [index] of running) this.#cancelStep(index, data, ended);

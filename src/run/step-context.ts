@@ -122,5 +122,4 @@ export class StepContext implements Step, StepDeps, AbortWatch {
   waitForInput<S extends AnySchema>(key: string, schema: S, options?: WaitForInputOptions<z.output<S>>): Promise<z.output<S>> {
     return resolveInput(this.name, key, schema, options);
   }
-
 }
