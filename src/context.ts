@@ -3,6 +3,7 @@
  * its results, its concurrency limit and its events.
  */
 import { randomUUID } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { hostname } from 'node:os';
 import { EventEmitter } from 'eventemitter3';
 import PQueue from 'p-queue';
@@ -22,15 +23,28 @@ import {
 import { ProcessExecutor } from './executors/process.js';
 import { ThreadExecutor } from './executors/thread.js';
 import { setDefaultRunner, graphVersionOf, Flow, type AnyFlow } from './flow.js';
-import { compileGraph, type CompiledGraph } from './graph/compile.js';
-import { ResultsManager } from './results/results-manager.js';
+import { compileGraph, type CompiledGraph, type GraphNode } from './graph/compile.js';
+import { ResultsManager, runStoreOf } from './results/results-manager.js';
 import type { FlowResult } from './result.js';
-import { handleOf, type EventsOptions, type RunHandle } from './run/handle.js';
+import { handleOf, storedHandleOf, type EventsOptions, type RunHandle } from './run/handle.js';
 import { DEFAULT_RETRY_POLICY, mergeRetry, retryOptionSchema, type RetryOption, type RetryPolicy } from './run/retry.js';
 import { runOptionsSchema, type RunOptions } from './run/run-options.js';
-import { Run } from './run/run.js';
-import { RunMode } from './status.js';
-import { clearTimer, setTimer } from './util/clock.js';
+import { checkSkip, Run, type RestoredRun, type RunServices, type RunSettings } from './run/run.js';
+import type { ListRunsQuery, LoadedRun, RunOwner, RunRecord, RunStore } from './store/run-store.js';
+import { FlowStatus, RunMode } from './status.js';
+import { infoOf, isStale, outputsOf, storedResult, summaryOf, type RunInfo, type RunList, type RunSummary } from './run/history.js';
+import {
+  listRunsSchema,
+  pruneSchema,
+  resumeOptionsSchema,
+  type ListRunsOptions,
+  type PruneRunsOptions,
+  type ResumeOptions,
+} from './run/run-options.js';
+import { FINISHED } from './store/store-support.js';
+import { messageOf } from './util/message-of.js';
+import { setImmediate as realSetImmediate } from 'node:timers';
+import { clearTimer, now, setTimer, type TimerHandle } from './util/clock.js';
 import { DrainQueue } from './util/drain-queue.js';
 import { parseOptions } from './util/parse.js';
 
@@ -50,6 +64,23 @@ export interface FlowContextOptions {
   readonly threads?: ThreadPoolOptions | undefined;
   /** The pool of child processes behind `type: 'process'` flows, made on first use. @default see `ProcessPoolOptions` */
   readonly processes?: ProcessPoolOptions | undefined;
+  /**
+   * Take over stale runs of registered flows by itself: once on the turn after construction (so
+   * flows registered right away are known), and again whenever a flow is registered. @default false
+   */
+  readonly recover?: boolean | undefined;
+  /**
+   * How long a run's lease lasts without renewal, in milliseconds. The context renews the leases of
+   * its runs every third of it; a run whose lease ran out is stale and `recover()` takes it. @default 30000
+   */
+  readonly leaseTimeout?: number | undefined;
+  /** How many times a run may be taken over after losing its owner before it fails with `WEIR_RECOVERY_LIMIT`. @default 5 */
+  readonly maxRecoveries?: number | undefined;
+  /**
+   * What recovering or resuming a run does when its flow graph changed since the run started:
+   * `fail` fails it with `WEIR_FLOW_CHANGED`, `continue` goes on with the graph as it is now. @default 'fail'
+   */
+  readonly onFlowChange?: 'fail' | 'continue' | undefined;
 }
 
 const contextOptionsSchema = z.strictObject({
@@ -60,12 +91,18 @@ const contextOptionsSchema = z.strictObject({
   closeTimeout: z.number().int().nonnegative().optional(),
   threads: threadPoolSchema.optional(),
   processes: processPoolSchema.optional(),
+  recover: z.boolean().optional(),
+  leaseTimeout: z.number().int().min(100).optional(),
+  maxRecoveries: z.number().int().nonnegative().optional(),
+  onFlowChange: z.enum(['fail', 'continue']).optional(),
 });
 
 /** The lifecycle of a context. */
 export type ContextState = 'open' | 'closing' | 'closed';
 
-const PROCESS_ID = `${hostname()}:${process.pid}`;
+const HOST = hostname();
+const PROCESS_ID = `${HOST}:${process.pid}`;
+let contextCount = 0;
 let defaultInstance: FlowContext | undefined;
 
 /**
@@ -93,6 +130,17 @@ export class FlowContext {
   #state: ContextState = 'open';
   readonly #backlog = new DrainQueue<WeirEvent>((event) => this.#deliver(event));
   #closing: Promise<void> | undefined;
+  readonly #store: RunStore;
+  readonly #owner: RunOwner;
+  readonly #services: RunServices;
+  readonly #leaseMs: number;
+  readonly #maxRecoveries: number;
+  readonly #onFlowChange: 'fail' | 'continue';
+  readonly #autoRecover: boolean;
+  #renewTimer: TimerHandle | undefined;
+  #recoverScheduled = false;
+  /** Store work started outside any run (recovery, skip, retry links): `close()` waits for it. */
+  readonly #chores = new Set<Promise<unknown>>();
 
   /**
    * Makes an isolated context.
@@ -110,6 +158,26 @@ export class FlowContext {
     this.#retry = mergeRetry(DEFAULT_RETRY_POLICY, parsed.retry);
     this.#timeout = parsed.timeout;
     this.#closeTimeout = parsed.closeTimeout ?? 10_000;
+    this.#store = runStoreOf(this.results);
+    this.#owner = { processId: `${PROCESS_ID}:${++contextCount}`, host: HOST, pid: process.pid };
+    this.#leaseMs = parsed.leaseTimeout ?? 30_000;
+    this.#maxRecoveries = parsed.maxRecoveries ?? 5;
+    this.#onFlowChange = parsed.onFlowChange ?? 'fail';
+    this.#autoRecover = parsed.recover ?? false;
+    this.#services = {
+      store: this.#store,
+      owner: this.#owner,
+      leaseMs: this.#leaseMs,
+      executors: this.#executors,
+      queue: this.#queue,
+      processId: PROCESS_ID,
+      emit: this.#emit,
+      finished: (run) => {
+        if (this.#runs.get(run.runId) === run) this.#runs.delete(run.runId);
+      },
+      conflict: (run, error) => this.#adopt(run, error),
+    };
+    if (this.#autoRecover) this.#scheduleRecovery();
   }
 
   /** The process-wide default context (memory results), made on first use and again after it is closed. */
@@ -152,6 +220,7 @@ export class FlowContext {
       });
     }
     this.#registry.set(flow.name, flow);
+    if (this.#autoRecover) this.#scheduleRecovery();
     return this;
   }
 
@@ -176,31 +245,29 @@ export class FlowContext {
       throw reason instanceof CancelledError ? reason : new CancelledError(`the run of "${flow.name}" was not started: its signal is already aborted`, { cause: reason });
     }
     const runId = parsed.runId ?? randomUUID();
-    if (this.#runs.has(runId)) {
-      throw new FlowError(`run "${runId}" is already running in this context`, { code: ErrorCode.RUN_CONFLICT });
+    const live = this.#runs.get(runId);
+    if (live !== undefined) {
+      // Idempotent start: the same flow and input get the run that exists.
+      if (live.graph.root.flow === flow && isDeepStrictEqual(live.input, input)) return handleOf<O>(live);
+      throw conflictWith(runId, 'is running in this context');
     }
-    const run = new Run(
-      graph,
-      input,
-      {
+    return handleOf<O>(
+      this.#launch(graph, input, {
         runId,
         mode: parsed.mode ?? RunMode.BATCH,
         timeout: parsed.timeout,
         signal: parsed.signal,
         concurrency: parsed.concurrency ?? Infinity,
-      },
-      {
-        results: this.results,
-        executors: this.#executors,
-        queue: this.#queue,
-        processId: PROCESS_ID,
-        emit: this.#emit,
-        finished: (r) => this.#runs.delete(r.runId),
-      },
+      }),
     );
-    this.#runs.set(runId, run);
+  }
+
+  #launch(graph: CompiledGraph, input: unknown, settings: RunSettings): Run {
+    const run = new Run(graph, input, settings, this.#services);
+    this.#runs.set(settings.runId, run);
+    this.#renewLater();
     run.start();
-    return handleOf<O>(run);
+    return run;
   }
 
   /**
@@ -214,24 +281,192 @@ export class FlowContext {
   /**
    * Cancels a run of this context: running steps see `step.signal` abort, pending ones never start.
    * Resolves once the run has ended as `cancelled`.
-   * @throws FlowError `WEIR_RUN_NOT_FOUND` when no such run is in progress here.
+   * @throws FlowError `WEIR_RUN_NOT_FOUND` when no such run exists; `WEIR_RUN_STATE` when it has
+   * ended, or another context runs it.
    */
   async cancel(runId: string, reason?: string): Promise<void> {
     const run = this.#runs.get(runId);
-    if (run === undefined) throw new FlowError(`run "${runId}" is not in progress in this context`, { code: ErrorCode.RUN_NOT_FOUND });
+    if (run === undefined) {
+      const loaded = await this.#load(runId);
+      throw new FlowError(
+        loaded.run.status === FlowStatus.RUNNING
+          ? `cannot cancel run "${runId}": another context runs it (${loaded.run.owner?.processId ?? 'its owner is gone'}); cancel it there, or recover it here first`
+          : `cannot cancel run "${runId}": it has ended (${loaded.run.status})`,
+        { code: ErrorCode.RUN_STATE },
+      );
+    }
     run.cancel(new CancelledError(reason ?? `run "${runId}" was cancelled`));
     await run.result();
   }
 
   /**
-   * The events of a run in progress here, from `after` on, then live until it ends.
-   * @throws FlowError `WEIR_RUN_NOT_FOUND` when no such run is in progress here.
+   * The events of a run from `after` on, then live until it ends: from memory for a run of this
+   * context, from the store for any other.
+   * @throws FlowError `WEIR_RUN_NOT_FOUND` (when iterated) when no such run exists.
    * @throws ValidationError `WEIR_INVALID_OPTIONS` when `after` is not a whole number >= 0.
    */
   events(runId: string, options: EventsOptions = {}): AsyncIterable<WeirEvent> {
     const run = this.#runs.get(runId);
-    if (run === undefined) throw new FlowError(`run "${runId}" is not in progress in this context`, { code: ErrorCode.RUN_NOT_FOUND });
-    return handleOf(run).events(options);
+    if (run !== undefined) return handleOf(run).events(options);
+    const stored = this.#storedHandle(runId);
+    const events = stored.events(options);
+    const load = (): Promise<LoadedRun> => this.#load(runId);
+    return {
+      async *[Symbol.asyncIterator]() {
+        await load();
+        yield* events;
+      },
+    };
+  }
+
+  /**
+   * The handle of any run in the store: its `result()` settles when the run ends, whichever
+   * context finishes it, and `events()` replays and follows it.
+   * @throws FlowError `WEIR_RUN_NOT_FOUND` when no such run exists.
+   */
+  async handle<O = unknown>(runId: string): Promise<RunHandle<O>> {
+    const run = this.#runs.get(runId);
+    if (run !== undefined) return handleOf<O>(run);
+    await this.#load(runId);
+    return this.#storedHandle<O>(runId);
+  }
+
+  /**
+   * Takes over the stale runs of registered flows (their lease ran out, or their process on this
+   * host is gone) and goes on with them from their last completed steps.
+   * @returns the handles of the runs taken over. A run another context takes first is left to it.
+   */
+  async recover(): Promise<RunHandle[]> {
+    this.#assertOpen('recover runs');
+    return this.#chore(this.#recover());
+  }
+
+  /**
+   * Goes on with a failed or cancelled run in place: completed steps are kept, the others run
+   * again. With `from`, that step and everything downstream of it run again (of any ended run).
+   * @throws FlowError `WEIR_RUN_NOT_FOUND`; `WEIR_RUN_STATE` for a running run, or a completed one
+   * without `from`; `WEIR_FLOW_NOT_REGISTERED` when its flow is not registered here;
+   * `WEIR_FLOW_CHANGED` when the flow's graph changed (unless `onFlowChange: 'continue'`);
+   * `WEIR_INVALID_OPTIONS` for an unknown `from`.
+   */
+  async resume<O = unknown>(runId: string, options: ResumeOptions = {}): Promise<RunHandle<O>> {
+    this.#assertOpen('resume a run');
+    const { from } = parseOptions(resumeOptionsSchema, options, 'resume options');
+    const loaded = await this.#loadEnded(runId, 'resume');
+    if (loaded.run.status === FlowStatus.COMPLETED && from === undefined) {
+      throw new FlowError(`cannot resume run "${runId}": it completed; pass { from } to run steps again`, { code: ErrorCode.RUN_STATE });
+    }
+    const graph = this.#graphFor(loaded.run);
+    if (graph.fingerprint !== loaded.run.fingerprint && this.#onFlowChange === 'fail') throw flowChanged(loaded.run);
+    if (from !== undefined) stepOf(graph, runId, from);
+    const token = await this.#store.acquireLease(runId, this.#owner, this.#leaseMs, now(), { fromToken: loaded.run.leaseToken });
+    if (token === undefined) throw new FlowError(`cannot resume run "${runId}": another context took it first`, { code: ErrorCode.RUN_STATE });
+    const run = await this.#restore(graph, loaded, token, { reason: 'resumed', from });
+    return handleOf<O>(run);
+  }
+
+  /**
+   * Starts a new run of an ended run's flow with the same input; each run records the other
+   * (`retryOf`, `retriedBy`).
+   * @throws FlowError as `resume` does, for a missing, running or unregistered run.
+   */
+  async retry<O = unknown>(runId: string): Promise<RunHandle<O>> {
+    this.#assertOpen('retry a run');
+    const loaded = await this.#loadEnded(runId, 'retry');
+    const graph = this.#graphFor(loaded.run);
+    const old = loaded.run;
+    const retryId = randomUUID();
+    const token = await this.#store.acquireLease(runId, this.#owner, this.#leaseMs, now(), { fromToken: old.leaseToken });
+    if (token === undefined) throw new FlowError(`cannot retry run "${runId}": another context took it first`, { code: ErrorCode.RUN_STATE });
+    await this.#store.commit({ runId, leaseToken: token, run: { retriedBy: retryId, updatedAt: now() } });
+    const run = this.#launch(graph, old.input, { runId: retryId, mode: old.mode, timeout: undefined, signal: undefined, concurrency: Infinity, retryOf: runId });
+    return handleOf<O>(run);
+  }
+
+  /**
+   * Marks a step done with `output` (validated by its processor's output schema). In a running run
+   * of this context its dependants go on; in a failed or cancelled run the output is recorded and
+   * the run stays as it is until `resume`.
+   * @throws FlowError `WEIR_RUN_NOT_FOUND`; `WEIR_RUN_STATE` for a completed run, a run another
+   * context runs, a step that completed, or a composite; `WEIR_INVALID_OPTIONS` for an unknown step.
+   * @throws ValidationError `WEIR_VALIDATION` when `output` fails the step's output schema.
+   */
+  async skip(runId: string, step: string, output?: unknown): Promise<void> {
+    this.#assertOpen('skip a step');
+    const live = this.#runs.get(runId);
+    if (live !== undefined) {
+      await live.skip(step, output);
+      return;
+    }
+    const loaded = await this.#loadEnded(runId, 'skip a step of');
+    if (loaded.run.status === FlowStatus.COMPLETED) {
+      throw new FlowError(`cannot skip "${step}" in run "${runId}": the run completed`, { code: ErrorCode.RUN_STATE });
+    }
+    const graph = this.#graphFor(loaded.run);
+    const node = stepOf(graph, runId, step);
+    const record = loaded.steps.find((s) => s.step === step);
+    const value = checkSkip(node, runId, record?.status, output);
+    const token = await this.#store.acquireLease(runId, this.#owner, this.#leaseMs, now(), { fromToken: loaded.run.leaseToken });
+    if (token === undefined) throw new FlowError(`cannot skip "${step}" in run "${runId}": another context took the run first`, { code: ErrorCode.RUN_STATE });
+    const at = now();
+    await this.#store.commit({
+      runId,
+      leaseToken: token,
+      run: { updatedAt: at },
+      steps: [{ runId, step, status: FlowStatus.COMPLETED, attempts: record?.attempts ?? [], ...(record?.startTime === undefined ? {} : { startTime: record.startTime }), endTime: at, hasOutput: true, updatedAt: at }],
+      outputs: [{ step, value }],
+      events: [{ type: 'step_complete', runId, seq: loaded.run.lastSeq + 1, time: at, step, attempt: record?.attempts.length ?? 0, duration: 0, skipped: true }],
+    });
+    await this.#store.releaseLease(runId, this.#owner, token);
+  }
+
+  /**
+   * A run in detail: status, running steps, progress (done/total), last update, and every step's attempts.
+   * @throws FlowError `WEIR_RUN_NOT_FOUND`; `WEIR_CORRUPT_RECORD` naming a record that cannot be read.
+   */
+  async getRun(runId: string): Promise<RunInfo> {
+    const live = this.#runs.get(runId);
+    if (live !== undefined) await live.flushed();
+    const loaded = await this.#load(runId);
+    const flow = this.#registry.get(loaded.run.flow);
+    const graph = flow === undefined ? undefined : this.#graphOf(flow);
+    return infoOf(loaded, graph?.fingerprint === loaded.run.fingerprint ? graph : undefined, now(), HOST);
+  }
+
+  /**
+   * Active and recent runs, newest first, one page at a time (`next` is the cursor for `before`).
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` for a bad query; FlowError `WEIR_UNSUPPORTED` for a
+   * Keyv store that cannot be iterated.
+   */
+  async listRuns(query: ListRunsOptions = {}): Promise<RunList> {
+    const parsed = stripUndefined(parseOptions(listRunsSchema, query, 'listRuns options')) as Omit<ListRunsQuery, 'now'>;
+    const at = now();
+    await Promise.all([...this.#runs.values()].map((run) => run.flushed()));
+    if (parsed.stale !== true) {
+      const page = await this.#store.listRuns({ ...parsed, stale: false, now: at });
+      return { runs: page.runs.map((run) => summaryOf(run, at, HOST)), ...(page.next === undefined ? {} : { next: page.next }) };
+    }
+    // Stale: an expired lease (the store's query), or a dead owner on this host (checked here).
+    const runs: RunSummary[] = [];
+    let before = parsed.before;
+    const limit = parsed.limit ?? 100;
+    for (;;) {
+      const page = await this.#store.listRuns({ ...parsed, status: FlowStatus.RUNNING, stale: false, ...(before === undefined ? {} : { before }), limit, now: at });
+      for (const run of page.runs) if (isStale(run, at, HOST)) runs.push(summaryOf(run, at, HOST));
+      if (runs.length >= limit || page.next === undefined) return { runs: runs.slice(0, limit), ...(page.next === undefined ? {} : { next: page.next }) };
+      before = page.next;
+    }
+  }
+
+  /**
+   * Deletes finished runs (completed, failed, cancelled) that ended before the cutoff, with their
+   * steps, outputs and events; never a running or waiting one.
+   * @returns how many runs were deleted.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` for a negative age or an invalid Date.
+   */
+  async prune(options: PruneRunsOptions): Promise<number> {
+    const { olderThan } = parseOptions(pruneSchema, options, 'prune options');
+    return this.#store.prune({ olderThan: olderThan instanceof Date ? olderThan.getTime() : now() - olderThan });
   }
 
   /** Listens to one event type of every run, or to all of them with `'event'`. */
@@ -267,16 +502,20 @@ export class FlowContext {
 
   async #close(): Promise<void> {
     this.#state = 'closing';
+    // Recoveries and other store work in progress may still start runs: let them.
+    await Promise.allSettled([...this.#chores]);
     const active = [...this.#runs.values()];
     if (active.length > 0) {
+      const ended = (): Promise<unknown> => Promise.allSettled([...this.#runs.values()].map((run) => run.result()));
       let timer: ReturnType<typeof setTimer> | undefined;
-      await Promise.race([
-        Promise.all(active.map((run) => run.result())),
-        new Promise<void>((resolve) => (timer = setTimer(resolve, this.#closeTimeout, { unref: true }))),
-      ]);
+      await Promise.race([ended(), new Promise<void>((resolve) => (timer = setTimer(resolve, this.#closeTimeout, { unref: true })))]);
       clearTimer(timer);
       for (const run of this.#runs.values()) run.cancel(new CancelledError('the FlowContext was closed'));
+      // A cancelled run settles once its end is recorded.
+      await ended();
     }
+    clearTimer(this.#renewTimer);
+    this.#renewTimer = undefined;
     this.#queue.clear();
     await Promise.all([...this.#executors.values()].map((executor) => executor.close()));
     await this.results.close();
@@ -306,6 +545,164 @@ export class FlowContext {
     }
   }
 
+  // ---- durable runs -----------------------------------------------------------------------------
+
+  async #load(runId: string): Promise<LoadedRun> {
+    const loaded = await this.#store.loadRun(runId);
+    if (loaded === undefined) throw new FlowError(`there is no run "${runId}" in the store`, { code: ErrorCode.RUN_NOT_FOUND });
+    return loaded;
+  }
+
+  /** Loads a run that no one runs: for resume, retry and skip. */
+  async #loadEnded(runId: string, action: string): Promise<LoadedRun> {
+    if (this.#runs.has(runId)) throw new FlowError(`cannot ${action} run "${runId}": it is running in this context`, { code: ErrorCode.RUN_STATE });
+    const loaded = await this.#load(runId);
+    const { run } = loaded;
+    if (run.status === FlowStatus.RUNNING) {
+      const stale = isStale(run, now(), HOST);
+      throw new FlowError(
+        `cannot ${action} run "${runId}": it is running${stale ? ' but its owner is gone; recover() takes it over' : ` in another context (${run.owner?.processId ?? '?'})`}`,
+        { code: ErrorCode.RUN_STATE },
+      );
+    }
+    return loaded;
+  }
+
+  /** The compiled graph of a stored run's flow, registered here by name. */
+  #graphFor(run: RunRecord): CompiledGraph {
+    const flow = this.#registry.get(run.flow);
+    if (flow === undefined) {
+      throw new FlowError(`run "${run.runId}" is of flow "${run.flow}", which is not registered with this context (ctx.register(flow))`, {
+        code: ErrorCode.FLOW_NOT_REGISTERED,
+      });
+    }
+    return this.#graphOf(flow);
+  }
+
+  /** Rebuilds a run from the journal and goes on with it. */
+  async #restore(graph: CompiledGraph, loaded: LoadedRun, leaseToken: number, how: Pick<RestoredRun, 'reason' | 'from' | 'failWith'>): Promise<Run> {
+    const outputs = await outputsOf(this.#store, loaded);
+    const { run: record } = loaded;
+    const restore: RestoredRun = { record, leaseToken, steps: new Map(loaded.steps.map((s) => [s.step, s])), outputs, ...how };
+    return this.#launch(graph, record.input, { runId: record.runId, mode: record.mode, timeout: undefined, signal: undefined, concurrency: Infinity, restore });
+  }
+
+  async #recover(): Promise<RunHandle[]> {
+    const handles: RunHandle[] = [];
+    let before: string | undefined;
+    do {
+      const at = now();
+      const page = await this.#store.listRuns({ status: FlowStatus.RUNNING, limit: 500, ...(before === undefined ? {} : { before }), now: at });
+      before = page.next;
+      const taken = await Promise.all(page.runs.map((run) => this.#takeOver(run, at)));
+      for (const handle of taken) if (handle !== undefined) handles.push(handle);
+    } while (before !== undefined && this.#state === 'open');
+    return handles;
+  }
+
+  /** Takes over one stale run of a registered flow; `undefined` when it is not stale, not ours to run, or taken first. */
+  async #takeOver(run: RunRecord, at: number): Promise<RunHandle | undefined> {
+    if (this.#runs.has(run.runId) || !isStale(run, at, HOST) || this.#state !== 'open') return undefined;
+    const flow = this.#registry.get(run.flow);
+    if (flow === undefined) return undefined;
+    const graph = this.#graphOf(flow);
+    // A live lease is taken only from an owner known to be dead, and only if nobody took it since.
+    const token = await this.#store.acquireLease(run.runId, this.#owner, this.#leaseMs, now(), {
+      takeover: true,
+      ...(run.leaseExpiresAt > at ? { fromToken: run.leaseToken } : {}),
+    });
+    if (token === undefined || this.#runs.has(run.runId) || this.#state !== 'open') return undefined;
+    let loaded: LoadedRun;
+    try {
+      loaded = await this.#load(run.runId);
+    } catch (error) {
+      process.emitWarning(`weir: run "${run.runId}" cannot be recovered: ${messageOf(error)}`, { code: 'WEIR_RECOVERY' });
+      return undefined;
+    }
+    const recoveries = loaded.run.recoveries;
+    const failWith =
+      recoveries > this.#maxRecoveries
+        ? new FlowError(`run "${run.runId}" lost its owner ${recoveries} times, more than maxRecoveries (${this.#maxRecoveries}); it is not taken over again`, {
+            code: ErrorCode.RECOVERY_LIMIT,
+          })
+        : graph.fingerprint !== loaded.run.fingerprint && this.#onFlowChange === 'fail'
+          ? flowChanged(loaded.run)
+          : undefined;
+    return handleOf(await this.#restore(graph, loaded, token, { reason: 'recovered', failWith }));
+  }
+
+  /** Idempotent start: a run with this id exists in the store; same flow and input get its handle's result. */
+  async #adopt(run: Run, error: FlowError): Promise<FlowResult> {
+    const stored = await this.#store.loadRun(run.runId);
+    if (stored === undefined) throw error;
+    if (stored.run.flow !== run.graph.root.name || !isDeepStrictEqual(stored.run.input, run.input)) {
+      throw conflictWith(run.runId, `exists with ${stored.run.flow === run.graph.root.name ? 'another input' : `flow "${stored.run.flow}"`}`);
+    }
+    return this.#storedHandle(run.runId).result();
+  }
+
+  #storedHandle<O>(runId: string): RunHandle<O> {
+    return storedHandleOf<O>(runId, {
+      finished: async () => {
+        const live = this.#runs.get(runId);
+        if (live !== undefined) return live.result();
+        const loaded = await this.#load(runId);
+        if (!FINISHED.has(loaded.run.status)) return undefined;
+        const flow = this.#registry.get(loaded.run.flow);
+        const graph = flow === undefined ? undefined : this.#graphOf(flow);
+        return storedResult(this.#store, loaded, graph?.fingerprint === loaded.run.fingerprint ? graph : undefined);
+      },
+      readEvents: (after) => this.#store.readEvents(runId, after),
+    });
+  }
+
+  /** Keeps renewing the leases of this context's runs while it has any: a heartbeat apart from step events. */
+  #renewLater(): void {
+    if (this.#renewTimer !== undefined) return;
+    this.#renewTimer = setTimer(() => void this.#renew(), Math.max(10, Math.floor(this.#leaseMs / 3)), { unref: true });
+  }
+
+  async #renew(): Promise<void> {
+    this.#renewTimer = undefined;
+    const runs = [...this.#runs.values()].filter((run) => run.status === FlowStatus.RUNNING);
+    if (runs.length === 0) return;
+    this.#renewLater();
+    try {
+      const { lost } = await this.#store.renewLeases(
+        this.#owner,
+        runs.map((run) => ({ runId: run.runId, leaseToken: run.leaseToken })),
+        now() + this.#leaseMs,
+      );
+      for (const runId of lost) {
+        this.#runs.get(runId)?.leaseLost(new FlowError(`run "${runId}": its lease was taken over by another context`, { code: ErrorCode.LEASE_LOST }));
+      }
+    } catch (error) {
+      // The next renewal tries again; a run whose lease runs out meanwhile may be taken over, and its commits are then refused.
+      process.emitWarning(`weir: renewing run leases failed: ${messageOf(error)}`, { code: 'WEIR_LEASE_RENEWAL' });
+    }
+  }
+
+  #scheduleRecovery(): void {
+    if (this.#recoverScheduled) return;
+    this.#recoverScheduled = true;
+    // A real timer: flows registered right after construction are known by then.
+    realSetImmediate(() => {
+      this.#recoverScheduled = false;
+      if (this.#state !== 'open') return;
+      this.recover().catch((error: unknown) => {
+        process.emitWarning(`weir: recovering runs failed: ${messageOf(error)}`, { code: 'WEIR_RECOVERY' });
+      });
+    });
+  }
+
+  /** Tracks store work done outside a run, so `close()` waits for it. */
+  #chore<T>(work: Promise<T>): Promise<T> {
+    this.#chores.add(work);
+    const done = (): void => void this.#chores.delete(work);
+    work.then(done, done);
+    return work;
+  }
+
   #graphOf(flow: AnyFlow): CompiledGraph {
     if (!(flow instanceof Flow)) {
       throw new FlowError(`expected a Flow, got ${flow === null ? 'null' : typeof flow}`, { code: ErrorCode.INVALID_OPTIONS });
@@ -322,6 +719,31 @@ export class FlowContext {
     this.#compiled.set(flow, { version, graph });
     return graph;
   }
+}
+
+function stripUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+function conflictWith(runId: string, how: string): FlowError {
+  return new FlowError(`run "${runId}" ${how}; an idempotent start needs the same flow and input`, { code: ErrorCode.RUN_CONFLICT });
+}
+
+function flowChanged(run: RunRecord): FlowError {
+  return new FlowError(
+    `run "${run.runId}": the graph of flow "${run.flow}" changed since the run started (names, types or edges); pass onFlowChange: 'continue' to go on with the new graph`,
+    { code: ErrorCode.FLOW_CHANGED },
+  );
+}
+
+/** A step of a run's graph by name. */
+function stepOf(graph: CompiledGraph, runId: string, name: string): GraphNode {
+  const node = graph.byName.get(name);
+  if (node === undefined || (node.index === 0 && node.processor === undefined)) {
+    const known = graph.nodes.filter((n) => n.index !== 0 || n.processor !== undefined).map((n) => `"${n.name}"`).join(', ');
+    throw new FlowError(`run "${runId}" has no step "${name}" (its steps: ${known})`, { code: ErrorCode.INVALID_OPTIONS });
+  }
+  return node;
 }
 
 setDefaultRunner((flow, input, options) => FlowContext.getInstance().run(flow, input, options));

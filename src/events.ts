@@ -62,6 +62,8 @@ export interface StepCompleteEvent extends EventBase {
   readonly attempt: number;
   /** How long the successful attempt took, in milliseconds. */
   readonly duration: number;
+  /** Set when `ctx.skip` gave the output, not the processor. */
+  readonly skipped?: true;
 }
 /** A step failed for good (no attempt left, or an error that is not retried). */
 export interface StepFailedEvent extends EventBase {
@@ -84,6 +86,17 @@ export interface StepCancelledEvent extends EventBase {
   /** The attempt that was stopped. */
   readonly attempt: number;
   readonly error: ErrorData;
+}
+/**
+ * The run goes on after it had stopped: taken over from a lost owner (`recovered`), or continued
+ * by `ctx.resume` (`resumed`, with `from` when steps from there on run again).
+ */
+export interface RunResumedEvent extends EventBase {
+  readonly type: 'run_resumed';
+  readonly reason: 'recovered' | 'resumed';
+  readonly from?: string;
+  /** For `recovered`: how many times the run has been taken over, this time included. */
+  readonly recoveries?: number;
 }
 /** The run completed. */
 export interface RunCompleteEvent extends EventBase {
@@ -114,6 +127,7 @@ export type WeirEvent =
   | StepFailedEvent
   | StepSkippedEvent
   | StepCancelledEvent
+  | RunResumedEvent
   | RunCompleteEvent
   | RunFailedEvent
   | RunCancelledEvent;

@@ -25,11 +25,16 @@ export interface FlowConfig {
   readonly timeout?: number | undefined;
   /** Attempts after the first, or a retry policy; overrides the composite's and the context's. */
   readonly retry?: RetryOption | undefined;
+  /**
+   * The longest an attempt may go without `step.heartbeat()` (counted from its start), in
+   * milliseconds; past it the attempt fails with a retryable `TimeoutError`. @default none
+   */
+  readonly heartbeatTimeout?: number | undefined;
   /** Where the processor runs. @default 'inline' */
   readonly type?: LeafType | undefined;
 }
 
-/** The configuration of a composite: `timeout` and `retry` are defaults for the flows under it. */
+/** The configuration of a composite: `timeout`, `retry` and `heartbeatTimeout` are defaults for the flows under it. */
 export type CompositeConfig = Omit<FlowConfig, 'name' | 'type'>;
 
 const NAME = z
@@ -45,6 +50,7 @@ const leafConfigSchema = z.strictObject({
   description: z.string().optional(),
   timeout: timeoutSchema.optional(),
   retry: retryOptionSchema.optional(),
+  heartbeatTimeout: timeoutSchema.optional(),
   type: z.enum(['inline', 'thread', 'process']).optional(),
 });
 
@@ -52,6 +58,7 @@ const compositeConfigSchema = z.strictObject({
   description: z.string().optional(),
   timeout: timeoutSchema.optional(),
   retry: retryOptionSchema.optional(),
+  heartbeatTimeout: timeoutSchema.optional(),
 });
 
 /** A dependency as `registerTo` takes it: the sibling `Flow` itself, or its name. */

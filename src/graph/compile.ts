@@ -2,6 +2,7 @@
  * Compiles a tree of flows into the flat, indexed graph a run schedules: every flow a node, its
  * dependencies resolved to sibling indices, retry and timeout inherited down the tree.
  */
+import { createHash } from 'node:crypto';
 import { DependencyError, ErrorCode, FlowError } from '../errors.js';
 import { flowInternals, type AnyFlow } from '../flow.js';
 import type { Processor } from '../processor.js';
@@ -33,6 +34,7 @@ export interface GraphNode {
   readonly dependencyNames: ReadonlyMap<string, number>;
   readonly retry: RetryPolicy;
   readonly timeout: number | undefined;
+  readonly heartbeatTimeout: number | undefined;
 }
 
 /** A flow tree ready to run. */
@@ -42,6 +44,8 @@ export interface CompiledGraph {
   readonly byName: ReadonlyMap<string, GraphNode>;
   /** Leaves that receive the run's input directly, validated before any step runs. */
   readonly entryLeaves: readonly GraphNode[];
+  /** A digest of names, types, tree and edges: a run records it, and recovery compares it. */
+  readonly fingerprint: string;
 }
 
 /** Defaults the context puts under every flow. */
@@ -59,6 +63,7 @@ interface Draft {
   children: number[];
   retry: RetryPolicy;
   timeout: number | undefined;
+  heartbeatTimeout: number | undefined;
 }
 
 /**
@@ -87,6 +92,7 @@ export function compileGraph(root: AnyFlow, defaults: CompileDefaults): Compiled
       children: [],
       retry: mergeRetry(inherited.retry, flow.config.retry),
       timeout: flow.config.timeout ?? inherited.timeout,
+      heartbeatTimeout: flow.config.heartbeatTimeout ?? (parent === -1 ? undefined : drafts[parent]!.heartbeatTimeout),
     };
     drafts.push(draft);
     indexByName.set(flow.name, draft.index);
@@ -152,6 +158,7 @@ export function compileGraph(root: AnyFlow, defaults: CompileDefaults): Compiled
     dependencyNames: dependencyNames[d.index]!,
     retry: d.retry,
     timeout: d.timeout,
+    heartbeatTimeout: d.heartbeatTimeout,
   }));
   const byName = new Map(nodes.map((n) => [n.name, n]));
   const entryLeaves: GraphNode[] = [];
@@ -166,7 +173,13 @@ export function compileGraph(root: AnyFlow, defaults: CompileDefaults): Compiled
     }
   };
   collectEntries(nodes[0]!);
-  return { root: nodes[0]!, nodes, byName, entryLeaves };
+  return { root: nodes[0]!, nodes, byName, entryLeaves, fingerprint: fingerprintOf(nodes) };
+}
+
+/** What the graph's shape is: each node's name, type and parent, and its edges, hashed. */
+function fingerprintOf(nodes: readonly GraphNode[]): string {
+  const shape = nodes.map((n) => [n.name, n.type, n.parent, n.dependencies.map((d) => (d.required ? d.index : -1 - d.index))]);
+  return createHash('sha256').update(JSON.stringify(shape)).digest('base64url').slice(0, 22);
 }
 
 function parentName(drafts: readonly Draft[], parent: number): string {

@@ -1,4 +1,5 @@
 /** The handle `ctx.start` returns: the run's id, its result, and its events. */
+import { setTimeout as realSetTimeout } from 'node:timers';
 import { z } from 'zod';
 import type { WeirEvent } from '../events.js';
 import type { FlowResult } from '../result.js';
@@ -42,4 +43,57 @@ export function handleOf<O>(run: Run): RunHandle<O> {
       return run.events.follow(parsed.after, parsed.signal);
     },
   };
+}
+
+/** How often a handle of a run owned elsewhere reads the store, in milliseconds. */
+const POLL_MS = 50;
+
+/** What a handle of a stored run reads. */
+export interface StoredRunSource {
+  /** The run's result once it has ended, `undefined` while it goes on. */
+  finished(): Promise<FlowResult | undefined>;
+  readEvents(after: number): Promise<WeirEvent[]>;
+}
+
+/** The handle of a run in the store that this context does not run: it reads the store until the run ends. */
+export function storedHandleOf<O>(runId: string, source: StoredRunSource): RunHandle<O> {
+  let result: Promise<FlowResult<O>> | undefined;
+  return {
+    runId,
+    result: () =>
+      (result ??= (async () => {
+        for (;;) {
+          const done = await source.finished();
+          if (done !== undefined) return done as FlowResult<O>;
+          await sleep(POLL_MS);
+        }
+      })()),
+    events: (options = {}) => {
+      const parsed = parseOptions(eventsOptionsSchema, options, 'events options');
+      return follow(source, parsed.after ?? 0, parsed.signal);
+    },
+  };
+}
+
+async function* follow(source: StoredRunSource, after: number, signal: AbortSignal | undefined): AsyncGenerator<WeirEvent, void, undefined> {
+  let last = after;
+  while (!isAborted(signal)) {
+    const events = await source.readEvents(last);
+    for (const event of events) {
+      yield event;
+      last = event.seq;
+      if (isAborted(signal)) return;
+      if (event.type === 'run_complete' || event.type === 'run_failed' || event.type === 'run_cancelled') return;
+    }
+    if (events.length === 0) await sleep(POLL_MS);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  // A real, unref'd timer: fake timers must not stall a poll, and a poll must not hold the process open.
+  return new Promise((resolve) => realSetTimeout(resolve, ms).unref());
+}
+
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
 }

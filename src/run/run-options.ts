@@ -1,6 +1,6 @@
 /** The options of `ctx.run` / `ctx.start` / `flow.execute`. */
 import { z } from 'zod';
-import type { RunMode } from '../status.js';
+import type { FlowStatus, RunMode } from '../status.js';
 
 /** Options for one run. */
 export interface RunOptions {
@@ -27,4 +27,46 @@ export const runOptionsSchema = z.strictObject({
     .optional(),
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'expected an AbortSignal').optional(),
   concurrency: z.number().int().positive().optional(),
+});
+
+/** Options of `ctx.resume`. */
+export interface ResumeOptions {
+  /** Run this step, and everything downstream of it, again. */
+  readonly from?: string | undefined;
+}
+
+export const resumeOptionsSchema = z.strictObject({ from: z.string().min(1).optional() });
+
+/** What `ctx.listRuns` selects. */
+export interface ListRunsOptions {
+  /** Only runs in this status, or in one of these. */
+  readonly status?: FlowStatus | readonly FlowStatus[] | undefined;
+  /** Only runs of this root flow. */
+  readonly flow?: string | undefined;
+  /** At most this many runs. @default 100 */
+  readonly limit?: number | undefined;
+  /** The `next` cursor of the previous page. */
+  readonly before?: string | undefined;
+  /** Only running runs whose owner is gone (lease expired, or its process dead on this host). */
+  readonly stale?: boolean | undefined;
+}
+
+const statusSchema = z.enum(['pending', 'running', 'waiting', 'completed', 'failed', 'cancelled', 'skipped']);
+
+export const listRunsSchema = z.strictObject({
+  status: z.union([statusSchema, z.array(statusSchema).readonly()]).optional(),
+  flow: z.string().min(1).optional(),
+  limit: z.number().int().positive().max(10_000).optional(),
+  before: z.string().min(1).optional(),
+  stale: z.boolean().optional(),
+});
+
+/** Options of `ctx.prune`. */
+export interface PruneRunsOptions {
+  /** Delete runs that ended before this: an age in milliseconds, or a Date. */
+  readonly olderThan: number | Date;
+}
+
+export const pruneSchema = z.strictObject({
+  olderThan: z.union([z.number().nonnegative(), z.date().refine((d) => !Number.isNaN(d.getTime()), 'must be a valid Date')]),
 });

@@ -1,10 +1,12 @@
 /**
  * The scheduler of one run: readiness counting over the compiled graph, attempts through the
  * executors, retry with backoff, timeouts, failure propagation, cancellation and the event log.
+ * Everything it records goes through its `RunJournal`; a step's output is durable before any
+ * dependant starts. A run is new, or restored from the journal (recovered or resumed).
  */
 import type PQueue from 'p-queue';
 import { type ErrorData, toErrorData } from '../error-data.js';
-import { CancelledError, ErrorCode, FatalError, TimeoutError, UpstreamFailedError } from '../errors.js';
+import { CancelledError, ErrorCode, FatalError, FlowError, TimeoutError, UpstreamFailedError } from '../errors.js';
 import type { EventInput, WeirEvent } from '../events.js';
 import type { Executor } from '../executors/executor.js';
 import { validate } from '../executors/invoke.js';
@@ -16,22 +18,38 @@ import { DrainQueue } from '../util/drain-queue.js';
 import { backoffDelay, isRetryable } from './retry.js';
 import { StepContext, type StepHost } from './step-context.js';
 import { EventLog } from './event-log.js';
-
-/** Where step outputs are written before dependants start. */
-export interface OutputStore {
-  get(key: string): Promise<unknown>;
-  set(key: string, value: unknown): Promise<void>;
-}
+import { RunJournal } from './journal.js';
+import type { RunOwner, RunRecord, RunStore, StepRecord } from '../store/run-store.js';
 
 /** What a run borrows from its context. */
 export interface RunServices {
-  readonly results: OutputStore;
+  readonly store: RunStore;
+  readonly owner: RunOwner;
+  /** How long a lease lasts without renewal, in milliseconds. */
+  readonly leaseMs: number;
   readonly executors: ReadonlyMap<string, Executor>;
   /** The context-wide concurrency limit. */
   readonly queue: PQueue;
   readonly processId: string;
   readonly emit: (event: WeirEvent) => void;
   readonly finished: (run: Run) => void;
+  /** The store already has a run with this id: settle this one as the context decides (idempotent start). */
+  readonly conflict: (run: Run, error: FlowError) => Promise<FlowResult>;
+}
+
+/** A run read back from the journal, to go on with. */
+export interface RestoredRun {
+  readonly record: RunRecord;
+  /** The lease token the context holds for it. */
+  readonly leaseToken: number;
+  readonly steps: ReadonlyMap<string, StepRecord>;
+  /** The stored outputs of completed leaves. */
+  readonly outputs: ReadonlyMap<string, unknown>;
+  readonly reason: 'recovered' | 'resumed';
+  /** Re-run this step and everything downstream of it. */
+  readonly from?: string | undefined;
+  /** Fail the run at once with this error (a poison run, a changed graph). */
+  readonly failWith?: FlowError | undefined;
 }
 
 /** The settings of one run, already validated. */
@@ -42,14 +60,28 @@ export interface RunSettings {
   readonly signal: AbortSignal | undefined;
   /** The most steps of this run that run at once, inside the context's limit (`Infinity` for none). */
   readonly concurrency: number;
-}
-
-/** The key a step's output is stored under. */
-export function outputKey(runId: string, step: string): string {
-  return `${runId}/${step}`;
+  /** The run this one retries. */
+  readonly retryOf?: string | undefined;
+  readonly restore?: RestoredRun | undefined;
 }
 
 const { PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED } = FlowStatus;
+
+/**
+ * Checks that `ctx.skip` may mark this step done with `output`: a leaf that has not completed, and
+ * an output its processor's schema accepts.
+ * @returns the output as the schema parsed it.
+ * @throws FlowError `WEIR_RUN_STATE` for a composite or a completed step; ValidationError `WEIR_VALIDATION` for a bad output.
+ */
+export function checkSkip(node: GraphNode, runId: string, status: FlowStatus | undefined, output: unknown): unknown {
+  if (node.processor === undefined) {
+    throw new FlowError(`cannot skip "${node.name}" in run "${runId}": it is a composite; skip the steps in it`, { code: ErrorCode.RUN_STATE });
+  }
+  if (status === COMPLETED) throw new FlowError(`cannot skip "${node.name}" in run "${runId}": it completed`, { code: ErrorCode.RUN_STATE });
+  return validate(node.processor.output, output, `ctx.skip: the output given for flow "${node.name}"`);
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** One execution of a compiled graph with one input. */
 export class Run implements StepHost {
@@ -57,9 +89,10 @@ export class Run implements StepHost {
   readonly graph: CompiledGraph;
   readonly startTime: number;
   readonly events: EventLog;
-  readonly #input: unknown;
+  readonly input: unknown;
   readonly #settings: RunSettings;
   readonly #services: RunServices;
+  readonly #journal: RunJournal;
 
   readonly #status: FlowStatus[];
   readonly #waitingOn: number[];
@@ -67,16 +100,26 @@ export class Run implements StepHost {
   readonly #inputs: unknown[];
   readonly #outputs: unknown[];
   readonly #attempts: AttemptRecord[][];
+  /** Attempts made before this run (re)started: a retry policy counts only the ones after. */
+  readonly #attemptBase: number[];
   readonly #startTimes: (number | undefined)[];
   readonly #attemptStarted: number[];
   /** Set once a node became ready, so a node is never readied (and queued) twice. */
   readonly #readied: boolean[];
   readonly #endTimes: (number | undefined)[];
   readonly #errors: (ErrorData | undefined)[];
+  readonly #progress: ({ fraction: number; message?: string } | undefined)[];
+  /** When a restored step's next attempt is due (a backoff that outlived its process). */
+  readonly #retryAt: (number | undefined)[];
+  /** Restored nodes that completed before: they finish at once, silently, when they become ready. */
+  readonly #kept: boolean[];
+  /** Restored composites whose `step_start` is already in the log. */
+  readonly #announced: boolean[];
   /** The flow whose failure each failed or skipped node traces back to. */
   readonly #culprit: (string | undefined)[];
   readonly #running = new Map<number, StepContext>();
   readonly #retryTimers = new Map<number, TimerHandle>();
+  readonly #heartbeatTimers = new Map<number, TimerHandle>();
   /** Leaves ready to run, not yet handed to the context's queue (from `#readyHead` on). */
   readonly #ready_: number[] = [];
   #readyHead = 0;
@@ -90,7 +133,7 @@ export class Run implements StepHost {
   #runError: ErrorData | undefined;
   #timeoutTimer: TimerHandle | undefined;
   #result: FlowResult | undefined;
-  #settle!: (result: FlowResult) => void;
+  #settle!: (result: FlowResult | Promise<FlowResult>) => void;
   readonly #done: Promise<FlowResult>;
   readonly #onAbort = (): void => {
     const reason: unknown = this.#settings.signal?.reason;
@@ -100,11 +143,13 @@ export class Run implements StepHost {
   constructor(graph: CompiledGraph, input: unknown, settings: RunSettings, services: RunServices) {
     this.runId = settings.runId;
     this.graph = graph;
-    this.#input = input;
+    this.input = input;
     this.#settings = settings;
     this.#services = services;
-    this.startTime = now();
+    const restore = settings.restore;
+    this.startTime = restore?.record.createdAt ?? now();
     this.events = new EventLog();
+    this.#journal = new RunJournal(this.runId, services.store, this, restore?.leaseToken ?? 1, restore?.record.lastSeq ?? 0);
     const n = graph.nodes.length;
     this.#status = new Array<FlowStatus>(n).fill(PENDING);
     this.#waitingOn = graph.nodes.map((node) => node.dependencies.length);
@@ -112,14 +157,20 @@ export class Run implements StepHost {
     this.#inputs = new Array<unknown>(n);
     this.#outputs = new Array<unknown>(n);
     this.#attempts = graph.nodes.map(() => []);
+    this.#attemptBase = new Array<number>(n).fill(0);
     this.#startTimes = new Array<number | undefined>(n);
     this.#attemptStarted = new Array<number>(n).fill(0);
     this.#readied = new Array<boolean>(n).fill(false);
     this.#endTimes = new Array<number | undefined>(n);
     this.#errors = new Array<ErrorData | undefined>(n);
+    this.#progress = new Array<{ fraction: number; message?: string } | undefined>(n);
+    this.#retryAt = new Array<number | undefined>(n);
+    this.#kept = new Array<boolean>(n).fill(false);
+    this.#announced = new Array<boolean>(n).fill(false);
     this.#culprit = new Array<string | undefined>(n);
     this.#done = new Promise((resolve) => (this.#settle = resolve));
     this.#window = Math.min(settings.concurrency, services.queue.concurrency);
+    if (restore !== undefined) this.#restore(restore);
   }
 
   /** The run's status now. */
@@ -127,23 +178,24 @@ export class Run implements StepHost {
     return this.#status_;
   }
 
-  /** Resolves to the run's result when it ends; never rejects. */
+  /** The lease token this run commits with. */
+  get leaseToken(): number {
+    return this.#journal.leaseToken;
+  }
+
+  /** Resolves to the run's result when it ends; rejects only when an idempotent start names a different run. */
   result(): Promise<FlowResult> {
     return this.#done;
   }
 
-  /** Begins the run: validates the input of every entry step, then schedules the root. */
+  /** Resolves once everything the run recorded so far is committed (or could not be). */
+  flushed(): Promise<void> {
+    return this.#journal.settled();
+  }
+
+  /** Begins the run: stores its record, validates the input of every entry step, then schedules the root. */
   start(): void {
     this.#status_ = RUNNING;
-    this.#emit({ type: 'run_start', flow: this.graph.root.name, mode: this.#settings.mode });
-    for (const entry of this.graph.entryLeaves) {
-      try {
-        validate(entry.processor!.input, this.#input, `run input for flow "${entry.name}"`);
-      } catch (error) {
-        this.#rejectInput(entry, toErrorData(error));
-        return;
-      }
-    }
     // The context refuses an already-aborted signal before a run is made.
     this.#settings.signal?.addEventListener('abort', this.#onAbort, { once: true });
     if (this.#settings.timeout !== undefined) {
@@ -153,7 +205,240 @@ export class Run implements StepHost {
         this.#stop(FAILED, error);
       }, timeout);
     }
+    const restore = this.#settings.restore;
+    if (restore !== undefined) {
+      this.#begin(restore);
+      return;
+    }
+    const { owner, leaseMs } = this.#services;
+    const created = this.startTime;
+    const event: WeirEvent = { type: 'run_start', runId: this.runId, seq: this.#journal.nextSeq(), time: created, flow: this.graph.root.name, mode: this.#settings.mode };
+    this.#journal
+      .create(
+        {
+          runId: this.runId,
+          flow: this.graph.root.name,
+          fingerprint: this.graph.fingerprint,
+          input: this.input,
+          mode: this.#settings.mode,
+          humanInLoop: false,
+          status: RUNNING,
+          createdAt: created,
+          updatedAt: created,
+          owner,
+          leaseExpiresAt: created + leaseMs,
+          ...(this.#settings.retryOf === undefined ? {} : { retryOf: this.#settings.retryOf }),
+        },
+        event,
+      )
+      .then(
+        () => this.#begin(undefined),
+        (error: FlowError) => this.#notCreated(error, event),
+      );
+  }
+
+  /**
+   * Marks a step of this running run done with `output`: a running attempt is stopped, and the
+   * dependants go on once the output is durable.
+   * @throws as `checkSkip` does.
+   */
+  async skip(name: string, output: unknown): Promise<void> {
+    const node = this.graph.byName.get(name);
+    if (node === undefined || (node.index === 0 && node.processor === undefined)) {
+      throw new FlowError(`run "${this.runId}" has no step "${name}"`, { code: ErrorCode.INVALID_OPTIONS });
+    }
+    const index = node.index;
+    const value = checkSkip(node, this.runId, this.#status[index], output);
+    if (this.#status_ !== RUNNING) throw new FlowError(`cannot skip "${name}": run "${this.runId}" has ended`, { code: ErrorCode.RUN_STATE });
+    const ended = now();
+    const step = this.#running.get(index);
+    this.#running.delete(index);
+    const attempts = this.#attempts[index]!;
+    if (step !== undefined) {
+      const started = this.#attemptStarted[index]!;
+      const reason = new CancelledError(`flow "${name}" was skipped by ctx.skip`);
+      attempts.push({ attempt: attempts.length + 1, startTime: started, endTime: ended, duration: ended - started, error: toErrorData(reason) });
+      this.#status[index] = CANCELLED;
+      step.abort(reason);
+    }
+    clearTimer(this.#retryTimers.get(index));
+    this.#retryTimers.delete(index);
+    this.#status[index] = RUNNING;
+    // Not current for any attempt: a late result of the stopped attempt is ignored.
+    this.#readied[index] = true;
+    await this.#journal.complete(
+      { runId: this.runId, step: name, status: COMPLETED, attempts: attempts.slice(), ...(this.#startTimes[index] === undefined ? {} : { startTime: this.#startTimes[index] }), endTime: ended, hasOutput: true, updatedAt: ended },
+      value,
+      { type: 'step_complete', runId: this.runId, seq: this.#journal.nextSeq(), time: ended, step: name, attempt: attempts.length, duration: 0, skipped: true },
+    );
+    if (this.#status_ !== RUNNING || this.#status[index] !== RUNNING) return;
+    this.#outputs[index] = value;
+    this.#finishNode(index, COMPLETED, ended);
+  }
+
+  /** Cancels the run: running steps see their signal abort, pending ones never start. */
+  cancel(reason: CancelledError = new CancelledError(`run "${this.runId}" was cancelled`)): void {
+    this.#stop(CANCELLED, reason);
+  }
+
+  // ---- JournalSink ----------------------------------------------------------------------------
+
+  deliver(event: WeirEvent): void {
+    this.events.push(event);
+    this.#services.emit(event);
+  }
+
+  /** Another context took the run over: stop here without writing anything more. */
+  leaseLost(error: FlowError): void {
+    if (this.#status_ !== RUNNING) return;
+    const data = toErrorData(error);
+    this.#status_ = FAILED;
+    this.#clearTimers();
+    const running = [...this.#running.values()];
+    this.#running.clear();
+    for (let i = 0; i < this.#status.length; i++) {
+      if (this.#status[i] === PENDING || this.#status[i] === RUNNING) this.#status[i] = CANCELLED;
+    }
+    for (const step of running) step.abort(new CancelledError(`run "${this.runId}" was taken over by another context`, { cause: error }));
+    this.#settleWith(this.#buildResult(FAILED, data, now()));
+  }
+
+  // ---- StepHost -------------------------------------------------------------------------------
+
+  /** A dependency's output: kept in memory once durable (or read back from the journal on restore). */
+  async dependencyOutput(index: number): Promise<unknown> {
+    if (this.#status[index] !== COMPLETED) return undefined;
+    return this.#outputs[index];
+  }
+
+  progress(index: number, attempt: number, fraction: number, message: string | undefined): void {
+    if (!this.#isCurrent(index, attempt)) return;
+    const step = this.graph.nodes[index]!.name;
+    this.#progress[index] = message === undefined ? { fraction } : { fraction, message };
+    this.#emit(
+      message === undefined
+        ? { type: 'step_progress', step, attempt, progress: fraction }
+        : { type: 'step_progress', step, attempt, progress: fraction, message },
+    );
+    this.#journal.putStep(this.#record(index));
+  }
+
+  heartbeat(index: number, attempt: number, details: unknown): void {
+    if (!this.#isCurrent(index, attempt)) return;
+    const step = this.graph.nodes[index]!.name;
+    this.#armHeartbeat(index, attempt);
+    this.#emit(details === undefined ? { type: 'step_heartbeat', step, attempt } : { type: 'step_heartbeat', step, attempt, details });
+  }
+
+  // ---- starting -------------------------------------------------------------------------------
+
+  /** Applies what the journal says: completed steps are kept, the rest run (again). */
+  #restore(restore: RestoredRun): void {
+    const redo = restore.from === undefined ? new Set<number>() : this.#downstreamOf(this.graph.byName.get(restore.from)!.index);
+    const at = now();
+    for (const node of this.graph.nodes) {
+      const i = node.index;
+      const record = restore.steps.get(node.name);
+      if (record === undefined) continue;
+      const attempts = [...record.attempts];
+      this.#startTimes[i] = record.startTime;
+      if (record.status === COMPLETED && !redo.has(i) && (node.processor === undefined || restore.outputs.has(node.name))) {
+        this.#kept[i] = true;
+        this.#attempts[i] = attempts;
+        this.#endTimes[i] = record.endTime;
+        this.#outputs[i] = restore.outputs.get(node.name);
+        continue;
+      }
+      if (record.status === RUNNING && node.processor !== undefined && !redo.has(i)) {
+        // The attempt its lost owner was running: recorded, and not counted against the retry policy.
+        const started = record.updatedAt;
+        const lost = new FlowError(`flow "${node.name}": attempt ${attempts.length + 1} was lost with the process running it`, { code: ErrorCode.OWNER_LOST });
+        attempts.push({ attempt: attempts.length + 1, startTime: started, endTime: at, duration: Math.max(0, at - started), error: toErrorData(lost) });
+      }
+      if (record.status === RUNNING && node.processor === undefined && !redo.has(i)) this.#announced[i] = true;
+      if (record.status === PENDING && record.retryAt !== undefined) this.#retryAt[i] = record.retryAt;
+      this.#attempts[i] = attempts;
+      // The retry policy starts afresh after a resume; after a recovery only the lost attempt is not counted.
+      this.#attemptBase[i] = record.status === PENDING ? 0 : record.status === RUNNING && node.processor !== undefined && !redo.has(i) ? 1 : attempts.length;
+      this.#journal.putStep(this.#record(i));
+    }
+  }
+
+  /** The step, everything under it, everything that depends on any of those, and the composites that hold them. */
+  #downstreamOf(start: number): Set<number> {
+    const redo = new Set<number>();
+    const visit = (i: number): void => {
+      if (redo.has(i)) return;
+      redo.add(i);
+      const node = this.graph.nodes[i]!;
+      for (const child of node.children) visit(child);
+      for (const edge of node.dependants) visit(edge.index);
+      // Its composite's output changes with it, so the composite's dependants run again too.
+      if (node.parent !== -1) visit(node.parent);
+    };
+    visit(start);
+    // A composite only re-assembles; its untouched children stay kept.
+    return redo;
+  }
+
+  #begin(restore: RestoredRun | undefined): void {
+    if (this.#status_ !== RUNNING) return;
+    if (restore !== undefined) {
+      const event: EventInput = { type: 'run_resumed', reason: restore.reason };
+      this.#emit(
+        restore.reason === 'recovered'
+          ? { ...event, recoveries: restore.record.recoveries }
+          : restore.from === undefined
+            ? event
+            : { ...event, from: restore.from },
+      );
+      this.#journal.patchRun({ status: RUNNING, updatedAt: now(), endedAt: undefined, error: undefined, output: undefined });
+      if (restore.failWith !== undefined) {
+        this.#failUnfinished(toErrorData(restore.failWith));
+        return;
+      }
+    }
+    for (const entry of this.graph.entryLeaves) {
+      try {
+        validate(entry.processor!.input, this.input, `run input for flow "${entry.name}"`);
+      } catch (error) {
+        this.#rejectInput(entry, toErrorData(error));
+        return;
+      }
+    }
     this.#ready(0);
+  }
+
+  /** The run's record could not be stored: an id that exists, or an input that cannot be stored. */
+  #notCreated(error: FlowError, runStart: WeirEvent): void {
+    if (error.code === ErrorCode.RUN_CONFLICT) {
+      this.#status_ = CANCELLED;
+      this.#clearTimers();
+      this.#journal.detach();
+      this.events.end();
+      this.#settle(this.#services.conflict(this, error).finally(() => this.#services.finished(this)));
+      return;
+    }
+    // Nothing is stored for this run: its events go to listeners only.
+    this.#journal.detach(runStart);
+    if (this.#status_ !== RUNNING) return;
+    this.#failUnfinished(toErrorData(error));
+  }
+
+  /** Ends the run before any (more) step runs: every unfinished step is skipped with `error`. */
+  #failUnfinished(error: ErrorData): void {
+    const ended = now();
+    for (let i = 0; i < this.#status.length; i++) {
+      if (this.#kept[i]) {
+        this.#status[i] = COMPLETED;
+        continue;
+      }
+      this.#status[i] = SKIPPED;
+      this.#errors[i] = error;
+      this.#endTimes[i] = ended;
+      this.#journal.putStep(this.#record(i));
+    }
+    this.#finishRun(FAILED, error);
   }
 
   /** Fails a run whose input an entry step refuses: that step failed, its composites with it, every other step skipped. */
@@ -172,38 +457,8 @@ export class Run implements StepHost {
       this.#status[i] = FAILED;
       this.#errors[i] = error;
     }
+    for (let i = 0; i < this.#status.length; i++) this.#journal.putStep(this.#record(i));
     this.#finishRun(FAILED, { ...error, step: entry.name });
-  }
-
-  /** Cancels the run: running steps see their signal abort, pending ones never start. */
-  cancel(reason: CancelledError = new CancelledError(`run "${this.runId}" was cancelled`)): void {
-    this.#stop(CANCELLED, reason);
-  }
-
-  // ---- StepHost -------------------------------------------------------------------------------
-
-  /** A leaf's output is read back through the results store, its source of truth; a composite's is assembled. */
-  async dependencyOutput(index: number): Promise<unknown> {
-    if (this.#status[index] !== COMPLETED) return undefined;
-    const node = this.graph.nodes[index]!;
-    if (node.processor === undefined) return this.#outputs[index];
-    return this.#services.results.get(outputKey(this.runId, node.name));
-  }
-
-  progress(index: number, attempt: number, fraction: number, message: string | undefined): void {
-    if (!this.#isCurrent(index, attempt)) return;
-    const step = this.graph.nodes[index]!.name;
-    this.#emit(
-      message === undefined
-        ? { type: 'step_progress', step, attempt, progress: fraction }
-        : { type: 'step_progress', step, attempt, progress: fraction, message },
-    );
-  }
-
-  heartbeat(index: number, attempt: number, details: unknown): void {
-    if (!this.#isCurrent(index, attempt)) return;
-    const step = this.graph.nodes[index]!.name;
-    this.#emit(details === undefined ? { type: 'step_heartbeat', step, attempt } : { type: 'step_heartbeat', step, attempt, details });
   }
 
   // ---- scheduling -----------------------------------------------------------------------------
@@ -213,17 +468,32 @@ export class Run implements StepHost {
   }
 
   #emit(event: EventInput): void {
-    this.#publish({ ...event, runId: this.runId, seq: this.events.length + 1, time: now() });
+    this.#journal.append({ ...event, runId: this.runId, seq: this.#journal.nextSeq(), time: now() });
   }
 
-  /** Appends a complete event; hot paths build it as one literal, which is much cheaper than a spread. */
-  #publish(event: WeirEvent): void {
-    this.events.push(event);
-    this.#services.emit(event);
+  /** A step's durable state now. */
+  #record(i: number): StepRecord {
+    const node = this.graph.nodes[i]!;
+    const status = this.#status[i]!;
+    const record: Mutable<StepRecord> = {
+      runId: this.runId,
+      step: node.name,
+      status,
+      attempts: this.#attempts[i]!.slice(),
+      hasOutput: false,
+      updatedAt: now(),
+    };
+    if (this.#startTimes[i] !== undefined) record.startTime = this.#startTimes[i];
+    if (this.#endTimes[i] !== undefined && status !== RUNNING && status !== PENDING) record.endTime = this.#endTimes[i];
+    if (this.#errors[i] !== undefined && status !== COMPLETED) record.error = this.#errors[i];
+    if (this.#progress[i] !== undefined) record.progress = this.#progress[i];
+    if (this.#retryAt[i] !== undefined && status === PENDING) record.retryAt = this.#retryAt[i];
+    if (status === RUNNING && node.processor !== undefined) record.updatedAt = this.#attemptStarted[i]!;
+    return record;
   }
 
   #inputOf(node: GraphNode): unknown {
-    if (node.parent === -1) return this.#input;
+    if (node.parent === -1) return this.input;
     return node.previous === -1 ? this.#inputs[node.parent] : this.#outputs[node.previous];
   }
 
@@ -233,14 +503,35 @@ export class Run implements StepHost {
     const node = this.graph.nodes[index]!;
     this.#inputs[index] = this.#inputOf(node);
     if (node.processor !== undefined) {
+      if (this.#kept[index]) {
+        this.#finishNode(index, COMPLETED, this.#endTimes[index] ?? now());
+        return;
+      }
+      const due = this.#retryAt[index];
+      if (due !== undefined && due > now()) {
+        this.#retryTimers.set(
+          index,
+          setTimer(() => {
+            this.#retryTimers.delete(index);
+            this.#schedule(index);
+          }, due - now()),
+        );
+        return;
+      }
       this.#schedule(index);
       return;
     }
     this.#status[index] = RUNNING;
-    this.#startTimes[index] = now();
-    if (index !== 0) this.#emit({ type: 'step_start', step: node.name, attempt: 1 });
-    this.#childrenLeft[index] = node.children.length;
-    if (node.children.length === 0) {
+    if (!this.#kept[index] && !this.#announced[index]) {
+      this.#startTimes[index] = now();
+      if (index !== 0) this.#emit({ type: 'step_start', step: node.name, attempt: 1 });
+      this.#journal.putStep(this.#record(index));
+    }
+    // A child may have ended already (ctx.skip before its composite started).
+    let left = 0;
+    for (const child of node.children) if (this.#status[child] === PENDING || this.#status[child] === RUNNING) left++;
+    this.#childrenLeft[index] = left;
+    if (left === 0) {
       this.#finishComposite(index);
       return;
     }
@@ -284,10 +575,12 @@ export class Run implements StepHost {
     const started = now();
     this.#status[index] = RUNNING;
     this.#attemptStarted[index] = started;
-    if (attempt === 1) this.#startTimes[index] = started;
+    this.#retryAt[index] = undefined;
+    if (this.#startTimes[index] === undefined) this.#startTimes[index] = started;
     const step = new StepContext(this, index, node.name, attempt, node.dependencyNames);
     this.#running.set(index, step);
-    this.#publish({ type: 'step_start', runId: this.runId, seq: this.events.length + 1, time: started, step: node.name, attempt });
+    this.#journal.append({ type: 'step_start', runId: this.runId, seq: this.#journal.nextSeq(), time: started, step: node.name, attempt });
+    this.#journal.putStep(this.#record(index));
 
     let timer: TimerHandle | undefined;
     try {
@@ -301,36 +594,82 @@ export class Run implements StepHost {
           step.abort(new TimeoutError(`flow "${node.name}": attempt ${attempt} exceeded its timeout of ${timeout} ms`, { timeout }));
         }, timeout);
       }
+      if (node.heartbeatTimeout !== undefined) this.#armHeartbeat(index, attempt);
       // An abort (timeout or cancel) ends the wait even when the processor ignores its signal, so the slot is freed.
       const output = await new Promise<unknown>((resolve, reject) => {
         step.onAbort(reject);
         pending.then(resolve, reject);
       });
       clearTimer(timer);
-      if (!this.#isCurrent(index, attempt)) return;
-      await this.#services.results.set(outputKey(this.runId, node.name), output);
+      this.#disarmHeartbeat(index);
       if (!this.#isCurrent(index, attempt)) return;
       const ended = now();
-      this.#attempts[index]!.push({ attempt, startTime: started, endTime: ended, duration: ended - started });
+      const attempts = [...this.#attempts[index]!, { attempt, startTime: started, endTime: ended, duration: ended - started }];
+      // The output, the step's record and its step_complete are one commit; dependants start once it is durable.
+      await this.#journal.complete(
+        {
+          runId: this.runId,
+          step: node.name,
+          status: COMPLETED,
+          attempts,
+          startTime: this.#startTimes[index],
+          endTime: ended,
+          hasOutput: true,
+          updatedAt: ended,
+          ...(this.#progress[index] === undefined ? {} : { progress: this.#progress[index] }),
+        },
+        output,
+        { type: 'step_complete', runId: this.runId, seq: this.#journal.nextSeq(), time: ended, step: node.name, attempt, duration: ended - started },
+      );
+      if (!this.#isCurrent(index, attempt)) return;
+      this.#attempts[index] = attempts;
       this.#outputs[index] = output;
-      this.#publish({ type: 'step_complete', runId: this.runId, seq: this.events.length + 1, time: ended, step: node.name, attempt, duration: ended - started });
       this.#finishNode(index, COMPLETED, ended);
     } catch (error) {
       if (!this.#isCurrent(index, attempt)) return;
       this.#attemptFailed(node, attempt, started, error);
     } finally {
       clearTimer(timer);
+      this.#disarmHeartbeat(index);
       if (this.#running.get(index) === step) this.#running.delete(index);
     }
+  }
+
+  /** (Re)starts the wait for the next heartbeat of a step's current attempt. */
+  #armHeartbeat(index: number, attempt: number): void {
+    const node = this.graph.nodes[index]!;
+    const limit = node.heartbeatTimeout;
+    if (limit === undefined) return;
+    clearTimer(this.#heartbeatTimers.get(index));
+    this.#heartbeatTimers.set(
+      index,
+      setTimer(() => {
+        this.#heartbeatTimers.delete(index);
+        if (!this.#isCurrent(index, attempt)) return;
+        this.#running.get(index)?.abort(
+          new TimeoutError(`flow "${node.name}": attempt ${attempt} sent no heartbeat for ${limit} ms`, { timeout: limit }),
+        );
+      }, limit),
+    );
+  }
+
+  #disarmHeartbeat(index: number): void {
+    const timer = this.#heartbeatTimers.get(index);
+    if (timer === undefined) return;
+    clearTimer(timer);
+    this.#heartbeatTimers.delete(index);
   }
 
   #attemptFailed(node: GraphNode, attempt: number, started: number, thrown: unknown): void {
     const ended = now();
     const policy = node.retry;
+    const index = node.index;
+    // The policy counts the attempts of this run of the step: a resume or a recovery starts afresh.
+    const counted = attempt - this.#attemptBase[index]!;
     let error = thrown;
     let retryable: boolean;
     try {
-      retryable = isRetryable(policy, error, attempt);
+      retryable = isRetryable(policy, error, counted);
     } catch (predicateError) {
       const original = toErrorData(thrown);
       error = new FatalError(`flow "${node.name}": retryOn threw while classifying ${original.name}: ${original.message}`, {
@@ -340,10 +679,11 @@ export class Run implements StepHost {
       retryable = false;
     }
     const data = toErrorData(error);
-    this.#attempts[node.index]!.push({ attempt, startTime: started, endTime: ended, duration: ended - started, error: data });
+    this.#attempts[index]!.push({ attempt, startTime: started, endTime: ended, duration: ended - started, error: data });
     if (retryable) {
-      const delay = backoffDelay(policy, attempt);
-      this.#status[node.index] = PENDING;
+      const delay = backoffDelay(policy, counted);
+      this.#status[index] = PENDING;
+      this.#retryAt[index] = ended + delay;
       this.#emit({
         type: 'step_retry',
         step: node.name,
@@ -351,22 +691,26 @@ export class Run implements StepHost {
         maxAttempts: policy.maxAttempts,
         delay,
         error: data,
-        message: `will retry in ${delay} ms (attempt ${attempt + 1} of ${policy.maxAttempts})`,
+        message: `will retry in ${delay} ms (attempt ${counted + 1} of ${policy.maxAttempts})`,
       });
+      this.#journal.putStep(this.#record(index));
       this.#retryTimers.set(
-        node.index,
+        index,
         setTimer(() => {
-          this.#retryTimers.delete(node.index);
-          this.#schedule(node.index);
+          this.#retryTimers.delete(index);
+          this.#schedule(index);
         }, delay),
       );
       return;
     }
-    this.#errors[node.index] = data;
-    this.#culprit[node.index] = node.name;
+    this.#errors[index] = data;
+    this.#culprit[index] = node.name;
+    this.#status[index] = FAILED;
+    this.#endTimes[index] = ended;
     this.#emit({ type: 'step_failed', step: node.name, attempt, error: data });
+    this.#journal.putStep(this.#record(index));
     this.#noteFailure(node, data);
-    this.#finishNode(node.index, FAILED, ended);
+    this.#finishNode(index, FAILED, ended);
   }
 
   /** Records the run's first failing step. */
@@ -416,13 +760,16 @@ export class Run implements StepHost {
       this.#culprit[i] = culprit;
       this.#endTimes[i] = ended;
       this.#emit({ type: 'step_skipped', step: n.name, status: SKIPPED, error: data });
+      this.#journal.putStep(this.#record(i));
       for (const child of n.children) markSkipped(child);
     };
     for (const child of node.children) markSkipped(child);
     this.#status[index] = SKIPPED;
     this.#errors[index] = data;
     this.#culprit[index] = culprit;
+    this.#endTimes[index] = ended;
     this.#emit({ type: 'step_skipped', step: node.name, status: SKIPPED, error: data });
+    this.#journal.putStep(this.#record(index));
     this.#finishNode(index, SKIPPED, ended);
   }
 
@@ -433,14 +780,24 @@ export class Run implements StepHost {
     const ended = now();
     this.#outputs[index] = output;
     if (failedChild === undefined) {
+      if (this.#kept[index]) {
+        this.#finishNode(index, COMPLETED, this.#endTimes[index] ?? ended);
+        return;
+      }
+      this.#status[index] = COMPLETED;
+      this.#endTimes[index] = ended;
       if (index !== 0) this.#emit({ type: 'step_complete', step: node.name, attempt: 1, duration: ended - this.#startTimes[index]! });
+      this.#journal.putStep(this.#record(index));
       this.#finishNode(index, COMPLETED, ended);
       return;
     }
     const culprit = this.#culprit[failedChild] ?? this.graph.nodes[failedChild]!.name;
     this.#culprit[index] = culprit;
     this.#errors[index] = this.#errors[this.graph.byName.get(culprit)!.index];
+    this.#status[index] = FAILED;
+    this.#endTimes[index] = ended;
     if (index !== 0) this.#emit({ type: 'step_failed', step: node.name, attempt: 1, error: this.#errors[index]! });
+    this.#journal.putStep(this.#record(index));
     this.#finishNode(index, FAILED, ended);
   }
 
@@ -454,12 +811,13 @@ export class Run implements StepHost {
     for (const [index] of running) this.#cancelStep(index, data, ended);
     for (let i = 0; i < this.#status.length; i++) {
       const status = this.#status[i];
-      if (status === PENDING && this.#attempts[i]!.length > 0) {
+      if (status === PENDING && this.#attempts[i]!.length > this.#attemptBase[i]!) {
         // Between attempts (waiting on backoff or back in the queue): it did start, so it is reported.
         this.#cancelStep(i, data, ended);
       } else if (status === PENDING || status === RUNNING) {
         this.#status[i] = CANCELLED;
         this.#endTimes[i] = ended;
+        this.#journal.putStep(this.#record(i));
       }
     }
     // Abort after the statuses changed, so the attempts see they are no longer current.
@@ -479,30 +837,76 @@ export class Run implements StepHost {
     this.#errors[index] = data;
     this.#endTimes[index] = ended;
     this.#emit({ type: 'step_cancelled', step: node.name, attempt: attempts.length, error: data });
+    this.#journal.putStep(this.#record(index));
   }
 
-  #finishRun(status: FlowStatus, error: ErrorData | undefined): void {
-    if (this.#status_ !== RUNNING) return;
-    this.#status_ = status;
+  #clearTimers(): void {
     this.#ready_.length = 0;
     this.#readyHead = 0;
     clearTimer(this.#timeoutTimer);
     for (const timer of this.#retryTimers.values()) clearTimer(timer);
     this.#retryTimers.clear();
+    for (const timer of this.#heartbeatTimers.values()) clearTimer(timer);
+    this.#heartbeatTimers.clear();
     this.#settings.signal?.removeEventListener('abort', this.#onAbort);
+  }
+
+  #finishRun(status: FlowStatus, error: ErrorData | undefined): void {
+    if (this.#status_ !== RUNNING) return;
+    this.#status_ = status;
+    this.#clearTimers();
     const ended = now();
     const duration = ended - this.startTime;
-    if (status === COMPLETED) this.#emit({ type: 'run_complete', duration });
-    else if (status === CANCELLED) this.#emit({ type: 'run_cancelled', duration, error: error! });
-    else this.#emit({ type: 'run_failed', duration, error: error! });
+    const result = this.#buildResult(status, error, ended);
+    const seq = this.#journal.nextSeq();
+    const event: WeirEvent =
+      status === COMPLETED
+        ? { type: 'run_complete', runId: this.runId, seq, time: ended, duration }
+        : status === CANCELLED
+          ? { type: 'run_cancelled', runId: this.runId, seq, time: ended, duration, error: error! }
+          : { type: 'run_failed', runId: this.runId, seq, time: ended, duration, error: error! };
+    const patch = {
+      status,
+      updatedAt: ended,
+      endedAt: ended,
+      error,
+      // A composite's output is its children's, already stored with them.
+      output: this.graph.root.processor !== undefined && status === COMPLETED ? result.output : undefined,
+    };
+    this.#journal.finish(patch, event).then(
+      () => this.#settleWith(result),
+      (thrown: FlowError) => {
+        // The run's end is not recorded: here it failed; in the store it stays running until its lease runs out and `recover()` finishes it.
+        // A run that failed keeps its own error; one that completed or was cancelled fails with the store's.
+        if (status === FAILED && thrown.code !== ErrorCode.LEASE_LOST) {
+          this.#settleWith(result);
+          return;
+        }
+        const data =
+          thrown.code === ErrorCode.LEASE_LOST
+            ? toErrorData(thrown)
+            : toErrorData(new FlowError(`run "${this.runId}": its end could not be recorded: ${thrown.message}`, { code: thrown.code, cause: thrown }));
+        this.#settleWith({ ...result, status: FAILED, error: data });
+      },
+    );
+  }
+
+  #settleWith(result: FlowResult): void {
+    if (this.#result !== undefined) return;
+    this.#result = result;
     this.events.end();
+    this.#services.finished(this);
+    this.#settle(result);
+  }
+
+  #buildResult(status: FlowStatus, error: ErrorData | undefined, ended: number): FlowResult {
     const root = this.graph.root;
     const steps: Record<string, StepResult> = {};
     for (const node of this.graph.nodes) {
       if (node.index === 0 && root.processor === undefined) continue;
       steps[node.name] = this.#stepResult(node.index);
     }
-    this.#result = {
+    return {
       runId: this.runId,
       processId: this.#services.processId,
       name: root.name,
@@ -514,8 +918,6 @@ export class Run implements StepHost {
       attempts: this.#attempts[0]!,
       steps,
     };
-    this.#services.finished(this);
-    this.#settle(this.#result);
   }
 
   /** A composite's completed children's outputs, for a run that ended before the composite did. */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Flow, FlowContext, ResultsManager } from '../../src/index.js';
+import { Flow, FlowContext } from '../../src/index.js';
 import { AddOne, deferred, Fn } from '../fixtures/processors.js';
 
 const run = promisify(execFile);
@@ -44,16 +44,20 @@ describe('context entry points', () => {
     expect(ctx.activeRuns).toBe(0);
   });
 
-  it('refuses a runId that is already running, and bad run options', async () => {
+  it('gives the running run for a repeated runId with the same flow and input, refuses another input, and bad run options', async () => {
     ctx = new FlowContext();
     const gate = deferred();
     const flow = new Flow(new Fn(() => gate.promise), { name: 'wait' });
-    ctx.start(flow, {}, { runId: 'r1' });
-    expect(() => ctx!.start(flow, {}, { runId: 'r1' })).toThrow(expect.objectContaining({ code: 'WEIR_RUN_CONFLICT' }));
+    const first = ctx.start(flow, { n: 1 }, { runId: 'r1' });
+    const again = ctx.start(flow, { n: 1 }, { runId: 'r1' });
+    expect(again.runId).toBe('r1');
+    expect(() => ctx!.start(flow, { n: 2 }, { runId: 'r1' })).toThrow(expect.objectContaining({ code: 'WEIR_RUN_CONFLICT' }));
     expect(() => ctx!.start(flow, {}, { timeout: -1 })).toThrow(expect.objectContaining({ code: 'WEIR_INVALID_OPTIONS' }));
     expect(() => ctx!.start(flow, {}, { mode: 'interactive' as 'batch' })).toThrow(/mode/);
     await expect(ctx.run(flow, {}, { bogus: 1 } as never)).rejects.toMatchObject({ code: 'WEIR_INVALID_OPTIONS' });
     gate.resolve();
+    const [a, b] = await Promise.all([first.result(), again.result()]);
+    expect(b).toBe(a);
   });
 
   it('rejects bad context options with the option named', () => {
@@ -95,7 +99,7 @@ describe('context entry points', () => {
     gate.resolve();
     await following;
     expect(seen).toEqual(['step_start', 'step_complete', 'run_complete']);
-    expect(() => ctx!.events('unknown')).toThrow(expect.objectContaining({ code: 'WEIR_RUN_NOT_FOUND' }));
+    await expect(ctx.events('unknown')[Symbol.asyncIterator]().next()).rejects.toMatchObject({ code: 'WEIR_RUN_NOT_FOUND' });
   });
 
   it('cancels runs that outlast the close timeout', async () => {
@@ -126,15 +130,16 @@ describe('context entry points', () => {
     }
   });
 
-  it('stores each step’s output in the ResultsManager before its dependants start', async () => {
-    const results = ResultsManager.memory();
-    ctx = new FlowContext({ results });
+  it('records each step’s output in the journal before its dependants start', async () => {
+    ctx = new FlowContext();
     const s = Flow.sequential('s');
     new Flow(new AddOne(), { name: 'first' }).registerTo(s);
     let seen: unknown;
-    new Flow(new Fn(async (_i, step) => { seen = await results.get(`${step.runId}/first`); }), { name: 'second' }).registerTo(s);
+    new Flow(new Fn(async (_i, step) => { seen = await ctx!.getRun(step.runId); }), { name: 'second' }).registerTo(s);
+    ctx.register(s);
     const result = await ctx.run(s, { n: 1 });
-    expect(seen).toEqual({ n: 2 });
-    expect(await results.get(`${result.runId}/first`)).toEqual({ n: 2 });
+    expect(seen).toMatchObject({ status: 'running', running: ['second'], progress: { done: 1, total: 2 }, steps: { first: { status: 'completed' } } });
+    const stored = await (await ctx.handle(result.runId)).result();
+    expect(stored.steps.first?.output).toEqual({ n: 2 });
   });
 });

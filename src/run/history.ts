@@ -1,0 +1,210 @@
+/**
+ * Run history read from the journal: what `ctx.getRun` and `ctx.listRuns` return, and a stored
+ * run's `FlowResult`. Reads only; writes go through a run's journal.
+ */
+import type { ErrorData } from '../error-data.js';
+import type { CompiledGraph } from '../graph/compile.js';
+import type { AttemptRecord, FlowResult, StepResult } from '../result.js';
+import { FlowStatus, type RunMode } from '../status.js';
+import type { LoadedRun, RunRecord, RunStore, StepProgress, StepRecord } from '../store/run-store.js';
+
+/** One step as `getRun` shows it. */
+export interface StepInfo {
+  readonly name: string;
+  readonly status: FlowStatus;
+  readonly attempts: readonly AttemptRecord[];
+  readonly startTime?: number;
+  readonly endTime?: number;
+  readonly error?: ErrorData;
+  /** The last progress it reported. */
+  readonly progress?: StepProgress;
+  /** When its next attempt is due, for a step waiting on backoff (ms since the epoch). */
+  readonly retryAt?: number;
+}
+
+/** A run as `listRuns` lists it. */
+export interface RunSummary {
+  readonly runId: string;
+  /** The root flow's name. */
+  readonly flow: string;
+  readonly status: FlowStatus;
+  readonly mode: RunMode;
+  /** When it was started, in ms since the epoch. */
+  readonly createdAt: number;
+  /** Its last recorded change. */
+  readonly updatedAt: number;
+  readonly endedAt?: number;
+  /** For a failed or cancelled run: why; `error.step` names the first failing step. */
+  readonly error?: ErrorData;
+  /** The run this one retries, and the one that retried it. */
+  readonly retryOf?: string;
+  readonly retriedBy?: string;
+  /** The context that holds its lease (`host:pid:n`), while one does. */
+  readonly owner?: string;
+  /** When its lease runs out, in ms since the epoch (0 when nobody holds it). */
+  readonly leaseExpiresAt: number;
+  /** How many times it was taken over after its owner was lost. */
+  readonly recoveries: number;
+  /** Whether its owner is gone (lease expired, or its process dead on this host) and `recover()` would take it. */
+  readonly stale: boolean;
+}
+
+/** A run in detail, as `getRun` returns it. */
+export interface RunInfo extends RunSummary {
+  /** Steps running now. */
+  readonly running: readonly string[];
+  /** Leaf steps done (completed or skipped past) out of all leaf steps. */
+  readonly progress: { readonly done: number; readonly total: number };
+  /** The seq of its last stored event. */
+  readonly lastSeq: number;
+  /** Every step with a record, by name (steps never reached have none, unless the flow is registered). */
+  readonly steps: Readonly<Record<string, StepInfo>>;
+}
+
+/** Whether a running run's owner is gone: its lease expired, or it ran on this host in a process that no longer exists. */
+export function isStale(run: RunRecord, at: number, host: string): boolean {
+  if (run.status !== FlowStatus.RUNNING) return false;
+  if (run.leaseExpiresAt <= at) return true;
+  return run.owner !== undefined && run.owner.host === host && run.owner.pid !== process.pid && !processAlive(run.owner.pid);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, owned by someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The summary of a stored run. */
+export function summaryOf(run: RunRecord, at: number, host: string): RunSummary {
+  return {
+    runId: run.runId,
+    flow: run.flow,
+    status: run.status,
+    mode: run.mode,
+    createdAt: run.createdAt,
+    updatedAt: run.updatedAt,
+    ...(run.endedAt === undefined ? {} : { endedAt: run.endedAt }),
+    ...(run.error === undefined ? {} : { error: run.error }),
+    ...(run.retryOf === undefined ? {} : { retryOf: run.retryOf }),
+    ...(run.retriedBy === undefined ? {} : { retriedBy: run.retriedBy }),
+    ...(run.owner === undefined ? {} : { owner: run.owner.processId }),
+    leaseExpiresAt: run.leaseExpiresAt,
+    recoveries: run.recoveries,
+    stale: isStale(run, at, host),
+  };
+}
+
+/** A stored run in detail; with its compiled graph, steps never reached show as `pending`. */
+export function infoOf(loaded: LoadedRun, graph: CompiledGraph | undefined, at: number, host: string): RunInfo {
+  const byName = new Map(loaded.steps.map((s) => [s.step, s]));
+  const steps: Record<string, StepInfo> = {};
+  const running: string[] = [];
+  let done = 0;
+  let total = 0;
+  const leaves = graph?.nodes.filter((n) => n.processor !== undefined).map((n) => n.name);
+  const names = graph === undefined ? [...byName.keys()] : graph.nodes.filter((n) => n.index !== 0 || n.processor !== undefined).map((n) => n.name);
+  for (const name of names) {
+    const record = byName.get(name);
+    steps[name] = record === undefined ? { name, status: FlowStatus.PENDING, attempts: [] } : stepInfoOf(record);
+    if (record?.status === FlowStatus.RUNNING && (leaves === undefined || leaves.includes(name))) running.push(name);
+  }
+  for (const name of leaves ?? names) {
+    total++;
+    const status = byName.get(name)?.status;
+    if (status === FlowStatus.COMPLETED || status === FlowStatus.SKIPPED) done++;
+  }
+  return { ...summaryOf(loaded.run, at, host), running, progress: { done, total }, lastSeq: loaded.run.lastSeq, steps };
+}
+
+function stepInfoOf(record: StepRecord): StepInfo {
+  return {
+    name: record.step,
+    status: record.status,
+    attempts: record.attempts,
+    ...(record.startTime === undefined ? {} : { startTime: record.startTime }),
+    ...(record.endTime === undefined ? {} : { endTime: record.endTime }),
+    ...(record.error === undefined ? {} : { error: record.error }),
+    ...(record.progress === undefined ? {} : { progress: record.progress }),
+    ...(record.retryAt === undefined ? {} : { retryAt: record.retryAt }),
+  };
+}
+
+/** Reads the stored outputs of a run's completed steps. */
+export async function outputsOf(store: RunStore, loaded: LoadedRun): Promise<Map<string, unknown>> {
+  const outputs = new Map<string, unknown>();
+  const reads = loaded.steps
+    .filter((s) => s.status === FlowStatus.COMPLETED && s.hasOutput)
+    .map(async (s) => {
+      const stored = await store.getOutput(s.runId, s.step);
+      if (stored !== undefined) outputs.set(s.step, stored.value);
+    });
+  await Promise.all(reads);
+  return outputs;
+}
+
+/** The `FlowResult` of a finished stored run, as the context that ran it returned it. */
+export async function storedResult(store: RunStore, loaded: LoadedRun, graph: CompiledGraph | undefined): Promise<FlowResult> {
+  const { run } = loaded;
+  const outputs = await outputsOf(store, loaded);
+  const byName = new Map(loaded.steps.map((s) => [s.step, s]));
+  const steps: Record<string, StepResult> = {};
+  const stepOf = (name: string, output: unknown): StepResult => {
+    const record = byName.get(name);
+    return {
+      name,
+      status: record?.status ?? FlowStatus.PENDING,
+      startTime: record?.startTime,
+      endTime: record?.endTime,
+      output: record?.status === FlowStatus.COMPLETED ? output : undefined,
+      error: record?.error,
+      attempts: record?.attempts ?? [],
+    };
+  };
+  const rootIsLeaf = graph?.root.processor !== undefined || byName.has(run.flow);
+  let output: unknown = run.output;
+  if (graph !== undefined) {
+    // Composites' outputs are assembled from their children's, as a live run does.
+    const assembled: unknown[] = new Array(graph.nodes.length);
+    for (let i = graph.nodes.length - 1; i >= 0; i--) {
+      const node = graph.nodes[i]!;
+      if (node.processor !== undefined) {
+        assembled[i] = outputs.get(node.name);
+      } else {
+        const own: Record<string, unknown> = {};
+        for (const child of node.children) {
+          const name = graph.nodes[child]!.name;
+          if (byName.get(name)?.status === FlowStatus.COMPLETED) own[name] = assembled[child];
+        }
+        assembled[i] = own;
+      }
+      if (i !== 0 || node.processor !== undefined) steps[node.name] = stepOf(node.name, assembled[i]);
+    }
+    output = graph.root.processor === undefined ? assembled[0] : run.status === FlowStatus.COMPLETED ? run.output : undefined;
+  } else {
+    for (const record of loaded.steps) if (record.step !== run.flow || rootIsLeaf) steps[record.step] = stepOf(record.step, outputs.get(record.step));
+  }
+  const root = byName.get(run.flow);
+  return {
+    runId: run.runId,
+    processId: run.owner === undefined ? '' : run.owner.processId.split(':').slice(0, 2).join(':'),
+    name: run.flow,
+    status: run.status,
+    startTime: run.createdAt,
+    endTime: run.endedAt ?? run.updatedAt,
+    output,
+    error: run.error,
+    attempts: rootIsLeaf ? (root?.attempts ?? []) : [],
+    steps,
+  };
+}
+
+/** One page of `listRuns`. */
+export interface RunList {
+  readonly runs: readonly RunSummary[];
+  /** Pass as `before` for the next page; absent on the last page. */
+  readonly next?: string;
+}

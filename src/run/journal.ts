@@ -1,0 +1,382 @@
+/**
+ * A run's side of the journal: numbers its events, gathers what changed (step records, outputs,
+ * events, the run's own fields) and commits it to the `RunStore` in batches, one commit in flight
+ * per run. Knows nothing of graphs or processors.
+ *
+ * Events are delivered to listeners at once, except a *held* event (a `step_complete` that goes
+ * with its output, or the run's last event): it, and every event after it, waits until the commit
+ * holding it is durable. If that commit fails, the held event is withdrawn and the events after it
+ * (none of them delivered yet) take its number, so every listener sees a dense sequence that the
+ * store agrees with.
+ */
+import { setTimeout as realSetTimeout, clearTimeout as realClearTimeout } from 'node:timers';
+import { ErrorCode, FlowError } from '../errors.js';
+import type { WeirEvent } from '../events.js';
+import type { NewRunRecord, OutputWrite, RunPatch, RunStore, StepRecord } from '../store/run-store.js';
+
+/** How long a change that no one waits for (a step's start, progress) may stay in memory, in ms. */
+const LAZY_FLUSH_MS = 20;
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+type SeqEvent = WeirEvent & { seq: number };
+
+/** A change someone waits on: a step's output, or the run's end. */
+interface Checkpoint {
+  readonly step: string | undefined;
+  readonly record: StepRecord | undefined;
+  readonly output: OutputWrite | undefined;
+  /** The held event that goes with it. */
+  readonly event: SeqEvent;
+  readonly patch: RunPatch | undefined;
+  readonly resolve: () => void;
+  readonly reject: (error: FlowError) => void;
+}
+
+/** What the journal tells its run. */
+export interface JournalSink {
+  /** Hands an event, in `seq` order, to the run's log and the context's listeners. */
+  deliver(event: WeirEvent): void;
+  /** The store refused a commit because another context holds the run's lease now. */
+  leaseLost(error: FlowError): void;
+}
+
+/** One run's batching writer to the run store. */
+export class RunJournal {
+  readonly runId: string;
+  readonly #store: RunStore;
+  readonly #sink: JournalSink;
+  /** The fencing token every commit carries. */
+  #token: number;
+  #nextSeq: number;
+
+  /** Events numbered and not yet committed, in order. */
+  #events: SeqEvent[] = [];
+  /** Latest step records not yet committed, by step name. */
+  #steps = new Map<string, StepRecord>();
+  #patch: Mutable<RunPatch> | undefined;
+  /** Checkpoints not yet committed, in order. */
+  #checkpoints: Checkpoint[] = [];
+  /** Events numbered but not yet delivered, because a held event before them is not durable yet. */
+  readonly #undelivered: SeqEvent[] = [];
+  /** How many held events are not durable yet. */
+  #holding = 0;
+
+  #inFlight = false;
+  /** Set when more must be committed once the commit in flight settles. */
+  #again = false;
+  /** Commit checkpoints one at a time (after a batch of several failed), so one bad output fails alone. */
+  #isolate = 0;
+  #lazy: ReturnType<typeof realSetTimeout> | undefined;
+  #lost: FlowError | undefined;
+  /** The run has no record in the store: events go to listeners only, nothing is committed. */
+  #detached = false;
+  /** Settles when nothing is in flight or pending. */
+  #idle: Promise<void> | undefined;
+  #idleResolve: (() => void) | undefined;
+
+  constructor(runId: string, store: RunStore, sink: JournalSink, leaseToken: number, lastSeq: number) {
+    this.runId = runId;
+    this.#store = store;
+    this.#sink = sink;
+    this.#token = leaseToken;
+    this.#nextSeq = lastSeq + 1;
+  }
+
+  /** The lease token commits carry. */
+  get leaseToken(): number {
+    return this.#token;
+  }
+
+  /** The `seq` the next event gets. */
+  nextSeq(): number {
+    return this.#nextSeq++;
+  }
+
+  /**
+   * Stores the run's record with its first event (numbered with `nextSeq()`), which is delivered
+   * once the record is durable. Nothing else may be recorded before this settles.
+   * @throws what `RunStore.createRun` throws; the event is then not delivered.
+   */
+  async create(record: NewRunRecord, event: WeirEvent): Promise<void> {
+    const e = event;
+    this.#holding++;
+    this.#undelivered.push(e);
+    this.#inFlight = true;
+    try {
+      const stored = await this.#store.createRun(record, [e]);
+      this.#token = stored.leaseToken;
+    } catch (thrown) {
+      this.#undelivered.length = 0;
+      throw toFlowError(thrown);
+    } finally {
+      this.#inFlight = false;
+      this.#holding--;
+    }
+    this.#deliverReady();
+    this.#kick();
+  }
+
+  /**
+   * Gives up storing anything for this run (its record could not be created): pending
+   * checkpoints resolve, and from now on events are delivered at once, `first` before them.
+   */
+  detach(first?: WeirEvent): void {
+    this.#detached = true;
+    this.stop(new FlowError(`run "${this.runId}" has no record in the store`, { code: ErrorCode.RUN_NOT_FOUND }));
+    if (first !== undefined) this.#sink.deliver(first);
+    const checkpoints = this.#checkpoints;
+    const undelivered = this.#undelivered.splice(0);
+    this.#checkpoints = [];
+    this.#events = [];
+    this.#steps.clear();
+    this.#patch = undefined;
+    this.#holding = 0;
+    if (first !== undefined) for (const e of undelivered) this.#sink.deliver(e);
+    for (const c of checkpoints) c.resolve();
+  }
+
+  /** Records an event numbered with `nextSeq()`, delivering it now unless a held event is in the way. */
+  append(event: WeirEvent): void {
+    const e = event;
+    if (this.#detached) {
+      this.#sink.deliver(e);
+      return;
+    }
+    this.#events.push(e);
+    if (this.#holding > 0) this.#undelivered.push(e);
+    else this.#sink.deliver(e);
+    this.#scheduleLazy();
+  }
+
+  /** Records a step's latest state; it is committed with the next batch. */
+  putStep(record: StepRecord): void {
+    if (this.#detached) return;
+    this.#steps.set(record.step, record);
+    this.#scheduleLazy();
+  }
+
+  /** Records a change of the run's own fields; it is committed with the next batch. */
+  patchRun(patch: RunPatch): void {
+    if (this.#detached) return;
+    this.#patch = this.#patch === undefined ? { ...patch } : Object.assign(this.#patch, patch);
+    this.#scheduleLazy();
+  }
+
+  /**
+   * Commits a step's completion (its record, its output and its `step_complete`, numbered with
+   * `nextSeq()`) with everything pending before it. Resolves once it is durable; on failure the
+   * event is withdrawn and the promise rejects with the store's error.
+   */
+  complete(record: StepRecord, output: unknown, event: WeirEvent): Promise<void> {
+    return this.#checkpoint(record.step, record, { step: record.step, value: output }, event, undefined);
+  }
+
+  /** Commits the run's end (its patch and last event, numbered with `nextSeq()`) with everything pending. */
+  finish(patch: RunPatch, event: WeirEvent): Promise<void> {
+    return this.#checkpoint(undefined, undefined, undefined, event, patch);
+  }
+
+  /** Commits whatever is pending now, without waiting for the lazy timer. */
+  flush(): void {
+    this.#kick();
+  }
+
+  /** Resolves once everything recorded so far was committed, or could not be. */
+  settled(): Promise<void> {
+    if (!this.#busy()) return Promise.resolve();
+    this.#idle ??= new Promise<void>((resolve) => (this.#idleResolve = resolve));
+    this.#kick();
+    return this.#idle;
+  }
+
+  /** Stops committing: the run is over here (its lease is lost, or its store is closing). */
+  stop(error: FlowError): void {
+    this.#lost ??= error;
+    realClearTimeout(this.#lazy);
+    this.#lazy = undefined;
+  }
+
+  #checkpoint(step: string | undefined, record: StepRecord | undefined, output: OutputWrite | undefined, event: WeirEvent, patch: RunPatch | undefined): Promise<void> {
+    const e = event;
+    if (this.#detached) {
+      this.#sink.deliver(e);
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.#events.push(e);
+      this.#holding++;
+      this.#undelivered.push(e);
+      this.#checkpoints.push({ step, record, output, event: e, patch, resolve, reject });
+      this.#kick();
+    });
+  }
+
+  #busy(): boolean {
+    return this.#inFlight || this.#events.length > 0 || this.#steps.size > 0 || this.#patch !== undefined || this.#checkpoints.length > 0;
+  }
+
+  #scheduleLazy(): void {
+    if (this.#lazy !== undefined || this.#inFlight || this.#lost !== undefined) return;
+    // A real timer: fake timers in tests must not hold back what the journal writes.
+    this.#lazy = realSetTimeout(() => {
+      this.#lazy = undefined;
+      this.#kick();
+    }, LAZY_FLUSH_MS);
+    this.#lazy.unref();
+  }
+
+  #kick(): void {
+    if (this.#inFlight) {
+      this.#again = true;
+      return;
+    }
+    realClearTimeout(this.#lazy);
+    this.#lazy = undefined;
+    if (this.#lost !== undefined) {
+      this.#failAll(this.#lost);
+      return;
+    }
+    if (!this.#busy()) {
+      this.#becameIdle();
+      return;
+    }
+    void this.#commit();
+  }
+
+  async #commit(): Promise<void> {
+    this.#inFlight = true;
+    this.#again = false;
+    // Take what is pending, up to the checkpoints this commit may hold.
+    let checkpoints = this.#checkpoints;
+    let events = this.#events;
+    if (this.#isolate > 0 && checkpoints.length > 1) {
+      // Only the first checkpoint, and the events before the next one.
+      const cut = events.indexOf(checkpoints[1]!.event);
+      this.#checkpoints = checkpoints.slice(1);
+      checkpoints = checkpoints.slice(0, 1);
+      this.#events = events.slice(cut);
+      events = events.slice(0, cut);
+    } else {
+      this.#checkpoints = [];
+      this.#events = [];
+    }
+    if (this.#isolate > 0) this.#isolate -= checkpoints.length;
+    const steps = this.#steps;
+    this.#steps = new Map();
+    let patch = this.#patch;
+    this.#patch = undefined;
+    const outputs: OutputWrite[] = [];
+    for (const c of checkpoints) {
+      if (c.record !== undefined) steps.set(c.record.step, c.record);
+      if (c.output !== undefined) outputs.push(c.output);
+      if (c.patch !== undefined) patch = patch === undefined ? { ...c.patch } : Object.assign(patch, c.patch);
+    }
+    try {
+      await this.#store.commit({
+        runId: this.runId,
+        leaseToken: this.#token,
+        ...(patch === undefined ? {} : { run: patch }),
+        ...(steps.size === 0 ? {} : { steps: [...steps.values()] }),
+        ...(outputs.length === 0 ? {} : { outputs }),
+        ...(events.length === 0 ? {} : { events }),
+      });
+    } catch (thrown) {
+      this.#inFlight = false;
+      this.#failed(toFlowError(thrown), checkpoints, events, steps, patch);
+      return;
+    }
+    this.#inFlight = false;
+    this.#holding -= checkpoints.length;
+    this.#deliverReady();
+    for (const c of checkpoints) c.resolve();
+    if (this.#again || this.#checkpoints.length > 0) this.#kick();
+    else if (this.#busy()) this.#scheduleLazy();
+    else this.#becameIdle();
+  }
+
+  /** A commit failed: withdraw its checkpoints' events and put the rest back in front of what came since. */
+  #failed(error: FlowError, checkpoints: Checkpoint[], events: SeqEvent[], steps: Map<string, StepRecord>, patch: RunPatch | undefined): void {
+    if (error.code === ErrorCode.LEASE_LOST) {
+      this.stop(error);
+      this.#sink.leaseLost(error);
+      for (const c of checkpoints) c.reject(error);
+      this.#failAll(error);
+      return;
+    }
+    // With several checkpoints in the batch, retry them one by one so a bad output fails alone.
+    if (checkpoints.length > 1) {
+      this.#isolate = checkpoints.length + this.#checkpoints.length;
+      this.#checkpoints = [...checkpoints, ...this.#checkpoints];
+      this.#events = [...events, ...this.#events];
+      this.#restore(steps, patch);
+      this.#kick();
+      return;
+    }
+    const withdrawn = new Set(checkpoints.map((c) => c.event));
+    const kept = events.filter((e) => !withdrawn.has(e));
+    this.#events = [...kept, ...this.#events];
+    // The withdrawn events were held, so nothing from the first of them on was delivered: renumber.
+    if (withdrawn.size > 0) {
+      this.#holding -= withdrawn.size;
+      const first = Math.min(...[...withdrawn].map((e) => e.seq));
+      const later = this.#undelivered.filter((e) => !withdrawn.has(e));
+      this.#undelivered.length = 0;
+      this.#undelivered.push(...later);
+      let seq = first;
+      for (const e of later) if (e.seq > first) e.seq = seq++;
+      this.#nextSeq = seq;
+    }
+    // A checkpoint's own record goes with it; the caller records the step's next state.
+    for (const c of checkpoints) if (c.step !== undefined && steps.get(c.step) === c.record) steps.delete(c.step);
+    this.#restore(steps, patch);
+    this.#deliverReady();
+    for (const c of checkpoints) c.reject(error);
+    if (this.#checkpoints.length > 0 || this.#again) this.#kick();
+    else if (this.#busy()) this.#scheduleLazy();
+    else this.#becameIdle();
+  }
+
+  /** Puts uncommitted step records and patch back, under anything newer. */
+  #restore(steps: Map<string, StepRecord>, patch: RunPatch | undefined): void {
+    for (const [step, record] of this.#steps) steps.set(step, record);
+    this.#steps = steps;
+    if (patch !== undefined) this.#patch = this.#patch === undefined ? { ...patch } : { ...patch, ...this.#patch };
+  }
+
+  /** Delivers the undelivered events up to the first held one that is not durable yet. */
+  #deliverReady(): void {
+    if (this.#undelivered.length === 0) return;
+    let n = this.#undelivered.length;
+    if (this.#checkpoints.length > 0) {
+      const pending = new Set(this.#checkpoints.map((c) => c.event));
+      n = this.#undelivered.findIndex((e) => pending.has(e));
+      if (n === -1) n = this.#undelivered.length;
+    }
+    const ready = this.#undelivered.splice(0, n);
+    for (const e of ready) this.#sink.deliver(e);
+  }
+
+  #failAll(error: FlowError): void {
+    const checkpoints = this.#checkpoints;
+    this.#checkpoints = [];
+    this.#events = [];
+    this.#steps.clear();
+    this.#patch = undefined;
+    this.#holding = 0;
+    this.#undelivered.length = 0;
+    for (const c of checkpoints) c.reject(error);
+    this.#becameIdle();
+  }
+
+  #becameIdle(): void {
+    const resolve = this.#idleResolve;
+    this.#idle = undefined;
+    this.#idleResolve = undefined;
+    resolve?.();
+  }
+}
+
+function toFlowError(thrown: unknown): FlowError {
+  if (thrown instanceof FlowError) return thrown;
+  return new FlowError(`run store: commit failed: ${String(thrown)}`, { code: ErrorCode.STORE, cause: thrown });
+}
