@@ -9,6 +9,7 @@ import { EventEmitter } from 'eventemitter3';
 import PQueue from 'p-queue';
 import { z } from 'zod';
 import { CancelledError, ErrorCode, FlowError } from './errors.js';
+import { toErrorData } from './error-data.js';
 import type { WeirEvent, WeirEventMap } from './events.js';
 import type { Executor } from './executors/executor.js';
 import { InlineExecutor } from './executors/inline.js';
@@ -616,7 +617,12 @@ export class FlowContext {
     try {
       loaded = await this.#load(run.runId);
     } catch (error) {
-      process.emitWarning(`weir: run "${run.runId}" cannot be recovered: ${messageOf(error)}`, { code: 'WEIR_RECOVERY' });
+      // A record that cannot be read fails its run, with the error naming it; other runs go on.
+      const data = toErrorData(error);
+      const at = now();
+      await this.#store
+        .commit({ runId: run.runId, leaseToken: token, run: { status: FlowStatus.FAILED, error: data, endedAt: at, updatedAt: at } })
+        .catch((commitError: unknown) => process.emitWarning(`weir: run "${run.runId}" cannot be recovered (${data.message}) nor marked failed: ${messageOf(commitError)}`, { code: 'WEIR_RECOVERY' }));
       return undefined;
     }
     const recoveries = loaded.run.recoveries;
@@ -653,6 +659,7 @@ export class FlowContext {
         return storedResult(this.#store, loaded, graph?.fingerprint === loaded.run.fingerprint ? graph : undefined);
       },
       readEvents: (after) => this.#store.readEvents(runId, after),
+      ended: async () => FINISHED.has((await this.#load(runId)).run.status),
     });
   }
 

@@ -1,11 +1,19 @@
 /** A run's ordered events, readable from any `seq` by any number of followers. */
 import type { WeirEvent } from '../events.js';
 
-/** Appends events and lets followers replay then follow them; each follower only keeps a position. */
+/**
+ * Appends events and lets followers replay then follow them; each follower only keeps a position.
+ * A restored run's log starts after `base`, the seq of the last event stored before it.
+ */
 export class EventLog {
+  readonly base: number;
   readonly #events: WeirEvent[] = [];
   #ended = false;
   #wake: (() => void)[] = [];
+
+  constructor(base = 0) {
+    this.base = base;
+  }
 
   /** How many events the log holds. */
   get length(): number {
@@ -25,7 +33,7 @@ export class EventLog {
 
   /** Every event with `seq > after`, then each new one as it comes, until the run ends or `signal` aborts. */
   async *follow(after = 0, signal?: AbortSignal): AsyncGenerator<WeirEvent, void, undefined> {
-    let next = Math.max(0, after);
+    let next = Math.max(0, after - this.base);
     while (signal?.aborted !== true) {
       while (next < this.#events.length) {
         yield this.#events[next++]!;

@@ -40,7 +40,7 @@ export function handleOf<O>(run: Run): RunHandle<O> {
     result: () => run.result() as Promise<FlowResult<O>>,
     events: (options = {}) => {
       const parsed = parseOptions(eventsOptionsSchema, options, 'events options');
-      return run.events.follow(parsed.after, parsed.signal);
+      return run.eventsAfter(parsed.after ?? 0, parsed.signal);
     },
   };
 }
@@ -53,6 +53,8 @@ export interface StoredRunSource {
   /** The run's result once it has ended, `undefined` while it goes on. */
   finished(): Promise<FlowResult | undefined>;
   readEvents(after: number): Promise<WeirEvent[]>;
+  /** Whether the run has ended (as far as the store knows). */
+  ended(): Promise<boolean>;
 }
 
 /** The handle of a run in the store that this context does not run: it reads the store until the run ends. */
@@ -78,13 +80,15 @@ export function storedHandleOf<O>(runId: string, source: StoredRunSource): RunHa
 async function* follow(source: StoredRunSource, after: number, signal: AbortSignal | undefined): AsyncGenerator<WeirEvent, void, undefined> {
   let last = after;
   while (!isAborted(signal)) {
+    // Whether it had ended is read before the events, so the events read after it include its last one.
+    const ended = await source.ended();
     const events = await source.readEvents(last);
     for (const event of events) {
       yield event;
       last = event.seq;
       if (isAborted(signal)) return;
-      if (event.type === 'run_complete' || event.type === 'run_failed' || event.type === 'run_cancelled') return;
     }
+    if (ended) return;
     if (events.length === 0) await sleep(POLL_MS);
   }
 }

@@ -148,7 +148,7 @@ export class Run implements StepHost {
     this.#services = services;
     const restore = settings.restore;
     this.startTime = restore?.record.createdAt ?? now();
-    this.events = new EventLog();
+    this.events = new EventLog(restore?.record.lastSeq ?? 0);
     this.#journal = new RunJournal(this.runId, services.store, this, restore?.leaseToken ?? 1, restore?.record.lastSeq ?? 0);
     const n = graph.nodes.length;
     this.#status = new Array<FlowStatus>(n).fill(PENDING);
@@ -186,6 +186,21 @@ export class Run implements StepHost {
   /** Resolves to the run's result when it ends; rejects only when an idempotent start names a different run. */
   result(): Promise<FlowResult> {
     return this.#done;
+  }
+
+  /** Events with `seq > after`: those stored before this run was restored read from the store, then the live log. */
+  async *eventsAfter(after: number, signal: AbortSignal | undefined): AsyncGenerator<WeirEvent, void, undefined> {
+    const base = this.events.base;
+    let last = after;
+    while (last < base && signal?.aborted !== true) {
+      const page = await this.#services.store.readEvents(this.runId, last, Math.min(1000, base - last));
+      if (page.length === 0) break;
+      for (const event of page) {
+        yield event;
+        last = event.seq;
+      }
+    }
+    yield* this.events.follow(Math.max(last, base), signal);
   }
 
   /** Resolves once everything the run recorded so far is committed (or could not be). */
@@ -367,17 +382,17 @@ export class Run implements StepHost {
   /** The step, everything under it, everything that depends on any of those, and the composites that hold them. */
   #downstreamOf(start: number): Set<number> {
     const redo = new Set<number>();
-    const visit = (i: number): void => {
+    const visit = (i: number, withChildren: boolean): void => {
       if (redo.has(i)) return;
       redo.add(i);
       const node = this.graph.nodes[i]!;
-      for (const child of node.children) visit(child);
-      for (const edge of node.dependants) visit(edge.index);
-      // Its composite's output changes with it, so the composite's dependants run again too.
-      if (node.parent !== -1) visit(node.parent);
+      if (withChildren) for (const child of node.children) visit(child, true);
+      for (const edge of node.dependants) visit(edge.index, true);
+      // Its composite's output changes with it, so the composite's dependants run again too; the
+      // composite itself only re-assembles, and its other children stay kept.
+      if (node.parent !== -1) visit(node.parent, false);
     };
-    visit(start);
-    // A composite only re-assembles; its untouched children stay kept.
+    visit(start, true);
     return redo;
   }
 
@@ -416,7 +431,8 @@ export class Run implements StepHost {
       this.#clearTimers();
       this.#journal.detach();
       this.events.end();
-      this.#settle(this.#services.conflict(this, error).finally(() => this.#services.finished(this)));
+      this.#services.finished(this);
+      this.#settle(this.#services.conflict(this, error));
       return;
     }
     // Nothing is stored for this run: its events go to listeners only.
