@@ -193,7 +193,7 @@ describe('retry', () => {
 describe('cancel', () => {
   it('stops a run of this context, and refuses a run that ended', async () => {
     const ctx = context();
-    const flow = new Flow(new Fn((_i, step) => new Promise((_r, reject) => step.signal.addEventListener('abort', () => reject(step.signal.reason)))), { name: 'wait' });
+    const flow = new Flow(new Fn((_i, step) => new Promise((_r, reject) => step.signal.addEventListener('abort', () => reject(new Error(String(step.signal.reason)))))), { name: 'wait' });
     const handle = ctx.start(flow, {});
     const started = deferred();
     ctx.on('step_start', () => started.resolve());
