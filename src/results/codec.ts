@@ -33,15 +33,58 @@ function corrupt(key: string | undefined, why: string, cause?: unknown): FlowErr
  * @throws FlowError `WEIR_SERIALIZATION` when superjson cannot serialise it.
  */
 export function encode(value: unknown, key?: string): string {
+  const what = key === undefined ? 'value' : `value for ${JSON.stringify(key)}`;
+  // superjson drops what it cannot write (a function, a symbol, a WeakMap); stored, that would be lost silently.
+  const lossy = findLossy(value, '', new Set());
+  if (lossy !== undefined) {
+    throw new FlowError(`results: ${what} cannot be serialised: ${lossy.what} at ${lossy.path || '(the value itself)'} would be lost`, {
+      code: ErrorCode.SERIALIZATION,
+    });
+  }
   try {
     return superjson.stringify(value);
   } catch (error) {
-    const what = key === undefined ? 'value' : `value for ${JSON.stringify(key)}`;
     throw new FlowError(`results: ${what} cannot be serialised: ${messageOf(error)}`, {
       code: ErrorCode.SERIALIZATION,
       cause: error,
     });
   }
+}
+
+/** The first part of `value` that no codec can write: a function, a symbol, a weak collection, a promise. */
+function findLossy(value: unknown, path: string, seen: Set<object>): { what: string; path: string } | undefined {
+  if (typeof value === 'function') return { what: 'a function', path };
+  if (typeof value === 'symbol') return { what: 'a symbol', path };
+  if (typeof value !== 'object' || value === null || seen.has(value)) return undefined;
+  if (value instanceof WeakMap || value instanceof WeakSet || value instanceof WeakRef) return { what: `a ${value.constructor.name}`, path };
+  if (value instanceof Promise) return { what: 'a Promise', path };
+  if (ArrayBuffer.isView(value) || value instanceof Date || value instanceof RegExp) return undefined;
+  seen.add(value);
+  if (value instanceof Map) {
+    for (const [k, v] of value) {
+      const found = findLossy(k, `${path}<key>`, seen) ?? findLossy(v, `${path}.get(${JSON.stringify(String(k))})`, seen);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  if (value instanceof Set) {
+    for (const v of value) {
+      const found = findLossy(v, `${path}<item>`, seen);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  for (const k of Object.keys(value)) {
+    let v: unknown;
+    try {
+      v = (value as Record<string, unknown>)[k];
+    } catch {
+      return undefined; // a throwing getter: superjson reports it
+    }
+    const found = findLossy(v, Array.isArray(value) ? `${path}[${k}]` : `${path}.${k}`, seen);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 /**

@@ -1,0 +1,160 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FatalError, Flow, FlowContext, ResultsManager } from '../../src/index.js';
+import { deferred, Fn } from '../fixtures/processors.js';
+
+let dir: string;
+const contexts: FlowContext[] = [];
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'weir-history-'));
+});
+afterEach(async () => {
+  await Promise.all(contexts.splice(0).map((c) => c.close()));
+  await rm(dir, { recursive: true, force: true });
+});
+
+const file = () => join(dir, 'runs.db');
+function context(options: ConstructorParameters<typeof FlowContext>[0] = {}): FlowContext {
+  const ctx = new FlowContext({ results: ResultsManager.sqlite(file()), closeTimeout: 0, ...options });
+  contexts.push(ctx);
+  return ctx;
+}
+
+describe('getRun', () => {
+  it('gives status, running steps, progress done/total, last update and every step’s attempts', async () => {
+    const ctx = context();
+    const p = Flow.parallel('report');
+    const gate = deferred<string>();
+    let flaky = 0;
+    const a = new Flow(new Fn(() => {
+      if (++flaky === 1) throw new Error('blip');
+      return 'a';
+    }), { name: 'a', retry: { maxAttempts: 2, initialInterval: 0 } }).registerTo(p);
+    new Flow(new Fn(async (_i, step) => {
+      step.progress(0.5, 'half way');
+      return gate.promise;
+    }), { name: 'slow' }).registerTo(p);
+    new Flow(new Fn(() => 'c'), { name: 'c' }).registerTo(p, { required: [a, 'slow'] });
+    ctx.register(p);
+    const handle = ctx.start(p, {});
+    const progressed = deferred();
+    ctx.on('step_progress', () => progressed.resolve());
+    await progressed.promise;
+    const running = await ctx.getRun(handle.runId);
+    expect(running).toMatchObject({
+      runId: handle.runId,
+      flow: 'report',
+      status: 'running',
+      running: ['slow'],
+      progress: { done: 1, total: 3 },
+      stale: false,
+      steps: {
+        a: { status: 'completed', attempts: [{ attempt: 1, error: { message: 'blip' } }, { attempt: 2 }] },
+        slow: { status: 'running', progress: { fraction: 0.5, message: 'half way' } },
+        c: { status: 'pending', attempts: [] },
+      },
+    });
+    expect(running.updatedAt).toBeGreaterThanOrEqual(running.createdAt);
+    gate.resolve('slow');
+    await handle.result();
+    const done = await ctx.getRun(handle.runId);
+    expect(done).toMatchObject({ status: 'completed', running: [], progress: { done: 3, total: 3 } });
+    expect(done.endedAt).toBeGreaterThanOrEqual(done.createdAt);
+    await expect(ctx.getRun('nope')).rejects.toMatchObject({ code: 'WEIR_RUN_NOT_FOUND' });
+  });
+});
+
+describe('listRuns and prune', () => {
+  it('pages through runs newest first, by status and flow', async () => {
+    const ctx = context();
+    const ok = new Flow(new Fn(() => 'ok'), { name: 'ok' });
+    const bad = new Flow(new Fn(() => {
+      throw new FatalError('bad');
+    }), { name: 'bad' });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await ctx.run(ok, { i })).runId);
+    const failed = (await ctx.run(bad, {})).runId;
+    const gate = deferred();
+    const live = ctx.start(new Flow(new Fn(() => gate.promise), { name: 'live' }), {});
+
+    const all = await ctx.listRuns();
+    expect(all.runs.map((r) => r.runId)).toEqual([live.runId, failed, ...ids.toReversed()]);
+    const first = await ctx.listRuns({ flow: 'ok', limit: 2 });
+    expect(first.runs.map((r) => r.runId)).toEqual([ids[4], ids[3]]);
+    const second = await ctx.listRuns({ flow: 'ok', limit: 2, before: first.next! });
+    expect(second.runs.map((r) => r.runId)).toEqual([ids[2], ids[1]]);
+    const last = await ctx.listRuns({ flow: 'ok', limit: 2, before: second.next! });
+    expect(last.runs.map((r) => r.runId)).toEqual([ids[0]]);
+    expect(last.next).toBeUndefined();
+    expect((await ctx.listRuns({ status: 'failed' })).runs).toMatchObject([{ runId: failed, error: { step: 'bad', message: 'bad' } }]);
+    expect((await ctx.listRuns({ status: ['running', 'failed'] })).runs.map((r) => r.status)).toEqual(['running', 'failed']);
+    await expect(ctx.listRuns({ limit: 0 })).rejects.toMatchObject({ code: 'WEIR_INVALID_OPTIONS' });
+
+    // Pruning: every finished run ended before the cutoff goes; the running one stays.
+    expect(await ctx.prune({ olderThan: new Date(Date.now() + 1000) })).toBe(6);
+    expect((await ctx.listRuns()).runs.map((r) => r.runId)).toEqual([live.runId]);
+    await expect(ctx.getRun(failed)).rejects.toMatchObject({ code: 'WEIR_RUN_NOT_FOUND' });
+    gate.resolve();
+    await live.result();
+    expect(await ctx.prune({ olderThan: 60_000 })).toBe(0);
+    await expect(ctx.prune({ olderThan: -1 })).rejects.toMatchObject({ code: 'WEIR_INVALID_OPTIONS' });
+  });
+});
+
+describe('bad data', () => {
+  it('fails a run with a corrupt record when recovering it, naming the record, and recovers the others', async () => {
+    const owner = context({ leaseTimeout: 100 });
+    const make = () => {
+      const s = Flow.sequential('job');
+      new Flow(new Fn(() => 'a'), { name: 'a' }).registerTo(s);
+      new Flow(new Fn(() => 'b'), { name: 'b' }).registerTo(s);
+      return s;
+    };
+    owner.register(make());
+    const one = await owner.run(owner.getFlow('job')!, {});
+    const two = await owner.run(owner.getFlow('job')!, {});
+    await owner.close();
+    // Both runs look interrupted (running, lease long gone); one of them has a damaged step record.
+    const db = new Database(file());
+    db.prepare("UPDATE weir_runs SET status = 'running', lease_expires_at = 1").run();
+    db.prepare("UPDATE weir_steps SET data = 'garbage' WHERE run_id = ? AND step = 'a'").run(one.runId);
+    db.close();
+
+    const ctx = context().register(make());
+    const handles = await ctx.recover();
+    expect(handles.map((h) => h.runId)).toEqual([two.runId]);
+    expect(await handles[0]!.result()).toMatchObject({ status: 'completed', output: { a: 'a', b: 'b' } });
+    const broken = (await ctx.listRuns({ status: 'failed' })).runs;
+    expect(broken).toMatchObject([{ runId: one.runId, error: { code: 'WEIR_CORRUPT_RECORD', message: expect.stringContaining(`"${one.runId}/a"`) } }]);
+    await expect(ctx.getRun(one.runId)).rejects.toMatchObject({ code: 'WEIR_CORRUPT_RECORD' });
+  });
+
+  it('fails a run whose input cannot be stored before any step runs', async () => {
+    const ctx = context();
+    let ran = false;
+    const flow = new Flow(new Fn(() => (ran = true)), { name: 'never' });
+    const result = await ctx.run(flow, { callback: () => 1 } as never);
+    expect(result.status).toBe('failed');
+    expect(result.error).toMatchObject({ code: 'WEIR_SERIALIZATION' });
+    expect(result.steps.never?.status).toBe('skipped');
+    expect(ran).toBe(false);
+    expect((await ctx.listRuns()).runs).toEqual([]);
+  });
+
+  it('fails the step whose output cannot be stored, alone, without losing its siblings’ outputs', async () => {
+    const ctx = context();
+    const p = Flow.parallel('mixed');
+    for (let i = 0; i < 4; i++) new Flow(new Fn(() => ({ i })), { name: `fine${i}` }).registerTo(p);
+    new Flow(new Fn(() => ({ fn: () => 1 })), { name: 'unstorable' }).registerTo(p);
+    ctx.register(p);
+    const result = await ctx.run(p, {});
+    expect(result.status).toBe('failed');
+    expect(result.error).toMatchObject({ step: 'unstorable', code: 'WEIR_SERIALIZATION' });
+    const stored = await (await ctx.handle(result.runId)).result();
+    for (let i = 0; i < 4; i++) expect(stored.steps[`fine${i}`]).toMatchObject({ status: 'completed', output: { i } });
+    expect(stored.steps.unstorable?.status).toBe('failed');
+  });
+});
