@@ -136,7 +136,7 @@ describe('bad data', () => {
     const ctx = context();
     let ran = false;
     const flow = new Flow(new Fn(() => (ran = true)), { name: 'never' });
-    const result = await ctx.run(flow, { callback: () => 1 } as never);
+    const result = await ctx.run(flow, { callback: () => 1 });
     expect(result.status).toBe('failed');
     expect(result.error).toMatchObject({ code: 'WEIR_SERIALIZATION' });
     expect(result.steps.never?.status).toBe('skipped');
