@@ -1,12 +1,9 @@
 /**
  * Core engine overhead: a 1000-step chain and a 10,000-flow wide graph of trivial inline steps,
- * against calling the same async function directly; and the chain with SQLite results.
+ * against calling the same async function directly (memory store; durable stores are in durable.bench.ts).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { z } from 'zod';
-import { Flow, FlowContext, Processor, ResultsManager } from '../src/index.js';
+import { Flow, FlowContext, Processor } from '../src/index.js';
 import { measure, perItem, row } from './harness.js';
 
 const N = z.object({ n: z.number() });
@@ -52,8 +49,8 @@ export async function coreBench(): Promise<void> {
   console.log('\n## Core engine: inline steps, memory results, default context (concurrency 100)\n');
   row('case', 'median', 'per step', 'ratio');
   const ctx = new FlowContext();
-  // Each repetition's outputs are deleted (untimed), so a growing store does not skew later figures.
-  const clear = (c: FlowContext) => () => c.results.cleanup({ olderThan: new Date(Date.now() + 1) });
+  // Each repetition's runs are pruned (untimed), so a growing journal does not skew later figures.
+  const clear = (c: FlowContext) => () => c.prune({ olderThan: new Date(Date.now() + 1) });
   const after = clear(ctx);
 
   const chain1k = chain(1000);
@@ -82,18 +79,4 @@ export async function coreBench(): Promise<void> {
 
   console.log(`\noverhead per inline step: chain ${chainOverhead.toFixed(2)} µs, wide ${wideOverhead.toFixed(2)} µs (aim: < 20 µs)`);
   console.log(`scaling 1,000 -> 10,000 flows: ${(wideRun.ms / wideRun1k.ms).toFixed(1)}x the time for 10x the flows (aim: about 10x)`);
-
-  console.log('\n## Core engine: the 1000-step chain with SQLite results\n');
-  row('case', 'median', 'per step', 'vs memory');
-  const dir = await mkdtemp(join(tmpdir(), 'weir-bench-'));
-  try {
-    for (const synchronous of ['NORMAL', 'FULL'] as const) {
-      const sqliteCtx = new FlowContext({ results: ResultsManager.sqlite(join(dir, `bench-${synchronous}.db`), { synchronous }) });
-      const sqliteRun = await measure(`weir chain 1000 sqlite ${synchronous}`, () => sqliteCtx.run(chain1k, { n: 0 }), { warmup: 1, runs: 3 });
-      row(`1000-step chain, SQLite synchronous=${synchronous}`, `${sqliteRun.ms.toFixed(2)} ms`, perItem(sqliteRun, 1000), `${(sqliteRun.ms / chainRun.ms).toFixed(1)}x`);
-      await sqliteCtx.close();
-    }
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
 }

@@ -9,7 +9,7 @@
  * (none of them delivered yet) take its number, so every listener sees a dense sequence that the
  * store agrees with.
  */
-import { setTimeout as realSetTimeout, clearTimeout as realClearTimeout } from 'node:timers';
+import { setTimeout as realSetTimeout } from 'node:timers';
 import { ErrorCode, FlowError } from '../errors.js';
 import type { WeirEvent } from '../events.js';
 import type { NewRunRecord, OutputWrite, RunPatch, RunStore, StepRecord } from '../store/run-store.js';
@@ -30,6 +30,17 @@ interface Checkpoint {
   readonly patch: RunPatch | undefined;
   readonly resolve: () => void;
   readonly reject: (error: FlowError) => void;
+}
+
+/** Journals with changes no one waits for, flushed together by one timer. */
+const lazy = new Set<RunJournal>();
+let lazyTimer: ReturnType<typeof realSetTimeout> | undefined;
+
+function flushLazy(): void {
+  lazyTimer = undefined;
+  const due = [...lazy];
+  lazy.clear();
+  for (const journal of due) journal.lazyFlush();
 }
 
 /** What the journal tells its run. */
@@ -66,7 +77,6 @@ export class RunJournal {
   #again = false;
   /** Commit checkpoints one at a time (after a batch of several failed), so one bad output fails alone. */
   #isolate = 0;
-  #lazy: ReturnType<typeof realSetTimeout> | undefined;
   #lost: FlowError | undefined;
   /** The run has no record in the store: events go to listeners only, nothing is committed. */
   #detached = false;
@@ -192,8 +202,7 @@ export class RunJournal {
   /** Stops committing: the run is over here (its lease is lost, or its store is closing). */
   stop(error: FlowError): void {
     this.#lost ??= error;
-    realClearTimeout(this.#lazy);
-    this.#lazy = undefined;
+    lazy.delete(this);
   }
 
   #checkpoint(step: string | undefined, record: StepRecord | undefined, output: OutputWrite | undefined, event: WeirEvent, patch: RunPatch | undefined): Promise<void> {
@@ -216,13 +225,15 @@ export class RunJournal {
   }
 
   #scheduleLazy(): void {
-    if (this.#lazy !== undefined || this.#inFlight || this.#lost !== undefined) return;
-    // A real timer: fake timers in tests must not hold back what the journal writes.
-    this.#lazy = realSetTimeout(() => {
-      this.#lazy = undefined;
-      this.#kick();
-    }, LAZY_FLUSH_MS);
-    this.#lazy.unref();
+    if (this.#inFlight || this.#lost !== undefined) return;
+    lazy.add(this);
+    // One real timer for every journal: fake timers in tests must not hold back what is written.
+    lazyTimer ??= realSetTimeout(flushLazy, LAZY_FLUSH_MS).unref();
+  }
+
+  /** Called by the shared lazy timer: commits what is pending. */
+  lazyFlush(): void {
+    this.#kick();
   }
 
   #kick(): void {

@@ -1,0 +1,103 @@
+/**
+ * Durable runs through `FlowContext`: the cost of a durable step on SQLite (NORMAL and FULL) as a
+ * ratio to the same run on the memory store, one-step runs per second started 1000 at once, and the
+ * bytes a 200-step chain's journal takes against the sum of its outputs. Run alone with
+ * `npx tsx bench/durable.bench.ts`.
+ */
+import { statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import Database from 'better-sqlite3';
+import { z } from 'zod';
+import { Flow, FlowContext, Processor, ResultsManager } from '../src/index.js';
+import { encodeCompact } from '../src/results/codec.js';
+import { measure, perItem, row } from './harness.js';
+
+const N = z.object({ n: z.number(), text: z.string() });
+type N = z.infer<typeof N>;
+
+/** About 100 bytes of output per step, like a small real result. */
+class Next extends Processor<typeof N, typeof N> {
+  readonly input = N;
+  readonly output = N;
+  async process(input: N): Promise<N> {
+    return { n: input.n + 1, text: input.text };
+  }
+}
+
+const TEXT = 'the quick brown fox jumps over the lazy dog, then naps in the afternoon sun';
+
+function chain(steps: number): Flow<N, Record<string, unknown>> {
+  const root = Flow.sequential(`chain-${steps}`);
+  for (let i = 0; i < steps; i++) new Flow(new Next(), { name: `s${i}` }).registerTo(root);
+  return root as unknown as Flow<N, Record<string, unknown>>;
+}
+
+function checkpointedSize(file: string): number {
+  const db = new Database(file);
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
+  return statSync(file).size;
+}
+
+export async function durableBench(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'weir-durable-bench-'));
+  try {
+    console.log('\n## Durable runs: sequential chains through FlowContext, ~100-byte outputs\n');
+    row('case', 'median', 'per step', 'vs memory');
+    const flows = { 200: chain(200), 1000: chain(1000) };
+    for (const steps of [200, 1000] as const) {
+      const flow = flows[steps];
+      const memory = new FlowContext();
+      const prune = (c: FlowContext) => () => c.prune({ olderThan: new Date(Date.now() + 1) });
+      const mem = await measure(`memory ${steps}`, () => memory.run(flow, { n: 0, text: TEXT }), { warmup: 5, runs: 15, after: prune(memory) });
+      await memory.close();
+      row(`${steps}-step chain, memory store (baseline)`, `${mem.ms.toFixed(2)} ms`, perItem(mem, steps), '1.0x');
+      for (const synchronous of ['NORMAL', 'FULL'] as const) {
+        const ctx = new FlowContext({ results: ResultsManager.sqlite(join(dir, `chain-${steps}-${synchronous}.db`), { synchronous }) });
+        const runs = synchronous === 'FULL' && steps === 1000 ? 3 : 7;
+        const m = await measure(`sqlite ${synchronous} ${steps}`, () => ctx.run(flow, { n: 0, text: TEXT }), { warmup: 2, runs, after: prune(ctx) });
+        await ctx.close();
+        const overhead = ((m.ms - mem.ms) * 1000) / steps;
+        row(`${steps}-step chain, SQLite ${synchronous}`, `${m.ms.toFixed(2)} ms`, perItem(m, steps), `${(m.ms / mem.ms).toFixed(1)}x`);
+        row(`  durability overhead per step`, '', `${overhead.toFixed(1)} µs`, '');
+      }
+    }
+
+    console.log('\n## One-step runs, 1000 started at once (ctx.start), then all awaited\n');
+    row('case', 'median', 'runs/s', '');
+    const one = new Flow(new Next(), { name: 'one' });
+    for (const kind of ['memory', 'sqlite'] as const) {
+      const ctx = new FlowContext({ results: kind === 'memory' ? ResultsManager.memory() : ResultsManager.sqlite(join(dir, 'one-step.db')), concurrency: 1000 });
+      const m = await measure(
+        `one-step ${kind}`,
+        () => Promise.all(Array.from({ length: 1000 }, (_, i) => ctx.start(one, { n: i, text: TEXT }).result())),
+        { warmup: 2, runs: 7, after: () => ctx.prune({ olderThan: new Date(Date.now() + 1) }) },
+      );
+      await ctx.close();
+      row(`1000 one-step runs, ${kind === 'memory' ? 'memory store' : 'SQLite NORMAL'}`, `${m.ms.toFixed(1)} ms`, (1000 / (m.ms / 1000)).toFixed(0), '');
+    }
+
+    console.log('\n## Bytes stored for one chain (SQLite, file growth after a checkpoint of the WAL)\n');
+    row('case', 'bytes', 'outputs', 'ratio');
+    for (const steps of [100, 200, 400]) {
+      const file = join(dir, `bytes-${steps}.db`);
+      const warm = new FlowContext({ results: ResultsManager.sqlite(file) });
+      await warm.run(new Flow(new Next(), { name: 'warm' }), { n: 0, text: TEXT });
+      await warm.close();
+      const empty = checkpointedSize(file);
+      const ctx = new FlowContext({ results: ResultsManager.sqlite(file) });
+      const result = await ctx.run(chain(steps), { n: 0, text: TEXT });
+      await ctx.close();
+      const grown = checkpointedSize(file) - empty;
+      const outputs = Object.values(result.output as Record<string, unknown>).reduce<number>((sum, o) => sum + encodeCompact(o).length, 0);
+      row(`${steps}-step chain journal`, String(grown), String(outputs), `${(grown / outputs).toFixed(1)}x`);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await durableBench();
