@@ -24,4 +24,14 @@ describe('examples run as written', () => {
     expect(stdout).toMatch(/step_complete report/);
     expect(stdout).toContain('completed: Weirs: 36 words (26 unique), longest "characteristics", keywords water, barrier, across');
   });
+
+  it('crash-and-recover kills its child mid-run and recovers the run without re-running completed steps', async () => {
+    const stdout = await runExample('crash-and-recover.ts');
+    expect(stdout).toContain('child: killed with SIGKILL');
+    expect(stdout).toMatch(/parent: run order-42 is running, \d of 6 steps done, stale: true/);
+    expect(stdout).toContain('parent: run order-42 completed, total 21, trail step1 step2 step3 step4 step5 step6');
+    // Steps the child completed before the kill never run again.
+    expect(stdout).not.toMatch(/parent ran step[12]\n/);
+    expect(stdout).toContain('parent ran step6');
+  });
 });
