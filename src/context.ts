@@ -142,6 +142,8 @@ export class FlowContext {
   #recoverScheduled = false;
   /** Store work started outside any run (recovery, skip, retry links): `close()` waits for it. */
   readonly #chores = new Set<Promise<unknown>>();
+  /** Runs a recovery of this context is taking over right now: two overlapping `recover()` calls take each once. */
+  readonly #takingOver = new Set<string>();
 
   /**
    * Makes an isolated context.
@@ -603,7 +605,16 @@ export class FlowContext {
 
   /** Takes over one stale run of a registered flow; `undefined` when it is not stale, not ours to run, or taken first. */
   async #takeOver(run: RunRecord, at: number): Promise<RunHandle | undefined> {
-    if (this.#runs.has(run.runId) || !isStale(run, at, HOST) || this.#state !== 'open') return undefined;
+    if (this.#runs.has(run.runId) || this.#takingOver.has(run.runId) || !isStale(run, at, HOST) || this.#state !== 'open') return undefined;
+    this.#takingOver.add(run.runId);
+    try {
+      return await this.#takeOverNow(run, at);
+    } finally {
+      this.#takingOver.delete(run.runId);
+    }
+  }
+
+  async #takeOverNow(run: RunRecord, at: number): Promise<RunHandle | undefined> {
     const flow = this.#registry.get(run.flow);
     if (flow === undefined) return undefined;
     const graph = this.#graphOf(flow);

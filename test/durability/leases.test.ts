@@ -101,6 +101,19 @@ describe('leases', () => {
     expect((await (await other.handle(handle.runId)).result()).output).toEqual({ a: 'a', b: 'b again' });
   });
 
+  it('lets exactly one of two contexts (and of two overlapping calls) take each stale run', async () => {
+    const owner = context();
+    const flow = new Flow(new Fn(() => new Promise(() => {})), { name: 'stuck' });
+    owner.register(flow);
+    const ids = [owner.start(flow, {}).runId, owner.start(flow, {}).runId, owner.start(flow, {}).runId];
+    await flushed();
+    vi.setSystemTime(Date.now() + 31_000);
+    const b = context().register(flow);
+    const c = context().register(flow);
+    const taken = (await Promise.all([b.recover(), c.recover(), b.recover(), c.recover()])).flat().map((h) => h.runId);
+    expect(taken.toSorted()).toEqual(ids.toSorted());
+  });
+
   it('continues a backoff that outlived its owner with the time it had left', async () => {
     const owner = context();
     let calls = 0;
