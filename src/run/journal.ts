@@ -12,7 +12,7 @@
 import { setTimeout as realSetTimeout } from 'node:timers';
 import { ErrorCode, FlowError } from '../errors.js';
 import type { WeirEvent } from '../events.js';
-import type { NewRunRecord, OutputWrite, RunPatch, RunStore, StepRecord } from '../store/run-store.js';
+import type { CommitBatch, NewRunRecord, OutputWrite, RunPatch, RunStore, StepRecord } from '../store/run-store.js';
 
 /** How long a change that no one waits for (a step's start, progress) may stay in memory, in ms. */
 const LAZY_FLUSH_MS = 20;
@@ -47,6 +47,8 @@ function flushLazy(): void {
 export interface JournalSink {
   /** Hands an event, in `seq` order, to the run's log and the context's listeners. */
   deliver(event: WeirEvent): void;
+  /** The records of the steps that changed since the last call, in their state now. */
+  changedSteps(): StepRecord[];
   /** The store refused a commit because another context holds the run's lease now. */
   leaseLost(error: FlowError): void;
 }
@@ -62,8 +64,10 @@ export class RunJournal {
 
   /** Events numbered and not yet committed, in order. */
   #events: SeqEvent[] = [];
-  /** Latest step records not yet committed, by step name. */
-  #steps = new Map<string, StepRecord>();
+  /** Step records given with `putStep` and not yet committed, by step name. */
+  readonly #steps = new Map<string, StepRecord>();
+  /** Whether the sink has changed steps whose records the next commit must ask for. */
+  #stepsChanged = false;
   #patch: Mutable<RunPatch> | undefined;
   /** Checkpoints not yet committed, in order. */
   #checkpoints: Checkpoint[] = [];
@@ -158,7 +162,14 @@ export class RunJournal {
     this.#scheduleLazy();
   }
 
-  /** Records a step's latest state; it is committed with the next batch. */
+  /** Notes that steps changed: the next commit asks the sink for their records (`changedSteps`). */
+  changed(): void {
+    if (this.#detached) return;
+    this.#stepsChanged = true;
+    this.#scheduleLazy();
+  }
+
+  /** Records a step's state as given; it is committed with the next batch. */
   putStep(record: StepRecord): void {
     if (this.#detached) return;
     this.#steps.set(record.step, record);
@@ -221,7 +232,7 @@ export class RunJournal {
   }
 
   #busy(): boolean {
-    return this.#inFlight || this.#events.length > 0 || this.#steps.size > 0 || this.#patch !== undefined || this.#checkpoints.length > 0;
+    return this.#inFlight || this.#events.length > 0 || this.#steps.size > 0 || this.#stepsChanged || this.#patch !== undefined || this.#checkpoints.length > 0;
   }
 
   #scheduleLazy(): void {
@@ -271,26 +282,35 @@ export class RunJournal {
       this.#events = [];
     }
     if (this.#isolate > 0) this.#isolate -= checkpoints.length;
-    const steps = this.#steps;
-    this.#steps = new Map();
+    // Step records, oldest first so the newest of a step wins: put ones, checkpoints', then the run's current state of the changed steps.
+    let records: StepRecord[] | undefined;
+    if (this.#steps.size > 0) {
+      records = [...this.#steps.values()];
+      this.#steps.clear();
+    }
     let patch = this.#patch;
     this.#patch = undefined;
-    const outputs: OutputWrite[] = [];
+    let outputs: OutputWrite[] | undefined;
     for (const c of checkpoints) {
-      if (c.record !== undefined) steps.set(c.record.step, c.record);
-      if (c.output !== undefined) outputs.push(c.output);
+      if (c.record !== undefined) (records ??= []).push(c.record);
+      if (c.output !== undefined) (outputs ??= []).push(c.output);
       if (c.patch !== undefined) patch = patch === undefined ? { ...c.patch } : Object.assign(patch, c.patch);
     }
+    if (this.#stepsChanged) {
+      this.#stepsChanged = false;
+      for (const record of this.#sink.changedSteps()) (records ??= []).push(record);
+    }
+    if (records !== undefined && records.length > 1) records = [...new Map(records.map((r) => [r.step, r])).values()];
+    const batch: Mutable<CommitBatch> = { runId: this.runId, leaseToken: this.#token };
+    if (patch !== undefined) batch.run = patch;
+    if (records !== undefined) batch.steps = records;
+    if (outputs !== undefined) batch.outputs = outputs;
+    if (events.length > 0) batch.events = events;
+    const steps = new Map<string, StepRecord>();
     try {
-      await this.#store.commit({
-        runId: this.runId,
-        leaseToken: this.#token,
-        ...(patch === undefined ? {} : { run: patch }),
-        ...(steps.size === 0 ? {} : { steps: [...steps.values()] }),
-        ...(outputs.length === 0 ? {} : { outputs }),
-        ...(events.length === 0 ? {} : { events }),
-      });
+      await this.#store.commit(batch);
     } catch (thrown) {
+      if (records !== undefined) for (const r of records) steps.set(r.step, r);
       this.#inFlight = false;
       this.#failed(toFlowError(thrown), checkpoints, events, steps, patch);
       return;
@@ -348,8 +368,7 @@ export class RunJournal {
 
   /** Puts uncommitted step records and patch back, under anything newer. */
   #restore(steps: Map<string, StepRecord>, patch: RunPatch | undefined): void {
-    for (const [step, record] of this.#steps) steps.set(step, record);
-    this.#steps = steps;
+    for (const [step, record] of steps) if (!this.#steps.has(step)) this.#steps.set(step, record);
     if (patch !== undefined) this.#patch = this.#patch === undefined ? { ...patch } : { ...patch, ...this.#patch };
   }
 

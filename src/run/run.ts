@@ -118,6 +118,8 @@ export class Run implements StepHost {
   /** The flow whose failure each failed or skipped node traces back to. */
   readonly #culprit: (string | undefined)[];
   readonly #running = new Map<number, StepContext>();
+  /** Steps whose record changed since the last commit. */
+  readonly #changed = new Set<number>();
   readonly #retryTimers = new Map<number, TimerHandle>();
   readonly #heartbeatTimers = new Map<number, TimerHandle>();
   /** Leaves ready to run, not yet handed to the context's queue (from `#readyHead` on). */
@@ -281,6 +283,7 @@ export class Run implements StepHost {
     this.#status[index] = RUNNING;
     // Not current for any attempt: a late result of the stopped attempt is ignored.
     this.#readied[index] = true;
+    this.#changed.delete(index);
     await this.#journal.complete(
       { runId: this.runId, step: name, status: COMPLETED, attempts: attempts.slice(), ...(this.#startTimes[index] === undefined ? {} : { startTime: this.#startTimes[index] }), endTime: ended, hasOutput: true, updatedAt: ended },
       value,
@@ -335,7 +338,7 @@ export class Run implements StepHost {
         ? { type: 'step_progress', step, attempt, progress: fraction }
         : { type: 'step_progress', step, attempt, progress: fraction, message },
     );
-    this.#journal.putStep(this.#record(index));
+    this.#touch(index);
   }
 
   heartbeat(index: number, attempt: number, details: unknown): void {
@@ -375,7 +378,7 @@ export class Run implements StepHost {
       this.#attempts[i] = attempts;
       // The retry policy starts afresh after a resume; after a recovery only the lost attempt is not counted.
       this.#attemptBase[i] = record.status === PENDING ? 0 : record.status === RUNNING && node.processor !== undefined && !redo.has(i) ? 1 : attempts.length;
-      this.#journal.putStep(this.#record(i));
+      this.#touch(i);
     }
   }
 
@@ -452,7 +455,7 @@ export class Run implements StepHost {
       this.#status[i] = SKIPPED;
       this.#errors[i] = error;
       this.#endTimes[i] = ended;
-      this.#journal.putStep(this.#record(i));
+      this.#touch(i);
     }
     this.#finishRun(FAILED, error);
   }
@@ -473,7 +476,7 @@ export class Run implements StepHost {
       this.#status[i] = FAILED;
       this.#errors[i] = error;
     }
-    for (let i = 0; i < this.#status.length; i++) this.#journal.putStep(this.#record(i));
+    for (let i = 0; i < this.#status.length; i++) this.#touch(i);
     this.#finishRun(FAILED, { ...error, step: entry.name });
   }
 
@@ -485,6 +488,19 @@ export class Run implements StepHost {
 
   #emit(event: EventInput): void {
     this.#journal.append({ ...event, runId: this.runId, seq: this.#journal.nextSeq(), time: now() });
+  }
+
+  /** Marks a step's record to be written with the run's next commit, in its state then. */
+  #touch(index: number): void {
+    this.#changed.add(index);
+    this.#journal.changed();
+  }
+
+  changedSteps(): StepRecord[] {
+    const records: StepRecord[] = [];
+    for (const index of this.#changed) records.push(this.#record(index));
+    this.#changed.clear();
+    return records;
   }
 
   /** A step's durable state now. */
@@ -541,7 +557,7 @@ export class Run implements StepHost {
     if (!this.#kept[index] && !this.#announced[index]) {
       this.#startTimes[index] = now();
       if (index !== 0) this.#emit({ type: 'step_start', step: node.name, attempt: 1 });
-      this.#journal.putStep(this.#record(index));
+      this.#touch(index);
     }
     // A child may have ended already (ctx.skip before its composite started).
     let left = 0;
@@ -596,7 +612,7 @@ export class Run implements StepHost {
     const step = new StepContext(this, index, node.name, attempt, node.dependencyNames);
     this.#running.set(index, step);
     this.#journal.append({ type: 'step_start', runId: this.runId, seq: this.#journal.nextSeq(), time: started, step: node.name, attempt });
-    this.#journal.putStep(this.#record(index));
+    this.#touch(index);
 
     let timer: TimerHandle | undefined;
     try {
@@ -622,6 +638,7 @@ export class Run implements StepHost {
       const ended = now();
       const attempts = [...this.#attempts[index]!, { attempt, startTime: started, endTime: ended, duration: ended - started }];
       // The output, the step's record and its step_complete are one commit; dependants start once it is durable.
+      this.#changed.delete(index);
       await this.#journal.complete(
         {
           runId: this.runId,
@@ -709,7 +726,7 @@ export class Run implements StepHost {
         error: data,
         message: `will retry in ${delay} ms (attempt ${counted + 1} of ${policy.maxAttempts})`,
       });
-      this.#journal.putStep(this.#record(index));
+      this.#touch(index);
       this.#retryTimers.set(
         index,
         setTimer(() => {
@@ -724,7 +741,7 @@ export class Run implements StepHost {
     this.#status[index] = FAILED;
     this.#endTimes[index] = ended;
     this.#emit({ type: 'step_failed', step: node.name, attempt, error: data });
-    this.#journal.putStep(this.#record(index));
+    this.#touch(index);
     this.#noteFailure(node, data);
     this.#finishNode(index, FAILED, ended);
   }
@@ -776,7 +793,7 @@ export class Run implements StepHost {
       this.#culprit[i] = culprit;
       this.#endTimes[i] = ended;
       this.#emit({ type: 'step_skipped', step: n.name, status: SKIPPED, error: data });
-      this.#journal.putStep(this.#record(i));
+      this.#touch(i);
       for (const child of n.children) markSkipped(child);
     };
     for (const child of node.children) markSkipped(child);
@@ -785,7 +802,7 @@ export class Run implements StepHost {
     this.#culprit[index] = culprit;
     this.#endTimes[index] = ended;
     this.#emit({ type: 'step_skipped', step: node.name, status: SKIPPED, error: data });
-    this.#journal.putStep(this.#record(index));
+    this.#touch(index);
     this.#finishNode(index, SKIPPED, ended);
   }
 
@@ -803,7 +820,7 @@ export class Run implements StepHost {
       this.#status[index] = COMPLETED;
       this.#endTimes[index] = ended;
       if (index !== 0) this.#emit({ type: 'step_complete', step: node.name, attempt: 1, duration: ended - this.#startTimes[index]! });
-      this.#journal.putStep(this.#record(index));
+      this.#touch(index);
       this.#finishNode(index, COMPLETED, ended);
       return;
     }
@@ -813,7 +830,7 @@ export class Run implements StepHost {
     this.#status[index] = FAILED;
     this.#endTimes[index] = ended;
     if (index !== 0) this.#emit({ type: 'step_failed', step: node.name, attempt: 1, error: this.#errors[index]! });
-    this.#journal.putStep(this.#record(index));
+    this.#touch(index);
     this.#finishNode(index, FAILED, ended);
   }
 
@@ -833,7 +850,7 @@ export class Run implements StepHost {
       } else if (status === PENDING || status === RUNNING) {
         this.#status[i] = CANCELLED;
         this.#endTimes[i] = ended;
-        this.#journal.putStep(this.#record(i));
+        this.#touch(i);
       }
     }
     // Abort after the statuses changed, so the attempts see they are no longer current.
@@ -853,7 +870,7 @@ export class Run implements StepHost {
     this.#errors[index] = data;
     this.#endTimes[index] = ended;
     this.#emit({ type: 'step_cancelled', step: node.name, attempt: attempts.length, error: data });
-    this.#journal.putStep(this.#record(index));
+    this.#touch(index);
   }
 
   #clearTimers(): void {
