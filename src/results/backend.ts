@@ -16,6 +16,11 @@ export interface StoredEntry {
  */
 export interface ResultsBackend {
   readonly kind: ResultsKind;
+  /**
+   * What the backend stores into, the same for two backends over the same data in one process (a
+   * resolved directory, a Keyv instance): the run journal serialises its writes per run within it.
+   */
+  readonly scope: unknown;
   get(key: string): Promise<StoredEntry | undefined>;
   set(key: string, entry: StoredEntry): Promise<void>;
   /** Resolves to whether there was an entry to delete. */

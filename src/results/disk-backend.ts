@@ -1,7 +1,7 @@
 /** One file per key under a directory, each replaced atomically (write a temp file, then rename). */
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { ResultsBackend, StoredEntry } from './backend.js';
 import { decodeRecord, encodeRecord } from './codec.js';
 
@@ -15,10 +15,12 @@ function isMissing(error: unknown): boolean {
 export class DiskBackend implements ResultsBackend {
   readonly kind = 'disk';
   readonly #dir: string;
+  readonly scope: string;
   #ready: Promise<unknown> | undefined;
 
   constructor(dir: string) {
     this.#dir = dir;
+    this.scope = `disk:${resolve(dir)}`;
   }
 
   // Hashing keeps any key (slashes, dots, case, length) a safe, unique file name.

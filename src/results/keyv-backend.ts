@@ -8,10 +8,12 @@ import { decodeRecord, encodeRecord, JOURNAL_PREFIX } from './codec.js';
 export class KeyvBackend implements ResultsBackend {
   readonly kind: 'keyv' | 'sqlite';
   readonly #open: () => Promise<Keyv>;
+  readonly scope: unknown;
   #keyv: Promise<Keyv> | undefined;
 
   constructor(kind: 'keyv' | 'sqlite', keyv: Keyv | (() => Promise<Keyv>)) {
     this.kind = kind;
+    this.scope = keyv;
     if (typeof keyv === 'function') {
       this.#open = keyv;
     } else {

@@ -4,6 +4,9 @@ import type { ResultsBackend, StoredEntry } from './backend.js';
 /** A Map of entries; values are stored as given, not copied. */
 export class MemoryBackend implements ResultsBackend {
   readonly kind = 'memory';
+  get scope(): unknown {
+    return this;
+  }
   readonly #entries = new Map<string, StoredEntry>();
 
   async get(key: string): Promise<StoredEntry | undefined> {

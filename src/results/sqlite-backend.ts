@@ -39,6 +39,9 @@ function withCode(error: unknown): unknown {
 /** A backend storing entries in a table of the journal's SQLite file; nothing is opened until the first call. */
 export class SqliteBackend implements ResultsBackend {
   readonly kind = 'sqlite';
+  get scope(): unknown {
+    return this;
+  }
   readonly #journal: SqliteRunStore;
   readonly #table: string;
   #statements: ReturnType<typeof prepare> | undefined;

@@ -93,12 +93,19 @@ const chunkKey = (runId: string, chunk: number): string => `${JOURNAL_PREFIX}eve
 const RUN_PREFIX = `${JOURNAL_PREFIX}run/`;
 
 /** A `RunStore` over key-value backends: slower than SQLite, and just as safe against a crash. @internal */
+/**
+ * Per-run write locks by backend scope, so two contexts of one process over the same directory or
+ * Keyv take a lease in turn (a key-value store has no compare-and-set). Empty maps stay: one per scope.
+ */
+const LOCKS = new Map<unknown, Map<string, Promise<unknown>>>();
+
 export class KvRunStore implements RunStore {
   readonly kind = 'kv';
   readonly durable = true;
   readonly #runs: ResultsBackend;
   readonly #data: ResultsBackend;
-  readonly #locks = new Map<string, Promise<unknown>>();
+  /** Per run, the tail of its writes: shared by every store over the same backend in this process. */
+  readonly #locks: Map<string, Promise<unknown>>;
   readonly #tails = new Map<string, Tail>();
   /** The leases this store gave out, so a racing acquirer with the same token is noticed. */
   readonly #held = new Map<string, { token: number; processId: string }>();
@@ -106,6 +113,9 @@ export class KvRunStore implements RunStore {
 
   constructor(options: KvRunStoreOptions) {
     this.#runs = options.runs;
+    let locks = LOCKS.get(options.runs.scope);
+    if (locks === undefined) LOCKS.set(options.runs.scope, (locks = new Map()));
+    this.#locks = locks;
     this.#data = options.data ?? options.runs;
   }
 

@@ -18,8 +18,10 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+let kind: 'sqlite' | 'disk' = 'sqlite';
 function context(options: ConstructorParameters<typeof FlowContext>[0] = {}): FlowContext {
-  const ctx = new FlowContext({ results: ResultsManager.sqlite(join(dir, 'runs.db')), closeTimeout: 0, ...options });
+  const results = kind === 'sqlite' ? ResultsManager.sqlite(join(dir, 'runs.db')) : ResultsManager.disk(join(dir, 'results'));
+  const ctx = new FlowContext({ results, closeTimeout: 0, ...options });
   contexts.push(ctx);
   return ctx;
 }
@@ -41,7 +43,11 @@ async function startedStep(ctx: FlowContext, step: string): Promise<void> {
   await started.promise;
 }
 
-describe('leases', () => {
+describe.each(['sqlite', 'disk'] as const)('leases on %s', (store) => {
+  beforeEach(() => {
+    kind = store;
+  });
+
   it('keeps a 10-minute step’s run leased: another context never takes it for stale', async () => {
     const owner = context();
     const gate = deferred<string>();
@@ -54,7 +60,8 @@ describe('leases', () => {
       // The owner renews every 10 s (a third of the 30 s lease).
       for (let i = 0; i < 6; i++) {
         await vi.advanceTimersByTimeAsync(10_000);
-        await settle();
+        // Wait until the renewal is stored (its writes use real I/O).
+        while ((await other.getRun(handle.runId)).leaseExpiresAt <= Date.now() + 20_000) await flushed();
       }
       expect((await other.listRuns({ stale: true })).runs).toEqual([]);
       expect(await other.recover()).toEqual([]);
@@ -169,9 +176,13 @@ describe('leases', () => {
       return s;
     };
     owner.register(graph(false));
+    let starts = 0;
+    const bothStarted = deferred();
+    owner.on('step_start', () => ++starts === 2 && bothStarted.resolve());
     const first = owner.start(owner.getFlow('pipeline')!, {});
     const second = owner.start(owner.getFlow('pipeline')!, {});
-    await settle();
+    await bothStarted.promise;
+    await flushed();
     vi.setSystemTime(Date.now() + 31_000);
     const strict = context().register(graph(true));
     const handles = await strict.recover();
@@ -185,6 +196,10 @@ describe('leases', () => {
 });
 
 describe('heartbeatTimeout', () => {
+  beforeEach(() => {
+    kind = 'sqlite';
+  });
+
   it('fails an attempt that stops heartbeating with a TimeoutError, retried per its policy', async () => {
     const ctx = context();
     let calls = 0;
@@ -200,7 +215,9 @@ describe('heartbeatTimeout', () => {
       }),
       { name: 'beating', heartbeatTimeout: 2_500, retry: { maxAttempts: 2, initialInterval: 10, jitter: 0 } },
     );
+    const started = startedStep(ctx, 'beating');
     const running = ctx.run(flow, {});
+    await started;
     await vi.advanceTimersByTimeAsync(20_000);
     const result = await running;
     expect(result).toMatchObject({ status: 'completed', output: 2 });
