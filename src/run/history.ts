@@ -105,14 +105,18 @@ export function infoOf(loaded: LoadedRun, graph: CompiledGraph | undefined, at: 
   const running: string[] = [];
   let done = 0;
   let total = 0;
-  const leaves = graph?.nodes.filter((n) => n.processor !== undefined).map((n) => n.name);
-  const names = graph === undefined ? [...byName.keys()] : graph.nodes.filter((n) => n.index !== 0 || n.processor !== undefined).map((n) => n.name);
+  // Without the graph, the records say which steps are composites; the run's own composite is not a step.
+  const leaves = graph?.nodes.filter((n) => n.processor !== undefined).map((n) => n.name) ?? loaded.steps.filter((s) => s.composite !== true).map((s) => s.step);
+  const names =
+    graph === undefined
+      ? loaded.steps.filter((s) => !(s.composite === true && s.step === loaded.run.flow)).map((s) => s.step)
+      : graph.nodes.filter((n) => n.index !== 0 || n.processor !== undefined).map((n) => n.name);
   for (const name of names) {
     const record = byName.get(name);
     steps[name] = record === undefined ? { name, status: FlowStatus.PENDING, attempts: [] } : stepInfoOf(record);
-    if (record?.status === FlowStatus.RUNNING && (leaves === undefined || leaves.includes(name))) running.push(name);
+    if (record?.status === FlowStatus.RUNNING && leaves.includes(name)) running.push(name);
   }
-  for (const name of leaves ?? names) {
+  for (const name of leaves) {
     total++;
     const status = byName.get(name)?.status;
     if (status === FlowStatus.COMPLETED || status === FlowStatus.SKIPPED) done++;
@@ -164,7 +168,7 @@ export async function storedResult(store: RunStore, loaded: LoadedRun, graph: Co
       attempts: record?.attempts ?? [],
     };
   };
-  const rootIsLeaf = graph?.root.processor !== undefined || byName.has(run.flow);
+  const rootIsLeaf = graph === undefined ? byName.has(run.flow) && byName.get(run.flow)?.composite !== true : graph.root.processor !== undefined;
   let output: unknown = run.output;
   if (graph !== undefined) {
     // Composites' outputs are assembled from their children's, as a live run does.

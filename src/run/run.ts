@@ -515,6 +515,7 @@ export class Run implements StepHost {
       hasOutput: false,
       updatedAt: now(),
     };
+    if (node.processor === undefined) record.composite = true;
     if (this.#startTimes[i] !== undefined) record.startTime = this.#startTimes[i];
     if (this.#endTimes[i] !== undefined && status !== RUNNING && status !== PENDING) record.endTime = this.#endTimes[i];
     if (this.#errors[i] !== undefined && status !== COMPLETED) record.error = this.#errors[i];

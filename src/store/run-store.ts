@@ -86,6 +86,8 @@ export interface StepRecord {
   readonly error?: ErrorData;
   /** Whether an output is stored for this step. */
   readonly hasOutput: boolean;
+  /** Set for a composite's record (its output is its children's). */
+  readonly composite?: boolean;
   readonly progress?: StepProgress;
   /** A durable backoff deadline: the next attempt starts then, in ms since the epoch. */
   readonly retryAt?: number;
