@@ -7,10 +7,12 @@ export type { FlowContextOptions, ContextState } from './context.js';
 export { transfer } from './executors/transfer.js';
 export type { ThreadPoolOptions, ProcessPoolOptions, ThreadResourceLimits } from './executors/pool-options.js';
 export { ResultsManager } from './results/results-manager.js';
-export type { SqliteResultsOptions, CleanupOptions, ResultsKind } from './results/results-manager.js';
+export type { SqliteResultsOptions, MemoryResultsOptions, CleanupOptions, ResultsKind } from './results/results-manager.js';
 export { FlowStatus, FlowType, RunMode } from './status.js';
 export type { FlowResult, StepResult, AttemptRecord } from './result.js';
-export type { RunOptions } from './run/run-options.js';
+export type { RunOptions, ResumeOptions, ListRunsOptions, PruneRunsOptions } from './run/run-options.js';
+export type { RunInfo, RunSummary, RunList, StepInfo } from './run/history.js';
+export type { StepProgress } from './store/run-store.js';
 export type { RunHandle, EventsOptions } from './run/handle.js';
 export type { RetryOption, RetryPolicyInput, RetryPredicate } from './run/retry.js';
 export {
@@ -40,6 +42,7 @@ export type {
   StepFailedEvent,
   StepSkippedEvent,
   StepCancelledEvent,
+  RunResumedEvent,
   RunCompleteEvent,
   RunFailedEvent,
   RunCancelledEvent,

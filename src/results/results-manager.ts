@@ -31,6 +31,12 @@ export interface SqliteResultsOptions {
   readonly busyTimeout?: number;
 }
 
+/** Options of `ResultsManager.memory`. */
+export interface MemoryResultsOptions {
+  /** How many finished runs (completed, failed, cancelled) the run journal keeps; the oldest are forgotten. @default 10000 */
+  readonly keepFinishedRuns?: number;
+}
+
 /** Options of `ResultsManager.cleanup`. */
 export interface CleanupOptions {
   /** Delete entries older than this: an age in milliseconds, or a Date written before which entries go. */
@@ -58,6 +64,14 @@ const strictObject = <T extends z.core.$ZodLooseShape>(shape: T) =>
 const path = z.string({ error: mustBe('a non-empty string') }).min(1, { error: mustBe('a non-empty string') });
 
 const DiskArgs = z.object({ dir: path });
+const MemoryArgs = z.object({
+  options: strictObject({
+    keepFinishedRuns: z
+      .number({ error: mustBe('a whole number >= 0 (or Infinity)') })
+      .refine((n) => n === Infinity || (Number.isInteger(n) && n >= 0), { error: mustBe('a whole number >= 0 (or Infinity)') })
+      .default(10_000),
+  }).default({ keepFinishedRuns: 10_000 }),
+});
 const SqliteArgs = z.object({
   file: path,
   options: strictObject({
@@ -123,11 +137,15 @@ export class ResultsManager {
 
   /**
    * A store in a Map in this process: fastest, values kept by reference (not copied), lost on exit.
+   * Its run journal keeps the `keepFinishedRuns` most recent finished runs and forgets older ones,
+   * so a long-lived process does not grow without end.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` for a bad option.
    * @example
-   * const results = ResultsManager.memory();
+   * const results = ResultsManager.memory({ keepFinishedRuns: 100 });
    */
-  static memory(): ResultsManager {
-    return new ResultsManager(new MemoryBackend(), new MemoryRunStore());
+  static memory(options: MemoryResultsOptions = {}): ResultsManager {
+    const { options: parsed } = parse(MemoryArgs, { options }, 'ResultsManager.memory');
+    return new ResultsManager(new MemoryBackend(), new MemoryRunStore(parsed.keepFinishedRuns));
   }
 
   /**

@@ -4,6 +4,7 @@
  * @internal
  */
 import type { WeirEvent } from '../events.js';
+import type { FlowStatus } from '../status.js';
 import type {
   AcquireOptions,
   CommitBatch,
@@ -50,7 +51,15 @@ export class MemoryRunStore implements RunStore {
   readonly kind = 'memory';
   readonly durable = false;
   readonly #runs = new Map<string, Entry>();
+  /** Finished runs, oldest first (a run resumed and finished again moves to the end). */
+  readonly #finished = new Set<string>();
+  readonly #keepFinished: number;
   #closed = false;
+
+  /** @param keepFinished how many finished runs to keep; the oldest go first. */
+  constructor(keepFinished = Infinity) {
+    this.#keepFinished = keepFinished;
+  }
 
   async createRun(record: NewRunRecord, events: readonly WeirEvent[] = []): Promise<RunRecord> {
     this.#check('create a run');
@@ -95,6 +104,20 @@ export class MemoryRunStore implements RunStore {
         if (value !== undefined) (run as Record<string, unknown>)[key] = value;
         else if (!KEPT.has(key)) delete (run as Record<string, unknown>)[key];
       }
+      if (patch.status !== undefined) this.#noteStatus(batch.runId, patch.status);
+    }
+  }
+
+  /** Keeps at most `keepFinished` finished runs, forgetting the oldest. */
+  #noteStatus(runId: string, status: FlowStatus): void {
+    this.#finished.delete(runId);
+    if (!FINISHED.has(status)) return;
+    this.#finished.add(runId);
+    if (this.#finished.size <= this.#keepFinished) return;
+    for (const oldest of this.#finished) {
+      this.#finished.delete(oldest);
+      this.#runs.delete(oldest);
+      if (this.#finished.size <= this.#keepFinished) return;
     }
   }
 
@@ -164,7 +187,10 @@ export class MemoryRunStore implements RunStore {
     this.#check('prune');
     let deleted = 0;
     for (const [runId, { run }] of this.#runs) {
-      if (FINISHED.has(run.status) && (run.endedAt ?? run.updatedAt) < options.olderThan && this.#runs.delete(runId)) deleted += 1;
+      if (FINISHED.has(run.status) && (run.endedAt ?? run.updatedAt) < options.olderThan && this.#runs.delete(runId)) {
+        this.#finished.delete(runId);
+        deleted += 1;
+      }
     }
     return deleted;
   }
@@ -172,6 +198,7 @@ export class MemoryRunStore implements RunStore {
   async close(): Promise<void> {
     this.#closed = true;
     this.#runs.clear();
+    this.#finished.clear();
   }
 
   #check(what: string): void {

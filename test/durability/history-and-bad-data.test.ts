@@ -75,10 +75,11 @@ describe('listRuns and prune', () => {
       throw new FatalError('bad');
     }), { name: 'bad' });
     const ids: string[] = [];
-    for (let i = 0; i < 5; i++) ids.push((await ctx.run(ok, { i })).runId);
-    const failed = (await ctx.run(bad, {})).runId;
+    // Ids that sort as they are made: runs made in the same millisecond are listed by id.
+    for (let i = 0; i < 5; i++) ids.push((await ctx.run(ok, { i }, { runId: `r${i}` })).runId);
+    const failed = (await ctx.run(bad, {}, { runId: 'r5' })).runId;
     const gate = deferred();
-    const live = ctx.start(new Flow(new Fn(() => gate.promise), { name: 'live' }), {});
+    const live = ctx.start(new Flow(new Fn(() => gate.promise), { name: 'live' }), {}, { runId: 'r6' });
 
     const all = await ctx.listRuns();
     expect(all.runs.map((r) => r.runId)).toEqual([live.runId, failed, ...ids.toReversed()]);
@@ -156,5 +157,18 @@ describe('bad data', () => {
     const stored = await (await ctx.handle(result.runId)).result();
     for (let i = 0; i < 4; i++) expect(stored.steps[`fine${i}`]).toMatchObject({ status: 'completed', output: { i } });
     expect(stored.steps.unstorable?.status).toBe('failed');
+  });
+});
+
+describe('the memory journal', () => {
+  it('keeps the most recent finished runs, as many as keepFinishedRuns, and forgets older ones', async () => {
+    const ctx = new FlowContext({ results: ResultsManager.memory({ keepFinishedRuns: 3 }) });
+    contexts.push(ctx);
+    const flow = new Flow(new Fn((input) => input), { name: 'echo' });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await ctx.run(flow, { i })).runId);
+    expect((await ctx.listRuns()).runs.map((r) => r.runId).toSorted()).toEqual(ids.slice(2).toSorted());
+    await expect(ctx.getRun(ids[0]!)).rejects.toMatchObject({ code: 'WEIR_RUN_NOT_FOUND' });
+    expect(() => ResultsManager.memory({ keepFinishedRuns: -1 })).toThrow(/keepFinishedRuns must be a whole number/);
   });
 });
