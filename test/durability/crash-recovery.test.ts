@@ -247,3 +247,22 @@ describe('crash recovery with a real process', () => {
     }
   }, 60_000);
 });
+
+describe('reading a stored run without its flow', () => {
+  it('counts only leaf steps in getRun progress, even when the reading context has not registered the flow', async () => {
+    const db = join(dir, 'unregistered.db');
+    const log = join(dir, 'unregistered.log');
+    writeFileSync(log, '');
+    const ctx = new FlowContext({ results: ResultsManager.sqlite(db) });
+    try {
+      expect((await ctx.run(buildChain({ log, logAt: 'end', pad: 0, sleep: 0 }), CHAIN_INPUT, { runId: 'plain' })).status).toBe('completed');
+    } finally {
+      await ctx.close();
+    }
+    const registered = await withFreshContext(db, (fresh) => fresh.getRun('plain'));
+    const unregistered = await withFreshContext(db, (fresh) => fresh.getRun('plain'), false);
+    expect(registered.progress).toEqual({ done: STEPS, total: STEPS });
+    // The composite `chain` has a step record too; it is not a leaf step.
+    expect(unregistered.progress).toEqual(registered.progress);
+  });
+});
