@@ -1,9 +1,11 @@
 /** `npm run bench`: every benchmark, each reporting ratios against a baseline measured in the same run. */
 import { coreBench } from './core.bench.js';
 import { executorsBench } from './executors.bench.js';
+import { recoveryBench } from './recovery.bench.js';
 import { storeBench } from './store.bench.js';
 
 console.log(`weir benchmarks on Node ${process.version}, ${(await import('node:os')).availableParallelism()} cores`);
 await coreBench();
 await executorsBench();
 await storeBench();
+await recoveryBench();
