@@ -60,24 +60,52 @@ function namesIn(log: string): string[] {
   return linesOf(log).map((l) => l.name);
 }
 
-/** When the parent kills: as soon as the log holds `k` lines, or at the first journal write after that. */
-type KillAt = 'log' | 'journal';
+/**
+ * When the parent kills, once the log holds `k` lines: at once (`log`); at the first write to the WAL
+ * after that, which may tear the transaction (`wal`); or once a fresh context reads the last logged
+ * step as running in the journal (`journal`).
+ */
+type KillAt = 'log' | 'wal' | 'journal';
 
-/** Starts the chain in a child and SIGKILLs it once the log holds `k` lines (and, for `journal`, the WAL is written next). Resolves once it is dead. */
+/** Starts the chain in a child and SIGKILLs it as `killAt` says. Resolves with its pid once it is dead. */
 async function runAndKill(args: Args, k: number, killAt: KillAt): Promise<number> {
-  const { db, log } = args;
+  const { db, log, runId } = args;
   const child = spawn(process.execPath, ['--import', 'tsx', PROGRAM, 'run', ...argv(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  let armed = false;
+  const alive = (): boolean => child.exitCode === null && child.signalCode === null;
+  let armed: string | undefined;
+  let probe: FlowContext | undefined;
+  let probing: Promise<void> | undefined;
+  let again = false;
+  // Reads the journal through the public API, one read at a time, again after each WAL write seen meanwhile.
+  const probeJournal = (): void => {
+    if (probing !== undefined) {
+      again = true;
+      return;
+    }
+    probing = (async () => {
+      do {
+        again = false;
+        probe ??= new FlowContext({ results: ResultsManager.sqlite(db) });
+        const info = await probe.getRun(runId).catch(() => undefined);
+        const status = info?.steps[armed!]?.status;
+        if (status === 'running' || status === 'completed') child.kill('SIGKILL');
+      } while (again && alive());
+    })().finally(() => (probing = undefined));
+  };
   // One watcher on the directory sees the log's and the WAL's changes in the order they happened.
   const watcher = watch(dirname(db), (_, file) => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    if (file === basename(log) && !armed && linesOf(log).length >= k) {
-      armed = true;
+    if (!alive()) return;
+    if (file === basename(log) && armed === undefined) {
+      const lines = linesOf(log).length;
+      if (lines < k) return;
+      armed = stepName(lines);
       if (killAt === 'log') child.kill('SIGKILL');
-    } else if (file === `${basename(db)}-wal` && armed) {
-      child.kill('SIGKILL');
+      else if (killAt === 'journal') probeJournal();
+    } else if (file === `${basename(db)}-wal` && armed !== undefined) {
+      if (killAt === 'wal') child.kill('SIGKILL');
+      else if (killAt === 'journal') probeJournal();
     }
   });
   const failsafe = setTimeout(() => child.kill('SIGKILL'), SPAWN_TIMEOUT);
@@ -87,6 +115,8 @@ async function runAndKill(args: Args, k: number, killAt: KillAt): Promise<number
   } finally {
     watcher.close();
     clearTimeout(failsafe);
+    await probing;
+    await probe?.close();
   }
   expect(child.pid).toBeDefined();
   return child.pid!;
@@ -155,14 +185,15 @@ const scenarios: Scenario[] = [
   { title: 'early (3 steps logged), recovered by ctx.recover()', k: 3, logAt: 'start', pad: 0, role: 'recover', sleep: 20, killAt: 'log' },
   { title: 'midway (15 steps logged), recovered by recover: true', k: 15, logAt: 'start', pad: 0, role: 'auto', sleep: 20, killAt: 'log' },
   { title: 'late (28 steps logged), recovered by ctx.recover()', k: 28, logAt: 'start', pad: 0, role: 'recover', sleep: 20, killAt: 'log' },
-  { title: 'once the start of step 6 is in the journal, recovered by recover: true', k: 6, logAt: 'start', pad: 0, role: 'auto', sleep: 100, killAt: 'journal' },
+  { title: 'at the first WAL write after step 5 began (its start record, maybe torn), recovered by ctx.recover()', k: 5, logAt: 'start', pad: 0, role: 'recover', sleep: 60, killAt: 'wal' },
+  { title: 'once the start of step 6 is in the journal, recovered by recover: true', k: 6, logAt: 'start', pad: 0, role: 'auto', sleep: 60, killAt: 'journal' },
   { title: 'during the checkpoint of a 2 MB output (step 8 returned), recovered by recover: true', k: 8, logAt: 'end', pad: LARGE, role: 'auto', sleep: 20, killAt: 'log' },
   { title: 'during the checkpoint of a 2 MB output (step 20 returned), recovered by ctx.recover()', k: 20, logAt: 'end', pad: LARGE, role: 'recover', sleep: 20, killAt: 'log' },
 ];
 
 describe('crash recovery with a real process', () => {
   it.each(scenarios)('SIGKILLed $title: completed steps run once, the one in flight again, and the output is an uninterrupted run’s', async ({ k, logAt, pad, role, sleep, killAt }) => {
-    const runId = `crash-${logAt}-${k}`;
+    const runId = `crash-${killAt}-${logAt}-${k}`;
     const db = join(dir, `${runId}.db`);
     const log = join(dir, `${runId}.log`);
     writeFileSync(log, '');
