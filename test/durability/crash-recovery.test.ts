@@ -10,7 +10,7 @@ import { buildChain, CHAIN_INPUT, digestOf, STEPS, stepName, type LogAt } from '
 const PROGRAM = join(import.meta.dirname, '..', 'fixtures', 'programs', 'crash-chain.ts');
 const SPAWN_TIMEOUT = 30_000;
 /** The large variant: each output carries this many characters, so a checkpoint takes milliseconds to write. */
-const LARGE = 2_000_000;
+const LARGE = 1_000_000;
 // `RunInfo` is not exported from the package's index.
 type RunInfo = Awaited<ReturnType<FlowContext['getRun']>>;
 const ALL_STEPS = Array.from({ length: STEPS }, (_, i) => stepName(i + 1));
@@ -67,10 +67,15 @@ function namesIn(log: string): string[] {
  */
 type KillAt = 'log' | 'wal' | 'journal';
 
-/** Starts the chain in a child and SIGKILLs it as `killAt` says. Resolves with its pid once it is dead. */
-async function runAndKill(args: Args, k: number, killAt: KillAt): Promise<number> {
+/**
+ * Starts a child (running the chain, or recovering it) and SIGKILLs it as `killAt` says once the log
+ * holds `lines` lines. For `journal`, the last logged step must read as running (logged at its
+ * start) or completed (logged at its end). Resolves with the child's pid once it is dead.
+ */
+async function runAndKill(role: Role, args: Args, lines: number, killAt: KillAt): Promise<number> {
   const { db, log, runId } = args;
-  const child = spawn(process.execPath, ['--import', 'tsx', PROGRAM, 'run', ...argv(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const want = args.logAt === 'start' ? 'running' : 'completed';
+  const child = spawn(process.execPath, ['--import', 'tsx', PROGRAM, role, ...argv(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const alive = (): boolean => child.exitCode === null && child.signalCode === null;
@@ -90,7 +95,7 @@ async function runAndKill(args: Args, k: number, killAt: KillAt): Promise<number
         probe ??= new FlowContext({ results: ResultsManager.sqlite(db) });
         const info = await probe.getRun(runId).catch(() => undefined);
         const status = info?.steps[armed!]?.status;
-        if (status === 'running' || status === 'completed') child.kill('SIGKILL');
+        if (status === want) child.kill('SIGKILL');
       } while (again && alive());
     })().finally(() => (probing = undefined));
   };
@@ -98,9 +103,9 @@ async function runAndKill(args: Args, k: number, killAt: KillAt): Promise<number
   const watcher = watch(dirname(db), (_, file) => {
     if (!alive()) return;
     if (file === basename(log) && armed === undefined) {
-      const lines = linesOf(log).length;
-      if (lines < k) return;
-      armed = stepName(lines);
+      const logged = linesOf(log);
+      if (logged.length < lines) return;
+      armed = logged.at(-1)!.name;
       if (killAt === 'log') child.kill('SIGKILL');
       else if (killAt === 'journal') probeJournal();
     } else if (file === `${basename(db)}-wal` && armed !== undefined) {
@@ -121,6 +126,8 @@ async function runAndKill(args: Args, k: number, killAt: KillAt): Promise<number
   expect(child.pid).toBeDefined();
   return child.pid!;
 }
+
+type Role = 'run' | 'recover' | 'auto';
 
 interface Args {
   readonly db: string;
@@ -144,7 +151,7 @@ interface ChildReport {
   resumed: { runId: string; reason: string }[];
 }
 
-async function recoverInChild(role: 'recover' | 'auto', args: Args): Promise<ChildReport> {
+async function recoverInChild(role: Exclude<Role, 'run'>, args: Args): Promise<ChildReport> {
   const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) => {
     execFile(process.execPath, ['--import', 'tsx', PROGRAM, role, ...argv(args)], { timeout: SPAWN_TIMEOUT, maxBuffer: 1 << 20 }, (error, out, err) => {
       if (error !== null) reject(new Error(`the recovering child failed: ${error.message}\n${err}`));
@@ -171,110 +178,124 @@ async function storedEvents(ctx: FlowContext, runId: string): Promise<WeirEvent[
   return events;
 }
 
-interface Scenario {
-  readonly title: string;
+interface Kill {
+  /** Lines the killed process logs before the kill is armed. */
   readonly k: number;
-  readonly logAt: LogAt;
-  readonly pad: number;
-  readonly role: 'recover' | 'auto';
-  readonly sleep: number;
   readonly killAt: KillAt;
 }
 
+interface Scenario {
+  readonly title: string;
+  readonly kills: readonly Kill[];
+  readonly logAt: LogAt;
+  readonly pad: number;
+  readonly role: Exclude<Role, 'run'>;
+  readonly sleep: number;
+}
+
 const scenarios: Scenario[] = [
-  { title: 'early (3 steps logged), recovered by ctx.recover()', k: 3, logAt: 'start', pad: 0, role: 'recover', sleep: 20, killAt: 'log' },
-  { title: 'midway (15 steps logged), recovered by recover: true', k: 15, logAt: 'start', pad: 0, role: 'auto', sleep: 20, killAt: 'log' },
-  { title: 'late (28 steps logged), recovered by ctx.recover()', k: 28, logAt: 'start', pad: 0, role: 'recover', sleep: 20, killAt: 'log' },
-  { title: 'at the first WAL write after step 5 began (its start record, maybe torn), recovered by ctx.recover()', k: 5, logAt: 'start', pad: 0, role: 'recover', sleep: 60, killAt: 'wal' },
-  { title: 'once the start of step 6 is in the journal, recovered by recover: true', k: 6, logAt: 'start', pad: 0, role: 'auto', sleep: 60, killAt: 'journal' },
-  { title: 'during the checkpoint of a 2 MB output (step 8 returned), recovered by recover: true', k: 8, logAt: 'end', pad: LARGE, role: 'auto', sleep: 20, killAt: 'log' },
-  { title: 'during the checkpoint of a 2 MB output (step 20 returned), recovered by ctx.recover()', k: 20, logAt: 'end', pad: LARGE, role: 'recover', sleep: 20, killAt: 'log' },
+  { title: 'early (3 steps logged), recovered by ctx.recover()', kills: [{ k: 3, killAt: 'log' }], logAt: 'start', pad: 0, role: 'recover', sleep: 20 },
+  { title: 'midway (15 steps logged), recovered by recover: true', kills: [{ k: 15, killAt: 'log' }], logAt: 'start', pad: 0, role: 'auto', sleep: 20 },
+  { title: 'late (28 steps logged), recovered by ctx.recover()', kills: [{ k: 28, killAt: 'log' }], logAt: 'start', pad: 0, role: 'recover', sleep: 20 },
+  { title: 'at the first WAL write after step 5 began (its start record, maybe torn), recovered by ctx.recover()', kills: [{ k: 5, killAt: 'wal' }], logAt: 'start', pad: 0, role: 'recover', sleep: 40 },
+  { title: 'once the start of step 6 is in the journal, recovered by recover: true', kills: [{ k: 6, killAt: 'journal' }], logAt: 'start', pad: 0, role: 'auto', sleep: 40 },
+  { title: 'twice (after 8 steps, then 8 more in the recovering process), recovered by ctx.recover()', kills: [{ k: 8, killAt: 'log' }, { k: 8, killAt: 'log' }], logAt: 'start', pad: 0, role: 'recover', sleep: 20 },
+  { title: 'during the checkpoint of a 1 MB output (step 20 returned), recovered by ctx.recover()', kills: [{ k: 20, killAt: 'log' }], logAt: 'end', pad: LARGE, role: 'recover', sleep: 20 },
+  { title: 'just after the checkpoint of a 1 MB output (step 10 in the journal), recovered by recover: true', kills: [{ k: 10, killAt: 'journal' }], logAt: 'end', pad: LARGE, role: 'auto', sleep: 20 },
 ];
 
+const SUM = ALL_STEPS.reduce((sum, _, i) => sum + (i + 1) ** 2, 0);
+
 describe('crash recovery with a real process', () => {
-  it.each(scenarios)('SIGKILLed $title: completed steps run once, the one in flight again, and the output is an uninterrupted run’s', async ({ k, logAt, pad, role, sleep, killAt }) => {
-    const runId = `crash-${killAt}-${logAt}-${k}`;
+  it.each(scenarios)('SIGKILLed $title: completed steps run once, the one in flight again, and the output is an uninterrupted run’s', async ({ title, kills, logAt, pad, role, sleep }) => {
+    const runId = `crash-${scenarios.findIndex((s) => s.title === title)}`;
     const db = join(dir, `${runId}.db`);
     const log = join(dir, `${runId}.log`);
     writeFileSync(log, '');
     const args: Args = { db, log, runId, logAt, pad, sleep };
 
-    const firstPid = await runAndKill(args, k, killAt);
-    const before = linesOf(log);
-    const n1 = before.length;
-    expect(n1).toBeGreaterThanOrEqual(k);
-    expect(n1).toBeLessThan(STEPS);
-    expect(before.every((l) => l.pid === firstPid)).toBe(true);
-    // The dead process ran the steps in order, each once.
-    expect(before.map((l) => l.name)).toEqual(ALL_STEPS.slice(0, n1));
-
-    // What the journal held at the kill: a running run whose owner is gone, and a prefix of completed steps.
-    const atKill: RunInfo = await withFreshContext(db, (ctx) => ctx.getRun(runId));
-    expect(atKill).toMatchObject({ status: 'running', stale: true, recoveries: 0 });
-    const completed = ALL_STEPS.filter((s) => atKill.steps[s]?.status === 'completed');
-    const c = completed.length;
-    expect(completed).toEqual(ALL_STEPS.slice(0, c));
-    // Every step that began (start log) or returned (end log) before the last logged one was checkpointed before its dependant started.
-    expect(c === n1 - 1 || c === n1).toBe(true);
+    // Each kill: the pid killed, the log's length after it, and what the journal held then.
+    const crashes: { pid: number; end: number; atKill: RunInfo; completed: string[] }[] = [];
+    for (const [i, { k, killAt }] of kills.entries()) {
+      const pid = await runAndKill(i === 0 ? 'run' : role, args, linesOf(log).length + k, killAt);
+      const end = linesOf(log).length;
+      const atKill: RunInfo = await withFreshContext(db, (ctx) => ctx.getRun(runId));
+      // A running run whose owner is gone, and a prefix of completed steps.
+      expect(atKill).toMatchObject({ status: 'running', stale: true, recoveries: i });
+      const completed = ALL_STEPS.filter((s) => atKill.steps[s]?.status === 'completed');
+      expect(completed).toEqual(ALL_STEPS.slice(0, completed.length));
+      crashes.push({ pid, end, atKill, completed });
+    }
 
     const report = await recoverInChild(role, args);
-    expect(report).toMatchObject({ status: 'completed', digest: reference.get(pad), sum: ALL_STEPS.reduce((s, _, i) => s + (i + 1) ** 2, 0), steps: STEPS });
+    expect(report).toMatchObject({ status: 'completed', digest: reference.get(pad), sum: SUM, steps: STEPS });
     expect(report.resumed).toEqual([{ runId, reason: 'recovered' }]);
     if (role === 'recover') expect(report.taken).toEqual([runId]);
 
-    // The side-effect log: completed steps never ran again; the recovery began at the first step not checkpointed.
-    const after = linesOf(log).slice(n1);
-    const secondPid = after[0]?.pid;
-    expect(secondPid).not.toBe(firstPid);
-    expect(after.every((l) => l.pid === secondPid)).toBe(true);
-    expect(after.map((l) => l.name)).toEqual(ALL_STEPS.slice(c));
+    // The side-effect log, one segment per process: each ran steps in order, from the first step the
+    // journal did not hold as completed, so a checkpointed step never ran again.
+    const lines = linesOf(log);
+    const bounds = [0, ...crashes.map((c) => c.end), lines.length];
+    const twice: string[] = [];
+    let from = 0;
+    for (let i = 0; i < bounds.length - 1; i++) {
+      const segment = lines.slice(bounds[i], bounds[i + 1]);
+      expect(segment.length, `process ${i + 1} logged`).toBeGreaterThan(0);
+      expect(new Set(segment.map((l) => l.pid)), `process ${i + 1}`).toEqual(new Set([crashes[i]?.pid ?? segment[0]!.pid]));
+      expect(segment.map((l) => l.name), `process ${i + 1}`).toEqual(ALL_STEPS.slice(from, from + segment.length));
+      const last = from + segment.length;
+      const crash = crashes[i];
+      if (crash === undefined) {
+        expect(last).toBe(STEPS);
+        break;
+      }
+      // Each step before the last one logged was checkpointed before the next one began (start log) or returned (end log).
+      const c = crash.completed.length;
+      expect([last - 1, last], `completed at kill ${i + 1}`).toContain(c);
+      if (c === last - 1) twice.push(ALL_STEPS[c]!);
+      if (kills[i]!.killAt === 'journal') {
+        // Killed once the journal held the in-flight step's start (start log) or its checkpoint (end log).
+        expect(c).toBe(logAt === 'start' ? last - 1 : last);
+      }
+      from = c;
+    }
+    expect(new Set(lines.map((l) => l.pid)).size).toBe(kills.length + 1);
     const counts = new Map<string, number>();
-    for (const l of linesOf(log)) counts.set(l.name, (counts.get(l.name) ?? 0) + 1);
-    for (const s of completed) expect(counts.get(s), s).toBe(1);
-    const twice = ALL_STEPS.filter((s) => counts.get(s) !== 1);
-    // At most one step ran twice: the one in flight at the kill (its checkpoint had not landed).
-    expect(twice).toEqual(c === n1 ? [] : [stepName(n1)]);
-    for (const s of ALL_STEPS) expect(counts.get(s), s).toBeGreaterThanOrEqual(1);
+    for (const l of lines) counts.set(l.name, (counts.get(l.name) ?? 0) + 1);
+    expect(ALL_STEPS.filter((s) => counts.get(s) !== 1)).toEqual(twice);
+    for (const s of ALL_STEPS) expect(counts.get(s), s).toBeLessThanOrEqual(2);
 
-    // The file is readable by a fresh context: the run is completed, kept steps untouched, the lost attempt recorded.
+    // The file is readable by a fresh context: the run is completed, kept steps untouched, lost attempts recorded.
     await withFreshContext(db, async (ctx) => {
-      const listed = await ctx.listRuns({ status: 'completed' });
-      expect(listed.runs.map((r) => r.runId)).toContain(runId);
+      expect((await ctx.listRuns({ status: 'completed' })).runs.map((r) => r.runId)).toContain(runId);
       expect((await ctx.listRuns({ stale: true })).runs).toEqual([]);
       const info = await ctx.getRun(runId);
-      expect(info).toMatchObject({ status: 'completed', recoveries: 1, stale: false, progress: { done: STEPS, total: STEPS } });
-      for (const s of completed) {
-        expect(info.steps[s]!.attempts, s).toHaveLength(1);
-        expect(info.steps[s]!.attempts[0]!.error, s).toBeUndefined();
-        expect(info.steps[s]!.endTime, s).toBe(atKill.steps[s]!.endTime);
+      expect(info).toMatchObject({ status: 'completed', recoveries: kills.length, stale: false, running: [], progress: { done: STEPS, total: STEPS } });
+      for (const { atKill, completed } of crashes) {
+        for (const s of completed) expect(info.steps[s]!.endTime, s).toBe(atKill.steps[s]!.endTime);
       }
-      for (const s of ALL_STEPS.slice(c)) {
+      for (const s of ALL_STEPS) {
         const attempts = info.steps[s]!.attempts;
         expect(attempts.at(-1)!.error, s).toBeUndefined();
-        // The attempt lost with its process is recorded when its start had reached the journal; never more attempts than executions.
+        // A lost attempt is recorded when its start had reached the journal; never more attempts than executions.
         expect(attempts.length, s).toBeLessThanOrEqual(counts.get(s)!);
         for (const lost of attempts.slice(0, -1)) expect(lost.error?.code, s).toBe('WEIR_OWNER_LOST');
       }
+      for (const [i, { killAt }] of kills.entries()) {
+        if (killAt !== 'journal' || logAt !== 'start') continue;
+        const inFlight = ALL_STEPS[crashes[i]!.completed.length]!;
+        expect(crashes[i]!.atKill.steps[inFlight]).toMatchObject({ status: 'running' });
+        expect(info.steps[inFlight]!.attempts.map((a) => a.error?.code)).toEqual(['WEIR_OWNER_LOST', undefined]);
+      }
       const events = await storedEvents(ctx, runId);
       expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
-      expect(events.filter((e) => e.type === 'run_resumed')).toMatchObject([{ reason: 'recovered' }]);
+      expect(events.filter((e) => e.type === 'run_resumed').map((e) => e.reason)).toEqual(kills.map(() => 'recovered'));
       expect(events.filter((e) => e.type === 'step_complete').map((e) => e.step)).toEqual(ALL_STEPS);
       expect(events.at(-1)?.type).toBe('run_complete');
     });
-    if (killAt === 'journal') {
-      // Killed at the journal write after step n1 began: its start was recorded, so its lost attempt is too.
-      expect(atKill.steps[stepName(n1)]).toMatchObject({ status: 'running' });
-      expect(twice).toEqual([stepName(n1)]);
-      await withFreshContext(db, async (ctx) => {
-        const attempts = (await ctx.getRun(runId)).steps[stepName(n1)]!.attempts;
-        expect(attempts).toHaveLength(2);
-        expect(attempts[0]!.error).toMatchObject({ code: 'WEIR_OWNER_LOST' });
-        expect(attempts[1]!.error).toBeUndefined();
-      });
-    }
     if (process.env.WEIR_CRASH_VERBOSE !== undefined) {
-      const inFlight = atKill.steps[stepName(n1)];
-      console.log(`${runId}: ${n1} logged, ${c} checkpointed at the kill, step ${n1} record ${inFlight?.status ?? 'absent'}; ran twice: ${twice.join(',') || 'none'}`);
+      const seen = crashes.map(({ end, atKill, completed }) => `${completed.length} checkpointed at line ${end} (next step ${atKill.steps[ALL_STEPS[completed.length] ?? '']?.status ?? 'absent'})`);
+      console.log(`${runId} ${title}: ${seen.join('; ')}; ran twice: ${twice.join(',') || 'none'}`);
     }
   }, 60_000);
 });
