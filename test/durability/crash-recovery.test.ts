@@ -300,6 +300,59 @@ describe('crash recovery with a real process', () => {
   }, 60_000);
 });
 
+/** Starts a `race` child: resolves once it is ready, with a function that lets it go and resolves to its report. */
+async function racer(args: Args): Promise<() => Promise<ChildReport & { pid: number }>> {
+  const child = spawn(process.execPath, ['--import', 'tsx', PROGRAM, 'race', ...argv(args)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const failsafe = setTimeout(() => child.kill('SIGKILL'), SPAWN_TIMEOUT);
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      if (stdout.startsWith('ready\n')) resolve();
+    });
+    void exited.then((code) => reject(new Error(`the racer exited (${code}) before it was ready\n${stderr}`)));
+  });
+  return async () => {
+    child.stdin.end('go\n');
+    const code = await exited;
+    clearTimeout(failsafe);
+    expect({ code, stderr }).toMatchObject({ code: 0 });
+    return { ...(JSON.parse(stdout.slice('ready\n'.length)) as ChildReport), pid: child.pid! };
+  };
+}
+
+describe('two processes recovering at once', () => {
+  it('lets exactly one of them take the crashed run, and neither runs a checkpointed step again', async () => {
+    const runId = 'crash-race';
+    const args: Args = { db: join(dir, `${runId}.db`), log: join(dir, `${runId}.log`), runId, logAt: 'start', pad: 0, sleep: 20 };
+    writeFileSync(args.log, '');
+    await runAndKill('run', args, 10, 'log');
+    const n1 = linesOf(args.log).length;
+    const atKill: RunInfo = await withFreshContext(args.db, (ctx) => ctx.getRun(runId));
+    const c = ALL_STEPS.filter((s) => atKill.steps[s]?.status === 'completed').length;
+
+    const go = await Promise.all([racer(args), racer(args)]);
+    const reports = await Promise.all(go.map((release) => release()));
+    const winners = reports.filter((r) => r.taken.length > 0);
+    expect(winners).toHaveLength(1);
+    expect(winners[0]).toMatchObject({ taken: [runId], status: 'completed', digest: reference.get(0), sum: SUM, resumed: [{ runId, reason: 'recovered' }] });
+    expect(reports.find((r) => r !== winners[0])).toMatchObject({ taken: [], resumed: [] });
+
+    const after = linesOf(args.log).slice(n1);
+    expect(new Set(after.map((l) => l.pid))).toEqual(new Set([winners[0]!.pid]));
+    expect(after.map((l) => l.name)).toEqual(ALL_STEPS.slice(c));
+    await withFreshContext(args.db, async (ctx) => {
+      expect(await ctx.getRun(runId)).toMatchObject({ status: 'completed', recoveries: 1 });
+      const events = await storedEvents(ctx, runId);
+      expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+      expect(events.filter((e) => e.type === 'run_resumed')).toHaveLength(1);
+    });
+  }, 60_000);
+});
+
 describe('reading a stored run without its flow', () => {
   it('counts only leaf steps in getRun progress, even when the reading context has not registered the flow', async () => {
     const db = join(dir, 'unregistered.db');
