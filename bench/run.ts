@@ -2,6 +2,7 @@
 import { coreBench } from './core.bench.js';
 import { durableBench } from './durable.bench.js';
 import { executorsBench } from './executors.bench.js';
+import { recoveryBench } from './recovery.bench.js';
 import { storeBench } from './store.bench.js';
 
 console.log(`weir benchmarks on Node ${process.version}, ${(await import('node:os')).availableParallelism()} cores`);
@@ -9,3 +10,4 @@ await coreBench();
 await durableBench();
 await executorsBench();
 await storeBench();
+await recoveryBench();
