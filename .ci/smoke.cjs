@@ -25,7 +25,10 @@ class Double extends Processor {
   const result = await ctx.run(pipeline, { n: 1 });
   assert.equal(result.status, 'completed');
   assert.deepEqual(result.output, { one: { n: 2 }, two: { n: 2 } });
-  assert.deepEqual(await ctx.results.get(`${result.runId}/one`), { n: 2 });
+  ctx.register(pipeline);
+  const stored = await (await ctx.handle(result.runId)).result();
+  assert.deepEqual(stored.steps.one.output, { n: 2 });
+  assert.equal((await ctx.getRun(result.runId)).status, 'completed');
   await ctx.close();
 
   // A thread flow and a process flow from the built package, the second reading the first's output.
