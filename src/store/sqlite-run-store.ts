@@ -1,6 +1,6 @@
 /**
  * The run journal in one SQLite file through better-sqlite3: WAL mode, prepared statements, and
- * group commit (every commit of one event-loop turn in one transaction, each in its own savepoint).
+ * group commit (the commits of one tick, or of the rest of a busy event-loop turn, in one transaction).
  * @internal
  */
 import { mkdirSync } from 'node:fs';
@@ -184,6 +184,7 @@ function patchValue(key: keyof RunPatch, value: unknown): unknown {
   return value;
 }
 
+const RESOLVED = Promise.resolve();
 const NO_EVENTS: EncodedEvents = { count: 0, params: [] };
 
 function encodeEvents(runId: string, events: readonly WeirEvent[] | undefined): EncodedEvents {
@@ -224,6 +225,12 @@ export class SqliteRunStore implements RunStore {
   readonly #listStatements = new Map<string, Statement>();
   #queue: Pending[] = [];
   #scheduled = false;
+  /** Whether a flush already ran on a microtask in this event-loop turn. */
+  #turnFlushed = false;
+  readonly #flushNow = (): void => void this.#startFlush();
+  readonly #newTurn = (): void => {
+    this.#turnFlushed = false;
+  };
   #flushing: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
@@ -353,9 +360,17 @@ export class SqliteRunStore implements RunStore {
   #enqueue(work: EncodedCommit | EncodedCreate): Promise<unknown> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ work, resolve, reject });
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        setImmediate(() => void this.#startFlush());
+      if (this.#scheduled) return;
+      this.#scheduled = true;
+      if (this.#turnFlushed) {
+        // Commits keep coming in this turn (from other callbacks): gather them until its end.
+        setImmediate(this.#flushNow);
+      } else {
+        // The first commit of the turn is written once the current tick's commits have joined it,
+        // without waiting a loop turn; a promise job, because no fake timer can hold it back.
+        this.#turnFlushed = true;
+        setImmediate(this.#newTurn);
+        void RESOLVED.then(this.#flushNow);
       }
     });
   }
