@@ -3,10 +3,13 @@
  * group commit (the commits of one tick, or of the rest of a busy event-loop turn, in one transaction).
  * @internal
  */
+import { once } from 'node:events';
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 // Captured from the module, not the global, so fake timers in tests never hold back a commit.
 import { setImmediate } from 'node:timers';
+import { Worker } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { ErrorData } from '../error-data.js';
 import { FlowError } from '../errors.js';
@@ -233,11 +236,22 @@ export class SqliteRunStore implements RunStore {
   };
   #flushing: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
+  #checkpointer: Worker | undefined;
+  /** A checkpoint was asked for and has not finished; none is asked for again meanwhile. */
+  #checkpointing = false;
+  #checkpointerFailed = false;
+  #sinceCheckpoint = 0;
+  /**
+   * Whether checkpoints run on their own thread: with NORMAL, only they wait for the disk; with FULL
+   * every commit does, and a second thread's fsyncs only queue with them (measured slower).
+   */
+  readonly #offThreadCheckpoints: boolean;
 
   constructor(file: string, options: SqliteRunStoreOptions = {}) {
     this.file = file;
     this.#synchronous = options.synchronous ?? 'NORMAL';
     this.#busyTimeout = options.busyTimeout ?? 5000;
+    this.#offThreadCheckpoints = this.#synchronous === 'NORMAL' && file !== ':memory:' && file !== '';
   }
 
   /**
@@ -415,6 +429,42 @@ export class SqliteRunStore implements RunStore {
       if (failed[i]) queue[i]!.reject(outcomes[i]);
       else queue[i]!.resolve(outcomes[i]);
     }
+    this.#sinceCheckpoint += queue.length;
+    if (this.#sinceCheckpoint >= CHECKPOINT_EVERY && this.#offThreadCheckpoints) this.#requestCheckpoint();
+  }
+
+  /**
+   * Asks the checkpointer thread for a passive checkpoint. The connection's own autocheckpoint stays
+   * as the fallback: it finds little left to copy, and takes over if the thread cannot run.
+   */
+  #requestCheckpoint(): void {
+    if (this.#checkpointing || this.#checkpointerFailed || this.#closing !== undefined) return;
+    this.#sinceCheckpoint = 0;
+    this.#checkpointing = true;
+    try {
+      this.#checkpointer ??= this.#startCheckpointer();
+      this.#checkpointer.postMessage('checkpoint');
+    } catch {
+      this.#checkpointerFailed = true;
+    }
+  }
+
+  #startCheckpointer(): Worker {
+    const worker = new Worker(CHECKPOINTER, {
+      eval: true,
+      workerData: { driver: createRequire(import.meta.url).resolve('better-sqlite3'), file: this.file, synchronous: this.#synchronous, busyTimeout: this.#busyTimeout },
+    });
+    worker.on('message', () => {
+      this.#checkpointing = false;
+    });
+    worker.on('error', () => {
+      this.#checkpointerFailed = true;
+    });
+    worker.on('exit', () => {
+      if (this.#checkpointer === worker) this.#checkpointer = undefined;
+    });
+    worker.unref(); // after the listeners: adding a 'message' listener refs the worker again
+    return worker;
   }
 
   /** Checks and applies each batch in order; a refused one writes nothing and the others go on. */
@@ -686,6 +736,14 @@ export class SqliteRunStore implements RunStore {
       }
       const opening = this.#opening;
       if (opening !== undefined) await opening.catch(() => undefined);
+      const checkpointer = this.#checkpointer;
+      if (checkpointer !== undefined) {
+        // Closed first, so the main connection is the last one and clears the WAL away as before.
+        const exited = once(checkpointer, 'exit').catch(() => undefined);
+        checkpointer.ref(); // so the wait for it keeps the process alive
+        checkpointer.postMessage('close');
+        await exited;
+      }
       this.#db?.close();
       this.#db = undefined;
     })();
@@ -750,6 +808,33 @@ export class SqliteRunStore implements RunStore {
 
 const PRUNE_SLICE = 500;
 const WAL_AUTOCHECKPOINT_PAGES = 10_000;
+/** Commits between two checkpoints on the checkpointer thread (a step commit writes ~7 pages). */
+const CHECKPOINT_EVERY = 256;
+
+/**
+ * The checkpointer thread: its own connection, passive checkpoints on request, so the fsyncs of a
+ * checkpoint never stall the event loop or a commit. CommonJS, evaluated; the driver path comes from here.
+ */
+const CHECKPOINTER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.file, { fileMustExist: true, timeout: workerData.busyTimeout });
+db.pragma('synchronous = ' + workerData.synchronous);
+db.pragma('wal_autocheckpoint = 0');
+parentPort.on('message', (message) => {
+  if (message === 'close') {
+    db.close();
+    parentPort.close();
+    return;
+  }
+  try {
+    db.pragma('wal_checkpoint(PASSIVE)');
+  } catch {
+    // Busy or failing: the writer's own autocheckpoint still runs.
+  }
+  parentPort.postMessage('done');
+});
+`;
 /** Rows per multi-row event insert (3 parameters each, well under SQLite's limit). */
 const EVENTS_PER_INSERT = 16;
 

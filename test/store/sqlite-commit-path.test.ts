@@ -1,10 +1,12 @@
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SqliteRunStore } from '../../src/store/sqlite-run-store.js';
-import { event, newRun, runStart } from './helpers.js';
+import { event, newRun, runStart, T0 } from './helpers.js';
 
 let dir: string;
 let store: SqliteRunStore;
@@ -68,5 +70,36 @@ describe('SQLite group commit', () => {
     // Awaited one after another in one turn: the first on a promise job, the others at the turn's end.
     for (let seq = 2; seq < 6; seq++) await store.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', seq)] });
     expect((await store.loadRun('r1'))?.run.lastSeq).toBe(5);
+  });
+});
+
+describe('SQLite checkpoints on their own thread', () => {
+  it('keeps every commit of a long chain, and all of it is there after reopening', async () => {
+    await store.createRun(newRun('r1'), [runStart('r1')]);
+    for (let seq = 2; seq <= 1200; seq++) await store.commit({ runId: 'r1', leaseToken: 1, run: { updatedAt: T0 + seq }, events: [event('r1', seq)] });
+    expect((await store.readEvents('r1')).map((e) => e.seq)).toEqual(Array.from({ length: 1200 }, (_, i) => i + 1));
+    await store.close();
+    store = new SqliteRunStore(join(dir, 'runs.db'));
+    const loaded = await store.loadRun('r1');
+    expect(loaded?.run).toMatchObject({ lastSeq: 1200, updatedAt: T0 + 1200 });
+    expect(await store.readEvents('r1', 1195)).toHaveLength(5);
+  });
+
+  it.each(['close', 'leave open'])('lets a process exit on its own once it is done (%s)', async (mode) => {
+    const child = fork(join(import.meta.dirname, 'programs', 'checkpointed-writer.ts'), [join(dir, 'runs.db'), mode === 'close' ? 'close' : 'open'], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const [message] = (await once(child, 'message')) as [string];
+    expect(message).toBe('done');
+    child.disconnect();
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code).toBe(0);
+    const reader = new SqliteRunStore(join(dir, 'runs.db'));
+    try {
+      expect((await reader.loadRun('chain'))?.run.lastSeq).toBe(999);
+    } finally {
+      await reader.close();
+    }
   });
 });
