@@ -1,4 +1,4 @@
-import { fork } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import { event, newRun, runStart, T0 } from './helpers.js';
 let dir: string;
 let store: SqliteRunStore;
 let reader: Database.Database | undefined;
+const children: ChildProcess[] = [];
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'weir-group-commit-'));
@@ -19,6 +20,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   vi.useRealTimers();
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   reader?.close();
   reader = undefined;
   await store.close();
@@ -90,6 +92,7 @@ describe('SQLite checkpoints on their own thread', () => {
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
+    children.push(child);
     const [message] = (await once(child, 'message')) as [string];
     expect(message).toBe('done');
     child.disconnect();
