@@ -390,13 +390,21 @@ export class SqliteRunStore implements RunStore {
   }
 
   #startFlush(): Promise<void> {
-    this.#flushing = this.#flush().finally(() => {
+    if (this.#db !== undefined) {
+      // Open already: written at once, with no promise of its own to wait for.
+      this.#scheduled = false;
+      const queue = this.#queue;
+      this.#queue = [];
+      if (queue.length > 0) this.#write(queue);
+      return RESOLVED;
+    }
+    this.#flushing = this.#flushOnOpen().finally(() => {
       this.#flushing = undefined;
     });
     return this.#flushing;
   }
 
-  async #flush(): Promise<void> {
+  async #flushOnOpen(): Promise<void> {
     this.#scheduled = false;
     const queue = this.#queue;
     this.#queue = [];
@@ -407,6 +415,11 @@ export class SqliteRunStore implements RunStore {
       for (const p of queue) p.reject(error);
       return;
     }
+    this.#write(queue);
+  }
+
+  /** Writes a group in one transaction; each promise settles with its own batch. */
+  #write(queue: readonly Pending[]): void {
     const outcomes: unknown[] = new Array(queue.length);
     const failed: boolean[] = new Array(queue.length).fill(false);
     try {
