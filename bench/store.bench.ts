@@ -42,7 +42,7 @@ function runStart(runId: string, t: number): WeirEvent {
   return { type: 'run_start', runId, seq: 1, time: t, flow: 'bench', mode: 'batch' };
 }
 
-/** The batch a step completion makes: its record, its output, `step_complete` and the next `step_start`. */
+/** The batch a step completion makes: its record, its output, `step_complete`, the next `step_start` and the run's `updatedAt`. */
 function completion(runId: string, token: number, i: number, seq: number, t: number): CommitBatch {
   const step = `s${i}`;
   const record: StepRecord = {
@@ -58,6 +58,7 @@ function completion(runId: string, token: number, i: number, seq: number, t: num
   return {
     runId,
     leaseToken: token,
+    run: { updatedAt: t },
     steps: [record],
     outputs: [{ step, value: OUTPUT }],
     events: [
@@ -83,50 +84,55 @@ async function sequential(store: RunStore, runId: string, n: number): Promise<{ 
   return { wall: ((performance.now() - start) * 1000) / n, cpu: ((cpu() - c0) * 1000) / n };
 }
 
-/** `width` runs committing at once, `rounds` times: µs of wall time per commit. */
-async function concurrent(store: RunStore, prefix: string, width: number, rounds: number): Promise<number> {
+/** `width` runs committing at once, `rounds` times: µs of wall time and of CPU per commit. */
+async function concurrent(store: RunStore, prefix: string, width: number, rounds: number): Promise<{ wall: number; cpu: number }> {
   const t = Date.now();
   const tokens = await Promise.all(Array.from({ length: width }, async (_, r) => (await store.createRun(newRun(`${prefix}${r}`, t), [runStart(`${prefix}${r}`, t)])).leaseToken));
+  const c0 = cpu();
   const start = performance.now();
   for (let i = 0; i < rounds; i++) {
     await Promise.all(tokens.map((token, r) => store.commit(completion(`${prefix}${r}`, token, i, 2 + 2 * i, t))));
   }
-  return ((performance.now() - start) * 1000) / (width * rounds);
+  return { wall: ((performance.now() - start) * 1000) / (width * rounds), cpu: ((cpu() - c0) * 1000) / (width * rounds) };
 }
 
-/** The same writes as a step-completion commit, straight through better-sqlite3, one transaction each. */
-function rawLoop(file: string, sync: Sync, n: number, perTransaction: number): number {
-  const db = new Database(file);
-  db.pragma('journal_mode = WAL');
-  db.pragma(`synchronous = ${sync}`);
-  db.exec(`CREATE TABLE IF NOT EXISTS steps (run_id TEXT, step TEXT, data TEXT, PRIMARY KEY (run_id, step)) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS outputs (run_id TEXT, step TEXT, value TEXT, PRIMARY KEY (run_id, step)) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS events (run_id TEXT, seq INTEGER, data TEXT, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, last_seq INTEGER);
-    INSERT OR REPLACE INTO runs VALUES ('raw', 0);`);
-  const step = db.prepare('INSERT OR REPLACE INTO steps VALUES (?, ?, ?)');
-  const output = db.prepare('INSERT OR REPLACE INTO outputs VALUES (?, ?, ?)');
-  const event = db.prepare('INSERT INTO events VALUES (?, ?, ?)');
-  const run = db.prepare('UPDATE runs SET last_seq = ? WHERE run_id = ?');
-  // Values pre-encoded: the baseline is the database's cost alone.
-  const batch = completion('raw', 1, 0, 2, Date.now());
-  const stepText = JSON.stringify(batch.steps![0]);
-  const outputText = encode(OUTPUT);
-  const eventText = JSON.stringify(batch.events![0]);
+/**
+ * The same writes as a step-completion commit straight through better-sqlite3, on the store's own
+ * connection (so the same schema, indexes and pragmas): values pre-encoded, one prepared statement
+ * per kind, the run's head read for the fence, one `BEGIN IMMEDIATE` transaction per `perTransaction` commits.
+ */
+async function rawLoop(file: string, sync: Sync, n: number, perTransaction: number): Promise<{ wall: number; cpu: number }> {
+  const store = new SqliteRunStore(file, { synchronous: sync });
+  const t = Date.now();
+  await store.createRun(newRun('raw', t), [runStart('raw', t)]);
+  const db = await store.database();
+  const head = db.prepare('SELECT lease_token, last_seq FROM weir_runs WHERE run_id = ?');
+  const step = db.prepare('INSERT OR REPLACE INTO weir_steps (run_id, step, data) VALUES (?, ?, ?)');
+  const output = db.prepare('INSERT OR REPLACE INTO weir_outputs (run_id, step, value) VALUES (?, ?, ?)');
+  const event = db.prepare('INSERT INTO weir_events (run_id, seq, data) VALUES (?, ?, ?)');
+  const run = db.prepare('UPDATE weir_runs SET last_seq = ?, updated_at = ? WHERE run_id = ?');
+  const texts = Array.from({ length: n }, (_, i) => {
+    const batch = completion('raw', 1, i, 2 + 2 * i, t);
+    return { step: JSON.stringify(batch.steps![0]), output: JSON.stringify(OUTPUT), events: batch.events!.map((e) => JSON.stringify(e)) };
+  });
   const write = db.transaction((from: number, count: number) => {
     for (let i = from; i < from + count; i++) {
-      step.run('raw', `s${i}`, stepText);
-      output.run('raw', `s${i}`, outputText);
-      event.run('raw', 2 * i + 1, eventText);
-      event.run('raw', 2 * i + 2, eventText);
-      run.run(2 * i + 2, 'raw');
+      const text = texts[i]!;
+      const { lease_token: token, last_seq: lastSeq } = head.get('raw') as { lease_token: number; last_seq: number };
+      if (token !== 1 || lastSeq !== 1 + 2 * i) throw new Error('raw: unexpected head');
+      step.run('raw', `s${i}`, text.step);
+      output.run('raw', `s${i}`, text.output);
+      event.run('raw', 2 + 2 * i, text.events[0]);
+      event.run('raw', 3 + 2 * i, text.events[1]);
+      run.run(3 + 2 * i, t, 'raw');
     }
   });
+  const c0 = cpu();
   const start = performance.now();
-  for (let i = 0; i < n; i += perTransaction) write(i, perTransaction);
-  const us = ((performance.now() - start) * 1000) / n;
-  db.close();
-  return us;
+  for (let i = 0; i < n; i += perTransaction) write.immediate(i, perTransaction);
+  const result = { wall: ((performance.now() - start) * 1000) / n, cpu: ((cpu() - c0) * 1000) / n };
+  await store.close();
+  return result;
 }
 
 /** One-step runs, `count` started at once: create (with run_start), step start, step completion with the run's end. */
@@ -225,30 +231,31 @@ async function memoryCommitNs(steps: number, rounds: number): Promise<{ awaited:
 export async function storeBench(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'weir-store-bench-'));
   try {
-    console.log('\n## Run journal: a step-completion commit (1 step record, 1 output of ~100 bytes, 2 events)\n');
-    row('case', 'µs/commit', 'commits/s', 'vs raw');
+    console.log('\n## Run journal: a step-completion commit (1 step record, 1 output of ~100 bytes, 2 events, the run\'s updatedAt)\n');
+    row('case', 'µs wall', 'µs CPU', 'commits/s', 'wall vs raw');
     const figures: Record<string, number> = {};
     for (const sync of ['NORMAL', 'FULL'] as const) {
       const n = sync === 'NORMAL' ? 5000 : 300;
-      const raw = rawLoop(join(dir, `raw-${sync}.db`), sync, n, 1);
-      const raw100 = rawLoop(join(dir, `raw100-${sync}.db`), sync, n * 4, 100);
+      const raw = await rawLoop(join(dir, `raw-${sync}.db`), sync, n, 1);
+      const raw100 = await rawLoop(join(dir, `raw100-${sync}.db`), sync, n * 4, 100);
       const store = new SqliteRunStore(join(dir, `store-${sync}.db`), { synchronous: sync });
       await sequential(store, 'warm', 200);
       const seq = await sequential(store, 'seq', n);
       const conc = await concurrent(store, 'c', 100, sync === 'NORMAL' ? 50 : 10);
       await store.close();
       figures[sync] = seq.wall;
-      row(`raw better-sqlite3, 1 commit per transaction, ${sync}`, raw.toFixed(1), (1e6 / raw).toFixed(0), '1.0x');
-      row(`raw better-sqlite3, 100 per transaction, ${sync}`, raw100.toFixed(1), (1e6 / raw100).toFixed(0), `${(raw100 / raw).toFixed(2)}x`);
-      row(`SqliteRunStore, sequential (awaited), ${sync}`, seq.wall.toFixed(1), (1e6 / seq.wall).toFixed(0), `${(seq.wall / raw).toFixed(2)}x`);
-      row(`  of which CPU`, seq.cpu.toFixed(1), '', '');
-      row(`SqliteRunStore, 100 concurrent (group commit), ${sync}`, conc.toFixed(1), (1e6 / conc).toFixed(0), `${(conc / raw).toFixed(2)}x`);
+      const line = (name: string, m: { wall: number; cpu: number }) =>
+        row(name, m.wall.toFixed(1), m.cpu.toFixed(1), (1e6 / m.wall).toFixed(0), `${(m.wall / raw.wall).toFixed(2)}x`);
+      line(`raw better-sqlite3, 1 commit per transaction, ${sync}`, raw);
+      line(`raw better-sqlite3, 100 per transaction, ${sync}`, raw100);
+      line(`SqliteRunStore, sequential (awaited), ${sync}`, seq);
+      line(`SqliteRunStore, 100 concurrent (group commit), ${sync}`, conc);
     }
 
     const kv = ResultsManager.disk(join(dir, 'disk'));
     const kvSeq = await sequential(runStoreOf(kv), 'kv', 200);
     await kv.close();
-    row('KvRunStore over disk, sequential', kvSeq.wall.toFixed(1), (1e6 / kvSeq.wall).toFixed(0), '');
+    row('KvRunStore over disk, sequential', kvSeq.wall.toFixed(1), kvSeq.cpu.toFixed(1), (1e6 / kvSeq.wall).toFixed(0), '');
 
     const mem = await memoryCommitNs(50, 9);
     console.log('\n## MemoryRunStore commit (same batch; 100 runs x 50 steps, round-robin)\n');

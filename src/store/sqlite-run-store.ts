@@ -1,12 +1,15 @@
 /**
  * The run journal in one SQLite file through better-sqlite3: WAL mode, prepared statements, and
- * group commit (every commit of one event-loop turn in one transaction, each in its own savepoint).
+ * group commit (the commits of one tick, or of the rest of a busy event-loop turn, in one transaction).
  * @internal
  */
+import { once } from 'node:events';
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 // Captured from the module, not the global, so fake timers in tests never hold back a commit.
 import { setImmediate } from 'node:timers';
+import { Worker } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { ErrorData } from '../error-data.js';
 import { FlowError } from '../errors.js';
@@ -147,14 +150,22 @@ interface EncodedCommit {
   readonly patchValues: unknown[];
   readonly steps: [string, string, number][];
   readonly outputs: [string, string][];
-  readonly events: [number, string][];
+  readonly events: EncodedEvents;
+  /** The stored `lastSeq` the events continue, when they are dense and the run's; otherwise undefined. */
+  readonly after: number | undefined;
 }
 
 interface EncodedCreate {
   readonly type: 'create';
   readonly record: RunRecord;
   readonly row: unknown[];
-  readonly events: [number, string][];
+  readonly events: EncodedEvents;
+}
+
+/** Events as the flat parameters of multi-row inserts: run id, seq, data for each. */
+interface EncodedEvents {
+  readonly count: number;
+  readonly params: unknown[];
 }
 
 interface Head {
@@ -176,9 +187,28 @@ function patchValue(key: keyof RunPatch, value: unknown): unknown {
   return value;
 }
 
-function encodeEvents(events: readonly WeirEvent[] | undefined): [number, string][] {
-  if (events === undefined) return [];
-  return events.map((e) => [e.seq, encodeCompact(e, `event ${e.seq}`)]);
+const RESOLVED = Promise.resolve();
+const NO_EVENTS: EncodedEvents = { count: 0, params: [] };
+
+function encodeEvents(runId: string, events: readonly WeirEvent[] | undefined): EncodedEvents {
+  if (events === undefined || events.length === 0) return NO_EVENTS;
+  const params: unknown[] = new Array(events.length * 3);
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i]!;
+    params[3 * i] = runId;
+    params[3 * i + 1] = e.seq;
+    params[3 * i + 2] = encodeCompact(e, `event ${e.seq}`);
+  }
+  return { count: events.length, params };
+}
+
+/** The seq before the first event, when the events are the run's and dense among themselves. */
+function denseAfter(runId: string, events: readonly WeirEvent[] | undefined): number | undefined {
+  if (events === undefined || events.length === 0) return undefined;
+  const first = events[0]!.seq;
+  if (!Number.isSafeInteger(first)) return undefined;
+  for (let i = 0; i < events.length; i++) if (events[i]!.seq !== first + i || events[i]!.runId !== runId) return undefined;
+  return first - 1;
 }
 
 /** A `RunStore` in one SQLite file, shared safely by several processes. @internal */
@@ -194,16 +224,34 @@ export class SqliteRunStore implements RunStore {
   #groupTx: BetterSqlite3.Transaction<(queue: readonly Pending[], outcomes: unknown[], failed: boolean[]) => void> | undefined;
   #singleTx: BetterSqlite3.Transaction<(work: EncodedCommit | EncodedCreate) => unknown> | undefined;
   readonly #patchStatements = new Map<string, Statement>();
+  readonly #eventStatements: Statement[] = [];
   readonly #listStatements = new Map<string, Statement>();
   #queue: Pending[] = [];
   #scheduled = false;
+  /** Whether a flush already ran on a microtask in this event-loop turn. */
+  #turnFlushed = false;
+  readonly #flushNow = (): void => void this.#startFlush();
+  readonly #newTurn = (): void => {
+    this.#turnFlushed = false;
+  };
   #flushing: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
+  #checkpointer: Worker | undefined;
+  /** A checkpoint was asked for and has not finished; none is asked for again meanwhile. */
+  #checkpointing = false;
+  #checkpointerFailed = false;
+  #sinceCheckpoint = 0;
+  /**
+   * Whether checkpoints run on their own thread: with NORMAL, only they wait for the disk; with FULL
+   * every commit does, and a second thread's fsyncs only queue with them (measured slower).
+   */
+  readonly #offThreadCheckpoints: boolean;
 
   constructor(file: string, options: SqliteRunStoreOptions = {}) {
     this.file = file;
     this.#synchronous = options.synchronous ?? 'NORMAL';
     this.#busyTimeout = options.busyTimeout ?? 5000;
+    this.#offThreadCheckpoints = this.#synchronous === 'NORMAL' && file !== ':memory:' && file !== '';
   }
 
   /**
@@ -253,7 +301,7 @@ export class SqliteRunStore implements RunStore {
       db.exec(SCHEMA);
       this.#statements = prepare(db);
       this.#groupTx = db.transaction((queue: readonly Pending[], outcomes: unknown[], failed: boolean[]) => this.#applyGroup(queue, outcomes, failed));
-      this.#singleTx = db.transaction((work: EncodedCommit | EncodedCreate) => this.#apply(work, new Map()));
+      this.#singleTx = db.transaction((work: EncodedCommit | EncodedCreate) => this.#apply(work));
     } catch (error) {
       db.close();
       throw error;
@@ -289,7 +337,7 @@ export class SqliteRunStore implements RunStore {
       lastSeq,
       input,
     ];
-    await this.#enqueue({ type: 'create', record: stored, row, events: encodeEvents(events) });
+    await this.#enqueue({ type: 'create', record: stored, row, events: encodeEvents(record.runId, events) });
     return stored;
   }
 
@@ -320,27 +368,43 @@ export class SqliteRunStore implements RunStore {
     if (batch.outputs !== undefined) {
       for (const output of batch.outputs) outputs.push([output.step, encodeCompact(output.value, `output of ${batch.runId}/${output.step}`)]);
     }
-    return { type: 'commit', batch, patchKey, patchValues, steps, outputs, events: encodeEvents(batch.events) };
+    return { type: 'commit', batch, patchKey, patchValues, steps, outputs, events: encodeEvents(batch.runId, batch.events), after: denseAfter(batch.runId, batch.events) };
   }
 
   #enqueue(work: EncodedCommit | EncodedCreate): Promise<unknown> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ work, resolve, reject });
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        setImmediate(() => void this.#startFlush());
+      if (this.#scheduled) return;
+      this.#scheduled = true;
+      if (this.#turnFlushed) {
+        // Commits keep coming in this turn (from other callbacks): gather them until its end.
+        setImmediate(this.#flushNow);
+      } else {
+        // The first commit of the turn is written once the current tick's commits have joined it,
+        // without waiting a loop turn; a promise job, because no fake timer can hold it back.
+        this.#turnFlushed = true;
+        setImmediate(this.#newTurn);
+        void RESOLVED.then(this.#flushNow);
       }
     });
   }
 
   #startFlush(): Promise<void> {
-    this.#flushing = this.#flush().finally(() => {
+    if (this.#db !== undefined) {
+      // Open already: written at once, with no promise of its own to wait for.
+      this.#scheduled = false;
+      const queue = this.#queue;
+      this.#queue = [];
+      if (queue.length > 0) this.#write(queue);
+      return RESOLVED;
+    }
+    this.#flushing = this.#flushOnOpen().finally(() => {
       this.#flushing = undefined;
     });
     return this.#flushing;
   }
 
-  async #flush(): Promise<void> {
+  async #flushOnOpen(): Promise<void> {
     this.#scheduled = false;
     const queue = this.#queue;
     this.#queue = [];
@@ -351,6 +415,11 @@ export class SqliteRunStore implements RunStore {
       for (const p of queue) p.reject(error);
       return;
     }
+    this.#write(queue);
+  }
+
+  /** Writes a group in one transaction; each promise settles with its own batch. */
+  #write(queue: readonly Pending[]): void {
     const outcomes: unknown[] = new Array(queue.length);
     const failed: boolean[] = new Array(queue.length).fill(false);
     try {
@@ -373,14 +442,49 @@ export class SqliteRunStore implements RunStore {
       if (failed[i]) queue[i]!.reject(outcomes[i]);
       else queue[i]!.resolve(outcomes[i]);
     }
+    this.#sinceCheckpoint += queue.length;
+    if (this.#sinceCheckpoint >= CHECKPOINT_EVERY && this.#offThreadCheckpoints) this.#requestCheckpoint();
+  }
+
+  /**
+   * Asks the checkpointer thread for a passive checkpoint. The connection's own autocheckpoint stays
+   * as the fallback: it finds little left to copy, and takes over if the thread cannot run.
+   */
+  #requestCheckpoint(): void {
+    if (this.#checkpointing || this.#checkpointerFailed || this.#closing !== undefined) return;
+    this.#sinceCheckpoint = 0;
+    this.#checkpointing = true;
+    try {
+      this.#checkpointer ??= this.#startCheckpointer();
+      this.#checkpointer.postMessage('checkpoint');
+    } catch {
+      this.#checkpointerFailed = true;
+    }
+  }
+
+  #startCheckpointer(): Worker {
+    const worker = new Worker(CHECKPOINTER, {
+      eval: true,
+      workerData: { driver: createRequire(import.meta.url).resolve('better-sqlite3'), file: this.file, synchronous: this.#synchronous, busyTimeout: this.#busyTimeout },
+    });
+    worker.on('message', () => {
+      this.#checkpointing = false;
+    });
+    worker.on('error', () => {
+      this.#checkpointerFailed = true;
+    });
+    worker.on('exit', () => {
+      if (this.#checkpointer === worker) this.#checkpointer = undefined;
+    });
+    worker.unref(); // after the listeners: adding a 'message' listener refs the worker again
+    return worker;
   }
 
   /** Checks and applies each batch in order; a refused one writes nothing and the others go on. */
   #applyGroup(queue: readonly Pending[], outcomes: unknown[], failed: boolean[]): void {
-    const heads = new Map<string, Head | null>();
     for (let i = 0; i < queue.length; i++) {
       try {
-        outcomes[i] = this.#apply(queue[i]!.work, heads);
+        outcomes[i] = this.#apply(queue[i]!.work);
       } catch (error) {
         if (!(error instanceof FlowError)) throw error;
         failed[i] = true;
@@ -390,43 +494,81 @@ export class SqliteRunStore implements RunStore {
   }
 
   /** Checks one write against its run's head, then applies it; a refusal throws a FlowError before any write. */
-  #apply(work: EncodedCommit | EncodedCreate, heads: Map<string, Head | null>): unknown {
+  #apply(work: EncodedCommit | EncodedCreate): unknown {
     const s = this.#statements!;
     if (work.type === 'create') {
       const runId = work.record.runId;
-      const known = heads.get(runId);
-      if (known === undefined ? s.runExists.get(runId) !== undefined : known !== null) throw conflictError(this.kind, runId);
-      s.insertRun.run(work.row);
-      for (const [seq, data] of work.events) s.insertEvent.run(runId, seq, data);
-      heads.set(runId, { lease_token: work.record.leaseToken, last_seq: work.record.lastSeq });
+      if (s.insertRun.run(work.row).changes !== 1) throw conflictError(this.kind, runId);
+      this.#insertEvents(work.events);
       return work.record;
     }
     const { batch } = work;
     const runId = batch.runId;
-    let head = heads.get(runId);
-    if (head === undefined) {
-      head = (s.runHead.get(runId) as Head | undefined) ?? null;
-      heads.set(runId, head);
+    const withEvents = work.events.count > 0;
+    if (!withEvents && work.patchKey === '') {
+      this.#checkHead(batch); // nothing to write to the run row: read the fence instead
+    } else {
+      // The fence and the run patch in one statement: it changes no row when the batch is refused.
+      let changes = 0;
+      if (!withEvents) changes = this.#patchStatement(false, work.patchKey).run(...work.patchValues, runId, batch.leaseToken).changes;
+      else if (work.after !== undefined) {
+        const update = this.#patchStatement(true, work.patchKey);
+        changes = update.run(work.after + work.events.count, ...work.patchValues, runId, batch.leaseToken, work.after).changes;
+      }
+      if (changes !== 1) {
+        this.#checkHead(batch);
+        throw new Error(`the fenced update of run ${JSON.stringify(runId)} changed ${changes} rows, yet its head accepts the batch`);
+      }
     }
-    if (head === null) throw notFoundError(this.kind, runId);
-    if (head.lease_token !== batch.leaseToken) throw leaseLostError(this.kind, runId, head.lease_token, batch.leaseToken);
-    const lastSeq = checkEvents(this.kind, runId, head.last_seq, batch.events);
     for (const [step, data, hasOutput] of work.steps) {
       s.upsertStep.run(runId, step, data);
       if (hasOutput === 0) s.deleteOutput.run(runId, step);
     }
     for (const [step, value] of work.outputs) s.upsertOutput.run(runId, step, value);
-    for (const [seq, data] of work.events) s.insertEvent.run(runId, seq, data);
-    this.#patchStatement(work.patchKey).run(lastSeq, ...work.patchValues, runId);
-    head.last_seq = lastSeq;
+    this.#insertEvents(work.events);
     return undefined;
   }
 
-  #patchStatement(key: string): Statement {
+  /** Throws the refusal of a batch as its run's head shows it: unknown run, stale token, or a seq gap or duplicate. */
+  #checkHead(batch: CommitBatch): void {
+    const head = this.#statements!.runHead.get(batch.runId) as Head | undefined;
+    if (head === undefined) throw notFoundError(this.kind, batch.runId);
+    if (head.lease_token !== batch.leaseToken) throw leaseLostError(this.kind, batch.runId, head.lease_token, batch.leaseToken);
+    checkEvents(this.kind, batch.runId, head.last_seq, batch.events);
+  }
+
+  #insertEvents(events: EncodedEvents): void {
+    const { count, params } = events;
+    if (count === 0) return;
+    if (count <= EVENTS_PER_INSERT) {
+      this.#eventStatement(count).run(params);
+      return;
+    }
+    for (let from = 0; from < count; from += EVENTS_PER_INSERT) {
+      const n = Math.min(EVENTS_PER_INSERT, count - from);
+      this.#eventStatement(n).run(params.slice(3 * from, 3 * (from + n)));
+    }
+  }
+
+  #eventStatement(rows: number): Statement {
+    let statement = this.#eventStatements[rows];
+    if (statement === undefined) {
+      statement = this.#db!.prepare(`INSERT INTO weir_events (run_id, seq, data) VALUES ${Array.from({ length: rows }, () => '(?, ?, ?)').join(', ')}`);
+      this.#eventStatements[rows] = statement;
+    }
+    return statement;
+  }
+
+  /** `UPDATE` of the run row fenced by its lease token, and with events by its `last_seq` too. */
+  #patchStatement(withEvents: boolean, patchKey: string): Statement {
+    const key = `${withEvents ? 'seq' : ''}|${patchKey}`;
     let statement = this.#patchStatements.get(key);
     if (statement === undefined) {
-      const columns = key === '' ? [] : key.split(',').map((k) => `${PATCH_COLUMNS[k as keyof RunPatch]} = ?`);
-      statement = this.#db!.prepare(`UPDATE weir_runs SET ${['last_seq = ?', ...columns].join(', ')} WHERE run_id = ?`);
+      const columns = patchKey === '' ? [] : patchKey.split(',').map((k) => `${PATCH_COLUMNS[k as keyof RunPatch]} = ?`);
+      if (withEvents) columns.unshift('last_seq = ?');
+      statement = this.#db!.prepare(
+        `UPDATE weir_runs SET ${columns.join(', ')} WHERE run_id = ? AND lease_token = ?${withEvents ? ' AND last_seq = ?' : ''}`,
+      );
       this.#patchStatements.set(key, statement);
     }
     return statement;
@@ -607,6 +749,14 @@ export class SqliteRunStore implements RunStore {
       }
       const opening = this.#opening;
       if (opening !== undefined) await opening.catch(() => undefined);
+      const checkpointer = this.#checkpointer;
+      if (checkpointer !== undefined) {
+        // Closed first, so the main connection is the last one and clears the WAL away as before.
+        const exited = once(checkpointer, 'exit').catch(() => undefined);
+        checkpointer.ref(); // so the wait for it keeps the process alive
+        checkpointer.postMessage('close');
+        await exited;
+      }
       this.#db?.close();
       this.#db = undefined;
     })();
@@ -671,14 +821,43 @@ export class SqliteRunStore implements RunStore {
 
 const PRUNE_SLICE = 500;
 const WAL_AUTOCHECKPOINT_PAGES = 10_000;
+/** Commits between two checkpoints on the checkpointer thread (a step commit writes ~7 pages). */
+const CHECKPOINT_EVERY = 256;
+
+/**
+ * The checkpointer thread: its own connection, passive checkpoints on request, so the fsyncs of a
+ * checkpoint never stall the event loop or a commit. CommonJS, evaluated; the driver path comes from here.
+ */
+const CHECKPOINTER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.file, { fileMustExist: true, timeout: workerData.busyTimeout });
+db.pragma('synchronous = ' + workerData.synchronous);
+db.pragma('wal_autocheckpoint = 0');
+parentPort.on('message', (message) => {
+  if (message === 'close') {
+    db.close();
+    parentPort.close();
+    return;
+  }
+  try {
+    db.pragma('wal_checkpoint(PASSIVE)');
+  } catch {
+    // Busy or failing: the writer's own autocheckpoint still runs.
+  }
+  parentPort.postMessage('done');
+});
+`;
+/** Rows per multi-row event insert (3 parameters each, well under SQLite's limit). */
+const EVENTS_PER_INSERT = 16;
 
 function prepare(db: Database) {
   return {
-    runExists: db.prepare('SELECT 1 FROM weir_runs WHERE run_id = ?').pluck(),
     insertRun: db.prepare(
       `INSERT INTO weir_runs (run_id, flow, fingerprint, mode, human_in_loop, status, created_at, updated_at, ended_at, error,
         output, retry_of, retried_by, owner_id, owner, lease_token, lease_expires_at, recoveries, last_seq, input)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (run_id) DO NOTHING`,
     ),
     runHead: db.prepare('SELECT lease_token, last_seq FROM weir_runs WHERE run_id = ?'),
     selectRun: db.prepare('SELECT * FROM weir_runs WHERE run_id = ?'),
@@ -688,7 +867,6 @@ function prepare(db: Database) {
     upsertStep: db.prepare('INSERT OR REPLACE INTO weir_steps (run_id, step, data) VALUES (?, ?, ?)'),
     upsertOutput: db.prepare('INSERT OR REPLACE INTO weir_outputs (run_id, step, value) VALUES (?, ?, ?)'),
     deleteOutput: db.prepare('DELETE FROM weir_outputs WHERE run_id = ? AND step = ?'),
-    insertEvent: db.prepare('INSERT INTO weir_events (run_id, seq, data) VALUES (?, ?, ?)'),
     acquire: db.prepare(
       `UPDATE weir_runs SET
          lease_token = lease_token + (CASE WHEN :takeover = 1 OR owner_id IS NOT :ownerId THEN 1 ELSE 0 END),
