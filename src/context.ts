@@ -513,8 +513,16 @@ export class FlowContext {
       let timer: ReturnType<typeof setTimer> | undefined;
       await Promise.race([ended(), new Promise<void>((resolve) => (timer = setTimer(resolve, this.#closeTimeout, { unref: true })))]);
       clearTimer(timer);
-      for (const run of this.#runs.values()) run.cancel(new CancelledError('the FlowContext was closed'));
-      // A cancelled run settles once its end is recorded.
+      if (this.results.durable) {
+        // A durable run is not cancelled by a shutdown: it stays running in the store, its lease released, for recover().
+        const reason = new FlowError('the FlowContext was closed before the run ended; it stays running in the store, and recover() goes on with it', {
+          code: ErrorCode.CONTEXT_CLOSED,
+        });
+        await Promise.all([...this.#runs.values()].map((run) => run.suspend(reason)));
+      } else {
+        for (const run of this.#runs.values()) run.cancel(new CancelledError('the FlowContext was closed'));
+      }
+      // A run settles once its end (or its suspension) is recorded.
       await ended();
     }
     clearTimer(this.#renewTimer);

@@ -67,6 +67,8 @@ export interface RunSettings {
 
 const { PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED } = FlowStatus;
 
+const noop = (): void => undefined;
+
 /**
  * Checks that `ctx.skip` may mark this step done with `output`: a leaf that has not completed, and
  * an output its processor's schema accepts.
@@ -319,6 +321,33 @@ export class Run implements StepHost {
     }
     for (const step of running) step.abort(new CancelledError(`run "${this.runId}" was taken over by another context`, { cause: error }));
     this.#settleWith(this.#buildResult(FAILED, data, now()));
+  }
+
+  /**
+   * Stops working on the run here but leaves it running in the store, with what it completed
+   * committed and its lease released, so `recover()` goes on with it at once (a context closing
+   * over a durable store). `result()` then gives status `running` with `reason` as its error.
+   */
+  suspend(reason: FlowError): Promise<void> {
+    if (this.#status_ !== RUNNING) return this.#done.then(noop, noop);
+    this.#status_ = CANCELLED;
+    this.#clearTimers();
+    const running = [...this.#running.values()];
+    this.#running.clear();
+    // Not current any more, and not recorded: in the store these steps stay as they were.
+    for (let i = 0; i < this.#status.length; i++) if (this.#status[i] === RUNNING && this.graph.nodes[i]!.processor !== undefined) this.#status[i] = PENDING;
+    this.#changed.clear();
+    for (const step of running) step.abort(new CancelledError(reason.message, { cause: reason }));
+    const result = this.#buildResult(RUNNING, toErrorData(reason), now());
+    const { store, owner } = this.#services;
+    return this.#journal
+      .settled()
+      .then(() => {
+        this.#journal.stop(reason);
+        return store.releaseLease(this.runId, owner, this.#journal.leaseToken);
+      })
+      .then(noop, (error: unknown) => process.emitWarning(`weir: run "${this.runId}": its lease could not be released: ${String(error)}`, { code: 'WEIR_LEASE_RELEASE' }))
+      .finally(() => this.#settleWith(result));
   }
 
   // ---- StepHost -------------------------------------------------------------------------------

@@ -39,10 +39,12 @@ describe('getRun', () => {
     }), { name: 'slow' }).registerTo(p);
     new Flow(new Fn(() => 'c'), { name: 'c' }).registerTo(p, { required: [a, 'slow'] });
     ctx.register(p);
-    const handle = ctx.start(p, {});
     const progressed = deferred();
+    const aDone = deferred();
     ctx.on('step_progress', () => progressed.resolve());
-    await progressed.promise;
+    ctx.on('step_complete', (e) => e.step === 'a' && aDone.resolve());
+    const handle = ctx.start(p, {});
+    await Promise.all([progressed.promise, aDone.promise]);
     const running = await ctx.getRun(handle.runId);
     expect(running).toMatchObject({
       runId: handle.runId,
