@@ -52,7 +52,7 @@ export async function durableBench(): Promise<void> {
       const flow = flows[steps];
       const memory = new FlowContext();
       const prune = (c: FlowContext) => () => c.prune({ olderThan: new Date(Date.now() + 1) });
-      const mem = await measure(`memory ${steps}`, () => memory.run(flow, { n: 0, text: TEXT }), { warmup: 5, runs: 15, after: prune(memory) });
+      const mem = await measure(`memory ${steps}`, () => memory.run(flow, { n: 0, text: TEXT }), { warmup: 30, runs: 21, after: prune(memory) });
       await memory.close();
       row(`${steps}-step chain, memory store (baseline)`, `${mem.ms.toFixed(2)} ms`, perItem(mem, steps), '1.0x');
       for (const synchronous of ['NORMAL', 'FULL'] as const) {
