@@ -78,7 +78,7 @@ describe('watchers', () => {
     const flow = chain(30, -1, Promise.resolve());
     const handle = ctx.start(flow, {});
     const fast = Array.from({ length: 9 }, () => all(handle.events()));
-    let slowSeen = 0;
+    const slowSeen = 0;
     const runEnded = deferred<number>();
     void handle.result().then(() => runEnded.resolve(slowSeen));
     const slow = (async () => {
@@ -91,8 +91,8 @@ describe('watchers', () => {
     })();
     const sequences = await Promise.all([...fast, slow]);
     for (const sequence of sequences) expect(sequence).toEqual(sequences[0]);
-    expect(sequences[0]!.at(-1)?.type).toBe('run_complete');
+    expect(sequences[0].at(-1)?.type).toBe('run_complete');
     // The run ended long before the slow watcher had read it all.
-    expect(await runEnded.promise).toBeLessThan(sequences[0]!.length);
+    expect(await runEnded.promise).toBeLessThan(sequences[0].length);
   });
 });
