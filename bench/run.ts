@@ -4,6 +4,7 @@ import { durableBench } from './durable.bench.js';
 import { executorsBench } from './executors.bench.js';
 import { recoveryBench } from './recovery.bench.js';
 import { storeBench } from './store.bench.js';
+import { watchBench } from './watch.bench.js';
 
 console.log(`weir benchmarks on Node ${process.version}, ${(await import('node:os')).availableParallelism()} cores`);
 await coreBench();
@@ -11,3 +12,4 @@ await durableBench();
 await executorsBench();
 await storeBench();
 await recoveryBench();
+await watchBench();
