@@ -949,7 +949,7 @@ export class SqliteRunStore implements RunStore {
 
 const PRUNE_SLICE = 500;
 const WAL_AUTOCHECKPOINT_PAGES = 10_000;
-/** Commits between two checkpoints on the checkpointer thread (a step commit writes ~7 pages). */
+/** Commits between two checkpoints on the checkpointer thread (a step commit writes ~3 pages). */
 const CHECKPOINT_EVERY = 256;
 
 /**
