@@ -42,7 +42,7 @@ function runStart(runId: string, t: number): WeirEvent {
   return { type: 'run_start', runId, seq: 1, time: t, flow: 'bench', mode: 'batch' };
 }
 
-/** The batch a step completion makes: its record, its output, `step_complete`, the next `step_start` and the run's `updatedAt`. */
+/** The batch a step completion makes: its record, its output, `step_complete` and the next `step_start` (no run patch, as the scheduler commits it). */
 function completion(runId: string, token: number, i: number, seq: number, t: number): CommitBatch {
   const step = `s${i}`;
   const record: StepRecord = {
@@ -58,7 +58,6 @@ function completion(runId: string, token: number, i: number, seq: number, t: num
   return {
     runId,
     leaseToken: token,
-    run: { updatedAt: t },
     steps: [record],
     outputs: [{ step, value: OUTPUT }],
     events: [
@@ -98,33 +97,27 @@ async function concurrent(store: RunStore, prefix: string, width: number, rounds
 
 /**
  * The same writes as a step-completion commit straight through better-sqlite3, on the store's own
- * connection (so the same schema, indexes and pragmas): values pre-encoded, one prepared statement
- * per kind, the run's head read for the fence, one `BEGIN IMMEDIATE` transaction per `perTransaction` commits.
+ * connection (so the same schema, indexes and pragmas): values pre-encoded, the run's head (lease
+ * token, last event's seq) read for the fence, both events in one insert with the step record and
+ * output on the last, one `BEGIN IMMEDIATE` transaction per `perTransaction` commits.
  */
 async function rawLoop(file: string, sync: Sync, n: number, perTransaction: number): Promise<{ wall: number; cpu: number }> {
   const store = new SqliteRunStore(file, { synchronous: sync });
   const t = Date.now();
   await store.createRun(newRun('raw', t), [runStart('raw', t)]);
   const db = await store.database();
-  const head = db.prepare('SELECT lease_token, last_seq FROM weir_runs WHERE run_id = ?');
-  const step = db.prepare('INSERT OR REPLACE INTO weir_steps (run_id, step, data) VALUES (?, ?, ?)');
-  const output = db.prepare('INSERT OR REPLACE INTO weir_outputs (run_id, step, value) VALUES (?, ?, ?)');
-  const event = db.prepare('INSERT INTO weir_events (run_id, seq, data) VALUES (?, ?, ?)');
-  const run = db.prepare('UPDATE weir_runs SET last_seq = ?, updated_at = ? WHERE run_id = ?');
+  const head = db.prepare('SELECT lease_token, (SELECT max(seq) FROM weir_events WHERE run_id = ?) AS last_seq FROM weir_runs WHERE run_id = ?');
+  const events = db.prepare('INSERT INTO weir_events (run_id, seq, data, records) VALUES (?, ?, ?, NULL), (?, ?, ?, ?)');
   const texts = Array.from({ length: n }, (_, i) => {
     const batch = completion('raw', 1, i, 2 + 2 * i, t);
-    return { step: JSON.stringify(batch.steps![0]), output: JSON.stringify(OUTPUT), events: batch.events!.map((e) => JSON.stringify(e)) };
+    return { records: JSON.stringify({ s: batch.steps, o: [[`s${i}`, JSON.stringify(OUTPUT)]] }), events: batch.events!.map((e) => JSON.stringify(e)) };
   });
   const write = db.transaction((from: number, count: number) => {
     for (let i = from; i < from + count; i++) {
       const text = texts[i]!;
-      const { lease_token: token, last_seq: lastSeq } = head.get('raw') as { lease_token: number; last_seq: number };
+      const { lease_token: token, last_seq: lastSeq } = head.get('raw', 'raw') as { lease_token: number; last_seq: number };
       if (token !== 1 || lastSeq !== 1 + 2 * i) throw new Error('raw: unexpected head');
-      step.run('raw', `s${i}`, text.step);
-      output.run('raw', `s${i}`, text.output);
-      event.run('raw', 2 + 2 * i, text.events[0]);
-      event.run('raw', 3 + 2 * i, text.events[1]);
-      run.run(3 + 2 * i, t, 'raw');
+      events.run('raw', 2 + 2 * i, text.events[0], 'raw', 3 + 2 * i, text.events[1], text.records);
     }
   });
   const c0 = cpu();
@@ -181,7 +174,7 @@ async function chainBytes(dir: string, steps: number): Promise<{ payload: number
     .prepare(
       `SELECT (SELECT coalesce(sum(length(data) + length(run_id) + length(step)), 0) FROM weir_steps WHERE run_id = 'chain')
             + (SELECT coalesce(sum(length(value) + length(run_id) + length(step)), 0) FROM weir_outputs WHERE run_id = 'chain')
-            + (SELECT coalesce(sum(length(data) + length(run_id) + 8), 0) FROM weir_events WHERE run_id = 'chain')
+            + (SELECT coalesce(sum(length(data) + coalesce(length(records), 0) + length(run_id) + 8), 0) FROM weir_events WHERE run_id = 'chain')
             + (SELECT sum(length(input) + 200) FROM weir_runs WHERE run_id = 'chain')`,
     )
     .pluck()
@@ -231,7 +224,7 @@ async function memoryCommitNs(steps: number, rounds: number): Promise<{ awaited:
 export async function storeBench(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'weir-store-bench-'));
   try {
-    console.log('\n## Run journal: a step-completion commit (1 step record, 1 output of ~100 bytes, 2 events, the run\'s updatedAt)\n');
+    console.log('\n## Run journal: a step-completion commit (1 step record, 1 output of ~100 bytes, 2 events, no run patch)\n');
     row('case', 'µs wall', 'µs CPU', 'commits/s', 'wall vs raw');
     const figures: Record<string, number> = {};
     for (const sync of ['NORMAL', 'FULL'] as const) {

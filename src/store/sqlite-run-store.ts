@@ -92,21 +92,40 @@ CREATE TABLE IF NOT EXISTS weir_steps (
   run_id TEXT NOT NULL,
   step TEXT NOT NULL,
   data TEXT NOT NULL,
+  seq INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (run_id, step)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS weir_outputs (
   run_id TEXT NOT NULL,
   step TEXT NOT NULL,
   value TEXT NOT NULL,
+  seq INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (run_id, step)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS weir_events (
   run_id TEXT NOT NULL,
   seq INTEGER NOT NULL,
   data TEXT NOT NULL,
+  records TEXT,
   PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 `;
+
+/** Columns added since the first schema: files made before them get them on open. */
+const ADDED_COLUMNS: readonly (readonly [table: string, column: string, declaration: string])[] = [
+  ['weir_events', 'records', 'records TEXT'],
+  ['weir_steps', 'seq', 'seq INTEGER NOT NULL DEFAULT 0'],
+  ['weir_outputs', 'seq', 'seq INTEGER NOT NULL DEFAULT 0'],
+];
+
+function addMissingColumns(db: Database): void {
+  const missing = () => ADDED_COLUMNS.filter(([table, column]) => !(db.pragma(`table_info(${table})`) as { name: string }[]).some((c) => c.name === column));
+  if (missing().length === 0) return;
+  // Checked again in a write transaction, so two processes opening an old file at once do not both add a column.
+  db.transaction(() => {
+    for (const [table, , declaration] of missing()) db.exec(`ALTER TABLE ${table} ADD COLUMN ${declaration}`);
+  }).immediate();
+}
 
 interface RunRow {
   run_id: string;
@@ -127,8 +146,10 @@ interface RunRow {
   lease_token: number;
   lease_expires_at: number;
   recoveries: number;
+  /** Written by `createRun` and never since: the run's last seq is its last event's, read as `cur_seq`. */
   last_seq: number;
   input: string;
+  cur_seq: number;
 }
 
 /** The patchable run fields and their columns. */
@@ -148,11 +169,11 @@ interface EncodedCommit {
   readonly batch: CommitBatch;
   readonly patchKey: string;
   readonly patchValues: unknown[];
+  /** For a batch without events only: its step records and outputs go to their own tables. */
   readonly steps: [string, string, number][];
   readonly outputs: [string, string][];
+  /** With the batch's step records and outputs on the last event's `records` column. */
   readonly events: EncodedEvents;
-  /** The stored `lastSeq` the events continue, when they are dense and the run's; otherwise undefined. */
-  readonly after: number | undefined;
 }
 
 interface EncodedCreate {
@@ -162,7 +183,7 @@ interface EncodedCreate {
   readonly events: EncodedEvents;
 }
 
-/** Events as the flat parameters of multi-row inserts: run id, seq, data for each. */
+/** Events as the flat parameters of multi-row inserts: run id, seq, data, records for each. */
 interface EncodedEvents {
   readonly count: number;
   readonly params: unknown[];
@@ -171,6 +192,26 @@ interface EncodedEvents {
 interface Head {
   lease_token: number;
   last_seq: number;
+}
+
+/** What rides on a batch's last event: its step records, and its outputs still encoded (so `undefined` stays a value). */
+interface CarriedRecords {
+  readonly s: readonly StepRecord[];
+  readonly o: readonly (readonly [step: string, value: string])[];
+}
+
+/** A run's step records folded in write order, and its outputs still encoded. */
+interface Fold {
+  readonly lastSeq: number;
+  readonly steps: Map<string, StepRecord>;
+  readonly outputs: Map<string, string>;
+}
+
+/** The rows a fold reads. */
+interface FoldRows {
+  readonly records: { seq: number; records: string }[];
+  readonly steps: { step: string; data: string; seq: number }[];
+  readonly outputs: { step: string; value: string; seq: number }[];
 }
 
 interface Pending {
@@ -190,26 +231,23 @@ function patchValue(key: keyof RunPatch, value: unknown): unknown {
 const RESOLVED = Promise.resolve();
 const NO_EVENTS: EncodedEvents = { count: 0, params: [] };
 
-function encodeEvents(runId: string, events: readonly WeirEvent[] | undefined): EncodedEvents {
+/** `records`, when given, rides on the last event. */
+function encodeEvents(runId: string, events: readonly WeirEvent[] | undefined, records: string | null): EncodedEvents {
   if (events === undefined || events.length === 0) return NO_EVENTS;
-  const params: unknown[] = new Array(events.length * 3);
+  const params: unknown[] = new Array(events.length * 4);
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
-    params[3 * i] = runId;
-    params[3 * i + 1] = e.seq;
-    params[3 * i + 2] = encodeCompact(e, `event ${e.seq}`);
+    params[4 * i] = runId;
+    params[4 * i + 1] = e.seq;
+    params[4 * i + 2] = encodeCompact(e, `event ${e.seq}`);
+    params[4 * i + 3] = null;
   }
+  params[4 * events.length - 1] = records;
   return { count: events.length, params };
 }
 
-/** The seq before the first event, when the events are the run's and dense among themselves. */
-function denseAfter(runId: string, events: readonly WeirEvent[] | undefined): number | undefined {
-  if (events === undefined || events.length === 0) return undefined;
-  const first = events[0]!.seq;
-  if (!Number.isSafeInteger(first)) return undefined;
-  for (let i = 0; i < events.length; i++) if (events[i]!.seq !== first + i || events[i]!.runId !== runId) return undefined;
-  return first - 1;
-}
+/** How many runs' folds a store keeps, for the `getOutput` calls that follow a `loadRun`. */
+const FOLDS_KEPT = 16;
 
 /** A `RunStore` in one SQLite file, shared safely by several processes. @internal */
 export class SqliteRunStore implements RunStore {
@@ -226,6 +264,8 @@ export class SqliteRunStore implements RunStore {
   readonly #patchStatements = new Map<string, Statement>();
   readonly #eventStatements: Statement[] = [];
   readonly #listStatements = new Map<string, Statement>();
+  /** Recent folds by run, most recently used last; each valid while its run's last seq is unchanged. */
+  readonly #folds = new Map<string, Fold>();
   #queue: Pending[] = [];
   #scheduled = false;
   /** Whether a flush already ran on a microtask in this event-loop turn. */
@@ -299,6 +339,7 @@ export class SqliteRunStore implements RunStore {
       // group commits of many runs dirty many pages, and frequent checkpoints cost more than the commits.
       db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
       db.exec(SCHEMA);
+      addMissingColumns(db);
       this.#statements = prepare(db);
       this.#groupTx = db.transaction((queue: readonly Pending[], outcomes: unknown[], failed: boolean[]) => this.#applyGroup(queue, outcomes, failed));
       this.#singleTx = db.transaction((work: EncodedCommit | EncodedCreate) => this.#apply(work));
@@ -337,7 +378,7 @@ export class SqliteRunStore implements RunStore {
       lastSeq,
       input,
     ];
-    await this.#enqueue({ type: 'create', record: stored, row, events: encodeEvents(record.runId, events) });
+    await this.#enqueue({ type: 'create', record: stored, row, events: encodeEvents(record.runId, events, null) });
     return stored;
   }
 
@@ -362,13 +403,20 @@ export class SqliteRunStore implements RunStore {
       patchKey = keys.join(',');
       for (const key of keys) patchValues.push(patchValue(key, batch.run[key]));
     }
-    const steps: [string, string, number][] = [];
-    if (batch.steps !== undefined) for (const step of batch.steps) steps.push([step.step, encodeCompact(step, `step ${batch.runId}/${step.step}`), step.hasOutput ? 1 : 0]);
     const outputs: [string, string][] = [];
     if (batch.outputs !== undefined) {
       for (const output of batch.outputs) outputs.push([output.step, encodeCompact(output.value, `output of ${batch.runId}/${output.step}`)]);
     }
-    return { type: 'commit', batch, patchKey, patchValues, steps, outputs, events: encodeEvents(batch.runId, batch.events), after: denseAfter(batch.runId, batch.events) };
+    const hasRecords = (batch.steps !== undefined && batch.steps.length > 0) || outputs.length > 0;
+    if (batch.events !== undefined && batch.events.length > 0) {
+      // The usual batch: its records ride on its last event, so the commit writes one table.
+      const carried: CarriedRecords = { s: batch.steps ?? [], o: outputs };
+      const records = hasRecords ? encodeCompact(carried, `step records of ${batch.runId}`) : null;
+      return { type: 'commit', batch, patchKey, patchValues, steps: [], outputs: [], events: encodeEvents(batch.runId, batch.events, records) };
+    }
+    const steps: [string, string, number][] = [];
+    if (batch.steps !== undefined) for (const step of batch.steps) steps.push([step.step, encodeCompact(step, `step ${batch.runId}/${step.step}`), step.hasOutput ? 1 : 0]);
+    return { type: 'commit', batch, patchKey, patchValues, steps, outputs, events: NO_EVENTS };
   }
 
   #enqueue(work: EncodedCommit | EncodedCreate): Promise<unknown> {
@@ -504,37 +552,33 @@ export class SqliteRunStore implements RunStore {
     }
     const { batch } = work;
     const runId = batch.runId;
-    const withEvents = work.events.count > 0;
-    if (!withEvents && work.patchKey === '') {
-      this.#checkHead(batch); // nothing to write to the run row: read the fence instead
-    } else {
-      // The fence and the run patch in one statement: it changes no row when the batch is refused.
-      let changes = 0;
-      if (!withEvents) changes = this.#patchStatement(false, work.patchKey).run(...work.patchValues, runId, batch.leaseToken).changes;
-      else if (work.after !== undefined) {
-        const update = this.#patchStatement(true, work.patchKey);
-        changes = update.run(work.after + work.events.count, ...work.patchValues, runId, batch.leaseToken, work.after).changes;
-      }
-      if (changes !== 1) {
-        this.#checkHead(batch);
-        throw new Error(`the fenced update of run ${JSON.stringify(runId)} changed ${changes} rows, yet its head accepts the batch`);
-      }
+    // The fence is a read: inside this write transaction (BEGIN IMMEDIATE) no other connection writes.
+    const lastSeq = this.#checkHead(batch);
+    if (work.patchKey !== '') {
+      const changes = this.#patchStatement(work.patchKey).run(...work.patchValues, runId, batch.leaseToken).changes;
+      if (changes !== 1) throw new Error(`the fenced update of run ${JSON.stringify(runId)} changed ${changes} rows, yet its head accepts the batch`);
     }
+    this.#folds.delete(runId);
+    if (work.events.count > 0) {
+      this.#insertEvents(work.events);
+      return undefined;
+    }
+    // No event to carry them: the records go to their own tables, ordered by the run's last seq.
     for (const [step, data, hasOutput] of work.steps) {
-      s.upsertStep.run(runId, step, data);
+      s.upsertStep.run(runId, step, data, lastSeq);
       if (hasOutput === 0) s.deleteOutput.run(runId, step);
     }
-    for (const [step, value] of work.outputs) s.upsertOutput.run(runId, step, value);
-    this.#insertEvents(work.events);
+    for (const [step, value] of work.outputs) s.upsertOutput.run(runId, step, value, lastSeq);
     return undefined;
   }
 
-  /** Throws the refusal of a batch as its run's head shows it: unknown run, stale token, or a seq gap or duplicate. */
-  #checkHead(batch: CommitBatch): void {
-    const head = this.#statements!.runHead.get(batch.runId) as Head | undefined;
+  /** Refuses a batch as its run's head shows it (unknown run, stale token, a seq gap or duplicate); returns the run's last seq. */
+  #checkHead(batch: CommitBatch): number {
+    const head = this.#statements!.runHead.get(batch.runId, batch.runId) as Head | undefined;
     if (head === undefined) throw notFoundError(this.kind, batch.runId);
     if (head.lease_token !== batch.leaseToken) throw leaseLostError(this.kind, batch.runId, head.lease_token, batch.leaseToken);
     checkEvents(this.kind, batch.runId, head.last_seq, batch.events);
+    return head.last_seq;
   }
 
   #insertEvents(events: EncodedEvents): void {
@@ -546,30 +590,26 @@ export class SqliteRunStore implements RunStore {
     }
     for (let from = 0; from < count; from += EVENTS_PER_INSERT) {
       const n = Math.min(EVENTS_PER_INSERT, count - from);
-      this.#eventStatement(n).run(params.slice(3 * from, 3 * (from + n)));
+      this.#eventStatement(n).run(params.slice(4 * from, 4 * (from + n)));
     }
   }
 
   #eventStatement(rows: number): Statement {
     let statement = this.#eventStatements[rows];
     if (statement === undefined) {
-      statement = this.#db!.prepare(`INSERT INTO weir_events (run_id, seq, data) VALUES ${Array.from({ length: rows }, () => '(?, ?, ?)').join(', ')}`);
+      statement = this.#db!.prepare(`INSERT INTO weir_events (run_id, seq, data, records) VALUES ${Array.from({ length: rows }, () => '(?, ?, ?, ?)').join(', ')}`);
       this.#eventStatements[rows] = statement;
     }
     return statement;
   }
 
-  /** `UPDATE` of the run row fenced by its lease token, and with events by its `last_seq` too. */
-  #patchStatement(withEvents: boolean, patchKey: string): Statement {
-    const key = `${withEvents ? 'seq' : ''}|${patchKey}`;
-    let statement = this.#patchStatements.get(key);
+  /** `UPDATE` of the run row with a patch, fenced by its lease token. */
+  #patchStatement(patchKey: string): Statement {
+    let statement = this.#patchStatements.get(patchKey);
     if (statement === undefined) {
-      const columns = patchKey === '' ? [] : patchKey.split(',').map((k) => `${PATCH_COLUMNS[k as keyof RunPatch]} = ?`);
-      if (withEvents) columns.unshift('last_seq = ?');
-      statement = this.#db!.prepare(
-        `UPDATE weir_runs SET ${columns.join(', ')} WHERE run_id = ? AND lease_token = ?${withEvents ? ' AND last_seq = ?' : ''}`,
-      );
-      this.#patchStatements.set(key, statement);
+      const columns = patchKey.split(',').map((k) => `${PATCH_COLUMNS[k as keyof RunPatch]} = ?`);
+      statement = this.#db!.prepare(`UPDATE weir_runs SET ${columns.join(', ')} WHERE run_id = ? AND lease_token = ?`);
+      this.#patchStatements.set(patchKey, statement);
     }
     return statement;
   }
@@ -577,34 +617,121 @@ export class SqliteRunStore implements RunStore {
   async loadRun(runId: string): Promise<LoadedRun | undefined> {
     const s = await this.#ready(`load run ${JSON.stringify(runId)}`);
     let row: RunRow | undefined;
-    let stepRows: { step: string; data: string }[];
+    let rows: FoldRows | undefined;
     try {
-      row = s.selectRun.get(runId) as RunRow | undefined;
-      if (row === undefined) return undefined;
-      stepRows = s.selectSteps.all(runId) as { step: string; data: string }[];
+      // One read transaction, so the run row and its records are of the same moment.
+      this.#db!.transaction(() => {
+        row = s.selectRun.get(runId) as RunRow | undefined;
+        if (row !== undefined) rows = this.#foldRows(runId);
+      })();
     } catch (error) {
       throw wrapError(this.kind, `could not load run ${JSON.stringify(runId)}`, error);
     }
+    if (row === undefined || rows === undefined) {
+      this.#folds.delete(runId);
+      return undefined;
+    }
     const run = this.#toRun(row);
-    const steps = stepRows.map((r) => {
-      const key = `${runId}/${r.step}`;
-      const step = this.#decode('step', key, r.data);
-      if (!isObject(step) || step.step !== r.step) throw corruptError(this.kind, 'step', key);
-      return step as unknown as StepRecord;
-    });
-    return { run, steps };
+    const fold = this.#fold(runId, row.cur_seq, rows);
+    return { run, steps: [...fold.steps.values()] };
   }
 
   async getOutput(runId: string, step: string): Promise<StoredOutput | undefined> {
-    const s = await this.#ready(`read the output of ${JSON.stringify(`${runId}/${step}`)}`);
-    let row: { value: string } | undefined;
+    const key = `${runId}/${step}`;
+    const s = await this.#ready(`read the output of ${JSON.stringify(key)}`);
+    let lastSeq: number | undefined;
+    let fold = this.#folds.get(runId);
+    let rows: FoldRows | undefined;
     try {
-      row = s.selectOutput.get(runId, step) as { value: string } | undefined;
+      this.#db!.transaction(() => {
+        lastSeq = s.runSeq.get(runId, runId) as number | undefined;
+        if (lastSeq !== undefined && fold?.lastSeq !== lastSeq) rows = this.#foldRows(runId);
+      })();
     } catch (error) {
-      throw wrapError(this.kind, `could not read the output of ${JSON.stringify(`${runId}/${step}`)}`, error);
+      throw wrapError(this.kind, `could not read the output of ${JSON.stringify(key)}`, error);
     }
-    if (row === undefined) return undefined;
-    return { value: this.#decode('output', `${runId}/${step}`, row.value) };
+    if (lastSeq === undefined) {
+      this.#folds.delete(runId);
+      return undefined;
+    }
+    if (rows !== undefined) fold = this.#fold(runId, lastSeq, rows);
+    else if (fold !== undefined) {
+      // Still valid: now the most recently used.
+      this.#folds.delete(runId);
+      this.#folds.set(runId, fold);
+    }
+    const text = fold?.outputs.get(step);
+    if (text === undefined) return undefined;
+    return { value: this.#decode('output', key, text) };
+  }
+
+  /** Reads the rows a fold of the run's step records needs; inside a read transaction. */
+  #foldRows(runId: string): FoldRows {
+    const s = this.#statements!;
+    return {
+      records: s.selectRecords.all(runId) as FoldRows['records'],
+      steps: s.selectSteps.all(runId) as FoldRows['steps'],
+      outputs: s.selectOutputs.all(runId) as FoldRows['outputs'],
+    };
+  }
+
+  /**
+   * Folds a run's step records and outputs in the order they were written, later wins: records
+   * carried by the event at seq N, and table rows written when the run's last seq was M, come in
+   * seq order; on a tie the table row goes last (it was written after event M). Remembers the fold.
+   * @throws `WEIR_CORRUPT_RECORD` naming the step record (or the records of an event) that cannot be read.
+   */
+  #fold(runId: string, lastSeq: number, rows: FoldRows): Fold {
+    const steps = new Map<string, StepRecord>();
+    const outputs = new Map<string, string>();
+    const setStep = (record: StepRecord): void => {
+      steps.set(record.step, record);
+      if (!record.hasOutput) outputs.delete(record.step);
+    };
+    // Table rows by seq, each step record before an output of the same seq (they were written so).
+    const table: { seq: number; step?: StepRecord; output?: readonly [string, string] }[] = [];
+    for (const r of rows.steps) {
+      const key = `${runId}/${r.step}`;
+      const record = this.#decode('step', key, r.data);
+      if (!isObject(record) || record.step !== r.step) throw corruptError(this.kind, 'step', key);
+      table.push({ seq: r.seq, step: record as unknown as StepRecord });
+    }
+    for (const r of rows.outputs) table.push({ seq: r.seq, output: [r.step, r.value] });
+    table.sort((a, b) => a.seq - b.seq || (a.step === undefined ? 1 : 0) - (b.step === undefined ? 1 : 0));
+    let next = 0;
+    const applyTableBefore = (seq: number): void => {
+      for (; next < table.length && table[next]!.seq < seq; next++) {
+        const entry = table[next]!;
+        if (entry.step !== undefined) setStep(entry.step);
+        else if (entry.output !== undefined) outputs.set(entry.output[0], entry.output[1]);
+      }
+    };
+    for (const r of rows.records) {
+      applyTableBefore(r.seq);
+      const carried = this.#carried(runId, r.seq, r.records);
+      for (const record of carried.s) setStep(record);
+      for (const [step, value] of carried.o) outputs.set(step, value);
+    }
+    applyTableBefore(Infinity);
+    const fold: Fold = { lastSeq, steps, outputs };
+    this.#folds.delete(runId);
+    this.#folds.set(runId, fold);
+    if (this.#folds.size > FOLDS_KEPT) this.#folds.delete(this.#folds.keys().next().value!);
+    return fold;
+  }
+
+  /** Reads the records an event carries. */
+  #carried(runId: string, seq: number, text: string): CarriedRecords {
+    const key = `${runId}#${seq} records`;
+    const value = this.#decode('step', key, text);
+    const valid =
+      isObject(value) &&
+      Array.isArray(value.s) &&
+      Array.isArray(value.o) &&
+      value.s.every((r) => isObject(r) && typeof r.step === 'string') &&
+      value.o.every((o) => Array.isArray(o) && o.length === 2 && typeof o[0] === 'string' && typeof o[1] === 'string');
+    if (!valid) throw corruptError(this.kind, 'step', key);
+    return value as unknown as CarriedRecords;
   }
 
   async readEvents(runId: string, after = 0, limit = Infinity): Promise<WeirEvent[]> {
@@ -645,7 +772,7 @@ export class SqliteRunStore implements RunStore {
       params.push(cursor.createdAt, cursor.createdAt, cursor.runId);
     }
     const limit = limitOf(query);
-    const sql = `SELECT * FROM weir_runs${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, run_id DESC LIMIT ?`;
+    const sql = `SELECT *, ${CURRENT_SEQ} FROM weir_runs${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, run_id DESC LIMIT ?`;
     let statement = this.#listStatements.get(sql);
     let rows: RunRow[];
     try {
@@ -734,6 +861,7 @@ export class SqliteRunStore implements RunStore {
             deleted += s.deleteRun.run(runId, ...FINISHED).changes;
           }
         }).immediate();
+        this.#folds.clear();
         if (ids.length < PRUNE_SLICE) return deleted;
       }
     } catch (error) {
@@ -807,7 +935,7 @@ export class SqliteRunStore implements RunStore {
       leaseToken: row.lease_token,
       leaseExpiresAt: row.lease_expires_at,
       recoveries: row.recoveries,
-      lastSeq: row.last_seq,
+      lastSeq: row.cur_seq,
     };
     if (row.ended_at !== null) run.endedAt = row.ended_at;
     if (row.error !== null) run.error = this.#parse<ErrorData>('run', key, row.error, (v) => typeof v.message === 'string');
@@ -821,7 +949,7 @@ export class SqliteRunStore implements RunStore {
 
 const PRUNE_SLICE = 500;
 const WAL_AUTOCHECKPOINT_PAGES = 10_000;
-/** Commits between two checkpoints on the checkpointer thread (a step commit writes ~7 pages). */
+/** Commits between two checkpoints on the checkpointer thread (a step commit writes ~3 pages). */
 const CHECKPOINT_EVERY = 256;
 
 /**
@@ -848,8 +976,11 @@ parentPort.on('message', (message) => {
   parentPort.postMessage('done');
 });
 `;
-/** Rows per multi-row event insert (3 parameters each, well under SQLite's limit). */
+/** Rows per multi-row event insert (4 parameters each, well under SQLite's limit). */
 const EVENTS_PER_INSERT = 16;
+
+/** A run row's current last seq, as the `cur_seq` column of a `weir_runs` query. */
+const CURRENT_SEQ = 'coalesce((SELECT max(e.seq) FROM weir_events e WHERE e.run_id = weir_runs.run_id), 0) AS cur_seq';
 
 function prepare(db: Database) {
   return {
@@ -859,13 +990,16 @@ function prepare(db: Database) {
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (run_id) DO NOTHING`,
     ),
-    runHead: db.prepare('SELECT lease_token, last_seq FROM weir_runs WHERE run_id = ?'),
-    selectRun: db.prepare('SELECT * FROM weir_runs WHERE run_id = ?'),
-    selectSteps: db.prepare('SELECT step, data FROM weir_steps WHERE run_id = ?'),
-    selectOutput: db.prepare('SELECT value FROM weir_outputs WHERE run_id = ? AND step = ?'),
+    // The run's last seq is its last event's: one descent of the events' primary key.
+    runHead: db.prepare('SELECT lease_token, coalesce((SELECT max(seq) FROM weir_events WHERE run_id = ?), 0) AS last_seq FROM weir_runs WHERE run_id = ?'),
+    runSeq: db.prepare('SELECT coalesce((SELECT max(seq) FROM weir_events WHERE run_id = ?), 0) FROM weir_runs WHERE run_id = ?').pluck(),
+    selectRun: db.prepare(`SELECT *, ${CURRENT_SEQ} FROM weir_runs WHERE run_id = ?`),
+    selectRecords: db.prepare('SELECT seq, records FROM weir_events WHERE run_id = ? AND records IS NOT NULL ORDER BY seq'),
+    selectSteps: db.prepare('SELECT step, data, seq FROM weir_steps WHERE run_id = ?'),
+    selectOutputs: db.prepare('SELECT step, value, seq FROM weir_outputs WHERE run_id = ?'),
     selectEvents: db.prepare('SELECT seq, data FROM weir_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
-    upsertStep: db.prepare('INSERT OR REPLACE INTO weir_steps (run_id, step, data) VALUES (?, ?, ?)'),
-    upsertOutput: db.prepare('INSERT OR REPLACE INTO weir_outputs (run_id, step, value) VALUES (?, ?, ?)'),
+    upsertStep: db.prepare('INSERT OR REPLACE INTO weir_steps (run_id, step, data, seq) VALUES (?, ?, ?, ?)'),
+    upsertOutput: db.prepare('INSERT OR REPLACE INTO weir_outputs (run_id, step, value, seq) VALUES (?, ?, ?, ?)'),
     deleteOutput: db.prepare('DELETE FROM weir_outputs WHERE run_id = ? AND step = ?'),
     acquire: db.prepare(
       `UPDATE weir_runs SET

@@ -120,10 +120,19 @@ describe('bad data', () => {
     const one = await owner.run(owner.getFlow('job')!, {});
     const two = await owner.run(owner.getFlow('job')!, {});
     await owner.close();
-    // Both runs look interrupted (running, lease long gone); one of them has a damaged step record.
+    // Both runs look interrupted (running, lease long gone); one of them has a damaged step record:
+    // step records ride on the last event of their commit, so the records of the event carrying a's.
     const db = new Database(file());
     db.prepare("UPDATE weir_runs SET status = 'running', lease_expires_at = 1").run();
-    db.prepare("UPDATE weir_steps SET data = 'garbage' WHERE run_id = ? AND step = 'a'").run(one.runId);
+    const carrier = db
+      .prepare(
+        `SELECT max(seq) FROM weir_events WHERE run_id = ? AND records IS NOT NULL
+           AND EXISTS (SELECT 1 FROM json_each(records, '$.s') WHERE json_extract(value, '$.step') = 'a')`,
+      )
+      .pluck()
+      .get(one.runId) as number | null;
+    expect(carrier).toEqual(expect.any(Number));
+    db.prepare("UPDATE weir_events SET records = 'garbage' WHERE run_id = ? AND seq = ?").run(one.runId, carrier);
     db.close();
 
     const ctx = context().register(make());
@@ -131,7 +140,7 @@ describe('bad data', () => {
     expect(handles.map((h) => h.runId)).toEqual([two.runId]);
     expect(await handles[0]!.result()).toMatchObject({ status: 'completed', output: { a: 'a', b: 'b' } });
     const broken = (await ctx.listRuns({ status: 'failed' })).runs;
-    expect(broken).toMatchObject([{ runId: one.runId, error: { code: 'WEIR_CORRUPT_RECORD', message: expect.stringContaining(`"${one.runId}/a"`) } }]);
+    expect(broken).toMatchObject([{ runId: one.runId, error: { code: 'WEIR_CORRUPT_RECORD', message: expect.stringContaining(`"${one.runId}#${carrier} records"`) } }]);
     await expect(ctx.getRun(one.runId)).rejects.toMatchObject({ code: 'WEIR_CORRUPT_RECORD' });
   });
 

@@ -37,13 +37,14 @@ const damaged = [
       const db = new Database(join(dir, 'runs.db'));
       const sql = {
         run: "UPDATE weir_runs SET input = 'garbage' WHERE run_id = 'r1'",
-        step: "UPDATE weir_steps SET data = 'garbage' WHERE run_id = 'r1'",
+        // Step records ride on the last event of their commit.
+        step: "UPDATE weir_events SET records = 'garbage' WHERE run_id = 'r1' AND records IS NOT NULL",
         event: `UPDATE weir_events SET data = '{"json": nope' WHERE run_id = 'r1' AND seq = 2`,
       }[part];
       db.prepare(sql).run();
       db.close();
     },
-    keys: { run: '"r1"', step: '"r1/a"', event: '"r1#2"' },
+    keys: { run: '"r1"', step: '"r1#2 records"', event: '"r1#2"' },
   },
   {
     kind: 'disk',
@@ -113,6 +114,33 @@ describe('a corrupt output in the sqlite store', () => {
     const error = await rejection(store.getOutput('r1', 'a'));
     expect(error.code).toBe(ErrorCode.CORRUPT_RECORD);
     expect(error.message).toContain('output record "r1/a"');
+  });
+
+  it('fails loadRun with WEIR_CORRUPT_RECORD naming a step record stored without events', async () => {
+    const store = new SqliteRunStore(join(dir, 'runs.db'));
+    closers.push(() => store.close());
+    const token = (await store.createRun(newRun('r1'))).leaseToken;
+    await store.commit({ runId: 'r1', leaseToken: token, steps: [stepRecord('r1', 'a')], outputs: [{ step: 'a', value: 1 }] });
+    const db = new Database(join(dir, 'runs.db'));
+    db.prepare("UPDATE weir_steps SET data = 'garbage'").run();
+    db.close();
+    const error = await rejection(store.loadRun('r1'));
+    expect(error.code).toBe(ErrorCode.CORRUPT_RECORD);
+    expect(error.message).toContain('step record "r1/a"');
+  });
+
+  it('fails getOutput with WEIR_CORRUPT_RECORD naming the records an event carries when they are corrupt', async () => {
+    const store = new SqliteRunStore(join(dir, 'runs.db'));
+    closers.push(() => store.close());
+    const token = (await store.createRun(newRun('r1'), [runStart('r1')])).leaseToken;
+    await store.commit({ runId: 'r1', leaseToken: token, steps: [stepRecord('r1', 'a')], outputs: [{ step: 'a', value: 1 }], events: [event('r1', 2)] });
+    const db = new Database(join(dir, 'runs.db'));
+    db.prepare('UPDATE weir_events SET records = \'{"s": 1}\' WHERE seq = 2').run();
+    db.close();
+    const error = await rejection(store.getOutput('r1', 'a'));
+    expect(error.code).toBe(ErrorCode.CORRUPT_RECORD);
+    expect(error.message).toContain('step record "r1#2 records"');
+    await expect(store.readEvents('r1')).resolves.toHaveLength(2);
   });
 });
 

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SqliteRunStore } from '../../src/store/sqlite-run-store.js';
-import { event, newRun, runStart, T0 } from './helpers.js';
+import type { StepRecord } from '../../src/store/run-store.js';
+import { ALICE, event, newRun, runStart, stepRecord, T0 } from './helpers.js';
 
 let dir: string;
 let store: SqliteRunStore;
@@ -103,6 +104,110 @@ describe('SQLite checkpoints on their own thread', () => {
       expect((await reader.loadRun('chain'))?.run.lastSeq).toBe(999);
     } finally {
       await reader.close();
+    }
+  });
+});
+
+describe('SQLite step records riding on events', () => {
+  it('writes a step commit with events to the events table only, its records on the last event', async () => {
+    await store.createRun(newRun('r1'), [runStart('r1')]);
+    const db = await store.database();
+    const before = db.prepare('SELECT (SELECT count(*) FROM weir_steps) + (SELECT count(*) FROM weir_outputs)').pluck();
+    const runRow = db.prepare("SELECT updated_at, last_seq FROM weir_runs WHERE run_id = 'r1'");
+    const untouched = runRow.get();
+    await store.commit({
+      runId: 'r1',
+      leaseToken: 1,
+      steps: [stepRecord('r1', 'a')],
+      outputs: [{ step: 'a', value: 1 }],
+      events: [event('r1', 2, 'step_complete'), event('r1', 3, 'step_start', 'b')],
+    });
+    expect(before.get()).toBe(0);
+    expect(runRow.get()).toEqual(untouched);
+    expect(db.prepare("SELECT seq FROM weir_events WHERE run_id = 'r1' AND records IS NOT NULL").pluck().all()).toEqual([3]);
+    expect((await store.loadRun('r1'))?.run.lastSeq).toBe(3);
+    expect((await store.listRuns({ now: T0 })).runs[0]?.lastSeq).toBe(3);
+  });
+
+  it('folds records carried by events and records stored without events in the order they were written', async () => {
+    await store.createRun(newRun('r1'), [runStart('r1')]);
+    const commit = (seqs: number[], record: StepRecord, output?: unknown) =>
+      store.commit({
+        runId: 'r1',
+        leaseToken: 1,
+        steps: [record],
+        ...(output === undefined ? {} : { outputs: [{ step: record.step, value: output }] }),
+        events: seqs.map((seq) => event('r1', seq)),
+      });
+    const stepOf = async () => (await store.loadRun('r1'))?.steps.find((s) => s.step === 'a');
+    await commit([2], stepRecord('r1', 'a'), 'one');
+    await expect(store.getOutput('r1', 'a')).resolves.toEqual({ value: 'one' });
+    // Without events, at the same last seq: the table row wins over the event's records.
+    await commit([], stepRecord('r1', 'a', 'pending'));
+    expect((await stepOf())?.status).toBe('pending');
+    await expect(store.getOutput('r1', 'a')).resolves.toBeUndefined();
+    await commit([3], stepRecord('r1', 'a'), 'two');
+    expect((await stepOf())?.status).toBe('completed');
+    await expect(store.getOutput('r1', 'a')).resolves.toEqual({ value: 'two' });
+    // A record with hasOutput and no output in its batch keeps the stored one, wherever it is.
+    await commit([], { ...stepRecord('r1', 'a'), updatedAt: T0 + 9 });
+    expect((await stepOf())?.updatedAt).toBe(T0 + 9);
+    await expect(store.getOutput('r1', 'a')).resolves.toEqual({ value: 'two' });
+    await commit([4], { ...stepRecord('r1', 'a'), updatedAt: T0 + 10 }, undefined);
+    expect((await stepOf())?.updatedAt).toBe(T0 + 10);
+    await expect(store.getOutput('r1', 'a')).resolves.toEqual({ value: 'two' });
+    await store.close();
+    store = new SqliteRunStore(join(dir, 'runs.db'));
+    expect((await stepOf())?.updatedAt).toBe(T0 + 10);
+    await expect(store.getOutput('r1', 'a')).resolves.toEqual({ value: 'two' });
+  });
+
+  it('reads outputs another connection committed since it last read the run', async () => {
+    await store.createRun(newRun('r1'), [runStart('r1')]);
+    await store.commit({ runId: 'r1', leaseToken: 1, steps: [stepRecord('r1', 'a')], outputs: [{ step: 'a', value: 1 }], events: [event('r1', 2)] });
+    await expect(store.getOutput('r1', 'a')).resolves.toEqual({ value: 1 });
+    const other = new SqliteRunStore(join(dir, 'runs.db'));
+    try {
+      await other.commit({ runId: 'r1', leaseToken: 1, steps: [stepRecord('r1', 'a')], outputs: [{ step: 'a', value: 2 }], events: [event('r1', 3)] });
+    } finally {
+      await other.close();
+    }
+    await expect(store.getOutput('r1', 'a')).resolves.toEqual({ value: 2 });
+  });
+
+  it('opens a file made before records rode on events, and goes on with its runs', async () => {
+    const file = join(dir, 'old.db');
+    const old = new Database(file);
+    old.exec(`
+      CREATE TABLE weir_runs (run_id TEXT PRIMARY KEY NOT NULL, flow TEXT NOT NULL, fingerprint TEXT NOT NULL, mode TEXT NOT NULL,
+        human_in_loop INTEGER NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, ended_at INTEGER,
+        error TEXT, output TEXT, retry_of TEXT, retried_by TEXT, owner_id TEXT, owner TEXT, lease_token INTEGER NOT NULL,
+        lease_expires_at INTEGER NOT NULL, recoveries INTEGER NOT NULL, last_seq INTEGER NOT NULL, input TEXT NOT NULL);
+      CREATE TABLE weir_steps (run_id TEXT NOT NULL, step TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, step)) WITHOUT ROWID;
+      CREATE TABLE weir_outputs (run_id TEXT NOT NULL, step TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run_id, step)) WITHOUT ROWID;
+      CREATE TABLE weir_events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
+    `);
+    old
+      .prepare(
+        `INSERT INTO weir_runs VALUES ('r1', 'pipeline', 'fp1', 'batch', 0, 'running', ${T0}, ${T0}, NULL, NULL, NULL, NULL, NULL,
+          'alice:1', ?, 1, ${T0 + 30_000}, 0, 2, '{"text":"a b c"}')`,
+      )
+      .run(JSON.stringify(ALICE));
+    old.prepare("INSERT INTO weir_events VALUES ('r1', 1, ?), ('r1', 2, ?)").run(JSON.stringify(runStart('r1')), JSON.stringify(event('r1', 2)));
+    old.prepare("INSERT INTO weir_steps VALUES ('r1', 'a', ?)").run(JSON.stringify(stepRecord('r1', 'a')));
+    old.prepare("INSERT INTO weir_outputs VALUES ('r1', 'a', '\"old\"')").run();
+    old.close();
+    const reopened = new SqliteRunStore(file);
+    try {
+      expect(await reopened.loadRun('r1')).toMatchObject({ run: { lastSeq: 2 }, steps: [{ step: 'a', status: 'completed' }] });
+      await expect(reopened.getOutput('r1', 'a')).resolves.toEqual({ value: 'old' });
+      await reopened.commit({ runId: 'r1', leaseToken: 1, steps: [stepRecord('r1', 'b')], outputs: [{ step: 'b', value: 'new' }], events: [event('r1', 3)] });
+      const loaded = await reopened.loadRun('r1');
+      expect(loaded?.run.lastSeq).toBe(3);
+      expect(loaded?.steps.map((s) => s.step).sort()).toEqual(['a', 'b']);
+      await expect(reopened.getOutput('r1', 'b')).resolves.toEqual({ value: 'new' });
+    } finally {
+      await reopened.close();
     }
   });
 });
