@@ -31,7 +31,7 @@ import { handleOf, storedHandleOf, type EventsOptions, type RunHandle } from './
 import { DEFAULT_RETRY_POLICY, mergeRetry, retryOptionSchema, type RetryOption, type RetryPolicy } from './run/retry.js';
 import { runOptionsSchema, type RunOptions } from './run/run-options.js';
 import { checkSkip, Run, type RestoredRun, type RunServices, type RunSettings } from './run/run.js';
-import type { ListRunsQuery, LoadedRun, RunOwner, RunRecord, RunStore } from './store/run-store.js';
+import type { ListRunsQuery, LoadedRun, RunOwner, RunRecord, RunStore, StepRecord } from './store/run-store.js';
 import { FlowStatus, RunMode } from './status.js';
 import { infoOf, isStale, outputsOf, storedResult, summaryOf, type RunInfo, type RunList, type RunSummary } from './run/history.js';
 import {
@@ -355,6 +355,10 @@ export class FlowContext {
   async resume<O = unknown>(runId: string, options: ResumeOptions = {}): Promise<RunHandle<O>> {
     this.#assertOpen('resume a run');
     const { from } = parseOptions(resumeOptionsSchema, options, 'resume options');
+    return this.#chore(this.#resume<O>(runId, from));
+  }
+
+  async #resume<O>(runId: string, from: string | undefined): Promise<RunHandle<O>> {
     const loaded = await this.#loadEnded(runId, 'resume');
     if (loaded.run.status === FlowStatus.COMPLETED && from === undefined) {
       throw new FlowError(`cannot resume run "${runId}": it completed; pass { from } to run steps again`, { code: ErrorCode.RUN_STATE });
@@ -375,13 +379,25 @@ export class FlowContext {
    */
   async retry<O = unknown>(runId: string): Promise<RunHandle<O>> {
     this.#assertOpen('retry a run');
+    return this.#chore(this.#retryRun<O>(runId));
+  }
+
+  async #retryRun<O>(runId: string): Promise<RunHandle<O>> {
     const loaded = await this.#loadEnded(runId, 'retry');
     const graph = this.#graphFor(loaded.run);
     const old = loaded.run;
+    if (old.retriedBy !== undefined) {
+      throw new FlowError(`cannot retry run "${runId}": run "${old.retriedBy}" already retries it; retry that one`, { code: ErrorCode.RUN_STATE });
+    }
     const retryId = randomUUID();
     const token = await this.#store.acquireLease(runId, this.#owner, this.#leaseMs, now(), { fromToken: old.leaseToken });
     if (token === undefined) throw new FlowError(`cannot retry run "${runId}": another context took it first`, { code: ErrorCode.RUN_STATE });
-    await this.#store.commit({ runId, leaseToken: token, run: { retriedBy: retryId, updatedAt: now() } });
+    try {
+      await this.#store.commit({ runId, leaseToken: token, run: { retriedBy: retryId, updatedAt: now() } });
+    } finally {
+      await this.#store.releaseLease(runId, this.#owner, token).catch(() => false);
+    }
+    this.#assertOpen('retry a run');
     const run = this.#launch(graph, old.input, { runId: retryId, mode: old.mode, timeout: undefined, signal: undefined, concurrency: Infinity, retryOf: runId });
     return handleOf<O>(run);
   }
@@ -401,6 +417,10 @@ export class FlowContext {
       await live.skip(step, output);
       return;
     }
+    return this.#chore(this.#skipStored(runId, step, output));
+  }
+
+  async #skipStored(runId: string, step: string, output: unknown): Promise<void> {
     const loaded = await this.#loadEnded(runId, 'skip a step of');
     if (loaded.run.status === FlowStatus.COMPLETED) {
       throw new FlowError(`cannot skip "${step}" in run "${runId}": the run completed`, { code: ErrorCode.RUN_STATE });
@@ -411,6 +431,17 @@ export class FlowContext {
     const value = checkSkip(node, runId, record?.status, output);
     const token = await this.#store.acquireLease(runId, this.#owner, this.#leaseMs, now(), { fromToken: loaded.run.leaseToken });
     if (token === undefined) throw new FlowError(`cannot skip "${step}" in run "${runId}": another context took the run first`, { code: ErrorCode.RUN_STATE });
+    try {
+      await this.#recordSkip(loaded, token, step, record, value);
+    } finally {
+      await this.#store.releaseLease(runId, this.#owner, token).catch(() => false);
+    }
+  }
+
+  async #recordSkip(loaded: LoadedRun, token: number, step: string, record: StepRecord | undefined, value: unknown): Promise<void> {
+    const { runId } = loaded.run;
+    // Read again under the lease: the seq to continue is the one stored now.
+    const lastSeq = (await this.#load(runId)).run.lastSeq;
     const at = now();
     await this.#store.commit({
       runId,
@@ -418,9 +449,8 @@ export class FlowContext {
       run: { updatedAt: at },
       steps: [{ runId, step, status: FlowStatus.COMPLETED, attempts: record?.attempts ?? [], ...(record?.startTime === undefined ? {} : { startTime: record.startTime }), endTime: at, hasOutput: true, updatedAt: at }],
       outputs: [{ step, value }],
-      events: [{ type: 'step_complete', runId, seq: loaded.run.lastSeq + 1, time: at, step, attempt: record?.attempts.length ?? 0, duration: 0, skipped: true }],
+      events: [{ type: 'step_complete', runId, seq: lastSeq + 1, time: at, step, attempt: record?.attempts.length ?? 0, duration: 0, skipped: true }],
     });
-    await this.#store.releaseLease(runId, this.#owner, token);
   }
 
   /**
@@ -591,9 +621,23 @@ export class FlowContext {
   }
 
   /** Rebuilds a run from the journal and goes on with it. */
-  async #restore(graph: CompiledGraph, loaded: LoadedRun, leaseToken: number, how: Pick<RestoredRun, 'reason' | 'from' | 'failWith'>): Promise<Run> {
-    const outputs = await outputsOf(this.#store, loaded);
+  async #restore(
+    graph: CompiledGraph,
+    loaded: LoadedRun,
+    leaseToken: number,
+    how: Pick<RestoredRun, 'reason' | 'from' | 'failWith'>,
+    read?: ReadonlyMap<string, unknown>,
+  ): Promise<Run> {
     const { run: record } = loaded;
+    let outputs: ReadonlyMap<string, unknown>;
+    try {
+      outputs = read ?? (await outputsOf(this.#store, loaded));
+      if (this.#state !== 'open') throw new FlowError(`cannot go on with run "${record.runId}": the FlowContext is ${this.#state}`, { code: ErrorCode.CONTEXT_CLOSED });
+    } catch (error) {
+      // The lease goes back, so another context can take the run at once.
+      await this.#store.releaseLease(record.runId, this.#owner, leaseToken).catch(() => false);
+      throw error;
+    }
     const restore: RestoredRun = { record, leaseToken, steps: new Map(loaded.steps.map((s) => [s.step, s])), outputs, ...how };
     return this.#launch(graph, record.input, { runId: record.runId, mode: record.mode, timeout: undefined, signal: undefined, concurrency: Infinity, restore });
   }
@@ -605,8 +649,14 @@ export class FlowContext {
       const at = now();
       const page = await this.#store.listRuns({ status: FlowStatus.RUNNING, limit: 500, ...(before === undefined ? {} : { before }), now: at });
       before = page.next;
-      const taken = await Promise.all(page.runs.map((run) => this.#takeOver(run, at)));
-      for (const handle of taken) if (handle !== undefined) handles.push(handle);
+      const taken = await Promise.allSettled(page.runs.map((run) => this.#takeOver(run, at)));
+      for (const outcome of taken) {
+        if (outcome.status === 'fulfilled') {
+          if (outcome.value !== undefined) handles.push(outcome.value);
+        } else if (!(outcome.reason instanceof FlowError && outcome.reason.code === ErrorCode.CONTEXT_CLOSED)) {
+          process.emitWarning(`weir: a run could not be recovered: ${messageOf(outcome.reason)}`, { code: 'WEIR_RECOVERY' });
+        }
+      }
     } while (before !== undefined && this.#state === 'open');
     return handles;
   }
@@ -631,10 +681,17 @@ export class FlowContext {
       takeover: true,
       ...(run.leaseExpiresAt > at ? { fromToken: run.leaseToken } : {}),
     });
-    if (token === undefined || this.#runs.has(run.runId) || this.#state !== 'open') return undefined;
+    if (token === undefined) return undefined;
+    if (this.#runs.has(run.runId) || this.#state !== 'open') {
+      await this.#store.releaseLease(run.runId, this.#owner, token).catch(() => false);
+      return undefined;
+    }
     let loaded: LoadedRun;
+    let outputs: Map<string, unknown>;
     try {
       loaded = await this.#load(run.runId);
+      // Outputs too: one that cannot be read fails this run, not the recovery of the others.
+      outputs = await outputsOf(this.#store, loaded);
     } catch (error) {
       // A record that cannot be read fails its run, with the error naming it; other runs go on.
       const data = toErrorData(error);
@@ -653,7 +710,7 @@ export class FlowContext {
         : graph.fingerprint !== loaded.run.fingerprint && this.#onFlowChange === 'fail'
           ? flowChanged(loaded.run)
           : undefined;
-    return handleOf(await this.#restore(graph, loaded, token, { reason: 'recovered', failWith }));
+    return handleOf(await this.#restore(graph, loaded, token, { reason: 'recovered', failWith }, outputs));
   }
 
   /** Idempotent start: a run with this id exists in the store; same flow and input get its handle's result. */

@@ -2,6 +2,7 @@
  * What the thread and process executors share on the main thread: building the task, carrying the
  * step's events back to its `Step`, stopping a worker on abort, and telling crashes from failures.
  */
+import { messageOf } from '../util/message-of.js';
 import { fromErrorData, toErrorData } from '../error-data.js';
 import { CancelledError, ErrorCode, FatalError, FlowError } from '../errors.js';
 import type { Processor, Step } from '../processor.js';
@@ -206,7 +207,13 @@ export abstract class RemoteExecutor implements Executor {
         step.progress(message.fraction, message.message);
         break;
       case 'heartbeat':
-        step.heartbeat(message.details);
+        try {
+          step.heartbeat(message.details);
+        } catch (error) {
+          // Details the store cannot keep: the heartbeat still counts, without them.
+          process.emitWarning(`weir: flow "${step.name}": heartbeat details dropped: ${messageOf(error)}`, { code: 'WEIR_HEARTBEAT_DETAILS' });
+          step.heartbeat(undefined);
+        }
         break;
       case 'deps-get':
         step.deps.get(message.name).then(

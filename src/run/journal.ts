@@ -120,7 +120,9 @@ export class RunJournal {
       const stored = await this.#store.createRun(record, [e]);
       this.#token = stored.leaseToken;
     } catch (thrown) {
-      this.#undelivered.length = 0;
+      // Only the create event is withdrawn: whatever the run recorded meanwhile (a cancel, say) stays for `detach`.
+      const at = this.#undelivered.indexOf(e);
+      if (at !== -1) this.#undelivered.splice(at, 1);
       throw toFlowError(thrown);
     } finally {
       this.#inFlight = false;
@@ -195,11 +197,6 @@ export class RunJournal {
   /** Commits the run's end (its patch and last event, numbered with `nextSeq()`) with everything pending. */
   finish(patch: RunPatch, event: WeirEvent): Promise<void> {
     return this.#checkpoint(undefined, undefined, undefined, event, patch);
-  }
-
-  /** Commits whatever is pending now, without waiting for the lazy timer. */
-  flush(): void {
-    this.#kick();
   }
 
   /** Resolves once everything recorded so far was committed, or could not be. */
@@ -338,6 +335,8 @@ export class RunJournal {
       this.#isolate = checkpoints.length + this.#checkpoints.length;
       this.#checkpoints = [...checkpoints, ...this.#checkpoints];
       this.#events = [...events, ...this.#events];
+      // Each checkpoint's own record goes again with it, not with the others.
+      for (const c of checkpoints) if (c.step !== undefined && steps.get(c.step) === c.record) steps.delete(c.step);
       this.#restore(steps, patch);
       this.#kick();
       return;

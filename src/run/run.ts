@@ -10,6 +10,7 @@ import { CancelledError, ErrorCode, FatalError, FlowError, TimeoutError, Upstrea
 import type { EventInput, WeirEvent } from '../events.js';
 import type { Executor } from '../executors/executor.js';
 import { validate } from '../executors/invoke.js';
+import { encodeCompact } from '../results/codec.js';
 import type { CompiledGraph, GraphNode } from '../graph/compile.js';
 import type { AttemptRecord, FlowResult, StepResult } from '../result.js';
 import { FlowStatus, type RunMode } from '../status.js';
@@ -115,6 +116,8 @@ export class Run implements StepHost {
   readonly #retryAt: (number | undefined)[];
   /** Restored nodes that completed before: they finish at once, silently, when they become ready. */
   readonly #kept: boolean[];
+  /** Restored steps of a recovered run that had failed or been skipped for good: they end so again, silently. */
+  readonly #keptEnd: (FlowStatus | undefined)[];
   /** Restored composites whose `step_start` is already in the log. */
   readonly #announced: boolean[];
   /** The flow whose failure each failed or skipped node traces back to. */
@@ -122,6 +125,8 @@ export class Run implements StepHost {
   readonly #running = new Map<number, StepContext>();
   /** Steps whose record changed since the last commit. */
   readonly #changed = new Set<number>();
+  /** Leaves whose completion (output and record) is being committed: a cancel or a skip leaves them be. */
+  readonly #committing = new Set<number>();
   readonly #retryTimers = new Map<number, TimerHandle>();
   readonly #heartbeatTimers = new Map<number, TimerHandle>();
   /** Leaves ready to run, not yet handed to the context's queue (from `#readyHead` on). */
@@ -171,6 +176,7 @@ export class Run implements StepHost {
     this.#retryAt = new Array<number | undefined>(n);
     this.#kept = new Array<boolean>(n).fill(false);
     this.#announced = new Array<boolean>(n).fill(false);
+    this.#keptEnd = new Array<FlowStatus | undefined>(n);
     this.#culprit = new Array<string | undefined>(n);
     this.#done = new Promise((resolve) => (this.#settle = resolve));
     this.#window = Math.min(settings.concurrency, services.queue.concurrency);
@@ -269,6 +275,16 @@ export class Run implements StepHost {
     const index = node.index;
     const value = checkSkip(node, this.runId, this.#status[index], output);
     if (this.#status_ !== RUNNING) throw new FlowError(`cannot skip "${name}": run "${this.runId}" has ended`, { code: ErrorCode.RUN_STATE });
+    const before = this.#status[index]!;
+    if (before !== PENDING && before !== RUNNING) {
+      throw new FlowError(`cannot skip "${name}" in run "${this.runId}": it has ended (${before}) and its end was passed on; skip it once the run has ended, then resume the run`, {
+        code: ErrorCode.RUN_STATE,
+      });
+    }
+    if (this.#committing.has(index)) {
+      throw new FlowError(`cannot skip "${name}" in run "${this.runId}": its output is being recorded`, { code: ErrorCode.RUN_STATE });
+    }
+    const wasReadied = this.#readied[index]!;
     const ended = now();
     const step = this.#running.get(index);
     this.#running.delete(index);
@@ -286,12 +302,26 @@ export class Run implements StepHost {
     // Not current for any attempt: a late result of the stopped attempt is ignored.
     this.#readied[index] = true;
     this.#changed.delete(index);
-    await this.#journal.complete(
-      { runId: this.runId, step: name, status: COMPLETED, attempts: attempts.slice(), ...(this.#startTimes[index] === undefined ? {} : { startTime: this.#startTimes[index] }), endTime: ended, hasOutput: true, updatedAt: ended },
-      value,
-      { type: 'step_complete', runId: this.runId, seq: this.#journal.nextSeq(), time: ended, step: name, attempt: attempts.length, duration: 0, skipped: true },
-    );
-    if (this.#status_ !== RUNNING || this.#status[index] !== RUNNING) return;
+    this.#committing.add(index);
+    try {
+      await this.#journal.complete(
+        { runId: this.runId, step: name, status: COMPLETED, attempts: attempts.slice(), ...(this.#startTimes[index] === undefined ? {} : { startTime: this.#startTimes[index] }), endTime: ended, hasOutput: true, updatedAt: ended },
+        value,
+        { type: 'step_complete', runId: this.runId, seq: this.#journal.nextSeq(), time: ended, step: name, attempt: attempts.length, duration: 0, skipped: true },
+      );
+    } catch (error) {
+      // Not recorded: the step goes back to waiting for its turn (a stopped attempt counts as a cancelled one).
+      if (this.#status_ === RUNNING && this.#status[index] === RUNNING) {
+        this.#status[index] = PENDING;
+        this.#readied[index] = wasReadied;
+        this.#touch(index);
+        if (wasReadied) this.#schedule(index);
+      }
+      throw error;
+    } finally {
+      this.#committing.delete(index);
+    }
+    if (this.#status[index] !== RUNNING) return;
     this.#outputs[index] = value;
     this.#finishNode(index, COMPLETED, ended);
   }
@@ -310,6 +340,7 @@ export class Run implements StepHost {
 
   /** Another context took the run over: stop here without writing anything more. */
   leaseLost(error: FlowError): void {
+    this.#journal.stop(error);
     if (this.#status_ !== RUNNING) return;
     const data = toErrorData(error);
     this.#status_ = FAILED;
@@ -332,13 +363,16 @@ export class Run implements StepHost {
     if (this.#status_ !== RUNNING) return this.#done.then(noop, noop);
     this.#status_ = CANCELLED;
     this.#clearTimers();
-    const running = [...this.#running.values()];
-    this.#running.clear();
-    // Not current any more, and not recorded: in the store these steps stay as they were.
-    for (let i = 0; i < this.#status.length; i++) if (this.#status[i] === RUNNING && this.graph.nodes[i]!.processor !== undefined) this.#status[i] = PENDING;
+    const running = [...this.#running].filter(([index]) => !this.#committing.has(index));
+    for (const [index] of running) this.#running.delete(index);
+    // Not current any more, and not recorded: in the store these steps stay as they were. A step
+    // whose output is being committed is left be: the wait below lets that commit land.
+    for (let i = 0; i < this.#status.length; i++) {
+      if (this.#status[i] === RUNNING && this.graph.nodes[i]!.processor !== undefined && !this.#committing.has(i)) this.#status[i] = PENDING;
+    }
     this.#changed.clear();
-    for (const step of running) step.abort(new CancelledError(reason.message, { cause: reason }));
-    const result = this.#buildResult(RUNNING, toErrorData(reason), now());
+    for (const [, step] of running) step.abort(new CancelledError(reason.message, { cause: reason }));
+    const ended = now();
     const { store, owner } = this.#services;
     return this.#journal
       .settled()
@@ -347,7 +381,7 @@ export class Run implements StepHost {
         return store.releaseLease(this.runId, owner, this.#journal.leaseToken);
       })
       .then(noop, (error: unknown) => process.emitWarning(`weir: run "${this.runId}": its lease could not be released: ${String(error)}`, { code: 'WEIR_LEASE_RELEASE' }))
-      .finally(() => this.#settleWith(result));
+      .finally(() => this.#settleWith(this.#buildResult(RUNNING, toErrorData(reason), ended)));
   }
 
   // ---- StepHost -------------------------------------------------------------------------------
@@ -370,9 +404,14 @@ export class Run implements StepHost {
     this.#touch(index);
   }
 
+  /**
+   * @throws FlowError `WEIR_SERIALIZATION` when a durable store cannot store `details` (the event
+   * would otherwise hold back every later commit of the run).
+   */
   heartbeat(index: number, attempt: number, details: unknown): void {
     if (!this.#isCurrent(index, attempt)) return;
     const step = this.graph.nodes[index]!.name;
+    if (details !== undefined && this.#services.store.durable) encodeCompact(details, `heartbeat details of flow ${step}`);
     this.#armHeartbeat(index, attempt);
     this.#emit(details === undefined ? { type: 'step_heartbeat', step, attempt } : { type: 'step_heartbeat', step, attempt, details });
   }
@@ -394,6 +433,16 @@ export class Run implements StepHost {
         this.#attempts[i] = attempts;
         this.#endTimes[i] = record.endTime;
         this.#outputs[i] = restore.outputs.get(node.name);
+        continue;
+      }
+      if (restore.reason === 'recovered' && (record.status === FAILED || record.status === SKIPPED)) {
+        // A recovered run goes on where it was: a step that failed for good stays failed (no fresh
+        // retry budget), one skipped stays skipped, and neither is announced again.
+        this.#keptEnd[i] = record.status;
+        if (node.processor === undefined) this.#announced[i] = true;
+        this.#attempts[i] = attempts;
+        this.#endTimes[i] = record.endTime;
+        this.#errors[i] = record.error;
         continue;
       }
       if (record.status === RUNNING && node.processor !== undefined && !redo.has(i)) {
@@ -569,6 +618,12 @@ export class Run implements StepHost {
         this.#finishNode(index, COMPLETED, this.#endTimes[index] ?? now());
         return;
       }
+      if (this.#keptEnd[index] === FAILED) {
+        this.#culprit[index] = node.name;
+        this.#noteFailure(node, this.#errors[index]!);
+        this.#finishNode(index, FAILED, this.#endTimes[index] ?? now());
+        return;
+      }
       const due = this.#retryAt[index];
       if (due !== undefined && due > now()) {
         this.#retryTimers.set(
@@ -669,6 +724,7 @@ export class Run implements StepHost {
       const attempts = [...this.#attempts[index]!, { attempt, startTime: started, endTime: ended, duration: ended - started }];
       // The output, the step's record and its step_complete are one commit; dependants start once it is durable.
       this.#changed.delete(index);
+      this.#committing.add(index);
       await this.#journal.complete(
         {
           runId: this.runId,
@@ -684,11 +740,14 @@ export class Run implements StepHost {
         output,
         { type: 'step_complete', runId: this.runId, seq: this.#journal.nextSeq(), time: ended, step: node.name, attempt, duration: ended - started },
       );
+      this.#committing.delete(index);
+      // Durable: it completed, even if the run was stopped meanwhile (a stop leaves committing steps be).
       if (!this.#isCurrent(index, attempt)) return;
       this.#attempts[index] = attempts;
       this.#outputs[index] = output;
       this.#finishNode(index, COMPLETED, ended);
     } catch (error) {
+      this.#committing.delete(index);
       if (!this.#isCurrent(index, attempt)) return;
       this.#attemptFailed(node, attempt, started, error);
     } finally {
@@ -798,11 +857,13 @@ export class Run implements StepHost {
     const node = this.graph.nodes[index]!;
     const ok = status === COMPLETED;
     const ended = this.#endTimes[index]!;
+    // Siblings wait for their composite to start: one it readies itself once their dependencies are done.
+    const parentRunning = this.#status[node.parent] === RUNNING;
     for (const edge of node.dependants) {
       if (this.#status[edge.index] !== PENDING) continue;
       if (!ok && edge.required) {
         this.#skip(edge.index, this.#culprit[index]!, ended);
-      } else if (--this.#waitingOn[edge.index]! === 0) {
+      } else if (--this.#waitingOn[edge.index]! === 0 && parentRunning) {
         this.#ready(edge.index);
       }
     }
@@ -818,12 +879,16 @@ export class Run implements StepHost {
     );
     const markSkipped = (i: number): void => {
       const n = this.graph.nodes[i]!;
+      // A child already completed (a skip by hand) keeps its result: history is only appended to.
+      if (this.#status[i] === COMPLETED) return;
       this.#status[i] = SKIPPED;
       this.#errors[i] = data;
       this.#culprit[i] = culprit;
       this.#endTimes[i] = ended;
-      this.#emit({ type: 'step_skipped', step: n.name, status: SKIPPED, error: data });
-      this.#touch(i);
+      if (this.#keptEnd[i] !== SKIPPED) {
+        this.#emit({ type: 'step_skipped', step: n.name, status: SKIPPED, error: data });
+        this.#touch(i);
+      }
       for (const child of n.children) markSkipped(child);
     };
     for (const child of node.children) markSkipped(child);
@@ -831,8 +896,10 @@ export class Run implements StepHost {
     this.#errors[index] = data;
     this.#culprit[index] = culprit;
     this.#endTimes[index] = ended;
-    this.#emit({ type: 'step_skipped', step: node.name, status: SKIPPED, error: data });
-    this.#touch(index);
+    if (this.#keptEnd[index] !== SKIPPED) {
+      this.#emit({ type: 'step_skipped', step: node.name, status: SKIPPED, error: data });
+      this.#touch(index);
+    }
     this.#finishNode(index, SKIPPED, ended);
   }
 
@@ -859,8 +926,10 @@ export class Run implements StepHost {
     this.#errors[index] = this.#errors[this.graph.byName.get(culprit)!.index];
     this.#status[index] = FAILED;
     this.#endTimes[index] = ended;
-    if (index !== 0) this.#emit({ type: 'step_failed', step: node.name, attempt: 1, error: this.#errors[index]! });
-    this.#touch(index);
+    if (this.#keptEnd[index] !== FAILED) {
+      if (index !== 0) this.#emit({ type: 'step_failed', step: node.name, attempt: 1, error: this.#errors[index]! });
+      this.#touch(index);
+    }
     this.#finishNode(index, FAILED, ended);
   }
 
@@ -869,11 +938,13 @@ export class Run implements StepHost {
     if (this.#status_ !== RUNNING) return;
     const data = toErrorData(reason);
     const ended = now();
-    const running = [...this.#running];
-    this.#running.clear();
+    // A step whose output is being committed is left be: it completes once that commit lands.
+    const running = [...this.#running].filter(([index]) => !this.#committing.has(index));
+    for (const [index] of running) this.#running.delete(index);
     for (const [index] of running) this.#cancelStep(index, data, ended);
     for (let i = 0; i < this.#status.length; i++) {
       const status = this.#status[i];
+      if (this.#committing.has(i)) continue;
       if (status === PENDING && this.#attempts[i]!.length > this.#attemptBase[i]!) {
         // Between attempts (waiting on backoff or back in the queue): it did start, so it is reported.
         this.#cancelStep(i, data, ended);
@@ -920,7 +991,6 @@ export class Run implements StepHost {
     this.#clearTimers();
     const ended = now();
     const duration = ended - this.startTime;
-    const result = this.#buildResult(status, error, ended);
     const seq = this.#journal.nextSeq();
     const event: WeirEvent =
       status === COMPLETED
@@ -934,11 +1004,13 @@ export class Run implements StepHost {
       endedAt: ended,
       error,
       // A composite's output is its children's, already stored with them.
-      output: this.graph.root.processor !== undefined && status === COMPLETED ? result.output : undefined,
+      output: this.graph.root.processor !== undefined && status === COMPLETED ? this.#outputs[0] : undefined,
     };
+    // The result is read once the end is recorded: a completion committed before it counts.
     this.#journal.finish(patch, event).then(
-      () => this.#settleWith(result),
+      () => this.#settleWith(this.#buildResult(status, error, ended)),
       (thrown: FlowError) => {
+        const result = this.#buildResult(status, error, ended);
         // The run's end is not recorded: here it failed; in the store it stays running until its lease runs out and `recover()` finishes it.
         // A run that failed keeps its own error; one that completed or was cancelled fails with the store's.
         if (status === FAILED && thrown.code !== ErrorCode.LEASE_LOST) {

@@ -1,0 +1,193 @@
+/**
+ * Races between a run's commits and what users do meanwhile (cancel, skip, close, a lost owner).
+ * A slow or stalled commit is made by wrapping the real store's `commit`: the one fault the real
+ * store cannot be asked for.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FatalError, Flow, FlowContext, ResultsManager } from '../../src/index.js';
+import { runStoreOf } from '../../src/results/results-manager.js';
+import { deferred, Fn } from '../fixtures/processors.js';
+
+let dir: string;
+const contexts: FlowContext[] = [];
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'weir-races-'));
+});
+afterEach(async () => {
+  await Promise.all(contexts.splice(0).map((c) => c.close()));
+  await rm(dir, { recursive: true, force: true });
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A memory store whose commits of `step`'s output wait for `gate`. */
+function slowOutputOf(step: string, gate: Promise<void>): ResultsManager {
+  const results = ResultsManager.memory();
+  const store = runStoreOf(results);
+  const commit = store.commit.bind(store);
+  store.commit = async (batch) => {
+    if (batch.outputs?.some((o) => o.step === step)) await gate;
+    return commit(batch);
+  };
+  return results;
+}
+
+describe('a step whose completion is being committed', () => {
+  it('is not cancelled by a cancel that lands meanwhile: it completes, and a resume does not run it again', async () => {
+    const landed = deferred();
+    const ctx = new FlowContext({ results: slowOutputOf('x', landed.promise) });
+    contexts.push(ctx);
+    let xRuns = 0;
+    const root = Flow.sequential('root');
+    new Flow(new Fn(() => ++xRuns), { name: 'x' }).registerTo(root);
+    new Flow(new Fn((i) => i), { name: 'y' }).registerTo(root);
+    ctx.register(root);
+    const handle = ctx.start(root, {});
+    await sleep(20); // x returned; its commit waits
+    const cancelled = ctx.cancel(handle.runId);
+    landed.resolve();
+    await cancelled;
+    const result = await handle.result();
+    expect(result.status).toBe('cancelled');
+    expect(result.steps.x).toMatchObject({ status: 'completed', output: 1 });
+    expect((await ctx.getRun(handle.runId)).steps.x?.status).toBe('completed');
+    expect(await (await ctx.resume(handle.runId)).result()).toMatchObject({ status: 'completed', output: { x: 1, y: 1 } });
+    expect(xRuns).toBe(1);
+  });
+
+  it('cannot be skipped meanwhile', async () => {
+    const landed = deferred();
+    const ctx = new FlowContext({ results: slowOutputOf('x', landed.promise) });
+    contexts.push(ctx);
+    const root = Flow.sequential('root');
+    new Flow(new Fn(() => 'real'), { name: 'x' }).registerTo(root);
+    new Flow(new Fn((i) => i), { name: 'y' }).registerTo(root);
+    const handle = ctx.start(root, {});
+    await sleep(20);
+    await expect(ctx.skip(handle.runId, 'x', 'given')).rejects.toMatchObject({ code: 'WEIR_RUN_STATE', message: expect.stringMatching(/being recorded/) });
+    landed.resolve();
+    expect(await handle.result()).toMatchObject({ status: 'completed', output: { x: 'real', y: 'real' } });
+  });
+});
+
+describe('skip in a running run', () => {
+  it('refuses a step that already ended, and the run goes on', async () => {
+    const ctx = new FlowContext();
+    contexts.push(ctx);
+    const root = Flow.parallel('root');
+    const gate = deferred<string>();
+    const a = new Flow(new Fn(() => {
+      throw new FatalError('a broke');
+    }), { name: 'a' }).registerTo(root);
+    new Flow(new Fn(() => 'b'), { name: 'b' }).registerTo(root, { required: [a] });
+    new Flow(new Fn(() => gate.promise), { name: 'slow' }).registerTo(root);
+    const handle = ctx.start(root, {});
+    const skipped = deferred();
+    ctx.on('step_skipped', () => skipped.resolve());
+    await skipped.promise;
+    await expect(ctx.skip(handle.runId, 'b', 'given')).rejects.toMatchObject({ code: 'WEIR_RUN_STATE', message: expect.stringMatching(/has ended \(skipped\)/) });
+    expect(ctx.activeRuns).toBe(1);
+    gate.resolve('slow');
+    expect(await handle.result()).toMatchObject({ status: 'failed', steps: { slow: { status: 'completed' }, b: { status: 'skipped' } } });
+  });
+
+  it('of a step in a composite that has not started does not start its siblings early', async () => {
+    const ctx = new FlowContext();
+    contexts.push(ctx);
+    const root = Flow.sequential('root');
+    const gate = deferred<string>();
+    new Flow(new Fn(() => gate.promise), { name: 'first' }).registerTo(root);
+    const inner = Flow.sequential('inner').registerTo(root);
+    new Flow(new Fn(() => 'x'), { name: 'x' }).registerTo(inner);
+    let yStartedEarly = false;
+    new Flow(new Fn((input) => {
+      yStartedEarly = !firstDone;
+      return input;
+    }), { name: 'y' }).registerTo(inner);
+    let firstDone = false;
+    const handle = ctx.start(root, {});
+    await sleep(20);
+    await ctx.skip(handle.runId, 'x', 'given');
+    await sleep(20);
+    firstDone = true;
+    gate.resolve('first');
+    const result = await handle.result();
+    expect(result).toMatchObject({ status: 'completed', output: { first: 'first', inner: { x: 'given', y: 'given' } } });
+    expect(yStartedEarly).toBe(false);
+  });
+});
+
+describe('recovery', () => {
+  it('keeps a step that failed for good as failed, without running it again', async () => {
+    const results = ResultsManager.sqlite(join(dir, 'runs.db'));
+    const store = runStoreOf(results);
+    // The owner's process "dies": its commits and lease renewals stall from then on.
+    let dead = false;
+    const commit = store.commit.bind(store);
+    store.commit = (batch) => (dead ? new Promise(() => {}) : commit(batch));
+    const renew = store.renewLeases.bind(store);
+    store.renewLeases = (owner, entries, at) => (dead ? new Promise(() => {}) : renew(owner, entries, at));
+    let aRuns = 0;
+    const gate = deferred();
+    const make = () => {
+      const root = Flow.parallel('root');
+      new Flow(new Fn(() => {
+        aRuns++;
+        throw new FatalError('never twice');
+      }), { name: 'a' }).registerTo(root);
+      new Flow(new Fn(async () => {
+        await gate.promise;
+        return 'b';
+      }), { name: 'b' }).registerTo(root);
+      return root;
+    };
+    const owner = new FlowContext({ results, leaseTimeout: 100, closeTimeout: 0 }).register(make());
+    const handle = owner.start(owner.getFlow('root')!, {});
+    await sleep(120); // a failed and its record was flushed; b still runs
+    dead = true;
+    await sleep(250); // the lease runs out
+    const next = new FlowContext({ results: ResultsManager.sqlite(join(dir, 'runs.db')) }).register(make());
+    contexts.push(next);
+    const [taken] = await next.recover();
+    gate.resolve();
+    const result = await taken!.result();
+    expect(result).toMatchObject({ status: 'failed', error: { step: 'a', message: 'never twice' } });
+    expect(aRuns).toBe(1);
+    expect(result.steps.a?.attempts).toHaveLength(1);
+    void handle;
+    // The "dead" owner is left as it is; only its store's handle is released.
+    await results.close();
+  });
+});
+
+describe('heartbeat details', () => {
+  it('that a durable store cannot keep fail the step at once, clearly, instead of holding back the run', async () => {
+    const ctx = new FlowContext({ results: ResultsManager.sqlite(join(dir, 'runs.db')) });
+    contexts.push(ctx);
+    const flow = new Flow(new Fn((_i, step) => {
+      step.heartbeat({ callback: () => 1 });
+      return 'unreached';
+    }), { name: 'beats' });
+    const result = await ctx.run(flow, {});
+    expect(result).toMatchObject({ status: 'failed', error: { code: 'WEIR_SERIALIZATION', message: expect.stringMatching(/"heartbeat details of flow beats" cannot be serialised: a function at \.callback/) } });
+    expect((await ctx.getRun(result.runId)).status).toBe('failed');
+  });
+});
+
+describe('close', () => {
+  it('refuses a resume that was under way when it began', async () => {
+    const ctx = new FlowContext({ results: ResultsManager.sqlite(join(dir, 'runs.db')) });
+    const flow = new Flow(new Fn(() => {
+      throw new FatalError('no');
+    }), { name: 'fails' });
+    ctx.register(flow);
+    const failed = await ctx.run(flow, {});
+    const resuming = ctx.resume(failed.runId);
+    await ctx.close();
+    await expect(resuming).rejects.toMatchObject({ code: 'WEIR_CONTEXT_CLOSED' });
+    expect(ctx.activeRuns).toBe(0);
+  });
+});
