@@ -376,8 +376,8 @@ export class RunJournal {
     if (this.#undelivered.length === 0) return;
     let n = this.#undelivered.length;
     if (this.#checkpoints.length > 0) {
-      const pending = new Set(this.#checkpoints.map((c) => c.event));
-      n = this.#undelivered.findIndex((e) => pending.has(e));
+      // Checkpoints are kept in order, so the first one still pending holds back everything from its event on.
+      n = this.#undelivered.indexOf(this.#checkpoints[0]!.event);
       if (n === -1) n = this.#undelivered.length;
     }
     const ready = this.#undelivered.splice(0, n);

@@ -95,10 +95,11 @@ export function checkBatch(kind: RunStoreKind, batch: CommitBatch): void {
     }
   }
   if (outputs === undefined || outputs.length === 0) return;
+  // Plain loops for the usual small batch (this runs on every commit with an output); a set for a large one.
+  const withOutput = steps !== undefined && steps.length > 8 ? new Set(steps.filter((s) => s.hasOutput).map((s) => s.step)) : undefined;
   for (const output of outputs) {
-    let found = false;
-    // Plain loops: this runs on every commit with an output, memory stores included.
-    for (let i = 0; steps !== undefined && i < steps.length && !found; i++) found = steps[i]!.step === output.step && steps[i]!.hasOutput;
+    let found = withOutput?.has(output.step) ?? false;
+    for (let i = 0; withOutput === undefined && steps !== undefined && i < steps.length && !found; i++) found = steps[i]!.step === output.step && steps[i]!.hasOutput;
     if (!found) {
       throw new FlowError(
         `run store (${kind}): commit to run ${JSON.stringify(runId)}: the output of step ${JSON.stringify(output.step)} needs its step record, with hasOutput: true, in the same batch`,
