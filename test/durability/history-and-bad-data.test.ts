@@ -1,27 +1,13 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FatalError, Flow, FlowContext, ResultsManager } from '../../src/index.js';
 import { deferred, Fn } from '../fixtures/processors.js';
+import { sqliteContexts } from '../fixtures/sqlite-contexts.js';
 
-let dir: string;
-const contexts: FlowContext[] = [];
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'weir-history-'));
-});
-afterEach(async () => {
-  await Promise.all(contexts.splice(0).map((c) => c.close()));
-  await rm(dir, { recursive: true, force: true });
-});
+const temp = sqliteContexts('history');
 
-const file = () => join(dir, 'runs.db');
-function context(options: ConstructorParameters<typeof FlowContext>[0] = {}): FlowContext {
-  const ctx = new FlowContext({ results: ResultsManager.sqlite(file()), closeTimeout: 0, ...options });
-  contexts.push(ctx);
-  return ctx;
-}
+const file = temp.file;
+const context = (options: ConstructorParameters<typeof FlowContext>[0] = {}): FlowContext => temp.context({ closeTimeout: 0, ...options });
 
 describe('getRun', () => {
   it('gives status, running steps, progress done/total, last update and every step’s attempts', async () => {
@@ -174,7 +160,7 @@ describe('bad data', () => {
 describe('the memory journal', () => {
   it('keeps the most recent finished runs, as many as keepFinishedRuns, and forgets older ones', async () => {
     const ctx = new FlowContext({ results: ResultsManager.memory({ keepFinishedRuns: 3 }) });
-    contexts.push(ctx);
+    temp.track(ctx);
     const flow = new Flow(new Fn((input) => input), { name: 'echo' });
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push((await ctx.run(flow, { i })).runId);

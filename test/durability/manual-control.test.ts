@@ -1,26 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { z } from 'zod';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FatalError, Flow, FlowContext, Processor, ResultsManager, type WeirEvent } from '../../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { FatalError, Flow, Processor, type WeirEvent } from '../../src/index.js';
 import { deferred, Fn } from '../fixtures/processors.js';
+import { sqliteContexts } from '../fixtures/sqlite-contexts.js';
 
-let dir: string;
-const contexts: FlowContext[] = [];
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'weir-control-'));
-});
-afterEach(async () => {
-  await Promise.all(contexts.splice(0).map((c) => c.close()));
-  await rm(dir, { recursive: true, force: true });
-});
+const temp = sqliteContexts('control');
 
-function context(options: ConstructorParameters<typeof FlowContext>[0] = {}): FlowContext {
-  const ctx = new FlowContext({ results: ResultsManager.sqlite(join(dir, 'runs.db')), ...options });
-  contexts.push(ctx);
-  return ctx;
-}
+const context = temp.context;
 
 const Count = z.object({ n: z.number() });
 class Double extends Processor<typeof Count, typeof Count> {

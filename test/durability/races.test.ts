@@ -3,23 +3,13 @@
  * A slow or stalled commit is made by wrapping the real store's `commit`: the one fault the real
  * store cannot be asked for.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FatalError, Flow, FlowContext, ResultsManager } from '../../src/index.js';
 import { runStoreOf } from '../../src/results/results-manager.js';
 import { deferred, Fn } from '../fixtures/processors.js';
+import { sqliteContexts } from '../fixtures/sqlite-contexts.js';
 
-let dir: string;
-const contexts: FlowContext[] = [];
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'weir-races-'));
-});
-afterEach(async () => {
-  await Promise.all(contexts.splice(0).map((c) => c.close()));
-  await rm(dir, { recursive: true, force: true });
-});
+const temp = sqliteContexts('races');
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -39,7 +29,7 @@ describe('a step whose completion is being committed', () => {
   it('is not cancelled by a cancel that lands meanwhile: it completes, and a resume does not run it again', async () => {
     const landed = deferred();
     const ctx = new FlowContext({ results: slowOutputOf('x', landed.promise) });
-    contexts.push(ctx);
+    temp.track(ctx);
     let xRuns = 0;
     const root = Flow.sequential('root');
     new Flow(new Fn(() => ++xRuns), { name: 'x' }).registerTo(root);
@@ -61,7 +51,7 @@ describe('a step whose completion is being committed', () => {
   it('cannot be skipped meanwhile', async () => {
     const landed = deferred();
     const ctx = new FlowContext({ results: slowOutputOf('x', landed.promise) });
-    contexts.push(ctx);
+    temp.track(ctx);
     const root = Flow.sequential('root');
     new Flow(new Fn(() => 'real'), { name: 'x' }).registerTo(root);
     new Flow(new Fn((i) => i), { name: 'y' }).registerTo(root);
@@ -76,7 +66,7 @@ describe('a step whose completion is being committed', () => {
 describe('skip in a running run', () => {
   it('refuses a step that already ended, and the run goes on', async () => {
     const ctx = new FlowContext();
-    contexts.push(ctx);
+    temp.track(ctx);
     const root = Flow.parallel('root');
     const gate = deferred<string>();
     const a = new Flow(new Fn(() => {
@@ -96,7 +86,7 @@ describe('skip in a running run', () => {
 
   it('of a step in a composite that has not started does not start its siblings early', async () => {
     const ctx = new FlowContext();
-    contexts.push(ctx);
+    temp.track(ctx);
     const root = Flow.sequential('root');
     const gate = deferred<string>();
     new Flow(new Fn(() => gate.promise), { name: 'first' }).registerTo(root);
@@ -122,7 +112,7 @@ describe('skip in a running run', () => {
 
 describe('recovery', () => {
   it('keeps a step that failed for good as failed, without running it again', async () => {
-    const results = ResultsManager.sqlite(join(dir, 'runs.db'));
+    const results = ResultsManager.sqlite(temp.file());
     const store = runStoreOf(results);
     // The owner's process "dies": its commits and lease renewals stall from then on.
     let dead = false;
@@ -149,8 +139,8 @@ describe('recovery', () => {
     await sleep(120); // a failed and its record was flushed; b still runs
     dead = true;
     await sleep(250); // the lease runs out
-    const next = new FlowContext({ results: ResultsManager.sqlite(join(dir, 'runs.db')) }).register(make());
-    contexts.push(next);
+    const next = new FlowContext({ results: ResultsManager.sqlite(temp.file()) }).register(make());
+    temp.track(next);
     const [taken] = await next.recover();
     gate.resolve();
     const result = await taken!.result();
@@ -165,8 +155,8 @@ describe('recovery', () => {
 
 describe('heartbeat details', () => {
   it('that a durable store cannot keep fail the step at once, clearly, instead of holding back the run', async () => {
-    const ctx = new FlowContext({ results: ResultsManager.sqlite(join(dir, 'runs.db')) });
-    contexts.push(ctx);
+    const ctx = new FlowContext({ results: ResultsManager.sqlite(temp.file()) });
+    temp.track(ctx);
     const flow = new Flow(new Fn((_i, step) => {
       step.heartbeat({ callback: () => 1 });
       return 'unreached';
@@ -179,7 +169,7 @@ describe('heartbeat details', () => {
 
 describe('close', () => {
   it('refuses a resume that was under way when it began', async () => {
-    const ctx = new FlowContext({ results: ResultsManager.sqlite(join(dir, 'runs.db')) });
+    const ctx = new FlowContext({ results: ResultsManager.sqlite(temp.file()) });
     const flow = new Flow(new Fn(() => {
       throw new FatalError('no');
     }), { name: 'fails' });

@@ -1,25 +1,11 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Flow, FlowContext, ResultsManager, type WeirEvent } from '../../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { Flow, FlowContext, type WeirEvent } from '../../src/index.js';
 import { deferred, Fn } from '../fixtures/processors.js';
+import { sqliteContexts } from '../fixtures/sqlite-contexts.js';
 
-let dir: string;
-const contexts: FlowContext[] = [];
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'weir-watch-'));
-});
-afterEach(async () => {
-  await Promise.all(contexts.splice(0).map((c) => c.close()));
-  await rm(dir, { recursive: true, force: true });
-});
+const temp = sqliteContexts('watch');
 
-function context(): FlowContext {
-  const ctx = new FlowContext({ results: ResultsManager.sqlite(join(dir, 'runs.db')) });
-  contexts.push(ctx);
-  return ctx;
-}
+const context = (): FlowContext => temp.context();
 
 /** A chain of `n` steps, each reporting progress; the run pauses after `pauseAfter` steps until `gate` opens. */
 function chain(n: number, pauseAfter: number, gate: Promise<void>) {
