@@ -66,8 +66,9 @@ export interface FlowContextOptions {
   /** The pool of child processes behind `type: 'process'` flows, made on first use. @default see `ProcessPoolOptions` */
   readonly processes?: ProcessPoolOptions | undefined;
   /**
-   * Take over stale runs of registered flows by itself: once on the turn after construction (so
-   * flows registered right away are known), and again whenever a flow is registered. @default false
+   * Take over stale runs of registered flows by itself: on the turn after construction (so flows
+   * registered right away are known), whenever a flow is registered, and every `leaseTimeout`
+   * after that (so runs another process leaves behind later are taken too). @default false
    */
   readonly recover?: boolean | undefined;
   /**
@@ -140,6 +141,7 @@ export class FlowContext {
   readonly #autoRecover: boolean;
   #renewTimer: TimerHandle | undefined;
   #recoverScheduled = false;
+  #recoverTimer: TimerHandle | undefined;
   /** Store work started outside any run (recovery, skip, retry links): `close()` waits for it. */
   readonly #chores = new Set<Promise<unknown>>();
   /** Runs a recovery of this context is taking over right now: two overlapping `recover()` calls take each once. */
@@ -556,6 +558,7 @@ export class FlowContext {
       await ended();
     }
     clearTimer(this.#renewTimer);
+    clearTimer(this.#recoverTimer);
     this.#renewTimer = undefined;
     this.#queue.clear();
     await Promise.all([...this.#executors.values()].map((executor) => executor.close()));
@@ -775,6 +778,9 @@ export class FlowContext {
       this.recover().catch((error: unknown) => {
         process.emitWarning(`weir: recovering runs failed: ${messageOf(error)}`, { code: 'WEIR_RECOVERY' });
       });
+      // And again once a lease could have run out since: runs another process leaves behind later are taken too.
+      clearTimer(this.#recoverTimer);
+      this.#recoverTimer = setTimer(() => this.#scheduleRecovery(), this.#leaseMs, { unref: true });
     });
   }
 

@@ -64,7 +64,8 @@ export interface RunInfo extends RunSummary {
 /** Whether a running run's owner is gone: its lease expired, or it ran on this host in a process that no longer exists. */
 export function isStale(run: RunRecord, at: number, host: string): boolean {
   if (run.status !== FlowStatus.RUNNING) return false;
-  if (run.leaseExpiresAt <= at) return true;
+  // As the stores' lease checks: a lease that runs out at `at` is still held at `at`.
+  if (run.leaseExpiresAt < at) return true;
   return run.owner !== undefined && run.owner.host === host && run.owner.pid !== process.pid && !processAlive(run.owner.pid);
 }
 

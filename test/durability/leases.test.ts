@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { setImmediate as realSetImmediate, setTimeout as realSetTimeout } from 'node:timers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Flow, FlowContext, ResultsManager, type WeirEvent } from '../../src/index.js';
+import { runStoreOf } from '../../src/results/results-manager.js';
 import { deferred, Fn } from '../fixtures/processors.js';
 
 let dir: string;
@@ -119,6 +120,32 @@ describe.each(['sqlite', 'disk'] as const)('leases on %s', (store) => {
     const c = context().register(flow);
     const taken = (await Promise.all([b.recover(), c.recover(), b.recover(), c.recover()])).flat().map((h) => h.runId);
     expect(taken.toSorted()).toEqual(ids.toSorted());
+  });
+
+  it('with recover: true, takes a run whose lease runs out later, without a call to recover()', async () => {
+    const owner = context();
+    let calls = 0;
+    const gate = deferred<string>();
+    const flow = new Flow(new Fn(() => (++calls === 1 ? gate.promise : 'taken over')), { name: 'watched' });
+    owner.register(flow);
+    const watcher = context({ recover: true }).register(flow);
+    await flushed(); // its first scan finds nothing
+    const handle = owner.start(flow, {});
+    await startedStep(owner, 'watched');
+    await flushed();
+    expect(calls).toBe(1);
+    // The owner stalls (its renewals never land); the watcher's next scan, a lease period later, finds the run stale.
+    const store = runStoreOf(owner.results);
+    store.renewLeases = () => new Promise(() => {});
+    const resumed = deferred();
+    watcher.on('run_resumed', () => resumed.resolve());
+    for (let i = 0; i < 7; i++) {
+      await vi.advanceTimersByTimeAsync(10_000);
+      await flushed();
+    }
+    await resumed.promise;
+    expect(await (await watcher.handle(handle.runId)).result()).toMatchObject({ status: 'completed', output: 'taken over' });
+    gate.resolve('late');
   });
 
   it('continues a backoff that outlived its owner with the time it had left', async () => {
