@@ -29,7 +29,7 @@ function context(options: ConstructorParameters<typeof FlowContext>[0] = {}): Fl
 
 /** Lets the journal's lazy flush (a real 20 ms timer) and the store's group commits go through. */
 async function flushed(): Promise<void> {
-  await new Promise((resolve) => realSetTimeout(resolve, 60));
+  await new Promise((resolve) => realSetTimeout(resolve, 100));
   await settle();
 }
 

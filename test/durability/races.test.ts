@@ -31,12 +31,17 @@ describe('a step whose completion is being committed', () => {
     const ctx = new FlowContext({ results: slowOutputOf('x', landed.promise) });
     temp.track(ctx);
     let xRuns = 0;
+    const returned = deferred();
     const root = Flow.sequential('root');
-    new Flow(new Fn(() => ++xRuns), { name: 'x' }).registerTo(root);
+    new Flow(new Fn(() => {
+      returned.resolve();
+      return ++xRuns;
+    }), { name: 'x' }).registerTo(root);
     new Flow(new Fn((i) => i), { name: 'y' }).registerTo(root);
     ctx.register(root);
     const handle = ctx.start(root, {});
-    await sleep(20); // x returned; its commit waits
+    await returned.promise;
+    await sleep(5); // x's output is validated and its commit waits
     const cancelled = ctx.cancel(handle.runId);
     landed.resolve();
     await cancelled;
@@ -52,11 +57,16 @@ describe('a step whose completion is being committed', () => {
     const landed = deferred();
     const ctx = new FlowContext({ results: slowOutputOf('x', landed.promise) });
     temp.track(ctx);
+    const returned = deferred();
     const root = Flow.sequential('root');
-    new Flow(new Fn(() => 'real'), { name: 'x' }).registerTo(root);
+    new Flow(new Fn(() => {
+      returned.resolve();
+      return 'real';
+    }), { name: 'x' }).registerTo(root);
     new Flow(new Fn((i) => i), { name: 'y' }).registerTo(root);
     const handle = ctx.start(root, {});
-    await sleep(20);
+    await returned.promise;
+    await sleep(5);
     await expect(ctx.skip(handle.runId, 'x', 'given')).rejects.toMatchObject({ code: 'WEIR_RUN_STATE', message: expect.stringMatching(/being recorded/) });
     landed.resolve();
     expect(await handle.result()).toMatchObject({ status: 'completed', output: { x: 'real', y: 'real' } });
@@ -98,10 +108,12 @@ describe('skip in a running run', () => {
       return input;
     }), { name: 'y' }).registerTo(inner);
     let firstDone = false;
+    const firstStarted = deferred();
+    ctx.on('step_start', (e) => e.step === 'first' && firstStarted.resolve());
     const handle = ctx.start(root, {});
-    await sleep(20);
+    await firstStarted.promise;
     await ctx.skip(handle.runId, 'x', 'given');
-    await sleep(20);
+    await sleep(20); // time for y to start, were it (wrongly) ready
     firstDone = true;
     gate.resolve('first');
     const result = await handle.result();
@@ -136,7 +148,10 @@ describe('recovery', () => {
     };
     const owner = new FlowContext({ results, leaseTimeout: 100, closeTimeout: 0 }).register(make());
     const handle = owner.start(owner.getFlow('root')!, {});
-    await sleep(120); // a failed and its record was flushed; b still runs
+    const aFailed = deferred();
+    owner.on('step_failed', (e) => e.step === 'a' && aFailed.resolve());
+    await aFailed.promise;
+    await sleep(60); // its record is flushed (at the latest 20 ms later); b still runs
     dead = true;
     await sleep(250); // the lease runs out
     const next = new FlowContext({ results: ResultsManager.sqlite(temp.file()) }).register(make());
