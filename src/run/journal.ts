@@ -13,16 +13,15 @@ import { setTimeout as realSetTimeout } from 'node:timers';
 import { ErrorCode, FlowError } from '../errors.js';
 import type { WeirEvent } from '../events.js';
 import type { CommitBatch, NewRunRecord, OutputWrite, RunPatch, RunStore, StepRecord } from '../store/run-store.js';
+import type { Mutable } from '../util/types.js';
 
 /** How long a change that no one waits for (a step's start, progress) may stay in memory, in ms. */
 const LAZY_FLUSH_MS = 20;
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 type SeqEvent = WeirEvent & { seq: number };
 
 /** A change someone waits on: a step's output, or the run's end. */
 interface Checkpoint {
-  readonly step: string | undefined;
   readonly record: StepRecord | undefined;
   readonly output: OutputWrite | undefined;
   /** The held event that goes with it. */
@@ -111,8 +110,7 @@ export class RunJournal {
    * once the record is durable. Nothing else may be recorded before this settles.
    * @throws what `RunStore.createRun` throws; the event is then not delivered.
    */
-  async create(record: NewRunRecord, event: WeirEvent): Promise<void> {
-    const e = event;
+  async create(record: NewRunRecord, e: WeirEvent): Promise<void> {
     this.#holding++;
     this.#undelivered.push(e);
     this.#inFlight = true;
@@ -152,8 +150,7 @@ export class RunJournal {
   }
 
   /** Records an event numbered with `nextSeq()`, delivering it now unless a held event is in the way. */
-  append(event: WeirEvent): void {
-    const e = event;
+  append(e: WeirEvent): void {
     if (this.#detached) {
       this.#sink.deliver(e);
       return;
@@ -191,12 +188,12 @@ export class RunJournal {
    * event is withdrawn and the promise rejects with the store's error.
    */
   complete(record: StepRecord, output: unknown, event: WeirEvent): Promise<void> {
-    return this.#checkpoint(record.step, record, { step: record.step, value: output }, event, undefined);
+    return this.#checkpoint(record, { step: record.step, value: output }, event, undefined);
   }
 
   /** Commits the run's end (its patch and last event, numbered with `nextSeq()`) with everything pending. */
   finish(patch: RunPatch, event: WeirEvent): Promise<void> {
-    return this.#checkpoint(undefined, undefined, undefined, event, patch);
+    return this.#checkpoint(undefined, undefined, event, patch);
   }
 
   /** Resolves once everything recorded so far was committed, or could not be. */
@@ -213,8 +210,7 @@ export class RunJournal {
     lazy.delete(this);
   }
 
-  #checkpoint(step: string | undefined, record: StepRecord | undefined, output: OutputWrite | undefined, event: WeirEvent, patch: RunPatch | undefined): Promise<void> {
-    const e = event;
+  #checkpoint(record: StepRecord | undefined, output: OutputWrite | undefined, e: WeirEvent, patch: RunPatch | undefined): Promise<void> {
     if (this.#detached) {
       this.#sink.deliver(e);
       return Promise.resolve();
@@ -223,7 +219,7 @@ export class RunJournal {
       this.#events.push(e);
       this.#holding++;
       this.#undelivered.push(e);
-      this.#checkpoints.push({ step, record, output, event: e, patch, resolve, reject });
+      this.#checkpoints.push({ record, output, event: e, patch, resolve, reject });
       this.#kick();
     });
   }
@@ -303,13 +299,11 @@ export class RunJournal {
     if (records !== undefined) batch.steps = records;
     if (outputs !== undefined) batch.outputs = outputs;
     if (events.length > 0) batch.events = events;
-    const steps = new Map<string, StepRecord>();
     try {
       await this.#store.commit(batch);
     } catch (thrown) {
-      if (records !== undefined) for (const r of records) steps.set(r.step, r);
       this.#inFlight = false;
-      this.#failed(toFlowError(thrown), checkpoints, events, steps, patch);
+      this.#failed(toFlowError(thrown), checkpoints, events, records ?? [], patch);
       return;
     }
     this.#inFlight = false;
@@ -322,7 +316,7 @@ export class RunJournal {
   }
 
   /** A commit failed: withdraw its checkpoints' events and put the rest back in front of what came since. */
-  #failed(error: FlowError, checkpoints: Checkpoint[], events: SeqEvent[], steps: Map<string, StepRecord>, patch: RunPatch | undefined): void {
+  #failed(error: FlowError, checkpoints: Checkpoint[], events: SeqEvent[], records: readonly StepRecord[], patch: RunPatch | undefined): void {
     if (error.code === ErrorCode.LEASE_LOST) {
       this.stop(error);
       this.#sink.leaseLost(error);
@@ -330,14 +324,15 @@ export class RunJournal {
       this.#failAll(error);
       return;
     }
+    // The batch's records go back, except each checkpoint's own: it goes again with its checkpoint
+    // (when retried alone), or the caller records the step's next state (when withdrawn).
+    const own = new Set(checkpoints.map((c) => c.record));
+    this.#restore(records.filter((r) => !own.has(r)), patch);
     // With several checkpoints in the batch, retry them one by one so a bad output fails alone.
     if (checkpoints.length > 1) {
       this.#isolate = checkpoints.length + this.#checkpoints.length;
       this.#checkpoints = [...checkpoints, ...this.#checkpoints];
       this.#events = [...events, ...this.#events];
-      // Each checkpoint's own record goes again with it, not with the others.
-      for (const c of checkpoints) if (c.step !== undefined && steps.get(c.step) === c.record) steps.delete(c.step);
-      this.#restore(steps, patch);
       this.#kick();
       return;
     }
@@ -355,9 +350,6 @@ export class RunJournal {
       for (const e of later) if (e.seq > first) e.seq = seq++;
       this.#nextSeq = seq;
     }
-    // A checkpoint's own record goes with it; the caller records the step's next state.
-    for (const c of checkpoints) if (c.step !== undefined && steps.get(c.step) === c.record) steps.delete(c.step);
-    this.#restore(steps, patch);
     this.#deliverReady();
     for (const c of checkpoints) c.reject(error);
     if (this.#checkpoints.length > 0 || this.#again) this.#kick();
@@ -366,8 +358,8 @@ export class RunJournal {
   }
 
   /** Puts uncommitted step records and patch back, under anything newer. */
-  #restore(steps: Map<string, StepRecord>, patch: RunPatch | undefined): void {
-    for (const [step, record] of steps) if (!this.#steps.has(step)) this.#steps.set(step, record);
+  #restore(records: readonly StepRecord[], patch: RunPatch | undefined): void {
+    for (const record of records) if (!this.#steps.has(record.step)) this.#steps.set(record.step, record);
     if (patch !== undefined) this.#patch = this.#patch === undefined ? { ...patch } : { ...patch, ...this.#patch };
   }
 
