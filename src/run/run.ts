@@ -21,6 +21,7 @@ import { StepContext, type StepHost } from './step-context.js';
 import { EventLog } from './event-log.js';
 import { RunJournal } from './journal.js';
 import type { RunOwner, RunRecord, RunStore, StepRecord } from '../store/run-store.js';
+import type { Mutable } from '../util/types.js';
 
 /** What a run borrows from its context. */
 export interface RunServices {
@@ -84,7 +85,6 @@ export function checkSkip(node: GraphNode, runId: string, status: FlowStatus | u
   return validate(node.processor.output, output, `ctx.skip: the output given for flow "${node.name}"`);
 }
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** One execution of a compiled graph with one input. */
 export class Run implements StepHost {
@@ -114,10 +114,11 @@ export class Run implements StepHost {
   readonly #progress: ({ fraction: number; message?: string } | undefined)[];
   /** When a restored step's next attempt is due (a backoff that outlived its process). */
   readonly #retryAt: (number | undefined)[];
-  /** Restored nodes that completed before: they finish at once, silently, when they become ready. */
-  readonly #kept: boolean[];
-  /** Restored steps of a recovered run that had failed or been skipped for good: they end so again, silently. */
-  readonly #keptEnd: (FlowStatus | undefined)[];
+  /**
+   * How restored steps ended before, kept: `completed` (any restored run), or `failed` / `skipped`
+   * for good (a recovered run). They end so again, silently, when their turn comes.
+   */
+  readonly #kept: (FlowStatus | undefined)[];
   /** Restored composites whose `step_start` is already in the log. */
   readonly #announced: boolean[];
   /** The flow whose failure each failed or skipped node traces back to. */
@@ -174,9 +175,8 @@ export class Run implements StepHost {
     this.#errors = new Array<ErrorData | undefined>(n);
     this.#progress = new Array<{ fraction: number; message?: string } | undefined>(n);
     this.#retryAt = new Array<number | undefined>(n);
-    this.#kept = new Array<boolean>(n).fill(false);
+    this.#kept = new Array<FlowStatus | undefined>(n);
     this.#announced = new Array<boolean>(n).fill(false);
-    this.#keptEnd = new Array<FlowStatus | undefined>(n);
     this.#culprit = new Array<string | undefined>(n);
     this.#done = new Promise((resolve) => (this.#settle = resolve));
     this.#window = Math.min(settings.concurrency, services.queue.concurrency);
@@ -363,8 +363,7 @@ export class Run implements StepHost {
     if (this.#status_ !== RUNNING) return this.#done.then(noop, noop);
     this.#status_ = CANCELLED;
     this.#clearTimers();
-    const running = [...this.#running].filter(([index]) => !this.#committing.has(index));
-    for (const [index] of running) this.#running.delete(index);
+    const running = this.#takeRunning();
     // Not current any more, and not recorded: in the store these steps stay as they were. A step
     // whose output is being committed is left be: the wait below lets that commit land.
     for (let i = 0; i < this.#status.length; i++) {
@@ -429,7 +428,7 @@ export class Run implements StepHost {
       const attempts = [...record.attempts];
       this.#startTimes[i] = record.startTime;
       if (record.status === COMPLETED && !redo.has(i) && (node.processor === undefined || restore.outputs.has(node.name))) {
-        this.#kept[i] = true;
+        this.#kept[i] = COMPLETED;
         this.#attempts[i] = attempts;
         this.#endTimes[i] = record.endTime;
         this.#outputs[i] = restore.outputs.get(node.name);
@@ -438,7 +437,7 @@ export class Run implements StepHost {
       if (restore.reason === 'recovered' && (record.status === FAILED || record.status === SKIPPED)) {
         // A recovered run goes on where it was: a step that failed for good stays failed (no fresh
         // retry budget), one skipped stays skipped, and neither is announced again.
-        this.#keptEnd[i] = record.status;
+        this.#kept[i] = record.status;
         if (node.processor === undefined) this.#announced[i] = true;
         this.#attempts[i] = attempts;
         this.#endTimes[i] = record.endTime;
@@ -526,7 +525,7 @@ export class Run implements StepHost {
   #failUnfinished(error: ErrorData): void {
     const ended = now();
     for (let i = 0; i < this.#status.length; i++) {
-      if (this.#kept[i]) {
+      if (this.#kept[i] === COMPLETED) {
         this.#status[i] = COMPLETED;
         continue;
       }
@@ -614,11 +613,11 @@ export class Run implements StepHost {
     const node = this.graph.nodes[index]!;
     this.#inputs[index] = this.#inputOf(node);
     if (node.processor !== undefined) {
-      if (this.#kept[index]) {
+      if (this.#kept[index] === COMPLETED) {
         this.#finishNode(index, COMPLETED, this.#endTimes[index] ?? now());
         return;
       }
-      if (this.#keptEnd[index] === FAILED) {
+      if (this.#kept[index] === FAILED) {
         this.#culprit[index] = node.name;
         this.#noteFailure(node, this.#errors[index]!);
         this.#finishNode(index, FAILED, this.#endTimes[index] ?? now());
@@ -639,7 +638,7 @@ export class Run implements StepHost {
       return;
     }
     this.#status[index] = RUNNING;
-    if (!this.#kept[index] && !this.#announced[index]) {
+    if (this.#kept[index] !== COMPLETED && !this.#announced[index]) {
       this.#startTimes[index] = now();
       if (index !== 0) this.#emit({ type: 'step_start', step: node.name, attempt: 1 });
       this.#touch(index);
@@ -885,7 +884,7 @@ export class Run implements StepHost {
       this.#errors[i] = data;
       this.#culprit[i] = culprit;
       this.#endTimes[i] = ended;
-      if (this.#keptEnd[i] !== SKIPPED) {
+      if (this.#kept[i] !== SKIPPED) {
         this.#emit({ type: 'step_skipped', step: n.name, status: SKIPPED, error: data });
         this.#touch(i);
       }
@@ -896,7 +895,7 @@ export class Run implements StepHost {
     this.#errors[index] = data;
     this.#culprit[index] = culprit;
     this.#endTimes[index] = ended;
-    if (this.#keptEnd[index] !== SKIPPED) {
+    if (this.#kept[index] !== SKIPPED) {
       this.#emit({ type: 'step_skipped', step: node.name, status: SKIPPED, error: data });
       this.#touch(index);
     }
@@ -910,7 +909,7 @@ export class Run implements StepHost {
     const ended = now();
     this.#outputs[index] = output;
     if (failedChild === undefined) {
-      if (this.#kept[index]) {
+      if (this.#kept[index] === COMPLETED) {
         this.#finishNode(index, COMPLETED, this.#endTimes[index] ?? ended);
         return;
       }
@@ -926,11 +925,21 @@ export class Run implements StepHost {
     this.#errors[index] = this.#errors[this.graph.byName.get(culprit)!.index];
     this.#status[index] = FAILED;
     this.#endTimes[index] = ended;
-    if (this.#keptEnd[index] !== FAILED) {
+    if (this.#kept[index] !== FAILED) {
       if (index !== 0) this.#emit({ type: 'step_failed', step: node.name, attempt: 1, error: this.#errors[index]! });
       this.#touch(index);
     }
     this.#finishNode(index, FAILED, ended);
+  }
+
+  /**
+   * Takes the running attempts out of `#running`, to stop them; a step whose output is being
+   * committed is left be: it completes once that commit lands.
+   */
+  #takeRunning(): [index: number, step: StepContext][] {
+    const running = [...this.#running].filter(([index]) => !this.#committing.has(index));
+    for (const [index] of running) this.#running.delete(index);
+    return running;
   }
 
   /** Ends the run early: cancel or run timeout. */
@@ -938,9 +947,7 @@ export class Run implements StepHost {
     if (this.#status_ !== RUNNING) return;
     const data = toErrorData(reason);
     const ended = now();
-    // A step whose output is being committed is left be: it completes once that commit lands.
-    const running = [...this.#running].filter(([index]) => !this.#committing.has(index));
-    for (const [index] of running) this.#running.delete(index);
+    const running = this.#takeRunning();
     for (const [index] of running) this.#cancelStep(index, data, ended);
     for (let i = 0; i < this.#status.length; i++) {
       const status = this.#status[i];
