@@ -48,6 +48,7 @@ import { setImmediate as realSetImmediate } from 'node:timers';
 import { clearTimer, now, setTimer, type TimerHandle } from './util/clock.js';
 import { DrainQueue } from './util/drain-queue.js';
 import { parseOptions } from './util/parse.js';
+import { stripUndefined } from './util/types.js';
 
 /** Options of `new FlowContext()`. */
 export interface FlowContextOptions {
@@ -368,8 +369,7 @@ export class FlowContext {
     const graph = this.#graphFor(loaded.run);
     if (graph.fingerprint !== loaded.run.fingerprint && this.#onFlowChange === 'fail') throw flowChanged(loaded.run);
     if (from !== undefined) stepOf(graph, runId, from);
-    const token = await this.#store.acquireLease(runId, this.#owner, this.#leaseMs, now(), { fromToken: loaded.run.leaseToken });
-    if (token === undefined) throw new FlowError(`cannot resume run "${runId}": another context took it first`, { code: ErrorCode.RUN_STATE });
+    const token = await this.#leaseEnded(loaded.run, `resume run "${runId}"`);
     const run = await this.#restore(graph, loaded, token, { reason: 'resumed', from });
     return handleOf<O>(run);
   }
@@ -392,8 +392,7 @@ export class FlowContext {
       throw new FlowError(`cannot retry run "${runId}": run "${old.retriedBy}" already retries it; retry that one`, { code: ErrorCode.RUN_STATE });
     }
     const retryId = randomUUID();
-    const token = await this.#store.acquireLease(runId, this.#owner, this.#leaseMs, now(), { fromToken: old.leaseToken });
-    if (token === undefined) throw new FlowError(`cannot retry run "${runId}": another context took it first`, { code: ErrorCode.RUN_STATE });
+    const token = await this.#leaseEnded(old, `retry run "${runId}"`);
     try {
       await this.#store.commit({ runId, leaseToken: token, run: { retriedBy: retryId, updatedAt: now() } });
     } finally {
@@ -431,8 +430,7 @@ export class FlowContext {
     const node = stepOf(graph, runId, step);
     const record = loaded.steps.find((s) => s.step === step);
     const value = checkSkip(node, runId, record?.status, output);
-    const token = await this.#store.acquireLease(runId, this.#owner, this.#leaseMs, now(), { fromToken: loaded.run.leaseToken });
-    if (token === undefined) throw new FlowError(`cannot skip "${step}" in run "${runId}": another context took the run first`, { code: ErrorCode.RUN_STATE });
+    const token = await this.#leaseEnded(loaded.run, `skip "${step}" in run "${runId}"`);
     try {
       await this.#recordSkip(loaded, token, step, record, value);
     } finally {
@@ -463,9 +461,7 @@ export class FlowContext {
     const live = this.#runs.get(runId);
     if (live !== undefined) await live.flushed();
     const loaded = await this.#load(runId);
-    const flow = this.#registry.get(loaded.run.flow);
-    const graph = flow === undefined ? undefined : this.#graphOf(flow);
-    return infoOf(loaded, graph?.fingerprint === loaded.run.fingerprint ? graph : undefined, now(), HOST);
+    return infoOf(loaded, this.#graphMatching(loaded.run), now(), HOST);
   }
 
   /**
@@ -623,6 +619,24 @@ export class FlowContext {
     return this.#graphOf(flow);
   }
 
+  /** The graph of a stored run's flow when it is registered here and unchanged since the run started. */
+  #graphMatching(run: RunRecord): CompiledGraph | undefined {
+    const flow = this.#registry.get(run.flow);
+    const graph = flow === undefined ? undefined : this.#graphOf(flow);
+    return graph?.fingerprint === run.fingerprint ? graph : undefined;
+  }
+
+  /**
+   * Takes the lease of a run that has ended (nobody works on it), unless another context took it
+   * since `run` was read.
+   * @throws FlowError `WEIR_RUN_STATE` naming `action` when another context was first.
+   */
+  async #leaseEnded(run: RunRecord, action: string): Promise<number> {
+    const token = await this.#store.acquireLease(run.runId, this.#owner, this.#leaseMs, now(), { fromToken: run.leaseToken });
+    if (token === undefined) throw new FlowError(`cannot ${action}: another context took the run first`, { code: ErrorCode.RUN_STATE });
+    return token;
+  }
+
   /** Rebuilds a run from the journal and goes on with it. */
   async #restore(
     graph: CompiledGraph,
@@ -733,9 +747,7 @@ export class FlowContext {
         if (live !== undefined) return live.result();
         const loaded = await this.#load(runId);
         if (!FINISHED.has(loaded.run.status)) return undefined;
-        const flow = this.#registry.get(loaded.run.flow);
-        const graph = flow === undefined ? undefined : this.#graphOf(flow);
-        return storedResult(this.#store, loaded, graph?.fingerprint === loaded.run.fingerprint ? graph : undefined);
+        return storedResult(this.#store, loaded, this.#graphMatching(loaded.run));
       },
       readEvents: (after) => this.#store.readEvents(runId, after),
       ended: async () => FINISHED.has((await this.#load(runId)).run.status),
@@ -808,10 +820,6 @@ export class FlowContext {
     this.#compiled.set(flow, { version, graph });
     return graph;
   }
-}
-
-function stripUndefined<T extends object>(value: T): T {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }
 
 function conflictWith(runId: string, how: string): FlowError {

@@ -11,6 +11,7 @@ import { FlowType } from './status.js';
 import { parseOptions } from './util/parse.js';
 import { findCycle } from './graph/cycle.js';
 import type { RunOptions } from './run/run-options.js';
+import { stripUndefined } from './util/types.js';
 
 /** Where a leaf flow's processor runs. */
 export type LeafType = Extract<FlowType, 'inline' | 'thread' | 'process'>;
@@ -341,10 +342,6 @@ function isProcessorLike(value: unknown): value is Processor {
 
 function isSchema(value: unknown): boolean {
   return typeof value === 'object' && value !== null && typeof (value as { safeParse?: unknown }).safeParse === 'function';
-}
-
-function stripUndefined<T extends object>(value: T): T {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }
 
 function describe(value: unknown): string {

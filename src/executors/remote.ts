@@ -11,8 +11,8 @@ import { clearTimer, setTimer, type TimerHandle } from '../util/clock.js';
 import type { ExecutionRequest, Executor } from './executor.js';
 import { locateProcessor, locationOf, processorRef, type ProcessorLocation } from './locate.js';
 import type { AbortTaskMessage, DepsReplyMessage, ResultMessage, RunTaskMessage, TaskEvent } from './protocol.js';
+import type { Mutable } from '../util/types.js';
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** How a pool hears that a task must be stopped by force: cheaper than an AbortSignal per task. */
 export interface KillSwitch {

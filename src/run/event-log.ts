@@ -58,6 +58,7 @@ export class EventLog {
   }
 }
 
-function isAborted(signal: AbortSignal | undefined): boolean {
+/** Whether `signal` is given and aborted (read through a call, so TypeScript does not narrow it away across an await). */
+export function isAborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
 }

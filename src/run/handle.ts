@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { WeirEvent } from '../events.js';
 import type { FlowResult } from '../result.js';
 import { parseOptions } from '../util/parse.js';
+import { isAborted } from './event-log.js';
 import type { Run } from './run.js';
 
 /** Options of `handle.events()`. */
@@ -96,8 +97,4 @@ async function* follow(source: StoredRunSource, after: number, signal: AbortSign
 function sleep(ms: number): Promise<void> {
   // A real, unref'd timer: fake timers must not stall a poll, and a poll must not hold the process open.
   return new Promise((resolve) => realSetTimeout(resolve, ms).unref());
-}
-
-function isAborted(signal: AbortSignal | undefined): boolean {
-  return signal?.aborted === true;
 }

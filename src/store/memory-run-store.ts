@@ -34,8 +34,8 @@ import {
   pageRuns,
   wrapError,
 } from './store-support.js';
+import type { Mutable } from '../util/types.js';
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 interface Entry {
   readonly run: Mutable<RunRecord>;
