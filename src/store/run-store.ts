@@ -26,10 +26,28 @@ export interface StepProgress {
 /** One input a step waits on (human in the loop). */
 export interface InputWait {
   readonly key: string;
-  /** The JSON Schema the submitted value must pass. */
+  /** The JSON Schema the submitted value must pass (of the schema's input side). */
   readonly schema: unknown;
+  /** When the step asked, in ms since the epoch. */
+  readonly askedAt: number;
   /** When the wait gives up, in ms since the epoch; none means forever. */
   readonly deadline?: number;
+  /** Whether the ask has a default to fall back on. */
+  readonly hasDefault: boolean;
+}
+
+/**
+ * How the wait for one input key of a run ended: stored once per key, first come first served.
+ * `answered`: a person submitted `value`. `expired`: nobody answered in time (the ask's default
+ * is used, or the step fails). `refused`: the step fails even if the ask has a default.
+ */
+export interface InputEntry {
+  readonly key: string;
+  readonly outcome: 'answered' | 'expired' | 'refused';
+  /** The submitted value, for `answered`. */
+  readonly value?: unknown;
+  /** When it was stored, in ms since the epoch. */
+  readonly at: number;
 }
 
 /** A run's durable state. Timestamps are ms since the epoch. */
@@ -274,8 +292,23 @@ export interface RunStore {
   releaseLease(runId: string, owner: RunOwner, leaseToken: number): Promise<boolean>;
 
   /**
+   * Stores how the wait for `entry.key` ended, unless an entry for that key is stored already:
+   * a compare-and-set, so of two concurrent callers (in any process sharing the store) exactly one
+   * wins. Not fenced by the lease: anyone may answer a run, whoever runs it.
+   * @returns true when stored, false when the key already had an entry.
+   * @throws `WEIR_RUN_NOT_FOUND` for an unknown run; `WEIR_SERIALIZATION` for a value that cannot be stored.
+   */
+  putInput(runId: string, entry: InputEntry): Promise<boolean>;
+
+  /**
+   * Reads every input entry of a run, in the order they were stored.
+   * @throws `WEIR_CORRUPT_RECORD` naming the entry that cannot be read.
+   */
+  readInputs(runId: string): Promise<InputEntry[]>;
+
+  /**
    * Deletes finished runs (`completed`, `failed`, `cancelled`) that ended before the cutoff, with
-   * their steps, outputs and events; never a running, waiting or pending run.
+   * their steps, outputs, events and input entries; never a running, waiting or pending run.
    * @returns how many runs were deleted.
    */
   prune(options: PruneOptions): Promise<number>;
