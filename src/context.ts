@@ -30,10 +30,11 @@ import type { FlowResult } from './result.js';
 import { handleOf, storedHandleOf, type EventsOptions, type RunHandle } from './run/handle.js';
 import { DEFAULT_RETRY_POLICY, mergeRetry, retryOptionSchema, type RetryOption, type RetryPolicy } from './run/retry.js';
 import { runOptionsSchema, type RunOptions } from './run/run-options.js';
-import { checkSkip, Run, type RestoredRun, type RunServices, type RunSettings } from './run/run.js';
-import type { ListRunsQuery, LoadedRun, RunOwner, RunRecord, RunStore, StepRecord } from './store/run-store.js';
+import { answeredAlready, checkSkip, notAwaited, Run, type RestoredRun, type ResumeReason, type RunServices, type RunSettings } from './run/run.js';
+import { validateAgainstJson } from './executors/wait-for-input.js';
+import type { InputEntry, ListRunsQuery, LoadedRun, RunOwner, RunPatch, RunRecord, RunStore, StepRecord } from './store/run-store.js';
 import { FlowStatus, RunMode } from './status.js';
-import { infoOf, isStale, outputsOf, storedResult, summaryOf, type RunInfo, type RunList, type RunSummary } from './run/history.js';
+import { infoOf, isStale, outputsOf, storedResult, summaryOf, waitsOf, type RunInfo, type RunList, type RunSummary } from './run/history.js';
 import {
   listRunsSchema,
   pruneSchema,
@@ -84,6 +85,17 @@ export interface FlowContextOptions {
    * `fail` fails it with `WEIR_FLOW_CHANGED`, `continue` goes on with the graph as it is now. @default 'fail'
    */
   readonly onFlowChange?: 'fail' | 'continue' | undefined;
+  /**
+   * How long a run may wait for input with nobody answering, in milliseconds, counted from when it
+   * began to wait (again); then it takes `inputFallback`. @default none (it waits until answered, or until its asks' own timeouts)
+   */
+  readonly inputTimeout?: number | undefined;
+  /**
+   * What a run nobody answered within `inputTimeout` does: `fail` fails its waiting steps (defaults
+   * or not), `default` gives each waiting ask its default (or fails it), `batch` takes the person
+   * out of the loop for good (this ask and later ones take their defaults or fail). @default 'fail'
+   */
+  readonly inputFallback?: 'fail' | 'default' | 'batch' | undefined;
 }
 
 const contextOptionsSchema = z.strictObject({
@@ -98,6 +110,8 @@ const contextOptionsSchema = z.strictObject({
   leaseTimeout: z.number().int().min(100).optional(),
   maxRecoveries: z.number().int().nonnegative().optional(),
   onFlowChange: z.enum(['fail', 'continue']).optional(),
+  inputTimeout: z.number().int().positive().optional(),
+  inputFallback: z.enum(['fail', 'default', 'batch']).optional(),
 });
 
 /** The lifecycle of a context. */
@@ -140,6 +154,10 @@ export class FlowContext {
   readonly #maxRecoveries: number;
   readonly #onFlowChange: 'fail' | 'continue';
   readonly #autoRecover: boolean;
+  readonly #inputTimeout: number | undefined;
+  readonly #inputFallback: 'fail' | 'default' | 'batch';
+  /** When this context looks again at a parked run (a wait's deadline, or `inputTimeout`), by run id. */
+  readonly #waitTimers = new Map<string, TimerHandle>();
   #renewTimer: TimerHandle | undefined;
   #recoverScheduled = false;
   #recoverTimer: TimerHandle | undefined;
@@ -170,6 +188,8 @@ export class FlowContext {
     this.#maxRecoveries = parsed.maxRecoveries ?? 5;
     this.#onFlowChange = parsed.onFlowChange ?? 'fail';
     this.#autoRecover = parsed.recover ?? false;
+    this.#inputTimeout = parsed.inputTimeout;
+    this.#inputFallback = parsed.inputFallback ?? 'fail';
     this.#services = {
       store: this.#store,
       owner: this.#owner,
@@ -182,6 +202,13 @@ export class FlowContext {
         if (this.#runs.get(run.runId) === run) this.#runs.delete(run.runId);
       },
       conflict: (run, error) => this.#adopt(run, error),
+      parked: (run) => {
+        if (this.#runs.get(run.runId) === run) this.#runs.delete(run.runId);
+        // Whoever lets go of a waiting run looks at its answers after: one stored meanwhile is not left unread.
+        void this.#chore(this.#review(run.runId)).catch((error: unknown) => warnInput(run.runId, error));
+      },
+      follow: (runId) => this.#storedHandle(runId).result(),
+      followEvents: (runId, after, signal) => this.#storedHandle(runId).events(signal === undefined ? { after } : { after, signal }),
     };
     if (this.#autoRecover) this.#scheduleRecovery();
   }
@@ -257,10 +284,15 @@ export class FlowContext {
       if (live.graph.root.flow === flow && isDeepStrictEqual(live.input, input)) return handleOf<O>(live);
       throw conflictWith(runId, 'is running in this context');
     }
+    const mode = parsed.mode ?? RunMode.BATCH;
+    if (parsed.humanInLoop !== undefined && mode !== RunMode.HYBRID) {
+      throw new FlowError(`run options: humanInLoop is for mode 'hybrid' only (mode is '${mode}')`, { code: ErrorCode.INVALID_OPTIONS });
+    }
     return handleOf<O>(
       this.#launch(graph, input, {
         runId,
-        mode: parsed.mode ?? RunMode.BATCH,
+        mode,
+        humanInLoop: mode === RunMode.INTERACTIVE || (mode === RunMode.HYBRID && (parsed.humanInLoop ?? true)),
         timeout: parsed.timeout,
         signal: parsed.signal,
         concurrency: parsed.concurrency ?? Infinity,
@@ -291,9 +323,22 @@ export class FlowContext {
    * ended, or another context runs it.
    */
   async cancel(runId: string, reason?: string): Promise<void> {
-    const run = this.#runs.get(runId);
+    let run = this.#runs.get(runId);
+    if (run?.status === FlowStatus.WAITING) {
+      await run.parked();
+      run = this.#runs.get(runId);
+    }
     if (run === undefined) {
       const loaded = await this.#load(runId);
+      if (loaded.run.status === FlowStatus.WAITING) {
+        // Waiting for input here or elsewhere: taken, and cancelled.
+        const cancelled = await this.#chore(this.#continueWaiting(loaded, 'resumed', { cancelWith: new CancelledError(reason ?? `run "${runId}" was cancelled`) }));
+        if (cancelled !== undefined) {
+          await cancelled.result();
+          return;
+        }
+        return this.cancel(runId, reason);
+      }
       throw new FlowError(
         loaded.run.status === FlowStatus.RUNNING
           ? `cannot cancel run "${runId}": another context runs it (${loaded.run.owner?.processId ?? 'its owner is gone'}); cancel it there, or recover it here first`
@@ -399,7 +444,8 @@ export class FlowContext {
       await this.#store.releaseLease(runId, this.#owner, token).catch(() => false);
     }
     this.#assertOpen('retry a run');
-    const run = this.#launch(graph, old.input, { runId: retryId, mode: old.mode, timeout: undefined, signal: undefined, concurrency: Infinity, retryOf: runId });
+    const humanInLoop = old.mode === RunMode.INTERACTIVE || (old.mode === RunMode.HYBRID && old.humanInLoop);
+    const run = this.#launch(graph, old.input, { runId: retryId, mode: old.mode, humanInLoop, timeout: undefined, signal: undefined, concurrency: Infinity, retryOf: runId });
     return handleOf<O>(run);
   }
 
@@ -454,6 +500,161 @@ export class FlowContext {
   }
 
   /**
+   * Answers a step's `waitForInput(key, ...)` in a run, from any context on the store. The value
+   * must pass the ask's schema (its zod schema when the asking step runs inline in this context,
+   * else its JSON Schema); it is stored first come first served, and the asking step runs again
+   * with `waitForInput` returning it. A run that waits with nothing else to do goes on here when
+   * its flow is registered here (else in the next context that recovers it).
+   * @throws FlowError `WEIR_RUN_NOT_FOUND`; `WEIR_RUN_STATE` for a run that has ended;
+   * `WEIR_INPUT_NOT_AWAITED` when no step waits on `key`; `WEIR_INPUT_ANSWERED` for a second answer.
+   * @throws ValidationError `WEIR_VALIDATION` when `value` fails the schema (the run keeps waiting).
+   */
+  async submitInput(runId: string, key: string, value: unknown): Promise<void> {
+    this.#assertOpen('submit input');
+    if (typeof key !== 'string' || key.length === 0) throw new FlowError(`submitInput: key must be a non-empty string, got ${JSON.stringify(key)}`, { code: ErrorCode.INVALID_OPTIONS });
+    let live = this.#runs.get(runId);
+    if (live?.status === FlowStatus.WAITING) {
+      await live.parked();
+      live = this.#runs.get(runId);
+    }
+    if (live?.status === FlowStatus.RUNNING) return live.submitInput(key, value);
+    return this.#chore(this.#submitStored(runId, key, value));
+  }
+
+  async #submitStored(runId: string, key: string, value: unknown): Promise<void> {
+    const loaded = await this.#load(runId);
+    const live = this.#runs.get(runId);
+    if (live?.status === FlowStatus.RUNNING) return live.submitInput(key, value);
+    const { run } = loaded;
+    if (FINISHED.has(run.status)) throw new FlowError(`cannot submit input "${key}" to run "${runId}": it has ended (${run.status})`, { code: ErrorCode.RUN_STATE });
+    const entries = await this.#store.readInputs(runId);
+    if (entries.some((e) => e.key === key)) throw answeredAlready(runId, key);
+    const answered = new Set(entries.map((e) => e.key));
+    const waits = waitsOf(loaded).filter((w) => !answered.has(w.key));
+    const wait = waits.find((w) => w.key === key);
+    if (wait === undefined) throw notAwaited(runId, key, waits.map((w) => w.key));
+    validateAgainstJson(wait.schema, value, `the value submitted for input "${key}" of run "${runId}"`);
+    if (!(await this.#store.putInput(runId, { key, outcome: 'answered', value, at: now() }))) throw answeredAlready(runId, key);
+    // Stored: a run that waits goes on (here, if its flow is); one that runs elsewhere reads it there.
+    if (run.status === FlowStatus.WAITING && this.#registry.has(run.flow)) await this.#review(runId).catch((error: unknown) => warnInput(runId, error));
+  }
+
+  /**
+   * Turns the person in the loop of a `hybrid` run on or off, recorded with the run, at once. Off:
+   * steps waiting now run again and take their defaults (or fail), and later asks do not wait. On:
+   * later asks wait.
+   * @throws FlowError `WEIR_RUN_NOT_FOUND`; `WEIR_RUN_STATE` for a run that is not hybrid, has ended,
+   * or runs in another context.
+   */
+  async setHumanInLoop(runId: string, on: boolean): Promise<void> {
+    this.#assertOpen('set human in the loop');
+    if (typeof on !== 'boolean') throw new FlowError(`setHumanInLoop: on must be a boolean, got ${typeof on}`, { code: ErrorCode.INVALID_OPTIONS });
+    let live = this.#runs.get(runId);
+    if (live?.status === FlowStatus.WAITING) {
+      await live.parked();
+      live = this.#runs.get(runId);
+    }
+    if (live?.status === FlowStatus.RUNNING) {
+      notHybrid(runId, live.mode);
+      return live.setHumanInLoop(on);
+    }
+    return this.#chore(this.#setHumanStored(runId, on, 3));
+  }
+
+  async #setHumanStored(runId: string, on: boolean, tries: number): Promise<void> {
+    const loaded = await this.#load(runId);
+    const { run } = loaded;
+    notHybrid(runId, run.mode);
+    const live = this.#runs.get(runId);
+    if (live?.status === FlowStatus.RUNNING) return live.setHumanInLoop(on);
+    if (run.status !== FlowStatus.WAITING) {
+      throw new FlowError(
+        `cannot set human in the loop of run "${runId}": ${FINISHED.has(run.status) ? `it has ended (${run.status})` : `it runs in another context (${run.owner?.processId ?? 'its owner is gone; recover() takes it over'}); set it there`}`,
+        { code: ErrorCode.RUN_STATE },
+      );
+    }
+    if (run.humanInLoop === on) return;
+    const continued = await this.#continueWaiting(loaded, 'human_in_loop', { patch: { humanInLoop: on } });
+    if (continued !== undefined) return;
+    if (tries <= 1) throw new FlowError(`cannot set human in the loop of run "${runId}": other contexts kept taking it; try again`, { code: ErrorCode.RUN_STATE });
+    return this.#setHumanStored(runId, on, tries - 1);
+  }
+
+  /**
+   * Looks at a run that waits for input with nothing else to do: goes on with it when a wait
+   * ended (an answer, a deadline, the context's `inputTimeout`), else looks again when the next
+   * one is due. Only for runs of flows registered here.
+   */
+  async #review(runId: string): Promise<void> {
+    clearTimer(this.#waitTimers.get(runId));
+    this.#waitTimers.delete(runId);
+    if (this.#state !== 'open' || this.#runs.has(runId)) return;
+    const loaded = await this.#store.loadRun(runId);
+    if (loaded === undefined || loaded.run.status !== FlowStatus.WAITING || !this.#registry.has(loaded.run.flow)) return;
+    const ended = new Set((await this.#store.readInputs(runId)).map((e) => e.key));
+    const waits = waitsOf(loaded);
+    let open = waits.filter((w) => !ended.has(w.key));
+    const at = now();
+    let reason: ResumeReason | undefined = open.length < waits.length ? 'input' : undefined;
+    for (const wait of open) {
+      if (wait.deadline !== undefined && wait.deadline <= at) {
+        await this.#store.putInput(runId, { key: wait.key, outcome: 'expired', at });
+        reason = 'input';
+      }
+    }
+    open = open.filter((w) => w.deadline === undefined || w.deadline > at);
+    let fallback: 'fail' | 'default' | 'batch' | undefined;
+    let patch: RunPatch | undefined;
+    const orphanedAt = this.#inputTimeout === undefined ? Infinity : loaded.run.updatedAt + this.#inputTimeout;
+    if (open.length > 0 && orphanedAt <= at) {
+      fallback = this.#inputFallback;
+      reason = 'orphaned';
+      if (fallback === 'batch') patch = { humanInLoop: false };
+      else for (const wait of open) await this.#store.putInput(runId, { key: wait.key, outcome: fallback === 'fail' ? 'refused' : 'expired', at });
+    }
+    if (reason === undefined) {
+      const due = Math.min(orphanedAt, ...open.map((w) => w.deadline ?? Infinity));
+      if (due !== Infinity && this.#state === 'open') {
+        this.#waitTimers.set(
+          runId,
+          setTimer(() => void this.#chore(this.#review(runId)).catch((error: unknown) => warnInput(runId, error)), Math.max(0, due - now()), { unref: true }),
+        );
+      }
+      return;
+    }
+    await this.#continueWaiting(loaded, reason, { fallback, patch });
+  }
+
+  /**
+   * Takes a run that waits (compare-and-set on its lease token, so one context of many does),
+   * applies `patch`, and goes on with it here.
+   * @returns the run, or `undefined` when another context took it first (it reads the answers then).
+   */
+  async #continueWaiting(
+    loaded: LoadedRun,
+    reason: ResumeReason,
+    how: { fallback?: 'fail' | 'default' | 'batch' | undefined; patch?: RunPatch | undefined; cancelWith?: CancelledError | undefined },
+  ): Promise<Run | undefined> {
+    const { run } = loaded;
+    const graph = this.#graphFor(run);
+    const token = await this.#store.acquireLease(run.runId, this.#owner, this.#leaseMs, now(), { fromToken: run.leaseToken });
+    if (token === undefined) return undefined;
+    let fresh: LoadedRun;
+    try {
+      if (this.#runs.has(run.runId) || this.#state !== 'open') throw new FlowError(`cannot go on with run "${run.runId}": the FlowContext is ${this.#state}`, { code: ErrorCode.CONTEXT_CLOSED });
+      if (how.patch !== undefined) await this.#store.commit({ runId: run.runId, leaseToken: token, run: { ...how.patch, updatedAt: now() } });
+      // Read again under the lease: what is stored now is what goes on.
+      fresh = await this.#load(run.runId);
+    } catch (error) {
+      await this.#store.releaseLease(run.runId, this.#owner, token).catch(() => false);
+      if (error instanceof FlowError && error.code === ErrorCode.CONTEXT_CLOSED) return undefined;
+      throw error;
+    }
+    const failWith = graph.fingerprint !== run.fingerprint && this.#onFlowChange === 'fail' ? flowChanged(run) : undefined;
+    return this.#restore(graph, fresh, token, { reason, fallback: how.fallback, failWith, cancelWith: how.cancelWith });
+  }
+
+  /**
    * A run in detail: status, running steps, progress (done/total), last update, and every step's attempts.
    * @throws FlowError `WEIR_RUN_NOT_FOUND`; `WEIR_CORRUPT_RECORD` naming a record that cannot be read.
    */
@@ -475,7 +676,15 @@ export class FlowContext {
     await Promise.all([...this.#runs.values()].map((run) => run.flushed()));
     if (parsed.stale !== true) {
       const page = await this.#store.listRuns({ ...parsed, stale: false, now: at });
-      return { runs: page.runs.map((run) => summaryOf(run, at, HOST)), ...(page.next === undefined ? {} : { next: page.next }) };
+      // What a waiting run waits on is in its step records.
+      const runs = await Promise.all(
+        page.runs.map(async (run) => {
+          if (run.status !== FlowStatus.WAITING) return summaryOf(run, at, HOST);
+          const loaded = await this.#store.loadRun(run.runId);
+          return summaryOf(run, at, HOST, loaded === undefined ? undefined : waitsOf(loaded));
+        }),
+      );
+      return { runs, ...(page.next === undefined ? {} : { next: page.next }) };
     }
     // Stale: an expired lease (the store's query), or a dead owner on this host (checked here).
     const runs: RunSummary[] = [];
@@ -555,6 +764,8 @@ export class FlowContext {
     }
     clearTimer(this.#renewTimer);
     clearTimer(this.#recoverTimer);
+    for (const timer of this.#waitTimers.values()) clearTimer(timer);
+    this.#waitTimers.clear();
     this.#renewTimer = undefined;
     this.#queue.clear();
     await Promise.all([...this.#executors.values()].map((executor) => executor.close()));
@@ -642,21 +853,22 @@ export class FlowContext {
     graph: CompiledGraph,
     loaded: LoadedRun,
     leaseToken: number,
-    how: Pick<RestoredRun, 'reason' | 'from' | 'failWith'>,
+    how: Pick<RestoredRun, 'reason' | 'from' | 'failWith' | 'fallback' | 'cancelWith'>,
     read?: ReadonlyMap<string, unknown>,
   ): Promise<Run> {
     const { run: record } = loaded;
     let outputs: ReadonlyMap<string, unknown>;
+    let inputs: InputEntry[];
     try {
-      outputs = read ?? (await outputsOf(this.#store, loaded));
+      [outputs, inputs] = await Promise.all([read ?? outputsOf(this.#store, loaded), this.#store.readInputs(record.runId)]);
       if (this.#state !== 'open') throw new FlowError(`cannot go on with run "${record.runId}": the FlowContext is ${this.#state}`, { code: ErrorCode.CONTEXT_CLOSED });
     } catch (error) {
       // The lease goes back, so another context can take the run at once.
       await this.#store.releaseLease(record.runId, this.#owner, leaseToken).catch(() => false);
       throw error;
     }
-    const restore: RestoredRun = { record, leaseToken, steps: new Map(loaded.steps.map((s) => [s.step, s])), outputs, ...how };
-    return this.#launch(graph, record.input, { runId: record.runId, mode: record.mode, timeout: undefined, signal: undefined, concurrency: Infinity, restore });
+    const restore: RestoredRun = { record, leaseToken, steps: new Map(loaded.steps.map((s) => [s.step, s])), outputs, inputs, ...how };
+    return this.#launch(graph, record.input, { runId: record.runId, mode: record.mode, humanInLoop: record.humanInLoop, timeout: undefined, signal: undefined, concurrency: Infinity, restore });
   }
 
   async #recover(): Promise<RunHandle[]> {
@@ -672,6 +884,21 @@ export class FlowContext {
           if (outcome.value !== undefined) handles.push(outcome.value);
         } else if (!(outcome.reason instanceof FlowError && outcome.reason.code === ErrorCode.CONTEXT_CLOSED)) {
           process.emitWarning(`weir: a run could not be recovered: ${messageOf(outcome.reason)}`, { code: 'WEIR_RECOVERY' });
+        }
+      }
+    } while (before !== undefined && this.#state === 'open');
+    // Runs waiting for input: those whose wait ended go on; the others are looked at again when due.
+    before = undefined;
+    do {
+      const page = await this.#store.listRuns({ status: FlowStatus.WAITING, limit: 500, ...(before === undefined ? {} : { before }), now: now() });
+      before = page.next;
+      const due = page.runs.filter((run) => this.#registry.has(run.flow) && !this.#waitTimers.has(run.runId) && !this.#runs.has(run.runId));
+      const reviewed = await Promise.allSettled(due.map((run) => this.#review(run.runId)));
+      for (const [i, outcome] of reviewed.entries()) {
+        if (outcome.status === 'rejected') warnInput(due[i]!.runId, outcome.reason);
+        else {
+          const live = this.#runs.get(due[i]!.runId);
+          if (live !== undefined) handles.push(handleOf(live));
         }
       }
     } while (before !== undefined && this.#state === 'open');
@@ -824,6 +1051,17 @@ export class FlowContext {
 
 function conflictWith(runId: string, how: string): FlowError {
   return new FlowError(`run "${runId}" ${how}; an idempotent start needs the same flow and input`, { code: ErrorCode.RUN_CONFLICT });
+}
+
+function warnInput(runId: string, error: unknown): void {
+  process.emitWarning(`weir: run "${runId}" waits for input and could not go on yet: ${messageOf(error)}; recover() tries again`, { code: 'WEIR_INPUT' });
+}
+
+/** @throws FlowError `WEIR_RUN_STATE` unless the run is hybrid. */
+function notHybrid(runId: string, mode: RunMode): void {
+  if (mode !== RunMode.HYBRID) {
+    throw new FlowError(`cannot set human in the loop of run "${runId}": it is a ${mode} run; only a hybrid run's person in the loop can be turned on or off`, { code: ErrorCode.RUN_STATE });
+  }
 }
 
 function flowChanged(run: RunRecord): FlowError {

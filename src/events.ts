@@ -88,15 +88,51 @@ export interface StepCancelledEvent extends EventBase {
   readonly error: ErrorData;
 }
 /**
- * The run goes on after it had stopped: taken over from a lost owner (`recovered`), or continued
- * by `ctx.resume` (`resumed`, with `from` when steps from there on run again).
+ * A step asks a person for a value (`step.waitForInput`) and waits: its attempt ends, and it runs
+ * again once `ctx.submitInput(runId, key, value)` answers (or the wait expires).
+ */
+export interface InputRequiredEvent extends EventBase {
+  readonly type: 'input_required';
+  readonly step: string;
+  /** The attempt that asked. */
+  readonly attempt: number;
+  readonly key: string;
+  /** A JSON Schema of the value expected (the input side of the ask's zod schema). */
+  readonly schema: unknown;
+  /** When the wait expires, in ms since the epoch; absent when it waits forever. */
+  readonly deadline?: number;
+  /** Whether the ask has a default, used when the wait expires or nobody is in the loop. */
+  readonly hasDefault: boolean;
+}
+/** A wait of a step ended: answered, or expired (`refused`: it fails even with a default). */
+export interface InputReceivedEvent extends EventBase {
+  readonly type: 'input_received';
+  readonly step: string;
+  readonly key: string;
+  readonly outcome: 'answered' | 'expired' | 'refused';
+}
+/**
+ * The run waits for input with nothing else to do: it is stored as `waiting`, holds no slot and no
+ * lease, and goes on (in any context on the store) once an answer comes.
+ */
+export interface RunWaitingEvent extends EventBase {
+  readonly type: 'run_waiting';
+  readonly waitingFor: readonly { readonly step: string; readonly key: string; readonly deadline?: number }[];
+}
+/**
+ * The run goes on after it had stopped: taken over from a lost owner (`recovered`), continued by
+ * `ctx.resume` (`resumed`, with `from` when steps from there on run again), after a wait for input
+ * ended (`input`), after nobody answered within the context's `inputTimeout` (`orphaned`, with the
+ * `fallback` taken), or after `ctx.setHumanInLoop(runId, false)` (`human_in_loop`).
  */
 export interface RunResumedEvent extends EventBase {
   readonly type: 'run_resumed';
-  readonly reason: 'recovered' | 'resumed';
+  readonly reason: 'recovered' | 'resumed' | 'input' | 'orphaned' | 'human_in_loop';
   readonly from?: string;
   /** For `recovered`: how many times the run has been taken over, this time included. */
   readonly recoveries?: number;
+  /** For `orphaned`: what the waits fell back to. */
+  readonly fallback?: 'fail' | 'default' | 'batch';
 }
 /** The run completed. */
 export interface RunCompleteEvent extends EventBase {
@@ -127,6 +163,9 @@ export type WeirEvent =
   | StepFailedEvent
   | StepSkippedEvent
   | StepCancelledEvent
+  | InputRequiredEvent
+  | InputReceivedEvent
+  | RunWaitingEvent
   | RunResumedEvent
   | RunCompleteEvent
   | RunFailedEvent

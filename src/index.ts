@@ -11,8 +11,8 @@ export type { SqliteResultsOptions, MemoryResultsOptions, CleanupOptions, Result
 export { FlowStatus, FlowType, RunMode } from './status.js';
 export type { FlowResult, StepResult, AttemptRecord } from './result.js';
 export type { RunOptions, ResumeOptions, ListRunsOptions, PruneRunsOptions } from './run/run-options.js';
-export type { RunInfo, RunSummary, RunList, StepInfo } from './run/history.js';
-export type { StepProgress } from './store/run-store.js';
+export type { RunInfo, RunSummary, RunList, StepInfo, WaitInfo } from './run/history.js';
+export type { StepProgress, InputWait } from './store/run-store.js';
 export type { RunHandle, EventsOptions } from './run/handle.js';
 export type { RetryOption, RetryPolicyInput, RetryPredicate } from './run/retry.js';
 export {
@@ -42,6 +42,9 @@ export type {
   StepFailedEvent,
   StepSkippedEvent,
   StepCancelledEvent,
+  InputRequiredEvent,
+  InputReceivedEvent,
+  RunWaitingEvent,
   RunResumedEvent,
   RunCompleteEvent,
   RunFailedEvent,

@@ -11,6 +11,8 @@ export interface AttemptRecord {
   /** `endTime - startTime`, in milliseconds. */
   readonly duration: number;
   readonly error?: ErrorData;
+  /** Set when the attempt ended to wait for these inputs (it is not counted by the retry policy). */
+  readonly waitedFor?: readonly string[];
 }
 
 /** What happened to one step of a run. */

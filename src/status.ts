@@ -22,10 +22,16 @@ export const FlowType = {
 /** `inline | thread | process | parallel | sequential`. */
 export type FlowType = (typeof FlowType)[keyof typeof FlowType];
 
-/** How a run treats `step.waitForInput`: `batch` never waits for a person. */
+/**
+ * How a run treats `step.waitForInput`: `batch` never waits for a person (the ask's default, or
+ * the step fails), `interactive` waits, `hybrid` waits while a person is in the loop
+ * (`ctx.setHumanInLoop`).
+ */
 export const RunMode = {
   BATCH: 'batch',
+  INTERACTIVE: 'interactive',
+  HYBRID: 'hybrid',
 } as const;
-/** The run's mode. Only `batch` is available in this version. */
+/** The run's mode. */
 export type RunMode = (typeof RunMode)[keyof typeof RunMode];
 

@@ -1,6 +1,7 @@
 /** The contract between the run scheduler and the places a processor can run. */
 import type { Processor, Step } from '../processor.js';
-import type { RunMode } from '../status.js';
+import type { InputEntry } from '../store/run-store.js';
+import type { InputPort } from './wait-for-input.js';
 
 /**
  * How an executor hears that an attempt must stop (timeout, cancel, close) without reading
@@ -22,11 +23,15 @@ export interface ExecutionRequest {
   readonly step: Step;
   /** The attempt's abort, for executors that must stop work elsewhere. */
   readonly abort: AbortWatch;
-  /** The run's mode, for `waitForInput` off the main thread. @default 'batch' */
-  readonly mode?: RunMode;
-  /** Answers already given to `waitForInput`, by key, shipped to a worker with the task. */
-  readonly answers?: Readonly<Record<string, unknown>>;
+  /**
+   * How `waitForInput` off the main thread reaches the run: whether asks wait, the answers given
+   * so far (shipped with the task), and where a worker's asks are recorded.
+   */
+  readonly inputs?: InputPort & { readonly answers?: Readonly<Record<string, InputAnswer>> | undefined };
 }
+
+/** An answer as it travels to a worker. */
+export type InputAnswer = Pick<InputEntry, 'outcome' | 'value'>;
 
 /** Runs processors somewhere: on the event loop, on a thread, in a child process. */
 export interface Executor {

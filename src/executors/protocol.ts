@@ -3,7 +3,8 @@
  * union per direction, shared by both sides. Every value travels by structured clone.
  */
 import type { ErrorData } from '../error-data.js';
-import type { RunMode } from '../status.js';
+import type { InputAnswer } from './executor.js';
+import type { InputAsk } from './wait-for-input.js';
 
 /** Where a worker finds a processor class, and the state to give its new instance. Kept small: it is copied on every dispatch. */
 export interface ProcessorRef {
@@ -31,12 +32,12 @@ export interface RunTaskMessage {
   readonly attempt: number;
   /** The step's idempotency key, when it is not `${runId}:${name}`. */
   readonly idempotencyKey?: string;
-  /** The run's mode, when it is not `batch`. */
-  readonly mode?: RunMode;
+  /** Set when an unanswered `waitForInput` waits for a person (interactive, or hybrid with a person in the loop). */
+  readonly waits?: true;
   /** The outputs of the completed dependencies (`step.deps.getAll()` on the main thread); absent when there are none. */
   readonly deps?: Readonly<Record<string, unknown>>;
-  /** Answers to `waitForInput` already given, by key (issue 6 ships them here). */
-  readonly answers?: Readonly<Record<string, unknown>>;
+  /** How the run's waits for input ended so far, by key; absent when none did. */
+  readonly answers?: Readonly<Record<string, InputAnswer>>;
 }
 
 /** Main to worker: abort the running attempt's `step.signal`. */
@@ -81,6 +82,13 @@ export interface DepsGetMessage {
   readonly name: string;
 }
 
+/** Worker to main: `step.waitForInput` waits for a person; the attempt ends as waiting right after. */
+export interface AskMessage {
+  readonly type: 'ask';
+  readonly id: number;
+  readonly ask: InputAsk;
+}
+
 /** Worker to main: the attempt ended. `events` counts the messages sent before it, so none is lost; absent when none was. */
 export type ResultMessage =
   | { readonly type: 'result'; readonly id: number; readonly events?: number; readonly ok: true; readonly value: unknown }
@@ -98,7 +106,7 @@ export interface ReadyMessage {
 }
 
 /** Messages a worker sends while an attempt runs. */
-export type TaskEvent = ProgressMessage | HeartbeatMessage | DepsGetMessage;
+export type TaskEvent = ProgressMessage | HeartbeatMessage | DepsGetMessage | AskMessage;
 
 /** Everything a worker sends to the main thread. */
 export type FromWorker = TaskEvent | ResultMessage | CrashMessage | ReadyMessage;
@@ -107,5 +115,5 @@ export type FromWorker = TaskEvent | ResultMessage | CrashMessage | ReadyMessage
 export function isFromWorker(message: unknown): message is FromWorker {
   if (typeof message !== 'object' || message === null) return false;
   const type = (message as { type?: unknown }).type;
-  return type === 'progress' || type === 'heartbeat' || type === 'deps-get' || type === 'result' || type === 'crash' || type === 'ready';
+  return type === 'progress' || type === 'heartbeat' || type === 'deps-get' || type === 'ask' || type === 'result' || type === 'crash' || type === 'ready';
 }

@@ -6,7 +6,6 @@ import { messageOf } from '../util/message-of.js';
 import { fromErrorData, toErrorData } from '../error-data.js';
 import { CancelledError, ErrorCode, FatalError, FlowError } from '../errors.js';
 import type { Processor, Step } from '../processor.js';
-import { RunMode } from '../status.js';
 import { clearTimer, setTimer, type TimerHandle } from '../util/clock.js';
 import type { ExecutionRequest, Executor } from './executor.js';
 import { locateProcessor, locationOf, processorRef, type ProcessorLocation } from './locate.js';
@@ -39,6 +38,7 @@ class Attempt implements KillSwitch {
     readonly id: number,
     readonly step: Step,
     readonly executor: RemoteExecutor,
+    readonly inputs: ExecutionRequest['inputs'],
   ) {}
 
   /** The step was aborted: stop its worker. */
@@ -125,7 +125,7 @@ export abstract class RemoteExecutor implements Executor {
     if (this.#closed) throw new FlowError(`flow "${step.name}": the ${this.type} executor is closed`, { code: ErrorCode.CONTEXT_CLOSED });
     const id = this.#nextId++;
     const task = this.#task(id, request, location, deps);
-    const attempt = new Attempt(id, step, this);
+    const attempt = new Attempt(id, step, this, request.inputs);
     this.#attempts.set(id, attempt);
     abort.onAbort(attempt.abort);
     try {
@@ -169,12 +169,15 @@ export abstract class RemoteExecutor implements Executor {
     };
     const key = step.idempotencyKey;
     if (key !== `${step.runId}:${step.name}`) task.idempotencyKey = key;
-    if (request.mode !== undefined && request.mode !== RunMode.BATCH) task.mode = request.mode;
     for (const _ in deps) {
       task.deps = deps;
       break;
     }
-    if (request.answers !== undefined) task.answers = request.answers;
+    const inputs = request.inputs;
+    if (inputs !== undefined) {
+      if (inputs.waits) task.waits = true;
+      if (inputs.answers !== undefined) task.answers = inputs.answers;
+    }
     return task;
   }
 
@@ -214,6 +217,9 @@ export abstract class RemoteExecutor implements Executor {
           process.emitWarning(`weir: flow "${step.name}": heartbeat details dropped: ${messageOf(error)}`, { code: 'WEIR_HEARTBEAT_DETAILS' });
           step.heartbeat(undefined);
         }
+        break;
+      case 'ask':
+        attempt.inputs?.wait(message.ask);
         break;
       case 'deps-get':
         step.deps.get(message.name).then(

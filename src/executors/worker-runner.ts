@@ -8,7 +8,8 @@ import type { AnySchema, Processor, Step, StepDeps, WaitForInputOptions } from '
 import { messageOf } from '../util/message-of.js';
 import { invokeProcessor } from './invoke.js';
 import type { AbortTaskMessage, DepsReplyMessage, FromWorker, ProcessorRef, ResultMessage, RunTaskMessage } from './protocol.js';
-import { resolveInput } from './wait-for-input.js';
+import { setImmediate as realSetImmediate } from 'node:timers';
+import { askForInput, inputWaitSignal } from './wait-for-input.js';
 
 type Send = (message: FromWorker) => void;
 const EARLY_ABORTS = 64;
@@ -37,7 +38,9 @@ export class TaskRunner {
     try {
       const processor = await this.#instance(task.processor);
       if (task.processor.state !== undefined) Object.assign(processor, task.processor.state);
-      const value = await invokeProcessor(processor, task.input, step);
+      const output = invokeProcessor(processor, task.input, step);
+      // Only a run with a person in the loop can wait: then an ask that waits ends the task.
+      const value = await (step.waited === undefined ? output : Promise.race([output, step.waited]));
       return step.events === 0 ? { type: 'result', id: task.id, ok: true, value } : { type: 'result', id: task.id, events: step.events, ok: true, value };
     } catch (error) {
       return { type: 'result', id: task.id, events: step.events, ok: false, error: toErrorData(error) };
@@ -131,6 +134,9 @@ class WorkerStep implements Step, StepDeps {
   #controller: AbortController | undefined;
   #aborted = false;
   #reason: unknown;
+  /** Rejects with the wait signal once an ask waits (made only when asks may wait). */
+  readonly waited: Promise<never> | undefined;
+  #endWait: ((reason: unknown) => void) | undefined;
   // Made on first use: few steps ask the main thread anything.
   #calls: Map<number, { resolve(value: unknown): void; reject(error: unknown): void }> | undefined;
 
@@ -142,6 +148,11 @@ class WorkerStep implements Step, StepDeps {
     this.runId = task.runId;
     this.attempt = task.attempt;
     this.idempotencyKey = task.idempotencyKey ?? `${task.runId}:${task.name}`;
+    if (task.waits === true) {
+      this.waited = new Promise<never>((_, reject) => (this.#endWait = reject));
+      // Rejected only when the processor waits; then the race above has a handler.
+      this.waited.catch(() => undefined);
+    }
   }
 
   get signal(): AbortSignal {
@@ -198,7 +209,18 @@ class WorkerStep implements Step, StepDeps {
   }
 
   waitForInput<S extends AnySchema>(key: string, schema: S, options?: WaitForInputOptions<import('zod').output<S>>): Promise<import('zod').output<S>> {
-    return resolveInput(this.name, key, schema, options, this.#task.answers);
+    return askForInput(this.name, key, schema, options, {
+      waits: this.#task.waits === true,
+      answer: (k) => (this.#task.answers !== undefined && Object.hasOwn(this.#task.answers, k) ? this.#task.answers[k] : undefined),
+      wait: (ask) => {
+        this.#post({ type: 'ask', id: this.#task.id, ask });
+        const end = this.#endWait;
+        if (end === undefined) return;
+        this.#endWait = undefined;
+        // On the next turn, so asks made together (Promise.all) wait together.
+        realSetImmediate(() => end(inputWaitSignal(this.name)));
+      },
+    });
   }
 
   #post(message: FromWorker): void {

@@ -48,6 +48,8 @@ export function handleOf<O>(run: Run): RunHandle<O> {
 
 /** How often a handle of a run owned elsewhere reads the store, in milliseconds. */
 const POLL_MS = 50;
+/** The slowest it reads, once nothing changed for a while (a run waiting for a person). */
+const MAX_POLL_MS = 1000;
 
 /** What a handle of a stored run reads. */
 export interface StoredRunSource {
@@ -65,10 +67,11 @@ export function storedHandleOf<O>(runId: string, source: StoredRunSource): RunHa
     runId,
     result: () =>
       (result ??= (async () => {
-        for (;;) {
+        // Quick at first, then slower: a run may wait for a person for hours.
+        for (let wait = POLL_MS; ; wait = Math.min(MAX_POLL_MS, Math.ceil(wait * 1.5))) {
           const done = await source.finished();
           if (done !== undefined) return done as FlowResult<O>;
-          await sleep(POLL_MS);
+          await sleep(wait);
         }
       })()),
     events: (options = {}) => {
@@ -80,6 +83,7 @@ export function storedHandleOf<O>(runId: string, source: StoredRunSource): RunHa
 
 async function* follow(source: StoredRunSource, after: number, signal: AbortSignal | undefined): AsyncGenerator<WeirEvent, void, undefined> {
   let last = after;
+  let wait = POLL_MS;
   while (!isAborted(signal)) {
     // Whether it had ended is read before the events, so the events read after it include its last one.
     const ended = await source.ended();
@@ -90,7 +94,8 @@ async function* follow(source: StoredRunSource, after: number, signal: AbortSign
       if (isAborted(signal)) return;
     }
     if (ended) return;
-    if (events.length === 0) await sleep(POLL_MS);
+    wait = events.length === 0 ? Math.min(MAX_POLL_MS, Math.ceil(wait * 1.5)) : POLL_MS;
+    if (events.length === 0) await sleep(wait);
   }
 }
 

@@ -6,7 +6,13 @@ import type { ErrorData } from '../error-data.js';
 import type { CompiledGraph } from '../graph/compile.js';
 import type { AttemptRecord, FlowResult, StepResult } from '../result.js';
 import { FlowStatus, type RunMode } from '../status.js';
-import type { LoadedRun, RunRecord, RunStore, StepProgress, StepRecord } from '../store/run-store.js';
+import type { InputWait, LoadedRun, RunRecord, RunStore, StepProgress, StepRecord } from '../store/run-store.js';
+
+/** One input a step of a run waits on, as `listRuns` and `getRun` show it. */
+export interface WaitInfo extends InputWait {
+  /** The asking step. */
+  readonly step: string;
+}
 
 /** One step as `getRun` shows it. */
 export interface StepInfo {
@@ -20,6 +26,8 @@ export interface StepInfo {
   readonly progress?: StepProgress;
   /** When its next attempt is due, for a step waiting on backoff (ms since the epoch). */
   readonly retryAt?: number;
+  /** The inputs it waits on, for a waiting step. */
+  readonly waitingFor?: readonly InputWait[];
 }
 
 /** A run as `listRuns` lists it. */
@@ -29,6 +37,10 @@ export interface RunSummary {
   readonly flow: string;
   readonly status: FlowStatus;
   readonly mode: RunMode;
+  /** Whether an unanswered `waitForInput` waits for a person (interactive, or hybrid with a person in the loop). */
+  readonly humanInLoop: boolean;
+  /** For a run with steps waiting for input: what each waits on (key, JSON Schema, deadline). */
+  readonly waitingFor?: readonly WaitInfo[];
   /** When it was started, in ms since the epoch. */
   readonly createdAt: number;
   /** Its last recorded change. */
@@ -79,13 +91,25 @@ function processAlive(pid: number): boolean {
   }
 }
 
-/** The summary of a stored run. */
-export function summaryOf(run: RunRecord, at: number, host: string): RunSummary {
+/** The inputs a stored run's steps wait on (waiting steps, and running ones that asked). */
+export function waitsOf(loaded: LoadedRun): WaitInfo[] {
+  const waits: WaitInfo[] = [];
+  for (const record of loaded.steps) {
+    if (record.status !== FlowStatus.WAITING && record.status !== FlowStatus.RUNNING) continue;
+    for (const wait of record.waitingFor ?? []) waits.push({ step: record.step, ...wait });
+  }
+  return waits;
+}
+
+/** The summary of a stored run; `waits` for a run with steps waiting. */
+export function summaryOf(run: RunRecord, at: number, host: string, waits?: readonly WaitInfo[]): RunSummary {
   return {
     runId: run.runId,
     flow: run.flow,
     status: run.status,
     mode: run.mode,
+    humanInLoop: run.humanInLoop,
+    ...(waits === undefined || waits.length === 0 ? {} : { waitingFor: waits }),
     createdAt: run.createdAt,
     updatedAt: run.updatedAt,
     ...(run.endedAt === undefined ? {} : { endedAt: run.endedAt }),
@@ -122,7 +146,7 @@ export function infoOf(loaded: LoadedRun, graph: CompiledGraph | undefined, at: 
     const status = byName.get(name)?.status;
     if (status === FlowStatus.COMPLETED || status === FlowStatus.SKIPPED) done++;
   }
-  return { ...summaryOf(loaded.run, at, host), running, progress: { done, total }, lastSeq: loaded.run.lastSeq, steps };
+  return { ...summaryOf(loaded.run, at, host, waitsOf(loaded)), running, progress: { done, total }, lastSeq: loaded.run.lastSeq, steps };
 }
 
 function stepInfoOf(record: StepRecord): StepInfo {
@@ -135,6 +159,7 @@ function stepInfoOf(record: StepRecord): StepInfo {
     ...(record.error === undefined ? {} : { error: record.error }),
     ...(record.progress === undefined ? {} : { progress: record.progress }),
     ...(record.retryAt === undefined ? {} : { retryAt: record.retryAt }),
+    ...(record.waitingFor === undefined || (record.status !== FlowStatus.WAITING && record.status !== FlowStatus.RUNNING) ? {} : { waitingFor: record.waitingFor }),
   };
 }
 

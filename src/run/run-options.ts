@@ -6,6 +6,8 @@ import type { FlowStatus, RunMode } from '../status.js';
 export interface RunOptions {
   /** How `step.waitForInput` behaves. @default 'batch' */
   readonly mode?: RunMode | undefined;
+  /** For a `hybrid` run: whether it starts with a person in the loop. @default true */
+  readonly humanInLoop?: boolean | undefined;
   /** The most the whole run may take, in milliseconds; past it the run fails with `WEIR_RUN_TIMEOUT`. */
   readonly timeout?: number | undefined;
   /** Your own id for the run (for example a request id). @default a random UUID */
@@ -17,7 +19,8 @@ export interface RunOptions {
 }
 
 export const runOptionsSchema = z.strictObject({
-  mode: z.enum(['batch']).optional(),
+  mode: z.enum(['batch', 'interactive', 'hybrid']).optional(),
+  humanInLoop: z.boolean().optional(),
   timeout: z.number().int().positive().optional(),
   runId: z
     .string()

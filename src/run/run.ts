@@ -10,6 +10,9 @@ import { CancelledError, ErrorCode, FatalError, FlowError, TimeoutError, Upstrea
 import type { EventInput, WeirEvent } from '../events.js';
 import type { Executor } from '../executors/executor.js';
 import { validate } from '../executors/invoke.js';
+import type { InputAnswer } from '../executors/executor.js';
+import { isInputWaitSignal, validateAgainstJson, type InputAsk } from '../executors/wait-for-input.js';
+import type { AnySchema } from '../processor.js';
 import { encodeCompact } from '../results/codec.js';
 import type { CompiledGraph, GraphNode } from '../graph/compile.js';
 import type { AttemptRecord, FlowResult, StepResult } from '../result.js';
@@ -20,8 +23,9 @@ import { backoffDelay, isRetryable } from './retry.js';
 import { StepContext, type StepHost } from './step-context.js';
 import { EventLog } from './event-log.js';
 import { RunJournal } from './journal.js';
-import type { RunOwner, RunRecord, RunStore, StepRecord } from '../store/run-store.js';
+import type { InputEntry, InputWait, RunOwner, RunRecord, RunStore, StepRecord } from '../store/run-store.js';
 import type { Mutable } from '../util/types.js';
+import { clearTimeout as realClearTimeout, setTimeout as realSetTimeout } from 'node:timers';
 
 /** What a run borrows from its context. */
 export interface RunServices {
@@ -37,6 +41,20 @@ export interface RunServices {
   readonly finished: (run: Run) => void;
   /** The store already has a run with this id: settle this one as the context decides (idempotent start). */
   readonly conflict: (run: Run, error: FlowError) => Promise<FlowResult>;
+  /** The run waits for input with nothing else to do: it is committed as `waiting` and its lease released. */
+  readonly parked: (run: Run) => void;
+  /** The result of a parked run, wherever it goes on. */
+  readonly follow: (runId: string) => Promise<FlowResult>;
+  /** The events of a parked run after `after`, wherever it goes on. */
+  readonly followEvents: (runId: string, after: number, signal: AbortSignal | undefined) => AsyncIterable<WeirEvent>;
+}
+
+/** Why a stored run goes on. */
+export type ResumeReason = 'recovered' | 'resumed' | 'input' | 'orphaned' | 'human_in_loop';
+
+/** One input a step of a run waits on. */
+export interface StepWait extends InputWait {
+  readonly step: string;
 }
 
 /** A run read back from the journal, to go on with. */
@@ -47,17 +65,25 @@ export interface RestoredRun {
   readonly steps: ReadonlyMap<string, StepRecord>;
   /** The stored outputs of completed leaves. */
   readonly outputs: ReadonlyMap<string, unknown>;
-  readonly reason: 'recovered' | 'resumed';
+  readonly reason: ResumeReason;
+  /** For `orphaned`: the fallback taken. */
+  readonly fallback?: 'fail' | 'default' | 'batch' | undefined;
+  /** How the run's waits for input ended so far. */
+  readonly inputs: readonly InputEntry[];
   /** Re-run this step and everything downstream of it. */
   readonly from?: string | undefined;
   /** Fail the run at once with this error (a poison run, a changed graph). */
   readonly failWith?: FlowError | undefined;
+  /** Cancel the run at once (a run cancelled while it waited for input). */
+  readonly cancelWith?: CancelledError | undefined;
 }
 
 /** The settings of one run, already validated. */
 export interface RunSettings {
   readonly runId: string;
   readonly mode: RunMode;
+  /** Whether an unanswered ask waits for a person (interactive, or hybrid with a person in the loop). */
+  readonly humanInLoop: boolean;
   readonly timeout: number | undefined;
   readonly signal: AbortSignal | undefined;
   /** The most steps of this run that run at once, inside the context's limit (`Infinity` for none). */
@@ -67,7 +93,15 @@ export interface RunSettings {
   readonly restore?: RestoredRun | undefined;
 }
 
-const { PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED } = FlowStatus;
+const { PENDING, RUNNING, WAITING, COMPLETED, FAILED, CANCELLED, SKIPPED } = FlowStatus;
+
+/** How often a run with steps waiting reads the answers other contexts stored, in ms. */
+const INPUT_POLL_MS = 200;
+
+/** An ask a step waits on, with its zod schema where it is at hand (an inline ask of this process). */
+interface Wait extends InputWait {
+  readonly zod?: AnySchema | undefined;
+}
 
 const noop = (): void => undefined;
 
@@ -130,6 +164,18 @@ export class Run implements StepHost {
   readonly #committing = new Set<number>();
   readonly #retryTimers = new Map<number, TimerHandle>();
   readonly #heartbeatTimers = new Map<number, TimerHandle>();
+  /** The asks of each step's current attempt, or the waits of a waiting step. */
+  readonly #waits: (Wait[] | undefined)[];
+  /** How the run's waits for input ended, by key. */
+  readonly #answers = new Map<string, InputEntry>();
+  #humanInLoop: boolean;
+  /** Deadline timers of waiting steps. */
+  readonly #waitTimers = new Map<number, TimerHandle>();
+  #inputPoll: ReturnType<typeof realSetTimeout> | undefined;
+  /** Set once the run is committed as waiting and handed back to its context. */
+  #parked = false;
+  #parking: Promise<void> | undefined;
+  #follow: Promise<FlowResult> | undefined;
   /** Leaves ready to run, not yet handed to the context's queue (from `#readyHead` on). */
   readonly #ready_: number[] = [];
   #readyHead = 0;
@@ -178,9 +224,16 @@ export class Run implements StepHost {
     this.#kept = new Array<FlowStatus | undefined>(n);
     this.#announced = new Array<boolean>(n).fill(false);
     this.#culprit = new Array<string | undefined>(n);
+    this.#waits = new Array<Wait[] | undefined>(n);
+    this.#humanInLoop = settings.humanInLoop;
     this.#done = new Promise((resolve) => (this.#settle = resolve));
     this.#window = Math.min(settings.concurrency, services.queue.concurrency);
     if (restore !== undefined) this.#restore(restore);
+  }
+
+  /** How the run treats `waitForInput`. */
+  get mode(): RunMode {
+    return this.#settings.mode;
   }
 
   /** The run's status now. */
@@ -193,9 +246,18 @@ export class Run implements StepHost {
     return this.#journal.leaseToken;
   }
 
-  /** Resolves to the run's result when it ends; rejects only when an idempotent start names a different run. */
+  /**
+   * Resolves to the run's result when it ends; rejects only when an idempotent start names a
+   * different run. A run that parked to wait for input is followed wherever it goes on.
+   */
   result(): Promise<FlowResult> {
+    if (this.#parked) return (this.#follow ??= this.#services.follow(this.runId));
     return this.#done;
+  }
+
+  /** Resolves once a run that began to park is committed as waiting (at once if it is not parking). */
+  parked(): Promise<void> {
+    return this.#parking ?? Promise.resolve();
   }
 
   /** Events with `seq > after`: those stored before this run was restored read from the store, then the live log. */
@@ -210,7 +272,12 @@ export class Run implements StepHost {
         last = event.seq;
       }
     }
-    yield* this.events.follow(Math.max(last, base), signal);
+    for await (const event of this.events.follow(Math.max(last, base), signal)) {
+      yield event;
+      last = event.seq;
+    }
+    // Parked to wait for input: it goes on in a later run of the same id, here or elsewhere.
+    if (this.#parked && signal?.aborted !== true) yield* this.#services.followEvents(this.runId, last, signal);
   }
 
   /** Resolves once everything the run recorded so far is committed (or could not be). */
@@ -246,7 +313,7 @@ export class Run implements StepHost {
           fingerprint: this.graph.fingerprint,
           input: this.input,
           mode: this.#settings.mode,
-          humanInLoop: false,
+          humanInLoop: this.#humanInLoop,
           status: RUNNING,
           createdAt: created,
           updatedAt: created,
@@ -276,7 +343,7 @@ export class Run implements StepHost {
     const value = checkSkip(node, this.runId, this.#status[index], output);
     if (this.#status_ !== RUNNING) throw new FlowError(`cannot skip "${name}": run "${this.runId}" has ended`, { code: ErrorCode.RUN_STATE });
     const before = this.#status[index]!;
-    if (before !== PENDING && before !== RUNNING) {
+    if (before !== PENDING && before !== RUNNING && before !== WAITING) {
       throw new FlowError(`cannot skip "${name}" in run "${this.runId}": it has ended (${before}) and its end was passed on; skip it once the run has ended, then resume the run`, {
         code: ErrorCode.RUN_STATE,
       });
@@ -298,6 +365,7 @@ export class Run implements StepHost {
     }
     clearTimer(this.#retryTimers.get(index));
     this.#retryTimers.delete(index);
+    this.#clearWait(index);
     this.#status[index] = RUNNING;
     // Not current for any attempt: a late result of the stopped attempt is ignored.
     this.#readied[index] = true;
@@ -331,6 +399,195 @@ export class Run implements StepHost {
     this.#stop(CANCELLED, reason);
   }
 
+  // ---- human in the loop ----------------------------------------------------------------------
+
+  /**
+   * Answers a wait of this running run: validated by the ask's own schema where it is at hand
+   * (an inline ask), else by its JSON Schema; stored first come first served; the asking step then
+   * runs again once all its waits are answered.
+   * @throws FlowError `WEIR_INPUT_NOT_AWAITED` when no step waits on `key`; `WEIR_INPUT_ANSWERED` when it was answered.
+   * @throws ValidationError `WEIR_VALIDATION` when `value` does not pass the ask's schema (the step keeps waiting).
+   */
+  async submitInput(key: string, value: unknown): Promise<void> {
+    const wait = this.#waitFor(key);
+    if (this.#answers.has(key)) throw answeredAlready(this.runId, key);
+    if (wait === undefined) throw notAwaited(this.runId, key, this.waitingFor().map((w) => w.key));
+    const what = `the value submitted for input "${key}" of run "${this.runId}"`;
+    if (wait.zod !== undefined) validate(wait.zod, value, what);
+    else validateAgainstJson(wait.schema, value, what);
+    const entry: InputEntry = { key, outcome: 'answered', value, at: now() };
+    if (!(await this.#services.store.putInput(this.runId, entry))) {
+      await this.#readInputs();
+      throw answeredAlready(this.runId, key);
+    }
+    this.#consume([entry]);
+  }
+
+  /**
+   * Turns the person in the loop of a hybrid run on or off, recorded with the run. Off: steps
+   * waiting now run again and take their default (or fail), and later asks do not wait.
+   * Resolves once the change is stored.
+   */
+  async setHumanInLoop(on: boolean): Promise<void> {
+    if (this.#status_ !== RUNNING) throw new FlowError(`cannot change run "${this.runId}": it is ${this.#status_}`, { code: ErrorCode.RUN_STATE });
+    if (this.#humanInLoop !== on) {
+      this.#humanInLoop = on;
+      this.#journal.patchRun({ humanInLoop: on, updatedAt: now() });
+      if (!on) for (let i = 0; i < this.#status.length; i++) if (this.#status[i] === WAITING) this.#rerun(i);
+    }
+    await this.#journal.settled();
+  }
+
+  /** What the run's steps wait on now. */
+  waitingFor(): StepWait[] {
+    const waits: StepWait[] = [];
+    for (let i = 0; i < this.#status.length; i++) {
+      if (this.#status[i] !== WAITING && this.#status[i] !== RUNNING) continue;
+      for (const wait of this.#waits[i] ?? []) if (!this.#answers.has(wait.key)) waits.push(stepWait(this.graph.nodes[i]!.name, wait));
+    }
+    return waits;
+  }
+
+  /** The wait on `key` of a waiting step, or of a running attempt that asked it. */
+  #waitFor(key: string): Wait | undefined {
+    for (let i = 0; i < this.#status.length; i++) {
+      if (this.#status[i] !== WAITING && this.#status[i] !== RUNNING) continue;
+      const wait = this.#waits[i]?.find((w) => w.key === key);
+      if (wait !== undefined) return wait;
+    }
+    return undefined;
+  }
+
+  /** Takes in how waits ended: a step whose waits all ended runs again. */
+  #consume(entries: readonly InputEntry[]): void {
+    if (this.#status_ !== RUNNING) return;
+    for (const entry of entries) {
+      if (this.#answers.has(entry.key)) continue;
+      this.#answers.set(entry.key, entry);
+      for (let i = 0; i < this.#status.length; i++) {
+        if (this.#status[i] !== WAITING || this.#waits[i]?.some((w) => w.key === entry.key) !== true) continue;
+        this.#emit({ type: 'input_received', step: this.graph.nodes[i]!.name, key: entry.key, outcome: entry.outcome });
+        if (this.#waitsEnded(i)) this.#rerun(i);
+        else this.#touch(i);
+      }
+    }
+  }
+
+  async #readInputs(): Promise<void> {
+    this.#consume(await this.#services.store.readInputs(this.runId));
+  }
+
+  #waitsEnded(index: number): boolean {
+    return !this.#humanInLoop || (this.#waits[index] ?? []).every((w) => this.#answers.has(w.key));
+  }
+
+  /** A waiting step whose waits ended goes back to the queue: it runs again and its asks are answered at once. */
+  #rerun(index: number): void {
+    this.#clearWait(index);
+    this.#status[index] = PENDING;
+    this.#touch(index);
+    this.#schedule(index);
+  }
+
+  /** A step's attempt ended to wait: it holds no slot, and runs again once its waits end. */
+  #enterWaiting(index: number, attempt: number, started: number): void {
+    const ended = now();
+    const waits = this.#waits[index]!;
+    this.#attempts[index]!.push({ attempt, startTime: started, endTime: ended, duration: ended - started, waitedFor: waits.map((w) => w.key) });
+    // Not counted by the retry policy: waiting is not failing.
+    this.#attemptBase[index]!++;
+    this.#status[index] = WAITING;
+    this.#touch(index);
+    this.#holdWait(index);
+  }
+
+  /** Keeps a step waiting: it runs again at once if its waits ended, else at its first deadline, or when an answer comes. */
+  #holdWait(index: number): void {
+    if (this.#waitsEnded(index)) {
+      this.#rerun(index);
+      return;
+    }
+    const open = this.#waits[index]!.filter((w) => !this.#answers.has(w.key) && w.deadline !== undefined);
+    if (open.length > 0) {
+      const due = Math.min(...open.map((w) => w.deadline!));
+      clearTimer(this.#waitTimers.get(index));
+      this.#waitTimers.set(index, setTimer(() => void this.#expire(index), Math.max(0, due - now())));
+    }
+    this.#pollInputs();
+  }
+
+  /** A wait's deadline passed: it expires (unless an answer was stored first), and the step takes its default or fails. */
+  async #expire(index: number): Promise<void> {
+    this.#waitTimers.delete(index);
+    if (this.#status_ !== RUNNING || this.#status[index] !== WAITING) return;
+    const at = now();
+    const due = this.#waits[index]!.filter((w) => !this.#answers.has(w.key) && w.deadline !== undefined && w.deadline <= at);
+    try {
+      const entries: InputEntry[] = [];
+      for (const wait of due) {
+        const entry: InputEntry = { key: wait.key, outcome: 'expired', at };
+        if (await this.#services.store.putInput(this.runId, entry)) entries.push(entry);
+      }
+      this.#consume(entries);
+      await this.#readInputs();
+    } catch (error) {
+      process.emitWarning(`weir: run "${this.runId}": an expired wait could not be recorded: ${String(error)}`, { code: 'WEIR_INPUT_EXPIRY' });
+    }
+    if (this.#status_ === RUNNING && this.#status[index] === WAITING && !this.#waitTimers.has(index)) this.#holdWait(index);
+  }
+
+  #clearWait(index: number): void {
+    const timer = this.#waitTimers.get(index);
+    if (timer === undefined) return;
+    clearTimer(timer);
+    this.#waitTimers.delete(index);
+  }
+
+  /** While steps wait and the run goes on here, reads the answers other contexts store. */
+  #pollInputs(): void {
+    if (this.#inputPoll !== undefined) return;
+    this.#inputPoll = realSetTimeout(() => {
+      this.#inputPoll = undefined;
+      if (this.#status_ !== RUNNING || !this.#status.includes(WAITING)) return;
+      this.#readInputs().then(
+        () => this.#pollInputs(),
+        () => this.#pollInputs(),
+      );
+    }, INPUT_POLL_MS).unref();
+  }
+
+  /** Parks the run when steps wait and nothing else can go on: committed as `waiting`, its lease released. */
+  #maybePark(): void {
+    if (this.#status_ !== RUNNING || this.#inQueue > 0 || this.#readyHead < this.#ready_.length) return;
+    if (this.#running.size > 0 || this.#committing.size > 0 || this.#retryTimers.size > 0 || !this.#status.includes(WAITING)) return;
+    this.#status_ = WAITING;
+    const waits = this.waitingFor();
+    this.#clearTimers();
+    const at = now();
+    const event: WeirEvent = {
+      type: 'run_waiting',
+      runId: this.runId,
+      seq: this.#journal.nextSeq(),
+      time: at,
+      waitingFor: waits.map((w) => (w.deadline === undefined ? { step: w.step, key: w.key } : { step: w.step, key: w.key, deadline: w.deadline })),
+    };
+    const { store, owner } = this.#services;
+    this.#parking = this.#journal.finish({ status: WAITING, updatedAt: at }, event).then(
+      async () => {
+        this.#journal.stop(new FlowError(`run "${this.runId}" waits for input`, { code: ErrorCode.RUN_STATE }));
+        await store.releaseLease(this.runId, owner, this.#journal.leaseToken).catch(() => false);
+        this.#parked = true;
+        this.events.end();
+        this.#services.parked(this);
+      },
+      (thrown: FlowError) => {
+        // Not recorded as waiting: in the store it stays running until its lease runs out and recover() goes on with it.
+        this.#status_ = RUNNING;
+        this.#finishRun(FAILED, toErrorData(new FlowError(`run "${this.runId}": its wait for input could not be recorded: ${thrown.message}`, { code: thrown.code, cause: thrown })));
+      },
+    );
+  }
+
   // ---- JournalSink ----------------------------------------------------------------------------
 
   deliver(event: WeirEvent): void {
@@ -348,7 +605,7 @@ export class Run implements StepHost {
     const running = [...this.#running.values()];
     this.#running.clear();
     for (let i = 0; i < this.#status.length; i++) {
-      if (this.#status[i] === PENDING || this.#status[i] === RUNNING) this.#status[i] = CANCELLED;
+      if (this.#status[i] === PENDING || this.#status[i] === RUNNING || this.#status[i] === WAITING) this.#status[i] = CANCELLED;
     }
     for (const step of running) step.abort(new CancelledError(`run "${this.runId}" was taken over by another context`, { cause: error }));
     this.#settleWith(this.#buildResult(FAILED, data, now()));
@@ -367,9 +624,11 @@ export class Run implements StepHost {
     // Not current any more, and not recorded: in the store these steps stay as they were. A step
     // whose output is being committed is left be: the wait below lets that commit land.
     for (let i = 0; i < this.#status.length; i++) {
-      if (this.#status[i] === RUNNING && this.graph.nodes[i]!.processor !== undefined && !this.#committing.has(i)) this.#status[i] = PENDING;
+      if (this.#status[i] === RUNNING && this.graph.nodes[i]!.processor !== undefined && !this.#committing.has(i)) {
+        this.#status[i] = PENDING;
+        this.#changed.delete(i);
+      }
     }
-    this.#changed.clear();
     for (const [, step] of running) step.abort(new CancelledError(reason.message, { cause: reason }));
     const ended = now();
     const { store, owner } = this.#services;
@@ -415,10 +674,46 @@ export class Run implements StepHost {
     this.#emit(details === undefined ? { type: 'step_heartbeat', step, attempt } : { type: 'step_heartbeat', step, attempt, details });
   }
 
+  get personInLoop(): boolean {
+    return this.#humanInLoop;
+  }
+
+  inputAnswer(key: string): InputEntry | undefined {
+    return this.#answers.get(key);
+  }
+
+  inputAnswers(): Readonly<Record<string, InputAnswer>> | undefined {
+    if (this.#answers.size === 0) return undefined;
+    const answers: Record<string, InputAnswer> = {};
+    for (const [key, entry] of this.#answers) answers[key] = entry.outcome === 'answered' ? { outcome: entry.outcome, value: entry.value } : { outcome: entry.outcome };
+    return answers;
+  }
+
+  inputWait(index: number, attempt: number, ask: InputAsk, schema: AnySchema | undefined): void {
+    if (!this.#isCurrent(index, attempt)) return;
+    const waits = (this.#waits[index] ??= []);
+    if (waits.some((w) => w.key === ask.key)) return;
+    const askedAt = now();
+    const wait: Wait = {
+      key: ask.key,
+      schema: ask.schema,
+      askedAt,
+      hasDefault: ask.hasDefault,
+      ...(ask.timeout === undefined ? {} : { deadline: askedAt + ask.timeout }),
+      ...(schema === undefined ? {} : { zod: schema }),
+    };
+    waits.push(wait);
+    const step = this.graph.nodes[index]!.name;
+    this.#emit({ type: 'input_required', step, attempt, key: ask.key, schema: ask.schema, hasDefault: ask.hasDefault, ...(wait.deadline === undefined ? {} : { deadline: wait.deadline }) });
+    // Recorded with the ask, so another process that reads the event finds the wait in the store.
+    this.#touch(index);
+  }
+
   // ---- starting -------------------------------------------------------------------------------
 
   /** Applies what the journal says: completed steps are kept, the rest run (again). */
   #restore(restore: RestoredRun): void {
+    for (const entry of restore.inputs) this.#answers.set(entry.key, entry);
     const redo = restore.from === undefined ? new Set<number>() : this.#downstreamOf(this.graph.byName.get(restore.from)!.index);
     const at = now();
     for (const node of this.graph.nodes) {
@@ -452,9 +747,14 @@ export class Run implements StepHost {
       }
       if (record.status === RUNNING && node.processor === undefined && !redo.has(i)) this.#announced[i] = true;
       if (record.status === PENDING && record.retryAt !== undefined) this.#retryAt[i] = record.retryAt;
+      // A step that waited waits again when its turn comes (unless its waits ended meanwhile).
+      if (record.status === WAITING && record.waitingFor !== undefined && !redo.has(i)) this.#waits[i] = record.waitingFor.map((w) => ({ ...w }));
       this.#attempts[i] = attempts;
       // The retry policy starts afresh after a resume; after a recovery only the lost attempt is not counted.
-      this.#attemptBase[i] = record.status === PENDING ? 0 : record.status === RUNNING && node.processor !== undefined && !redo.has(i) ? 1 : attempts.length;
+      // Attempts that ended to wait are never counted.
+      const waited = attempts.filter((a) => a.waitedFor !== undefined).length;
+      this.#attemptBase[i] =
+        record.status === PENDING || record.status === WAITING ? waited : record.status === RUNNING && node.processor !== undefined && !redo.has(i) ? 1 + waited : attempts.length;
       this.#touch(i);
     }
   }
@@ -478,15 +778,17 @@ export class Run implements StepHost {
 
   #begin(restore: RestoredRun | undefined): void {
     if (this.#status_ !== RUNNING) return;
+    if (restore?.cancelWith !== undefined) {
+      this.#journal.patchRun({ status: RUNNING, updatedAt: now() });
+      this.#stop(CANCELLED, restore.cancelWith);
+      return;
+    }
     if (restore !== undefined) {
-      const event: EventInput = { type: 'run_resumed', reason: restore.reason };
-      this.#emit(
-        restore.reason === 'recovered'
-          ? { ...event, recoveries: restore.record.recoveries }
-          : restore.from === undefined
-            ? event
-            : { ...event, from: restore.from },
-      );
+      const event: Mutable<Extract<EventInput, { type: 'run_resumed' }>> = { type: 'run_resumed', reason: restore.reason };
+      if (restore.reason === 'recovered') event.recoveries = restore.record.recoveries;
+      if (restore.from !== undefined) event.from = restore.from;
+      if (restore.fallback !== undefined) event.fallback = restore.fallback;
+      this.#emit(event);
       this.#journal.patchRun({ status: RUNNING, updatedAt: now(), endedAt: undefined, error: undefined, output: undefined });
       if (restore.failWith !== undefined) {
         this.#failUnfinished(toErrorData(restore.failWith));
@@ -502,6 +804,8 @@ export class Run implements StepHost {
       }
     }
     this.#ready(0);
+    // A restored run whose steps all still wait parks again at once.
+    this.#maybePark();
   }
 
   /** The run's record could not be stored: an id that exists, or an input that cannot be stored. */
@@ -599,6 +903,8 @@ export class Run implements StepHost {
     if (this.#progress[i] !== undefined) record.progress = this.#progress[i];
     if (this.#retryAt[i] !== undefined && status === PENDING) record.retryAt = this.#retryAt[i];
     if (status === RUNNING && node.processor !== undefined) record.updatedAt = this.#attemptStarted[i]!;
+    const waits = this.#waits[i];
+    if (waits !== undefined && (status === WAITING || status === RUNNING)) record.waitingFor = waits.map(({ zod: _, ...wait }) => wait);
     return record;
   }
 
@@ -621,6 +927,17 @@ export class Run implements StepHost {
         this.#culprit[index] = node.name;
         this.#noteFailure(node, this.#errors[index]!);
         this.#finishNode(index, FAILED, this.#endTimes[index] ?? now());
+        return;
+      }
+      const waits = this.#waits[index];
+      if (waits !== undefined) {
+        // A restored step that waited: it waits again, or runs again if its waits ended meanwhile.
+        this.#status[index] = WAITING;
+        for (const wait of waits) {
+          const entry = this.#answers.get(wait.key);
+          if (entry !== undefined) this.#emit({ type: 'input_received', step: node.name, key: wait.key, outcome: entry.outcome });
+        }
+        this.#holdWait(index);
         return;
       }
       const due = this.#retryAt[index];
@@ -682,6 +999,7 @@ export class Run implements StepHost {
   readonly #slotFreed = (): void => {
     this.#inQueue--;
     this.#pump();
+    this.#maybePark();
   };
 
   async #attempt(index: number): Promise<void> {
@@ -692,6 +1010,7 @@ export class Run implements StepHost {
     this.#status[index] = RUNNING;
     this.#attemptStarted[index] = started;
     this.#retryAt[index] = undefined;
+    this.#waits[index] = undefined;
     if (this.#startTimes[index] === undefined) this.#startTimes[index] = started;
     const step = new StepContext(this, index, node.name, attempt, node.dependencyNames);
     this.#running.set(index, step);
@@ -703,7 +1022,7 @@ export class Run implements StepHost {
       // A listener of step_start may have cancelled the run: then the processor never runs.
       if (!this.#isCurrent(index, attempt)) return;
       const executor = this.#services.executors.get(node.type)!;
-      const pending = executor.execute({ processor: node.processor!, input: this.#inputs[index], step, abort: step, mode: this.#settings.mode });
+      const pending = executor.execute({ processor: node.processor!, input: this.#inputs[index], step, abort: step, inputs: step });
       if (node.timeout !== undefined) {
         const timeout = node.timeout;
         timer = setTimer(() => {
@@ -748,6 +1067,10 @@ export class Run implements StepHost {
     } catch (error) {
       this.#committing.delete(index);
       if (!this.#isCurrent(index, attempt)) return;
+      if (isInputWaitSignal(error) && this.#waits[index] !== undefined) {
+        this.#enterWaiting(index, attempt, started);
+        return;
+      }
       this.#attemptFailed(node, attempt, started, error);
     } finally {
       clearTimer(timer);
@@ -955,7 +1278,7 @@ export class Run implements StepHost {
       if (status === PENDING && this.#attempts[i]!.length > this.#attemptBase[i]!) {
         // Between attempts (waiting on backoff or back in the queue): it did start, so it is reported.
         this.#cancelStep(i, data, ended);
-      } else if (status === PENDING || status === RUNNING) {
+      } else if (status === PENDING || status === RUNNING || status === WAITING) {
         this.#status[i] = CANCELLED;
         this.#endTimes[i] = ended;
         this.#touch(i);
@@ -989,6 +1312,10 @@ export class Run implements StepHost {
     this.#retryTimers.clear();
     for (const timer of this.#heartbeatTimers.values()) clearTimer(timer);
     this.#heartbeatTimers.clear();
+    for (const timer of this.#waitTimers.values()) clearTimer(timer);
+    this.#waitTimers.clear();
+    if (this.#inputPoll !== undefined) realClearTimeout(this.#inputPoll);
+    this.#inputPoll = undefined;
     this.#settings.signal?.removeEventListener('abort', this.#onAbort);
   }
 
@@ -1082,4 +1409,20 @@ export class Run implements StepHost {
       attempts: this.#attempts[index]!,
     };
   }
+}
+
+function stepWait(step: string, wait: Wait): StepWait {
+  const { zod: _, ...stored } = wait;
+  return { step, ...stored };
+}
+
+export function answeredAlready(runId: string, key: string): FlowError {
+  return new FlowError(`input "${key}" of run "${runId}" was answered already; an input takes one answer`, { code: ErrorCode.INPUT_ANSWERED });
+}
+
+export function notAwaited(runId: string, key: string, awaited: readonly string[]): FlowError {
+  return new FlowError(
+    `run "${runId}" does not wait on input "${key}" (${awaited.length === 0 ? 'it waits on none' : `it waits on ${awaited.map((k) => `"${k}"`).join(', ')}`})`,
+    { code: ErrorCode.INPUT_NOT_AWAITED },
+  );
 }

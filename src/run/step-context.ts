@@ -1,9 +1,11 @@
 /** The `Step` object a processor receives, backed by its run. */
+import { setImmediate as realSetImmediate } from 'node:timers';
 import type { z } from 'zod';
 import { DependencyError } from '../errors.js';
-import type { AbortWatch } from '../executors/executor.js';
-import { resolveInput } from '../executors/wait-for-input.js';
+import type { AbortWatch, InputAnswer } from '../executors/executor.js';
+import { askForInput, inputWaitSignal, type InputAsk, type InputPort } from '../executors/wait-for-input.js';
 import type { AnySchema, Step, StepDeps, WaitForInputOptions } from '../processor.js';
+import type { InputEntry } from '../store/run-store.js';
 
 /** What a step context needs from its run. */
 export interface StepHost {
@@ -12,10 +14,18 @@ export interface StepHost {
   dependencyOutput(index: number): Promise<unknown>;
   progress(step: number, attempt: number, fraction: number, message: string | undefined): void;
   heartbeat(step: number, attempt: number, details: unknown): void;
+  /** Whether an unanswered ask waits for a person now. */
+  readonly personInLoop: boolean;
+  /** How the wait for `key` ended, if it did. */
+  inputAnswer(key: string): InputEntry | undefined;
+  /** Every wait that ended so far, by key, to ship to a worker; `undefined` when none did. */
+  inputAnswers(): Readonly<Record<string, InputAnswer>> | undefined;
+  /** Records an ask of the step's current attempt that waits. */
+  inputWait(step: number, attempt: number, ask: InputAsk, schema: AnySchema | undefined): void;
 }
 
 /** One attempt's view of its run. */
-export class StepContext implements Step, StepDeps, AbortWatch {
+export class StepContext implements Step, StepDeps, AbortWatch, InputPort {
   readonly name: string;
   readonly runId: string;
   readonly attempt: number;
@@ -24,6 +34,8 @@ export class StepContext implements Step, StepDeps, AbortWatch {
   #aborted = false;
   #abortReason: unknown;
   #listeners: ((reason: unknown) => void)[] | undefined;
+  /** Set once an inline ask waits: the attempt ends on the next turn, so asks made together wait together. */
+  #endingToWait = false;
   readonly #index: number;
   readonly #dependencies: ReadonlyMap<string, number>;
 
@@ -119,7 +131,34 @@ export class StepContext implements Step, StepDeps, AbortWatch {
     this.#host.heartbeat(this.#index, this.attempt, details);
   }
 
+  get waits(): boolean {
+    return this.#host.personInLoop;
+  }
+
+  answer(key: string): InputEntry | undefined {
+    return this.#host.inputAnswer(key);
+  }
+
+  get answers(): Readonly<Record<string, InputAnswer>> | undefined {
+    return this.#host.inputAnswers();
+  }
+
+  /** Records a wait (an inline ask, or one a worker sent). */
+  wait(ask: InputAsk, schema?: AnySchema): void {
+    this.#host.inputWait(this.#index, this.attempt, ask, schema);
+  }
+
   waitForInput<S extends AnySchema>(key: string, schema: S, options?: WaitForInputOptions<z.output<S>>): Promise<z.output<S>> {
-    return resolveInput(this.name, key, schema, options);
+    return askForInput(this.name, key, schema, options, {
+      waits: this.waits,
+      answer: (k) => this.answer(k),
+      wait: (ask, zod) => {
+        this.wait(ask, zod);
+        if (this.#endingToWait) return;
+        this.#endingToWait = true;
+        // A real timer: the attempt must end even under fake timers.
+        realSetImmediate(() => this.abort(inputWaitSignal(this.name)));
+      },
+    });
   }
 }
