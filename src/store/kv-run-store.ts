@@ -9,6 +9,8 @@
  * - `P input/"<runId>"`: the run's input, written once.
  * - `P step/["<runId>","<step>"]`: a step record with its output: one record, written at once.
  * - `P events/"<runId>"/<n>`: events `n*32+1 .. n*32+32`, a chunk rewritten as it fills.
+ * - `P inputs/"<runId>"`: the run's input entries in the order stored, each as `[key, encoded
+ *   entry]`: one record, rewritten whole when an entry is added.
  *
  * A commit writes, in this order: (1) the run record, only if the batch names steps it does not
  * list yet, adding their names; (2) each step record with its output; (3) the event chunks, in seq
@@ -16,6 +18,13 @@
  * without a record (read as absent); after (2) the steps are durable but the batch's events are
  * lost; after (3) the events are stored but the run record lags: readers recompute `lastSeq` from
  * the chunks, and the run patch (a status) is lost and must be re-derived from the steps.
+ *
+ * `putInput` reads the run record and the entries, then writes the entries once: a crash loses at
+ * most the entry being added. Its first-come-first-served check holds within a process, under the
+ * run's lock (shared by every store over the same backend scope); across processes a key-value
+ * store offers no compare-and-set, so two processes answering the same key at once may both be
+ * told they won, and the last write is the one kept. `prune` deletes the entries before the run
+ * record.
  * @internal
  */
 import { ErrorCode, FlowError } from '../errors.js';
@@ -26,6 +35,7 @@ import { now } from '../util/clock.js';
 import type {
   AcquireOptions,
   CommitBatch,
+  InputEntry,
   LeaseEntry,
   ListRunsQuery,
   LoadedRun,
@@ -68,6 +78,12 @@ interface StoredStep {
   readonly output?: unknown;
 }
 
+/** A run's input entries as stored: each key with its entry, encoded, in the order stored. */
+type StoredInputs = readonly (readonly [key: string, entry: string])[];
+
+/** The outcomes an input entry may have. */
+const OUTCOMES: ReadonlySet<unknown> = new Set<InputEntry['outcome']>(['answered', 'expired', 'refused']);
+
 /** The tail chunk of a run's events, cached by the writer that holds the lease. */
 interface Tail {
   readonly token: number;
@@ -90,6 +106,7 @@ const runKey = (runId: string): string => `${JOURNAL_PREFIX}run/${JSON.stringify
 const inputKey = (runId: string): string => `${JOURNAL_PREFIX}input/${JSON.stringify(runId)}`;
 const stepKey = (runId: string, step: string): string => `${JOURNAL_PREFIX}step/${JSON.stringify([runId, step])}`;
 const chunkKey = (runId: string, chunk: number): string => `${JOURNAL_PREFIX}events/${JSON.stringify(runId)}/${chunk}`;
+const inputsKey = (runId: string): string => `${JOURNAL_PREFIX}inputs/${JSON.stringify(runId)}`;
 const RUN_PREFIX = `${JOURNAL_PREFIX}run/`;
 
 /** A `RunStore` over key-value backends: slower than SQLite, and just as safe against a crash. @internal */
@@ -303,6 +320,30 @@ export class KvRunStore implements RunStore {
     });
   }
 
+  async putInput(runId: string, entry: InputEntry): Promise<boolean> {
+    this.#check(`store input ${JSON.stringify(entry.key)} of run ${JSON.stringify(runId)}`);
+    const stored: InputEntry =
+      'value' in entry ? { key: entry.key, outcome: entry.outcome, value: entry.value, at: entry.at } : { key: entry.key, outcome: entry.outcome, at: entry.at };
+    // Serialised before the lock, so a bad value writes nothing.
+    const text = encode(stored, `input ${runId}/${entry.key}`);
+    return this.#locked(runId, 'store input', async () => {
+      if ((await this.#readRun(runId)) === undefined) throw notFoundError(this.kind, runId);
+      const inputs = (await this.#readInputRecord(runId)) ?? [];
+      if (inputs.some(([key]) => key === entry.key)) return false;
+      const next: StoredInputs = [...inputs, [entry.key, text]];
+      await this.#data.set(inputsKey(runId), { value: encode(next, `inputs of run ${runId}`), writtenAt: now() });
+      return true;
+    });
+  }
+
+  async readInputs(runId: string): Promise<InputEntry[]> {
+    this.#check(`read the inputs of run ${JSON.stringify(runId)}`);
+    return this.#guard(`could not read the inputs of run ${JSON.stringify(runId)}`, async () => {
+      const inputs = (await this.#readInputRecord(runId)) ?? [];
+      return inputs.map(([key, text]) => this.#decodeInput(runId, key, text));
+    });
+  }
+
   async prune(options: PruneOptions): Promise<number> {
     this.#check('prune');
     const candidates = await this.#guard('prune failed', async () => {
@@ -323,6 +364,7 @@ export class KvRunStore implements RunStore {
         for (let chunk = 0; (await this.#data.delete(chunkKey(runId, chunk))) || chunk <= chunkOf(Math.max(1, run.lastSeq)); chunk++);
         for (const name of run.steps) await this.#data.delete(stepKey(runId, name));
         await this.#data.delete(inputKey(runId));
+        await this.#data.delete(inputsKey(runId));
         await this.#runs.delete(runKey(runId));
         this.#tails.delete(runId);
         this.#held.delete(runId);
@@ -436,6 +478,27 @@ export class KvRunStore implements RunStore {
     if (value === undefined) return undefined;
     if (!Array.isArray(value) || value.length > EVENT_CHUNK || !value.every((v) => typeof v === 'string')) throw corruptError(this.kind, 'event', key);
     return value;
+  }
+
+  async #readInputRecord(runId: string): Promise<StoredInputs | undefined> {
+    const key = inputsKey(runId);
+    const value = await this.#read(this.#data, 'input', key, key);
+    if (value === undefined) return undefined;
+    const valid = Array.isArray(value) && value.every((e) => Array.isArray(e) && e.length === 2 && typeof e[0] === 'string' && typeof e[1] === 'string');
+    if (!valid) throw corruptError(this.kind, 'input', key);
+    return value as StoredInputs;
+  }
+
+  #decodeInput(runId: string, key: string, text: string): InputEntry {
+    const label = `${inputsKey(runId)}#${JSON.stringify(key)}`;
+    let entry: unknown;
+    try {
+      entry = decode(text, label);
+    } catch (error) {
+      throw corruptError(this.kind, 'input', label, (error as Error).cause ?? error);
+    }
+    if (!isObject(entry) || entry.key !== key || !OUTCOMES.has(entry.outcome) || typeof entry.at !== 'number') throw corruptError(this.kind, 'input', label);
+    return entry as unknown as InputEntry;
   }
 
   #decodeEvent(runId: string, seq: number, text: string): WeirEvent {

@@ -1,6 +1,6 @@
 /**
- * The run journal in Maps, for runs that need not survive the process. Records, outputs and events
- * are kept by reference, not copied: callers must not change them after a commit.
+ * The run journal in Maps, for runs that need not survive the process. Records, outputs, events and
+ * input values are kept by reference, not copied: callers must not change them after a commit.
  * @internal
  */
 import type { WeirEvent } from '../events.js';
@@ -8,6 +8,7 @@ import type { FlowStatus } from '../status.js';
 import type {
   AcquireOptions,
   CommitBatch,
+  InputEntry,
   LeaseEntry,
   ListRunsQuery,
   LoadedRun,
@@ -42,6 +43,8 @@ interface Entry {
   readonly steps: Map<string, StepRecord>;
   readonly outputs: Map<string, unknown>;
   readonly events: WeirEvent[];
+  /** How each input wait ended, by key, in the order stored. */
+  readonly inputs: Map<string, InputEntry>;
 }
 
 const DONE: Promise<void> = Promise.resolve();
@@ -66,7 +69,7 @@ export class MemoryRunStore implements RunStore {
     if (this.#runs.has(record.runId)) throw conflictError(this.kind, record.runId);
     const lastSeq = checkEvents(this.kind, record.runId, 0, events);
     const run = { ...record, leaseToken: record.leaseToken ?? 1, recoveries: record.recoveries ?? 0, lastSeq } as Entry['run'];
-    this.#runs.set(record.runId, { run, steps: new Map(), outputs: new Map(), events: [...events] });
+    this.#runs.set(record.runId, { run, steps: new Map(), outputs: new Map(), events: [...events], inputs: new Map() });
     return { ...run };
   }
 
@@ -181,6 +184,22 @@ export class MemoryRunStore implements RunStore {
     delete run.owner;
     run.leaseExpiresAt = 0;
     return true;
+  }
+
+  async putInput(runId: string, entry: InputEntry): Promise<boolean> {
+    this.#check(`store input ${JSON.stringify(entry.key)} of run ${JSON.stringify(runId)}`);
+    const inputs = this.#runs.get(runId)?.inputs;
+    if (inputs === undefined) throw notFoundError(this.kind, runId);
+    // Synchronous from the check to the write: the first caller wins.
+    if (inputs.has(entry.key)) return false;
+    inputs.set(entry.key, { ...entry });
+    return true;
+  }
+
+  async readInputs(runId: string): Promise<InputEntry[]> {
+    this.#check(`read the inputs of run ${JSON.stringify(runId)}`);
+    const inputs = this.#runs.get(runId)?.inputs;
+    return inputs === undefined ? [] : [...inputs.values()].map((entry) => ({ ...entry }));
   }
 
   async prune(options: PruneOptions): Promise<number> {

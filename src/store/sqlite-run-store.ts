@@ -18,6 +18,7 @@ import { decodeCompact, encodeCompact } from '../results/codec.js';
 import type {
   AcquireOptions,
   CommitBatch,
+  InputEntry,
   LeaseEntry,
   ListRunsQuery,
   LoadedRun,
@@ -109,6 +110,14 @@ CREATE TABLE IF NOT EXISTS weir_events (
   records TEXT,
   PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS weir_inputs (
+  run_id TEXT NOT NULL,
+  key TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  value TEXT,
+  at INTEGER NOT NULL,
+  PRIMARY KEY (run_id, key)
+);
 `;
 
 /** Columns added since the first schema: files made before them get them on open. */
@@ -189,6 +198,27 @@ interface EncodedEvents {
   readonly params: unknown[];
 }
 
+/** An input entry with its value already serialised; `value` is null when the entry has none. */
+interface EncodedInput {
+  readonly type: 'input';
+  readonly runId: string;
+  readonly key: string;
+  readonly outcome: InputEntry['outcome'];
+  readonly value: string | null;
+  readonly at: number;
+}
+
+/** What the write queue holds. */
+type Work = EncodedCommit | EncodedCreate | EncodedInput;
+
+/** What a refused write reports, for a failure of SQLite itself. */
+function failureOf(work: Work): string {
+  return work.type === 'input' ? `could not store input ${JSON.stringify(work.key)} of run ${JSON.stringify(work.runId)}` : 'commit failed';
+}
+
+/** The outcomes an input entry may have. */
+const OUTCOMES: ReadonlySet<unknown> = new Set<InputEntry['outcome']>(['answered', 'expired', 'refused']);
+
 interface Head {
   lease_token: number;
   last_seq: number;
@@ -215,7 +245,7 @@ interface FoldRows {
 }
 
 interface Pending {
-  readonly work: EncodedCommit | EncodedCreate;
+  readonly work: Work;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -260,7 +290,7 @@ export class SqliteRunStore implements RunStore {
   #opening: Promise<Database> | undefined;
   #statements: ReturnType<typeof prepare> | undefined;
   #groupTx: BetterSqlite3.Transaction<(queue: readonly Pending[], outcomes: unknown[], failed: boolean[]) => void> | undefined;
-  #singleTx: BetterSqlite3.Transaction<(work: EncodedCommit | EncodedCreate) => unknown> | undefined;
+  #singleTx: BetterSqlite3.Transaction<(work: Work) => unknown> | undefined;
   readonly #patchStatements = new Map<string, Statement>();
   readonly #eventStatements: Statement[] = [];
   readonly #listStatements = new Map<string, Statement>();
@@ -342,7 +372,7 @@ export class SqliteRunStore implements RunStore {
       addMissingColumns(db);
       this.#statements = prepare(db);
       this.#groupTx = db.transaction((queue: readonly Pending[], outcomes: unknown[], failed: boolean[]) => this.#applyGroup(queue, outcomes, failed));
-      this.#singleTx = db.transaction((work: EncodedCommit | EncodedCreate) => this.#apply(work));
+      this.#singleTx = db.transaction((work: Work) => this.#apply(work));
     } catch (error) {
       db.close();
       throw error;
@@ -419,7 +449,7 @@ export class SqliteRunStore implements RunStore {
     return { type: 'commit', batch, patchKey, patchValues, steps, outputs, events: NO_EVENTS };
   }
 
-  #enqueue(work: EncodedCommit | EncodedCreate): Promise<unknown> {
+  #enqueue(work: Work): Promise<unknown> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ work, resolve, reject });
       if (this.#scheduled) return;
@@ -482,7 +512,7 @@ export class SqliteRunStore implements RunStore {
           outcomes[i] = this.#singleTx!.immediate(queue[i]!.work);
         } catch (error) {
           failed[i] = true;
-          outcomes[i] = wrapError(this.kind, 'commit failed', error);
+          outcomes[i] = wrapError(this.kind, failureOf(queue[i]!.work), error);
         }
       }
     }
@@ -542,8 +572,12 @@ export class SqliteRunStore implements RunStore {
   }
 
   /** Checks one write against its run's head, then applies it; a refusal throws a FlowError before any write. */
-  #apply(work: EncodedCommit | EncodedCreate): unknown {
+  #apply(work: Work): unknown {
     const s = this.#statements!;
+    if (work.type === 'input') {
+      if (s.runExists.get(work.runId) === undefined) throw notFoundError(this.kind, work.runId);
+      return s.insertInput.run(work.runId, work.key, work.outcome, work.value, work.at).changes === 1;
+    }
     if (work.type === 'create') {
       const runId = work.record.runId;
       if (s.insertRun.run(work.row).changes !== 1) throw conflictError(this.kind, runId);
@@ -845,6 +879,30 @@ export class SqliteRunStore implements RunStore {
     }
   }
 
+  async putInput(runId: string, entry: InputEntry): Promise<boolean> {
+    this.#check(`store input ${JSON.stringify(entry.key)} of run ${JSON.stringify(runId)}`);
+    const value = 'value' in entry ? encodeCompact(entry.value, `input ${runId}/${entry.key}`) : null;
+    // Queued with the commits, so it sees every commit (and createRun) made before it.
+    const stored = await this.#enqueue({ type: 'input', runId, key: entry.key, outcome: entry.outcome, value, at: entry.at });
+    return stored === true;
+  }
+
+  async readInputs(runId: string): Promise<InputEntry[]> {
+    const s = await this.#ready(`read the inputs of run ${JSON.stringify(runId)}`);
+    let rows: { key: string; outcome: string; value: string | null; at: number }[];
+    try {
+      rows = s.selectInputs.all(runId) as typeof rows;
+    } catch (error) {
+      throw wrapError(this.kind, `could not read the inputs of run ${JSON.stringify(runId)}`, error);
+    }
+    return rows.map((r) => {
+      const key = `${runId}/${r.key}`;
+      if (!OUTCOMES.has(r.outcome) || typeof r.at !== 'number') throw corruptError(this.kind, 'input', key);
+      const outcome = r.outcome as InputEntry['outcome'];
+      return r.value === null ? { key: r.key, outcome, at: r.at } : { key: r.key, outcome, value: this.#decode('input', key, r.value), at: r.at };
+    });
+  }
+
   async prune(options: PruneOptions): Promise<number> {
     const s = await this.#ready('prune');
     try {
@@ -858,6 +916,7 @@ export class SqliteRunStore implements RunStore {
             s.deleteEvents.run(runId);
             s.deleteOutputs.run(runId);
             s.deleteSteps.run(runId);
+            s.deleteInputs.run(runId);
             deleted += s.deleteRun.run(runId, ...FINISHED).changes;
           }
         }).immediate();
@@ -1001,6 +1060,11 @@ function prepare(db: Database) {
     upsertStep: db.prepare('INSERT OR REPLACE INTO weir_steps (run_id, step, data, seq) VALUES (?, ?, ?, ?)'),
     upsertOutput: db.prepare('INSERT OR REPLACE INTO weir_outputs (run_id, step, value, seq) VALUES (?, ?, ?, ?)'),
     deleteOutput: db.prepare('DELETE FROM weir_outputs WHERE run_id = ? AND step = ?'),
+    runExists: db.prepare('SELECT 1 FROM weir_runs WHERE run_id = ?').pluck(),
+    // First come first served: a second entry for the key changes nothing.
+    insertInput: db.prepare('INSERT INTO weir_inputs (run_id, key, outcome, value, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, key) DO NOTHING'),
+    // Entries of a run are only ever deleted with it, so rowids keep their insertion order.
+    selectInputs: db.prepare('SELECT key, outcome, value, at FROM weir_inputs WHERE run_id = ? ORDER BY rowid'),
     acquire: db.prepare(
       `UPDATE weir_runs SET
          lease_token = lease_token + (CASE WHEN :takeover = 1 OR owner_id IS NOT :ownerId THEN 1 ELSE 0 END),
@@ -1017,6 +1081,7 @@ function prepare(db: Database) {
     deleteEvents: db.prepare('DELETE FROM weir_events WHERE run_id = ?'),
     deleteOutputs: db.prepare('DELETE FROM weir_outputs WHERE run_id = ?'),
     deleteSteps: db.prepare('DELETE FROM weir_steps WHERE run_id = ?'),
+    deleteInputs: db.prepare('DELETE FROM weir_inputs WHERE run_id = ?'),
     deleteRun: db.prepare('DELETE FROM weir_runs WHERE run_id = ? AND status IN (?, ?, ?)'),
   };
 }

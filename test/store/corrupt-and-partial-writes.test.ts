@@ -7,6 +7,7 @@ import { Keyv, type KeyvStoreAdapter } from 'keyv';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/errors.js';
 import type { StoredEntry } from '../../src/results/backend.js';
+import { encode, encodeRecord } from '../../src/results/codec.js';
 import { MemoryBackend } from '../../src/results/memory-backend.js';
 import { ResultsManager, runStoreOf } from '../../src/results/results-manager.js';
 import { KvRunStore } from '../../src/store/kv-run-store.js';
@@ -142,6 +143,22 @@ describe('a corrupt output in the sqlite store', () => {
     expect(error.message).toContain('step record "r1#2 records"');
     await expect(store.readEvents('r1')).resolves.toHaveLength(2);
   });
+
+  it('fails readInputs with WEIR_CORRUPT_RECORD naming the input entry, and other runs\' entries stay readable', async () => {
+    const store = new SqliteRunStore(join(dir, 'runs.db'));
+    closers.push(() => store.close());
+    for (const runId of ['r1', 'r2']) {
+      await store.createRun(newRun(runId));
+      await store.putInput(runId, { key: 'approve', outcome: 'answered', value: { ok: true }, at: T0 });
+    }
+    const db = new Database(join(dir, 'runs.db'));
+    db.prepare("UPDATE weir_inputs SET value = '{\"json\": nope' WHERE run_id = 'r1'").run();
+    db.close();
+    const error = await rejection(store.readInputs('r1'));
+    expect(error.code).toBe(ErrorCode.CORRUPT_RECORD);
+    expect(error.message).toContain('input record "r1/approve"');
+    await expect(store.readInputs('r2')).resolves.toEqual([{ key: 'approve', outcome: 'answered', value: { ok: true }, at: T0 }]);
+  });
 });
 
 describe('a corrupt record in a Keyv store', () => {
@@ -156,6 +173,22 @@ describe('a corrupt record in a Keyv store', () => {
     const error = await rejection(store.loadRun('r1'));
     expect(error.code).toBe(ErrorCode.CORRUPT_RECORD);
     expect(error.message).toContain('step record');
+  });
+
+  it('fails readInputs with WEIR_CORRUPT_RECORD naming the input entry that cannot be read', async () => {
+    const keyv = new Keyv();
+    const results = ResultsManager.keyv(keyv);
+    closers.push(() => results.close());
+    const store = runStoreOf(results);
+    await store.createRun(newRun('r1'));
+    await store.putInput('r1', { key: 'approve', outcome: 'answered', value: 1, at: T0 });
+    // A well-formed record whose one entry is not.
+    const key = 'weir.journal/inputs/"r1"';
+    await keyv.set(key, encodeRecord(key, { value: encode([['approve', '{"json": nope']]), writtenAt: T0 }));
+    const error = await rejection(store.readInputs('r1'));
+    expect(error.code).toBe(ErrorCode.CORRUPT_RECORD);
+    expect(error.message).toContain('input record');
+    expect(error.message).toContain('approve');
   });
 
   it('rejects listRuns with WEIR_UNSUPPORTED when the store cannot be iterated', async () => {

@@ -71,6 +71,37 @@ describe('SqliteRunStore leases across processes', () => {
   });
 });
 
+describe('SqliteRunStore input entries across processes', () => {
+  it('stores each key for exactly one of two processes racing to answer it', async () => {
+    const file = join(dir, 'runs.db');
+    const keys = 30;
+    const setup = new SqliteRunStore(file);
+    await setup.createRun(newRun('r1'));
+    await setup.close();
+
+    const racers = [start('input-race.ts', [file, 'one', String(keys)]), start('input-race.ts', [file, 'two', String(keys)])];
+    await Promise.all(racers.map((child) => nextMessage(child)));
+    const results = racers.map((child) => nextMessage<string[]>(child));
+    for (const child of racers) child.send('go');
+    const [one, two] = await Promise.all(results);
+    await Promise.all(racers.map(exited));
+
+    const check = new SqliteRunStore(file);
+    try {
+      const entries = await check.readInputs('r1');
+      expect(entries).toHaveLength(keys);
+      for (let i = 0; i < keys; i++) {
+        const key = `key-${i}`;
+        const winners = [one!.includes(key) ? 'one' : undefined, two!.includes(key) ? 'two' : undefined].filter((w) => w !== undefined);
+        expect(winners, key).toHaveLength(1);
+        expect(entries.find((e) => e.key === key)?.value, key).toBe(winners[0]);
+      }
+    } finally {
+      await check.close();
+    }
+  });
+});
+
 const crashCases = [
   { kind: 'sqlite', path: () => join(dir, 'runs.db'), reopen: (path: string) => ({ store: new SqliteRunStore(path) as RunStore }), commits: 400 },
   {

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode, RetryableError } from '../../src/errors.js';
 import { ResultsManager, runStoreOf } from '../../src/results/results-manager.js';
 import { MemoryRunStore } from '../../src/store/memory-run-store.js';
-import type { RunStore } from '../../src/store/run-store.js';
+import type { InputEntry, RunStore } from '../../src/store/run-store.js';
 import { SqliteRunStore } from '../../src/store/sqlite-run-store.js';
 import { ALICE, BOB, event, newRun, rejection, runStart, stepRecord, T0 } from './helpers.js';
 
@@ -377,6 +377,85 @@ describe.each(stores)('RunStore ($kind)', ({ open }) => {
     });
   });
 
+  describe('input entries', () => {
+    const answer = (key: string, value: unknown, at = T0 + 1): InputEntry => ({ key, outcome: 'answered', value, at });
+
+    it('stores the first entry for a key and refuses a second one, keeping the first', async () => {
+      await started('r1');
+      await expect(store.putInput('r1', answer('approve', 'yes'))).resolves.toBe(true);
+      await expect(store.putInput('r1', answer('approve', 'no', T0 + 2))).resolves.toBe(false);
+      await expect(store.putInput('r1', { key: 'approve', outcome: 'expired', at: T0 + 3 })).resolves.toBe(false);
+      await expect(store.readInputs('r1')).resolves.toStrictEqual([answer('approve', 'yes')]);
+    });
+
+    it('reads several keys in the order stored, their values as they went in', async () => {
+      await started('r1');
+      const nested = { a: [1, { b: 'two' }], c: { d: null }, e: undefined };
+      const entries: InputEntry[] = [
+        answer('when', new Date('2024-02-29T12:34:56.789Z')),
+        answer('map', new Map<string, unknown>([['k', new Set([1n])]])),
+        answer('nested', nested, T0 + 5),
+        answer('undefined', undefined, T0 + 2),
+        { key: 'expired', outcome: 'expired', at: T0 + 9 },
+        { key: 'refused', outcome: 'refused', at: T0 + 3 },
+      ];
+      for (const entry of entries) await expect(store.putInput('r1', entry)).resolves.toBe(true);
+      const read = await store.readInputs('r1');
+      expect(read).toStrictEqual(entries);
+      expect(read[1]?.value).toBeInstanceOf(Map);
+      expect('value' in read[3]!).toBe(true);
+      expect('value' in read[4]!).toBe(false);
+    });
+
+    it('refuses an unknown run with WEIR_RUN_NOT_FOUND, and reads no entries for it', async () => {
+      const error = await rejection(store.putInput('nope', answer('approve', 'yes')));
+      expect(error.code).toBe(ErrorCode.RUN_NOT_FOUND);
+      expect(error.message).toContain('"nope"');
+      await expect(store.readInputs('nope')).resolves.toEqual([]);
+    });
+
+    it('reads no entries for a run that has none', async () => {
+      await started('r1');
+      await expect(store.readInputs('r1')).resolves.toEqual([]);
+    });
+
+    it('lets exactly one of 20 concurrent callers store an entry for the same key', async () => {
+      await started('r1');
+      const outcomes = await Promise.all(Array.from({ length: 20 }, (_, i) => store.putInput('r1', answer('approve', i))));
+      expect(outcomes.filter((won) => won)).toHaveLength(1);
+      await expect(store.readInputs('r1')).resolves.toStrictEqual([answer('approve', outcomes.indexOf(true))]);
+    });
+
+    it('sees a run created in the same tick, and is not fenced by the lease', async () => {
+      const created = store.createRun(newRun('r1'), [runStart('r1')]);
+      const put = store.putInput('r1', answer('approve', 'yes'));
+      await created;
+      await expect(put).resolves.toBe(true);
+      await store.acquireLease('r1', BOB, 30_000, T0 + 60_000, { takeover: true });
+      await expect(store.putInput('r1', answer('other', 1))).resolves.toBe(true);
+      expect((await store.readInputs('r1')).map((e) => e.key)).toEqual(['approve', 'other']);
+    });
+
+    it('deletes a pruned run\'s entries', async () => {
+      const token = await started('r1');
+      await store.putInput('r1', answer('approve', 'yes'));
+      await store.commit({ runId: 'r1', leaseToken: token, run: { status: 'completed', endedAt: T0 + 10, updatedAt: T0 + 10 } });
+      await expect(store.prune({ olderThan: T0 + 1_000 })).resolves.toBe(1);
+      await expect(store.readInputs('r1')).resolves.toEqual([]);
+      expect((await rejection(store.putInput('r1', answer('approve', 'no')))).code).toBe(ErrorCode.RUN_NOT_FOUND);
+      // A run id pruned can be used again, with no entries left over.
+      await started('r1');
+      await expect(store.readInputs('r1')).resolves.toEqual([]);
+    });
+
+    it('rejects with WEIR_STORE_CLOSED after close', async () => {
+      await started('r1');
+      await store.close();
+      expect((await rejection(store.putInput('r1', answer('approve', 'yes')))).code).toBe(ErrorCode.STORE_CLOSED);
+      expect((await rejection(store.readInputs('r1'))).code).toBe(ErrorCode.STORE_CLOSED);
+    });
+  });
+
   describe('close', () => {
     it('is idempotent and makes every call reject with WEIR_STORE_CLOSED', async () => {
       const token = await started('r1');
@@ -429,6 +508,28 @@ describe.each(stores.filter((s) => s.kind !== 'memory'))('RunStore ($kind), dura
     const loaded = await store.loadRun('r1');
     expect(loaded?.steps).toEqual([]);
     expect(loaded?.run.lastSeq).toBe(1);
+  });
+
+  it('refuses an input value that cannot be serialised with WEIR_SERIALIZATION and stores nothing', async () => {
+    await store.createRun(newRun('r1'), [runStart('r1')]);
+    const error = await rejection(store.putInput('r1', { key: 'approve', outcome: 'answered', value: { call: () => 1 }, at: T0 }));
+    expect(error.code).toBe(ErrorCode.SERIALIZATION);
+    await expect(store.readInputs('r1')).resolves.toEqual([]);
+    await expect(store.putInput('r1', { key: 'approve', outcome: 'answered', value: 'yes', at: T0 })).resolves.toBe(true);
+  });
+});
+
+describe.each(stores.filter((s) => s.kind === 'sqlite' || s.kind === 'disk'))('RunStore ($kind), reopened', ({ open }) => {
+  it('keeps input entries, and their first-come rule, across close and reopen', async () => {
+    const first = open();
+    await first.createRun(newRun('r1'), [runStart('r1')]);
+    const entry: InputEntry = { key: 'approve', outcome: 'answered', value: new Map([['at', new Date(T0)]]), at: T0 + 1 };
+    await first.putInput('r1', entry);
+    await first.putInput('r1', { key: 'late', outcome: 'expired', at: T0 + 2 });
+    await first.close();
+    const second = open();
+    await expect(second.readInputs('r1')).resolves.toStrictEqual([entry, { key: 'late', outcome: 'expired', at: T0 + 2 }]);
+    await expect(second.putInput('r1', { ...entry, value: 'again' })).resolves.toBe(false);
   });
 });
 
