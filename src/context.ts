@@ -142,6 +142,8 @@ export class FlowContext {
   readonly #timeout: number | undefined;
   readonly #closeTimeout: number;
   readonly #registry = new Map<string, AnyFlow>();
+  /** Flows started here without being registered, by name: a run of one that parks goes on here too. */
+  readonly #started = new Map<string, AnyFlow>();
   readonly #compiled = new WeakMap<AnyFlow, { version: number; graph: CompiledGraph }>();
   readonly #runs = new Map<string, Run>();
   #state: ContextState = 'open';
@@ -204,6 +206,8 @@ export class FlowContext {
       conflict: (run, error) => this.#adopt(run, error),
       parked: (run) => {
         if (this.#runs.get(run.runId) === run) this.#runs.delete(run.runId);
+        const flow = run.graph.root.flow;
+        if (!this.#registry.has(flow.name)) this.#started.set(flow.name, flow);
         // Whoever lets go of a waiting run looks at its answers after: one stored meanwhile is not left unread.
         void this.#chore(this.#review(run.runId)).catch((error: unknown) => warnInput(run.runId, error));
       },
@@ -536,7 +540,7 @@ export class FlowContext {
     validateAgainstJson(wait.schema, value, `the value submitted for input "${key}" of run "${runId}"`);
     if (!(await this.#store.putInput(runId, { key, outcome: 'answered', value, at: now() }))) throw answeredAlready(runId, key);
     // Stored: a run that waits goes on (here, if its flow is); one that runs elsewhere reads it there.
-    if (run.status === FlowStatus.WAITING && this.#registry.has(run.flow)) await this.#review(runId).catch((error: unknown) => warnInput(runId, error));
+    if (run.status === FlowStatus.WAITING && this.#flowNamed(run.flow) !== undefined) await this.#review(runId).catch((error: unknown) => warnInput(runId, error));
   }
 
   /**
@@ -590,7 +594,7 @@ export class FlowContext {
     this.#waitTimers.delete(runId);
     if (this.#state !== 'open' || this.#runs.has(runId)) return;
     const loaded = await this.#store.loadRun(runId);
-    if (loaded === undefined || loaded.run.status !== FlowStatus.WAITING || !this.#registry.has(loaded.run.flow)) return;
+    if (loaded === undefined || loaded.run.status !== FlowStatus.WAITING || this.#flowNamed(loaded.run.flow) === undefined) return;
     const ended = new Set((await this.#store.readInputs(runId)).map((e) => e.key));
     const waits = waitsOf(loaded);
     let open = waits.filter((w) => !ended.has(w.key));
@@ -821,7 +825,7 @@ export class FlowContext {
 
   /** The compiled graph of a stored run's flow, registered here by name. */
   #graphFor(run: RunRecord): CompiledGraph {
-    const flow = this.#registry.get(run.flow);
+    const flow = this.#flowNamed(run.flow);
     if (flow === undefined) {
       throw new FlowError(`run "${run.runId}" is of flow "${run.flow}", which is not registered with this context (ctx.register(flow))`, {
         code: ErrorCode.FLOW_NOT_REGISTERED,
@@ -830,9 +834,14 @@ export class FlowContext {
     return this.#graphOf(flow);
   }
 
+  /** A flow registered here by name, or started here (a run of it parked here). */
+  #flowNamed(name: string): AnyFlow | undefined {
+    return this.#registry.get(name) ?? this.#started.get(name);
+  }
+
   /** The graph of a stored run's flow when it is registered here and unchanged since the run started. */
   #graphMatching(run: RunRecord): CompiledGraph | undefined {
-    const flow = this.#registry.get(run.flow);
+    const flow = this.#flowNamed(run.flow);
     const graph = flow === undefined ? undefined : this.#graphOf(flow);
     return graph?.fingerprint === run.fingerprint ? graph : undefined;
   }
@@ -892,7 +901,7 @@ export class FlowContext {
     do {
       const page = await this.#store.listRuns({ status: FlowStatus.WAITING, limit: 500, ...(before === undefined ? {} : { before }), now: now() });
       before = page.next;
-      const due = page.runs.filter((run) => this.#registry.has(run.flow) && !this.#waitTimers.has(run.runId) && !this.#runs.has(run.runId));
+      const due = page.runs.filter((run) => this.#flowNamed(run.flow) !== undefined && !this.#waitTimers.has(run.runId) && !this.#runs.has(run.runId));
       const reviewed = await Promise.allSettled(due.map((run) => this.#review(run.runId)));
       for (const [i, outcome] of reviewed.entries()) {
         if (outcome.status === 'rejected') warnInput(due[i]!.runId, outcome.reason);

@@ -70,7 +70,6 @@ describe.each(stores)('interactive runs ($name store)', ({ context }) => {
     const types = events.filter((e) => e.runId === handle.runId).map((e) => e.type);
     expect(types).toEqual([
       'run_start',
-      'step_start', // order
       'step_start',
       'step_complete', // prepare
       'step_start',
@@ -82,7 +81,6 @@ describe.each(stores)('interactive runs ($name store)', ({ context }) => {
       'step_complete', // approve
       'step_start',
       'step_complete', // ship
-      'step_complete', // order
       'run_complete',
     ]);
     // The stored log is dense and is exactly what listeners saw.

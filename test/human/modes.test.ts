@@ -92,7 +92,7 @@ describe('hybrid mode', () => {
 
   it('refuses setHumanInLoop for a run that is not hybrid, or has ended', async () => {
     const ctx = context();
-    const done = await ctx.run(asking('ended', { default: 'red' }), {}, { mode: 'hybrid' });
+    const done = await ctx.run(asking('ended', { default: 'red' }), {}, { mode: 'hybrid', humanInLoop: false });
     await expect(ctx.setHumanInLoop(done.runId, false)).rejects.toMatchObject({ code: 'WEIR_RUN_STATE' });
     const waiting = nextWaiting(ctx);
     const handle = ctx.start(asking('inter', {}), {}, { mode: 'interactive' });
