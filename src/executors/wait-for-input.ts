@@ -60,7 +60,7 @@ export function validateAgainstJson(json: unknown, value: unknown, what: string)
   const text = JSON.stringify(json);
   let schema = fromJson.get(text);
   if (schema === undefined) {
-    schema = z.fromJSONSchema(json as Parameters<typeof z.fromJSONSchema>[0]) as AnySchema;
+    schema = z.fromJSONSchema(json as Parameters<typeof z.fromJSONSchema>[0]);
     if (fromJson.size > 256) fromJson.delete(fromJson.keys().next().value!);
     fromJson.set(text, schema);
   }
