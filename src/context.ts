@@ -165,6 +165,8 @@ export class FlowContext {
   #recoverTimer: TimerHandle | undefined;
   /** Store work started outside any run (recovery, skip, retry links): `close()` waits for it. */
   readonly #chores = new Set<Promise<unknown>>();
+  /** Parked runs this context is taking again right now, one continuation per run at a time. */
+  readonly #continuing = new Map<string, Promise<Run | undefined>>();
   /** Runs a recovery of this context is taking over right now: two overlapping `recover()` calls take each once. */
   readonly #takingOver = new Set<string>();
 
@@ -597,16 +599,16 @@ export class FlowContext {
     if (loaded === undefined || loaded.run.status !== FlowStatus.WAITING || this.#flowNamed(loaded.run.flow) === undefined) return;
     const ended = new Set((await this.#store.readInputs(runId)).map((e) => e.key));
     const waits = waitsOf(loaded);
-    let open = waits.filter((w) => !ended.has(w.key));
     const at = now();
-    let reason: ResumeReason | undefined = open.length < waits.length ? 'input' : undefined;
-    for (const wait of open) {
-      if (wait.deadline !== undefined && wait.deadline <= at) {
+    for (const wait of waits) {
+      if (!ended.has(wait.key) && wait.deadline !== undefined && wait.deadline <= at) {
         await this.#store.putInput(runId, { key: wait.key, outcome: 'expired', at });
-        reason = 'input';
+        ended.add(wait.key);
       }
     }
-    open = open.filter((w) => w.deadline === undefined || w.deadline > at);
+    const open = waits.filter((w) => !ended.has(w.key));
+    // A step goes on once all its waits ended; one answer of two leaves it waiting.
+    let reason: ResumeReason | undefined = waits.some((w) => !open.some((o) => o.step === w.step)) ? 'input' : undefined;
     let fallback: 'fail' | 'default' | 'batch' | undefined;
     let patch: RunPatch | undefined;
     const orphanedAt = this.#inputTimeout === undefined ? Infinity : loaded.run.updatedAt + this.#inputTimeout;
@@ -634,11 +636,24 @@ export class FlowContext {
    * applies `patch`, and goes on with it here.
    * @returns the run, or `undefined` when another context took it first (it reads the answers then).
    */
-  async #continueWaiting(
-    loaded: LoadedRun,
-    reason: ResumeReason,
-    how: { fallback?: 'fail' | 'default' | 'batch' | undefined; patch?: RunPatch | undefined; cancelWith?: CancelledError | undefined },
-  ): Promise<Run | undefined> {
+  async #continueWaiting(loaded: LoadedRun, reason: ResumeReason, how: ContinueHow): Promise<Run | undefined> {
+    const runId = loaded.run.runId;
+    // One at a time per run here: this context's own live lease would not keep a second one out.
+    const busy = this.#continuing.get(runId);
+    if (busy !== undefined) {
+      await busy.catch(() => undefined);
+      return undefined;
+    }
+    const work = this.#continueNow(loaded, reason, how);
+    this.#continuing.set(runId, work);
+    try {
+      return await work;
+    } finally {
+      if (this.#continuing.get(runId) === work) this.#continuing.delete(runId);
+    }
+  }
+
+  async #continueNow(loaded: LoadedRun, reason: ResumeReason, how: ContinueHow): Promise<Run | undefined> {
     const { run } = loaded;
     const graph = this.#graphFor(run);
     const token = await this.#store.acquireLease(run.runId, this.#owner, this.#leaseMs, now(), { fromToken: run.leaseToken });
@@ -1060,6 +1075,13 @@ export class FlowContext {
 
 function conflictWith(runId: string, how: string): FlowError {
   return new FlowError(`run "${runId}" ${how}; an idempotent start needs the same flow and input`, { code: ErrorCode.RUN_CONFLICT });
+}
+
+/** How a parked run goes on. */
+interface ContinueHow {
+  readonly fallback?: 'fail' | 'default' | 'batch' | undefined;
+  readonly patch?: RunPatch | undefined;
+  readonly cancelWith?: CancelledError | undefined;
 }
 
 function warnInput(runId: string, error: unknown): void {

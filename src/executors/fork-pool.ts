@@ -166,6 +166,7 @@ export class ForkPool {
       case 'progress':
       case 'heartbeat':
       case 'deps-get':
+      case 'ask':
         this.#options.onEvent(message);
         return;
       // Anything else is the processor's own `process.send`, not ours to read.
