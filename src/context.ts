@@ -165,6 +165,8 @@ export class FlowContext {
   #recoverTimer: TimerHandle | undefined;
   /** Store work started outside any run (recovery, skip, retry links): `close()` waits for it. */
   readonly #chores = new Set<Promise<unknown>>();
+  /** Handles of runs not live here wait on these: resolved when this context takes the run. */
+  readonly #launched = new Map<string, { promise: Promise<void>; resolve: () => void }>();
   /** Parked runs this context is taking again right now, one continuation per run at a time. */
   readonly #continuing = new Map<string, Promise<Run | undefined>>();
   /** Runs a recovery of this context is taking over right now: two overlapping `recover()` calls take each once. */
@@ -309,6 +311,11 @@ export class FlowContext {
   #launch(graph: CompiledGraph, input: unknown, settings: RunSettings): Run {
     const run = new Run(graph, input, settings, this.#services);
     this.#runs.set(settings.runId, run);
+    const launched = this.#launched.get(settings.runId);
+    if (launched !== undefined) {
+      this.#launched.delete(settings.runId);
+      launched.resolve();
+    }
     this.#renewLater();
     run.start();
     return run;
@@ -789,6 +796,8 @@ export class FlowContext {
     this.#queue.clear();
     await Promise.all([...this.#executors.values()].map((executor) => executor.close()));
     await this.results.close();
+    for (const launched of this.#launched.values()) launched.resolve();
+    this.#launched.clear();
     this.#emitter.removeAllListeners();
     this.#state = 'closed';
   }
@@ -1002,6 +1011,16 @@ export class FlowContext {
       },
       readEvents: (after) => this.#store.readEvents(runId, after),
       ended: async () => FINISHED.has((await this.#load(runId)).run.status),
+      launched: () => {
+        let launched = this.#launched.get(runId);
+        if (launched === undefined) {
+          let resolve!: () => void;
+          const promise = new Promise<void>((r) => (resolve = r));
+          launched = { promise, resolve };
+          this.#launched.set(runId, launched);
+        }
+        return launched.promise;
+      },
     });
   }
 

@@ -58,6 +58,8 @@ export interface StoredRunSource {
   readEvents(after: number): Promise<WeirEvent[]>;
   /** Whether the run has ended (as far as the store knows). */
   ended(): Promise<boolean>;
+  /** Resolves when this context takes the run (again), so a waiting handle looks at once. */
+  launched?(): Promise<void>;
 }
 
 /** The handle of a run in the store that this context does not run: it reads the store until the run ends. */
@@ -71,7 +73,7 @@ export function storedHandleOf<O>(runId: string, source: StoredRunSource): RunHa
         for (let wait = POLL_MS; ; wait = Math.min(MAX_POLL_MS, Math.ceil(wait * 1.5))) {
           const done = await source.finished();
           if (done !== undefined) return done as FlowResult<O>;
-          await sleep(wait);
+          await (source.launched === undefined ? sleep(wait) : Promise.race([sleep(wait), source.launched()]));
         }
       })()),
     events: (options = {}) => {
