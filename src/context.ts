@@ -165,6 +165,8 @@ export class FlowContext {
   #recoverTimer: TimerHandle | undefined;
   /** Store work started outside any run (recovery, skip, retry links): `close()` waits for it. */
   readonly #chores = new Set<Promise<unknown>>();
+  /** Runs that parked here, so the run that goes on with one here takes over its handle (weakly: a dropped handle is not kept). */
+  readonly #parked = new Map<string, WeakRef<Run>>();
   /** Handles of runs not live here wait on these: resolved when this context takes the run. */
   readonly #launched = new Map<string, { promise: Promise<void>; resolve: () => void }>();
   /** Parked runs this context is taking again right now, one continuation per run at a time. */
@@ -210,6 +212,7 @@ export class FlowContext {
       conflict: (run, error) => this.#adopt(run, error),
       parked: (run) => {
         if (this.#runs.get(run.runId) === run) this.#runs.delete(run.runId);
+        this.#parked.set(run.runId, new WeakRef(run));
         const flow = run.graph.root.flow;
         if (!this.#registry.has(flow.name)) this.#started.set(flow.name, flow);
         // Whoever lets go of a waiting run looks at its answers after: one stored meanwhile is not left unread.
@@ -311,6 +314,9 @@ export class FlowContext {
   #launch(graph: CompiledGraph, input: unknown, settings: RunSettings): Run {
     const run = new Run(graph, input, settings, this.#services);
     this.#runs.set(settings.runId, run);
+    const parked = this.#parked.get(settings.runId)?.deref();
+    this.#parked.delete(settings.runId);
+    parked?.continuedBy(run);
     const launched = this.#launched.get(settings.runId);
     if (launched !== undefined) {
       this.#launched.delete(settings.runId);
@@ -667,7 +673,10 @@ export class FlowContext {
     if (token === undefined) return undefined;
     let fresh: LoadedRun;
     try {
-      if (this.#runs.has(run.runId) || this.#state !== 'open') throw new FlowError(`cannot go on with run "${run.runId}": the FlowContext is ${this.#state}`, { code: ErrorCode.CONTEXT_CLOSED });
+      // A closing context still cancels the runs that wait (a memory store's).
+      if (this.#runs.has(run.runId) || (this.#state !== 'open' && !(this.#state === 'closing' && how.cancelWith !== undefined))) {
+        throw new FlowError(`cannot go on with run "${run.runId}": the FlowContext is ${this.#state}`, { code: ErrorCode.CONTEXT_CLOSED });
+      }
       if (how.patch !== undefined) await this.#store.commit({ runId: run.runId, leaseToken: token, run: { ...how.patch, updatedAt: now() } });
       // Read again under the lease: what is stored now is what goes on.
       fresh = await this.#load(run.runId);
@@ -770,6 +779,8 @@ export class FlowContext {
     this.#state = 'closing';
     // Recoveries and other store work in progress may still start runs: let them.
     await Promise.allSettled([...this.#chores]);
+    // Runs waiting for input in a memory store end with it: they are cancelled, so their handles settle.
+    if (!this.results.durable) await this.#cancelWaiting();
     const active = [...this.#runs.values()];
     if (active.length > 0) {
       const ended = (): Promise<unknown> => Promise.allSettled([...this.#runs.values()].map((run) => run.result()));
@@ -800,6 +811,17 @@ export class FlowContext {
     this.#launched.clear();
     this.#emitter.removeAllListeners();
     this.#state = 'closed';
+  }
+
+  async #cancelWaiting(): Promise<void> {
+    const { runs } = await this.#store.listRuns({ status: FlowStatus.WAITING, limit: 10_000, now: now() });
+    const reason = new CancelledError('the FlowContext was closed while the run waited for input');
+    await Promise.allSettled(
+      runs.map(async (run) => {
+        const loaded = await this.#load(run.runId);
+        await (await this.#continueWaiting(loaded, 'resumed', { cancelWith: reason }))?.result();
+      }),
+    );
   }
 
   /**
@@ -894,7 +916,9 @@ export class FlowContext {
     let inputs: InputEntry[];
     try {
       [outputs, inputs] = await Promise.all([read ?? outputsOf(this.#store, loaded), this.#store.readInputs(record.runId)]);
-      if (this.#state !== 'open') throw new FlowError(`cannot go on with run "${record.runId}": the FlowContext is ${this.#state}`, { code: ErrorCode.CONTEXT_CLOSED });
+      if (this.#state !== 'open' && !(this.#state === 'closing' && how.cancelWith !== undefined)) {
+        throw new FlowError(`cannot go on with run "${record.runId}": the FlowContext is ${this.#state}`, { code: ErrorCode.CONTEXT_CLOSED });
+      }
     } catch (error) {
       // The lease goes back, so another context can take the run at once.
       await this.#store.releaseLease(record.runId, this.#owner, leaseToken).catch(() => false);

@@ -9,6 +9,7 @@ export class EventLog {
   readonly base: number;
   readonly #events: WeirEvent[] = [];
   #ended = false;
+  #released = false;
   #wake: (() => void)[] = [];
 
   constructor(base = 0) {
@@ -25,6 +26,13 @@ export class EventLog {
     if (this.#wake.length > 0) this.#notify();
   }
 
+  /** Ends the log and drops its events (the run parked: they are in the store); followers stop where they are. */
+  release(): void {
+    this.#events.length = 0;
+    this.#released = true;
+    this.end();
+  }
+
   /** Marks the log complete: followers finish once they have read everything. */
   end(): void {
     this.#ended = true;
@@ -35,6 +43,7 @@ export class EventLog {
   async *follow(after = 0, signal?: AbortSignal): AsyncGenerator<WeirEvent, void, undefined> {
     let next = Math.max(0, after - this.base);
     while (signal?.aborted !== true) {
+      if (this.#released) return;
       while (next < this.#events.length) {
         yield this.#events[next++]!;
         if (isAborted(signal)) return;

@@ -102,6 +102,7 @@ async function* follow(source: StoredRunSource, after: number, signal: AbortSign
 }
 
 function sleep(ms: number): Promise<void> {
-  // A real, unref'd timer: fake timers must not stall a poll, and a poll must not hold the process open.
-  return new Promise((resolve) => realSetTimeout(resolve, ms).unref());
+  // A real timer: fake timers must not stall a poll. It holds the process open as any awaited I/O
+  // does, while someone waits on a run going on elsewhere; `ctx.close()` ends the wait.
+  return new Promise((resolve) => realSetTimeout(resolve, ms));
 }

@@ -169,13 +169,19 @@ export class Run implements StepHost {
   /** How the run's waits for input ended, by key. */
   readonly #answers = new Map<string, InputEntry>();
   #humanInLoop: boolean;
+  /** Steps that began to wait; cleaned as they leave `waiting` (see `#hasWaiting`), so a run without asks never scans its steps. */
+  readonly #waitingSteps = new Set<number>();
   /** Deadline timers of waiting steps. */
   readonly #waitTimers = new Map<number, TimerHandle>();
   #inputPoll: ReturnType<typeof realSetTimeout> | undefined;
   /** Set once the run is committed as waiting and handed back to its context. */
   #parked = false;
   #parking: Promise<void> | undefined;
-  #follow: Promise<FlowResult> | undefined;
+  #followed: Promise<FlowResult> | undefined;
+  /** The run that went on with this one after it parked, in the same context. */
+  #successor: Run | undefined;
+  /** Set once `result()` was asked before the run parked: the promise then follows it. */
+  #asked = false;
   /** Leaves ready to run, not yet handed to the context's queue (from `#readyHead` on). */
   readonly #ready_: number[] = [];
   #readyHead = 0;
@@ -251,8 +257,19 @@ export class Run implements StepHost {
    * different run. A run that parked to wait for input is followed wherever it goes on.
    */
   result(): Promise<FlowResult> {
-    if (this.#parked) return (this.#follow ??= this.#services.follow(this.runId));
+    if (this.#parked) return this.#follow();
+    this.#asked = true;
     return this.#done;
+  }
+
+  /** The result of a parked run: from the run that went on with it here, else from the store. */
+  #follow(): Promise<FlowResult> {
+    return (this.#followed ??= this.#successor?.result() ?? this.#services.follow(this.runId));
+  }
+
+  /** This parked run goes on as `run` in the same context: its result and events come from there. */
+  continuedBy(run: Run): void {
+    this.#successor = run;
   }
 
   /** Resolves once a run that began to park is committed as waiting (at once if it is not parking). */
@@ -262,6 +279,10 @@ export class Run implements StepHost {
 
   /** Events with `seq > after`: those stored before this run was restored read from the store, then the live log. */
   async *eventsAfter(after: number, signal: AbortSignal | undefined): AsyncGenerator<WeirEvent, void, undefined> {
+    if (this.#parked) {
+      yield* this.#followEvents(after, signal);
+      return;
+    }
     const base = this.events.base;
     let last = after;
     while (last < base && signal?.aborted !== true) {
@@ -277,7 +298,11 @@ export class Run implements StepHost {
       last = event.seq;
     }
     // Parked to wait for input: it goes on in a later run of the same id, here or elsewhere.
-    if (this.#parked && signal?.aborted !== true) yield* this.#services.followEvents(this.runId, last, signal);
+    if (this.#parked && signal?.aborted !== true) yield* this.#followEvents(last, signal);
+  }
+
+  #followEvents(after: number, signal: AbortSignal | undefined): AsyncIterable<WeirEvent> {
+    return this.#successor?.eventsAfter(after, signal) ?? this.#services.followEvents(this.runId, after, signal);
   }
 
   /** Resolves once everything the run recorded so far is committed (or could not be). */
@@ -497,6 +522,7 @@ export class Run implements StepHost {
     // Not counted by the retry policy: waiting is not failing.
     this.#attemptBase[index]!++;
     this.#status[index] = WAITING;
+    this.#waitingSteps.add(index);
     this.#touch(index);
     this.#holdWait(index);
   }
@@ -548,7 +574,7 @@ export class Run implements StepHost {
     if (this.#inputPoll !== undefined) return;
     this.#inputPoll = realSetTimeout(() => {
       this.#inputPoll = undefined;
-      if (this.#status_ !== RUNNING || !this.#status.includes(WAITING)) return;
+      if (this.#status_ !== RUNNING || !this.#hasWaiting()) return;
       this.#readInputs().then(
         () => this.#pollInputs(),
         () => this.#pollInputs(),
@@ -556,10 +582,19 @@ export class Run implements StepHost {
     }, INPUT_POLL_MS).unref();
   }
 
+  /** Whether a step waits now. */
+  #hasWaiting(): boolean {
+    for (const index of this.#waitingSteps) {
+      if (this.#status[index] === WAITING) return true;
+      this.#waitingSteps.delete(index);
+    }
+    return false;
+  }
+
   /** Parks the run when steps wait and nothing else can go on: committed as `waiting`, its lease released. */
   #maybePark(): void {
     if (this.#status_ !== RUNNING || this.#inQueue > 0 || this.#readyHead < this.#ready_.length) return;
-    if (this.#running.size > 0 || this.#committing.size > 0 || this.#retryTimers.size > 0 || !this.#status.includes(WAITING)) return;
+    if (this.#running.size > 0 || this.#committing.size > 0 || this.#retryTimers.size > 0 || !this.#hasWaiting()) return;
     this.#status_ = WAITING;
     const waits = this.waitingFor();
     this.#clearTimers();
@@ -577,8 +612,14 @@ export class Run implements StepHost {
         this.#journal.stop(new FlowError(`run "${this.runId}" waits for input`, { code: ErrorCode.RUN_STATE }));
         await store.releaseLease(this.runId, owner, this.#journal.leaseToken).catch(() => false);
         this.#parked = true;
-        this.events.end();
+        // What a parked run kept in memory is in the store: only its id and how to follow it stay.
+        this.events.release();
+        this.#outputs.fill(undefined);
+        this.#inputs.fill(undefined);
+        this.#waits.fill(undefined);
+        this.#answers.clear();
         this.#services.parked(this);
+        if (this.#asked) this.#settle(this.#follow());
       },
       (thrown: FlowError) => {
         // Not recorded as waiting: in the store it stays running until its lease runs out and recover() goes on with it.
@@ -780,6 +821,8 @@ export class Run implements StepHost {
     if (this.#status_ !== RUNNING) return;
     if (restore?.cancelWith !== undefined) {
       this.#journal.patchRun({ status: RUNNING, updatedAt: now() });
+      // Steps that ended before keep how they ended; the rest are cancelled.
+      for (let i = 0; i < this.#status.length; i++) if (this.#kept[i] !== undefined) this.#status[i] = this.#kept[i]!;
       this.#stop(CANCELLED, restore.cancelWith);
       return;
     }
@@ -933,6 +976,7 @@ export class Run implements StepHost {
       if (waits !== undefined) {
         // A restored step that waited: it waits again, or runs again if its waits ended meanwhile.
         this.#status[index] = WAITING;
+        this.#waitingSteps.add(index);
         for (const wait of waits) {
           const entry = this.#answers.get(wait.key);
           if (entry !== undefined) this.#emit({ type: 'input_received', step: node.name, key: wait.key, outcome: entry.outcome });

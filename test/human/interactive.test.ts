@@ -184,3 +184,41 @@ async function vi_waitFor(check: () => boolean): Promise<void> {
   for (let i = 0; i < 500 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
   expect(check()).toBe(true);
 }
+
+describe('cancelling and closing', () => {
+  it('cancels a waiting run from any context on the store: its handle settles as cancelled', async () => {
+    const calls: Record<string, number> = {};
+    const ctx = temp.context().register(approvalFlow(calls));
+    const waiting = nextWaiting(ctx);
+    const handle = ctx.start(ctx.getFlow('order')!, { order: 'C-1' }, { mode: 'interactive' });
+    await waiting;
+    const other = temp.context().register(approvalFlow(calls));
+    await other.cancel(handle.runId, 'no longer needed');
+    const result = await handle.result();
+    expect(result.status).toBe('cancelled');
+    expect(result.error).toMatchObject({ code: 'WEIR_CANCELLED', message: 'no longer needed' });
+    expect(result.steps.prepare?.status).toBe('completed');
+    expect((await ctx.getRun(handle.runId)).status).toBe('cancelled');
+    await expect(ctx.submitInput(handle.runId, 'approval', { approved: true, by: 'x' })).rejects.toMatchObject({ code: 'WEIR_RUN_STATE' });
+  });
+
+  it('closing a context over a memory store cancels its waiting runs; over SQLite they stay waiting for the next process', async () => {
+    const calls: Record<string, number> = {};
+    const memory = new FlowContext({ results: ResultsManager.memory() }).register(approvalFlow(calls));
+    let waiting = nextWaiting(memory);
+    const inMemory = memory.start(memory.getFlow('order')!, { order: 'C-2' }, { mode: 'interactive' });
+    await waiting;
+    await memory.close();
+    expect((await inMemory.result()).status).toBe('cancelled');
+
+    const durable = new FlowContext({ results: ResultsManager.sqlite(temp.file()) }).register(approvalFlow(calls));
+    waiting = nextWaiting(durable);
+    const onDisk = durable.start(durable.getFlow('order')!, { order: 'C-3' }, { mode: 'interactive' });
+    await waiting;
+    await durable.close();
+    const next = temp.context().register(approvalFlow(calls));
+    expect((await next.getRun(onDisk.runId)).status).toBe('waiting');
+    await next.submitInput(onDisk.runId, 'approval', { approved: true, by: 'z' });
+    expect((await (await next.handle(onDisk.runId)).result()).status).toBe('completed');
+  });
+});

@@ -14,7 +14,7 @@ function pair(): Flow<unknown, unknown> {
   const p = Flow.parallel('pair');
   new Flow(new Fn(async (_i, step: Step) => step.waitForInput('size', z.number(), { default: 3 })), { name: 'with-default' }).registerTo(p);
   new Flow(new Fn(async (_i, step: Step) => step.waitForInput('colour', z.string())), { name: 'without' }).registerTo(p);
-  return p as unknown as Flow<unknown, unknown>;
+  return p;
 }
 
 async function orphan(fallback: 'fail' | 'default' | 'batch' | undefined) {

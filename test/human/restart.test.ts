@@ -19,7 +19,7 @@ async function waitThenKill(log: string, runId: string, timeout = 0): Promise<Ru
   children.push(child);
   const event = await new Promise<RunWaitingEvent>((resolvePromise, reject) => {
     let out = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString();
       const line = /^waiting (.*)$/m.exec(out);
       if (line !== null) resolvePromise(JSON.parse(line[1]!) as RunWaitingEvent);
