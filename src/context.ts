@@ -487,7 +487,7 @@ export class FlowContext {
   }
 
   async #skipStored(runId: string, step: string, output: unknown): Promise<void> {
-    const loaded = await this.#loadEnded(runId, 'skip a step of');
+    const loaded = await this.#loadEnded(runId, 'skip a step of', true);
     if (loaded.run.status === FlowStatus.COMPLETED) {
       throw new FlowError(`cannot skip "${step}" in run "${runId}": the run completed`, { code: ErrorCode.RUN_STATE });
     }
@@ -495,6 +495,12 @@ export class FlowContext {
     const node = stepOf(graph, runId, step);
     const record = loaded.steps.find((s) => s.step === step);
     const value = checkSkip(node, runId, record?.status, output);
+    if (loaded.run.status === FlowStatus.WAITING) {
+      // A run waiting for input goes on once the step is skipped (its other waits, if any, wait again).
+      const run = await this.#continueWaiting(loaded, 'resumed', { apply: (token, fresh) => this.#recordSkip(fresh, token, step, fresh.steps.find((s) => s.step === step), value) });
+      if (run === undefined) throw new FlowError(`cannot skip "${step}" in run "${runId}": another context took the run first; try again`, { code: ErrorCode.RUN_STATE });
+      return;
+    }
     const token = await this.#leaseEnded(loaded.run, `skip "${step}" in run "${runId}"`);
     try {
       await this.#recordSkip(loaded, token, step, record, value);
@@ -536,14 +542,23 @@ export class FlowContext {
       await live.parked();
       live = this.#runs.get(runId);
     }
-    if (live?.status === FlowStatus.RUNNING) return live.submitInput(key, value);
+    if (live?.status === FlowStatus.RUNNING) return this.#submitLive(live, key, value);
     return this.#chore(this.#submitStored(runId, key, value));
+  }
+
+  async #submitLive(live: Run, key: string, value: unknown): Promise<void> {
+    await live.submitInput(key, value);
+    // The run parked while the answer was stored: it did not take it in; going on with it here does.
+    if (live.status === FlowStatus.WAITING) {
+      await live.parked();
+      await this.#chore(this.#review(live.runId)).catch((error: unknown) => warnInput(live.runId, error));
+    }
   }
 
   async #submitStored(runId: string, key: string, value: unknown): Promise<void> {
     const loaded = await this.#load(runId);
     const live = this.#runs.get(runId);
-    if (live?.status === FlowStatus.RUNNING) return live.submitInput(key, value);
+    if (live?.status === FlowStatus.RUNNING) return this.#submitLive(live, key, value);
     const { run } = loaded;
     if (FINISHED.has(run.status)) throw new FlowError(`cannot submit input "${key}" to run "${runId}": it has ended (${run.status})`, { code: ErrorCode.RUN_STATE });
     const entries = await this.#store.readInputs(runId);
@@ -553,9 +568,16 @@ export class FlowContext {
     const wait = waits.find((w) => w.key === key);
     if (wait === undefined) throw notAwaited(runId, key, waits.map((w) => w.key));
     validateAgainstJson(wait.schema, value, `the value submitted for input "${key}" of run "${runId}"`);
-    if (!(await this.#store.putInput(runId, { key, outcome: 'answered', value, at: now() }))) throw answeredAlready(runId, key);
+    const entry: InputEntry = { key, outcome: 'answered', value, at: now() };
+    if (!(await this.#store.putInput(runId, entry))) throw answeredAlready(runId, key);
     // Stored: a run that waits goes on (here, if its flow is); one that runs elsewhere reads it there.
-    if (run.status === FlowStatus.WAITING && this.#flowNamed(run.flow) !== undefined) await this.#review(runId).catch((error: unknown) => warnInput(runId, error));
+    if (this.#flowNamed(run.flow) === undefined) return;
+    if (run.status === FlowStatus.WAITING) {
+      await this.#review(runId, { loaded, entries: [...entries, entry] }).catch((error: unknown) => warnInput(runId, error));
+    } else {
+      // It ran elsewhere when read: if it parked since, its owner may have read the answers before this one landed.
+      await this.#review(runId).catch((error: unknown) => warnInput(runId, error));
+    }
   }
 
   /**
@@ -604,13 +626,14 @@ export class FlowContext {
    * ended (an answer, a deadline, the context's `inputTimeout`), else looks again when the next
    * one is due. Only for runs of flows registered here.
    */
-  async #review(runId: string): Promise<void> {
+  async #review(runId: string, known?: { loaded: LoadedRun; entries: readonly InputEntry[] }): Promise<void> {
     clearTimer(this.#waitTimers.get(runId));
     this.#waitTimers.delete(runId);
     if (this.#state !== 'open' || this.#runs.has(runId)) return;
-    const loaded = await this.#store.loadRun(runId);
+    // What the caller just read will do: going on reads the run again under its lease anyway.
+    const loaded = known?.loaded ?? (await this.#store.loadRun(runId));
     if (loaded === undefined || loaded.run.status !== FlowStatus.WAITING || this.#flowNamed(loaded.run.flow) === undefined) return;
-    const ended = new Set((await this.#store.readInputs(runId)).map((e) => e.key));
+    const ended = new Set((known?.entries ?? (await this.#store.readInputs(runId))).map((e) => e.key));
     const waits = waitsOf(loaded);
     const at = now();
     for (const wait of waits) {
@@ -678,6 +701,7 @@ export class FlowContext {
         throw new FlowError(`cannot go on with run "${run.runId}": the FlowContext is ${this.#state}`, { code: ErrorCode.CONTEXT_CLOSED });
       }
       if (how.patch !== undefined) await this.#store.commit({ runId: run.runId, leaseToken: token, run: { ...how.patch, updatedAt: now() } });
+      if (how.apply !== undefined) await how.apply(token, await this.#load(run.runId));
       // Read again under the lease: what is stored now is what goes on.
       fresh = await this.#load(run.runId);
     } catch (error) {
@@ -855,7 +879,7 @@ export class FlowContext {
   }
 
   /** Loads a run that no one runs: for resume, retry and skip. */
-  async #loadEnded(runId: string, action: string): Promise<LoadedRun> {
+  async #loadEnded(runId: string, action: string, waitingToo = false): Promise<LoadedRun> {
     if (this.#runs.has(runId)) throw new FlowError(`cannot ${action} run "${runId}": it is running in this context`, { code: ErrorCode.RUN_STATE });
     const loaded = await this.#load(runId);
     const { run } = loaded;
@@ -865,6 +889,9 @@ export class FlowContext {
         `cannot ${action} run "${runId}": it is running${stale ? ' but its owner is gone; recover() takes it over' : ` in another context (${run.owner?.processId ?? '?'})`}`,
         { code: ErrorCode.RUN_STATE },
       );
+    }
+    if (run.status === FlowStatus.WAITING && !waitingToo) {
+      throw new FlowError(`cannot ${action} run "${runId}": it waits for input; answer it (submitInput), skip the waiting step, or cancel it`, { code: ErrorCode.RUN_STATE });
     }
     return loaded;
   }
@@ -1125,6 +1152,8 @@ interface ContinueHow {
   readonly fallback?: 'fail' | 'default' | 'batch' | undefined;
   readonly patch?: RunPatch | undefined;
   readonly cancelWith?: CancelledError | undefined;
+  /** Writes a change under the lease before the run is read again (a skip). */
+  readonly apply?: ((token: number, loaded: LoadedRun) => Promise<void>) | undefined;
 }
 
 function warnInput(runId: string, error: unknown): void {
