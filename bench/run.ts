@@ -4,6 +4,7 @@ import { durableBench } from './durable.bench.js';
 import { executorsBench } from './executors.bench.js';
 import { recoveryBench } from './recovery.bench.js';
 import { storeBench } from './store.bench.js';
+import { waitingBench } from './waiting.bench.js';
 import { watchBench } from './watch.bench.js';
 
 console.log(`weir benchmarks on Node ${process.version}, ${(await import('node:os')).availableParallelism()} cores`);
@@ -13,3 +14,4 @@ await executorsBench();
 await storeBench();
 await recoveryBench();
 await watchBench();
+await waitingBench();
