@@ -34,4 +34,16 @@ describe('examples run as written', () => {
     expect(stdout).not.toMatch(/parent ran step[12]\n/);
     expect(stdout).toContain('parent ran step6');
   });
+
+  it('approval parks a run waiting for input, and a child process answers it and finishes the run', async () => {
+    const stdout = await runExample('approval.ts');
+    expect(stdout).toContain('parent: run order-7 waits for approval (approve)');
+    expect(stdout).toContain('parent: active runs in this context: 0');
+    expect(stdout).toContain('child: answered approval');
+    expect(stdout).toContain('child: run order-7 completed: shipped by ana');
+    expect(stdout).toContain('parent: child exited with code 0');
+    expect(stdout).toContain('parent: run order-7 completed: shipped by ana');
+    // The asking step ran twice: once to ask, once with the answer.
+    expect(stdout).toContain('parent: approve attempts: 1 waited for approval; 2 ran');
+  });
 });
