@@ -88,8 +88,7 @@ if (process.argv[2] === 'child') {
   const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'child', file], { stdio: ['ignore', 'inherit', 'inherit'] });
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
   console.log(`parent: child exited with code ${code}`);
-  // The handle follows the run wherever it goes on (here, in the child). Its reads of the store do not
-  // keep the process alive, so this process waits for the child first.
+  // The handle follows the run wherever it goes on (here, in the child), reading the store.
   const result = await handle.result();
   console.log(`parent: run ${RUN_ID} ${result.status}: ${result.output?.ship?.line}`);
   const info = await ctx.getRun(RUN_ID);

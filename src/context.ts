@@ -838,7 +838,9 @@ export class FlowContext {
   }
 
   async #cancelWaiting(): Promise<void> {
-    const { runs } = await this.#store.listRuns({ status: FlowStatus.WAITING, limit: 10_000, now: now() });
+    // A store that fails (or was closed under the context) has nothing left to cancel.
+    const page = await this.#store.listRuns({ status: FlowStatus.WAITING, limit: 10_000, now: now() }).catch(() => undefined);
+    const runs = page?.runs ?? [];
     const reason = new CancelledError('the FlowContext was closed while the run waited for input');
     await Promise.allSettled(
       runs.map(async (run) => {

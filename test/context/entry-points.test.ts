@@ -53,7 +53,7 @@ describe('context entry points', () => {
     expect(again.runId).toBe('r1');
     expect(() => ctx!.start(flow, { n: 2 }, { runId: 'r1' })).toThrow(expect.objectContaining({ code: 'WEIR_RUN_CONFLICT' }));
     expect(() => ctx!.start(flow, {}, { timeout: -1 })).toThrow(expect.objectContaining({ code: 'WEIR_INVALID_OPTIONS' }));
-    expect(() => ctx!.start(flow, {}, { mode: 'interactive' as 'batch' })).toThrow(/mode/);
+    expect(() => ctx!.start(flow, {}, { mode: 'sometimes' as 'batch' })).toThrow(/mode/);
     await expect(ctx.run(flow, {}, { bogus: 1 } as never)).rejects.toMatchObject({ code: 'WEIR_INVALID_OPTIONS' });
     gate.resolve();
     const [a, b] = await Promise.all([first.result(), again.result()]);
