@@ -721,7 +721,13 @@ export class FlowContext {
     const live = this.#runs.get(runId);
     if (live !== undefined) await live.flushed();
     const loaded = await this.#load(runId);
-    return infoOf(loaded, this.#graphMatching(loaded.run), now(), HOST);
+    return infoOf(loaded, this.#graphMatching(loaded.run), now(), HOST, await this.#endedWaits(loaded));
+  }
+
+  /** The keys whose waits ended (answered or expired), for a run with waits; none read otherwise. */
+  async #endedWaits(loaded: LoadedRun): Promise<ReadonlySet<string> | undefined> {
+    if (!loaded.steps.some((s) => s.waitingFor !== undefined)) return undefined;
+    return new Set((await this.#store.readInputs(loaded.run.runId)).map((e) => e.key));
   }
 
   /**
@@ -740,7 +746,7 @@ export class FlowContext {
         page.runs.map(async (run) => {
           if (run.status !== FlowStatus.WAITING) return summaryOf(run, at, HOST);
           const loaded = await this.#store.loadRun(run.runId);
-          return summaryOf(run, at, HOST, loaded === undefined ? undefined : waitsOf(loaded));
+          return summaryOf(run, at, HOST, loaded === undefined ? undefined : waitsOf(loaded, await this.#endedWaits(loaded)));
         }),
       );
       return { runs, ...(page.next === undefined ? {} : { next: page.next }) };

@@ -91,12 +91,12 @@ function processAlive(pid: number): boolean {
   }
 }
 
-/** The inputs a stored run's steps wait on (waiting steps, and running ones that asked). */
-export function waitsOf(loaded: LoadedRun): WaitInfo[] {
+/** The inputs a stored run's steps wait on (waiting steps, and running ones that asked), but those in `ended`. */
+export function waitsOf(loaded: LoadedRun, ended?: ReadonlySet<string>): WaitInfo[] {
   const waits: WaitInfo[] = [];
   for (const record of loaded.steps) {
     if (record.status !== FlowStatus.WAITING && record.status !== FlowStatus.RUNNING) continue;
-    for (const wait of record.waitingFor ?? []) waits.push({ step: record.step, ...wait });
+    for (const wait of record.waitingFor ?? []) if (ended?.has(wait.key) !== true) waits.push({ step: record.step, ...wait });
   }
   return waits;
 }
@@ -124,7 +124,7 @@ export function summaryOf(run: RunRecord, at: number, host: string, waits?: read
 }
 
 /** A stored run in detail; with its compiled graph, steps never reached show as `pending`. */
-export function infoOf(loaded: LoadedRun, graph: CompiledGraph | undefined, at: number, host: string): RunInfo {
+export function infoOf(loaded: LoadedRun, graph: CompiledGraph | undefined, at: number, host: string, ended?: ReadonlySet<string>): RunInfo {
   const byName = new Map(loaded.steps.map((s) => [s.step, s]));
   const steps: Record<string, StepInfo> = {};
   const running: string[] = [];
@@ -146,7 +146,7 @@ export function infoOf(loaded: LoadedRun, graph: CompiledGraph | undefined, at: 
     const status = byName.get(name)?.status;
     if (status === FlowStatus.COMPLETED || status === FlowStatus.SKIPPED) done++;
   }
-  return { ...summaryOf(loaded.run, at, host, waitsOf(loaded)), running, progress: { done, total }, lastSeq: loaded.run.lastSeq, steps };
+  return { ...summaryOf(loaded.run, at, host, waitsOf(loaded, ended)), running, progress: { done, total }, lastSeq: loaded.run.lastSeq, steps };
 }
 
 function stepInfoOf(record: StepRecord): StepInfo {

@@ -33,8 +33,9 @@ describe.each(['thread', 'process'] as const)('waitForInput on a %s', (type) => 
     await expect(ctx.submitInput(handle.runId, 'approval', { ok: 'yes' })).rejects.toMatchObject({ code: 'WEIR_VALIDATION' });
     await expect(ctx.submitInput(handle.runId, 'note', 'x'.repeat(21))).rejects.toMatchObject({ code: 'WEIR_VALIDATION' });
     await ctx.submitInput(handle.runId, 'note', 'ship it');
-    // One of two answered: it still waits.
+    // One of two answered: it still waits, for the other only.
     expect((await ctx.getRun(handle.runId)).status).toBe('waiting');
+    expect((await ctx.listRuns({ status: 'waiting' })).runs[0]?.waitingFor?.map((w) => w.key)).toEqual(['approval']);
     await ctx.submitInput(handle.runId, 'approval', { ok: true });
     const result = await handle.result();
     expect(result.status).toBe('completed');
