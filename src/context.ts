@@ -478,7 +478,11 @@ export class FlowContext {
    */
   async skip(runId: string, step: string, output?: unknown): Promise<void> {
     this.#assertOpen('skip a step');
-    const live = this.#runs.get(runId);
+    let live = this.#runs.get(runId);
+    if (live?.status === FlowStatus.WAITING) {
+      await live.parked();
+      live = this.#runs.get(runId);
+    }
     if (live !== undefined) {
       await live.skip(step, output);
       return;
@@ -888,6 +892,9 @@ export class FlowContext {
 
   /** Loads a run that no one runs: for resume, retry and skip. */
   async #loadEnded(runId: string, action: string, waitingToo = false): Promise<LoadedRun> {
+    // A run parking here is about to be in the store only.
+    const live = this.#runs.get(runId);
+    if (live?.status === FlowStatus.WAITING) await live.parked();
     if (this.#runs.has(runId)) throw new FlowError(`cannot ${action} run "${runId}": it is running in this context`, { code: ErrorCode.RUN_STATE });
     const loaded = await this.#load(runId);
     const { run } = loaded;
