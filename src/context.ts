@@ -434,6 +434,14 @@ export class FlowContext {
     if (graph.fingerprint !== loaded.run.fingerprint && this.#onFlowChange === 'fail') throw flowChanged(loaded.run);
     if (from !== undefined) stepOf(graph, runId, from);
     const token = await this.#leaseEnded(loaded.run, `resume run "${runId}"`);
+    try {
+      // Waits that expired (or were refused) ended those attempts, not the questions: asked again, they wait again.
+      const expired = (await this.#store.readInputs(runId)).filter((e) => e.outcome !== 'answered').map((e) => e.key);
+      if (expired.length > 0) await this.#store.clearInputs(runId, expired);
+    } catch (error) {
+      await this.#store.releaseLease(runId, this.#owner, token).catch(() => false);
+      throw error;
+    }
     const run = await this.#restore(graph, loaded, token, { reason: 'resumed', from });
     return handleOf<O>(run);
   }
@@ -577,7 +585,7 @@ export class FlowContext {
     // Stored: a run that waits goes on (here, if its flow is); one that runs elsewhere reads it there.
     if (this.#flowNamed(run.flow) === undefined) return;
     if (run.status === FlowStatus.WAITING) {
-      await this.#review(runId, { loaded, entries: [...entries, entry] }).catch((error: unknown) => warnInput(runId, error));
+      await this.#review(runId, loaded).catch((error: unknown) => warnInput(runId, error));
     } else {
       // It ran elsewhere when read: if it parked since, its owner may have read the answers before this one landed.
       await this.#review(runId).catch((error: unknown) => warnInput(runId, error));
@@ -630,14 +638,15 @@ export class FlowContext {
    * ended (an answer, a deadline, the context's `inputTimeout`), else looks again when the next
    * one is due. Only for runs of flows registered here.
    */
-  async #review(runId: string, known?: { loaded: LoadedRun; entries: readonly InputEntry[] }): Promise<void> {
+  async #review(runId: string, read?: LoadedRun): Promise<void> {
     clearTimer(this.#waitTimers.get(runId));
     this.#waitTimers.delete(runId);
     if (this.#state !== 'open' || this.#runs.has(runId)) return;
-    // What the caller just read will do: going on reads the run again under its lease anyway.
-    const loaded = known?.loaded ?? (await this.#store.loadRun(runId));
+    // The run the caller just read will do (going on reads it again under its lease); the answers
+    // are read now, after the caller's own: two answers stored at once both see each other's.
+    const loaded = read ?? (await this.#store.loadRun(runId));
     if (loaded === undefined || loaded.run.status !== FlowStatus.WAITING || this.#flowNamed(loaded.run.flow) === undefined) return;
-    const ended = new Set((known?.entries ?? (await this.#store.readInputs(runId))).map((e) => e.key));
+    const ended = new Set((await this.#store.readInputs(runId)).map((e) => e.key));
     const waits = waitsOf(loaded);
     const at = now();
     for (const wait of waits) {
@@ -695,22 +704,27 @@ export class FlowContext {
 
   async #continueNow(loaded: LoadedRun, reason: ResumeReason, how: ContinueHow): Promise<Run | undefined> {
     const { run } = loaded;
+    const runId = run.runId;
     const graph = this.#graphFor(run);
-    const token = await this.#store.acquireLease(run.runId, this.#owner, this.#leaseMs, now(), { fromToken: run.leaseToken });
-    if (token === undefined) return undefined;
+    // A run live here holds its own lease: taking it "again" would succeed, and must not.
+    if (this.#runs.has(runId)) return undefined;
+    const token = await this.#store.acquireLease(runId, this.#owner, this.#leaseMs, now(), { fromToken: run.leaseToken });
+    if (token === undefined || this.#runs.has(runId)) return undefined;
     let fresh: LoadedRun;
     try {
       // A closing context still cancels the runs that wait (a memory store's).
-      if (this.#runs.has(run.runId) || (this.#state !== 'open' && !(this.#state === 'closing' && how.cancelWith !== undefined))) {
-        throw new FlowError(`cannot go on with run "${run.runId}": the FlowContext is ${this.#state}`, { code: ErrorCode.CONTEXT_CLOSED });
+      if (this.#state !== 'open' && !(this.#state === 'closing' && how.cancelWith !== undefined)) {
+        throw new FlowError(`cannot go on with run "${runId}": the FlowContext is ${this.#state}`, { code: ErrorCode.CONTEXT_CLOSED });
       }
-      if (how.patch !== undefined) await this.#store.commit({ runId: run.runId, leaseToken: token, run: { ...how.patch, updatedAt: now() } });
-      if (how.apply !== undefined) await how.apply(token, await this.#load(run.runId));
-      // Read again under the lease: what is stored now is what goes on.
-      fresh = await this.#load(run.runId);
+      // Read again under the lease: another context may have gone on with it since `loaded` was read.
+      if ((await this.#load(runId)).run.status !== FlowStatus.WAITING) throw new FlowError(`run "${runId}" no longer waits`, { code: ErrorCode.RUN_STATE });
+      if (how.patch !== undefined) await this.#store.commit({ runId, leaseToken: token, run: { ...how.patch, updatedAt: now() } });
+      if (how.apply !== undefined) await how.apply(token, await this.#load(runId));
+      // What is stored now is what goes on.
+      fresh = await this.#load(runId);
     } catch (error) {
-      await this.#store.releaseLease(run.runId, this.#owner, token).catch(() => false);
-      if (error instanceof FlowError && error.code === ErrorCode.CONTEXT_CLOSED) return undefined;
+      if (!this.#runs.has(runId)) await this.#store.releaseLease(runId, this.#owner, token).catch(() => false);
+      if (error instanceof FlowError && (error.code === ErrorCode.CONTEXT_CLOSED || error.code === ErrorCode.RUN_STATE)) return undefined;
       throw error;
     }
     const failWith = graph.fingerprint !== run.fingerprint && this.#onFlowChange === 'fail' ? flowChanged(run) : undefined;
@@ -813,11 +827,13 @@ export class FlowContext {
     this.#state = 'closing';
     // Recoveries and other store work in progress may still start runs: let them.
     await Promise.allSettled([...this.#chores]);
-    // Runs waiting for input in a memory store end with it: they are cancelled, so their handles settle.
-    if (!this.results.durable) await this.#cancelWaiting();
+    // Runs parking now are about to be in the store only, and not active here.
+    await Promise.all([...this.#runs.values()].filter((run) => run.status === FlowStatus.WAITING).map((run) => run.parked()));
+    await Promise.allSettled([...this.#chores]);
     const active = [...this.#runs.values()];
     if (active.length > 0) {
-      const ended = (): Promise<unknown> => Promise.allSettled([...this.#runs.values()].map((run) => run.result()));
+      // A run's life here ends when it ends, or parks to wait for input.
+      const ended = (): Promise<unknown> => Promise.allSettled([...this.#runs.values()].map((run) => run.leftContext()));
       let timer: ReturnType<typeof setTimer> | undefined;
       await Promise.race([ended(), new Promise<void>((resolve) => (timer = setTimer(resolve, this.#closeTimeout, { unref: true })))]);
       clearTimer(timer);
@@ -833,12 +849,21 @@ export class FlowContext {
       // A run settles once its end (or its suspension) is recorded.
       await ended();
     }
+    // Runs waiting for input in a memory store (some parked just now) end with it: they are
+    // cancelled, so their handles settle.
+    await Promise.allSettled([...this.#chores]);
+    if (!this.results.durable) await this.#cancelWaiting();
     clearTimer(this.#renewTimer);
     clearTimer(this.#recoverTimer);
     for (const timer of this.#waitTimers.values()) clearTimer(timer);
     this.#waitTimers.clear();
     this.#renewTimer = undefined;
     this.#queue.clear();
+    const waiting = new FlowError('the FlowContext was closed while the run waited for input; it stays waiting in the store, and ctx.handle(runId) of a new context follows it', {
+      code: ErrorCode.CONTEXT_CLOSED,
+    });
+    for (const parked of this.#parked.values()) parked.deref()?.contextClosed(waiting);
+    this.#parked.clear();
     await Promise.all([...this.#executors.values()].map((executor) => executor.close()));
     await this.results.close();
     for (const launched of this.#launched.values()) launched.resolve();
@@ -1075,8 +1100,12 @@ export class FlowContext {
         if (!FINISHED.has(loaded.run.status)) return undefined;
         return storedResult(this.#store, loaded, this.#graphMatching(loaded.run));
       },
-      readEvents: (after) => this.#store.readEvents(runId, after),
-      ended: async () => FINISHED.has((await this.#load(runId)).run.status),
+      // Once this context closes, a follower of a run that goes on elsewhere ends quietly.
+      readEvents: (after) => this.#store.readEvents(runId, after).catch((error: unknown) => (this.#state === 'open' ? Promise.reject(error) : [])),
+      ended: async () => {
+        if (this.#state !== 'open') return true;
+        return FINISHED.has((await this.#load(runId)).run.status);
+      },
       launched: () => {
         let launched = this.#launched.get(runId);
         if (launched === undefined) {

@@ -180,8 +180,14 @@ export class Run implements StepHost {
   #followed: Promise<FlowResult> | undefined;
   /** The run that went on with this one after it parked, in the same context. */
   #successor: Run | undefined;
+  #resolveFollow: ((result: FlowResult | Promise<FlowResult>) => void) | undefined;
+  #closedResult: FlowResult | undefined;
   /** Set once `result()` was asked before the run parked: the promise then follows it. */
   #asked = false;
+  #left: Promise<void> | undefined;
+  #leave: (() => void) | undefined;
+  /** Set when the run settled as another run of the same id (an idempotent start). */
+  #gone = false;
   /** Leaves ready to run, not yet handed to the context's queue (from `#readyHead` on). */
   readonly #ready_: number[] = [];
   #readyHead = 0;
@@ -262,14 +268,43 @@ export class Run implements StepHost {
     return this.#done;
   }
 
-  /** The result of a parked run: from the run that went on with it here, else from the store. */
+  /**
+   * The result of a parked run: from the run that goes on with it here, else from the store
+   * (whichever comes first), or, once the context closes, the run as it waits.
+   */
   #follow(): Promise<FlowResult> {
-    return (this.#followed ??= this.#successor?.result() ?? this.#services.follow(this.runId));
+    if (this.#followed !== undefined) return this.#followed;
+    if (this.#successor !== undefined) return (this.#followed = this.#successor.result());
+    if (this.#closedResult !== undefined) return (this.#followed = Promise.resolve(this.#closedResult));
+    this.#followed = new Promise<FlowResult>((resolve, reject) => {
+      this.#resolveFollow = resolve;
+      this.#services.follow(this.runId).then(resolve, (error: unknown) => {
+        // The context closed under the poll: the run as it waits, unless it went on here meanwhile.
+        if (this.#successor === undefined && this.#closedResult === undefined) reject(error);
+      });
+    });
+    return this.#followed;
   }
 
   /** This parked run goes on as `run` in the same context: its result and events come from there. */
   continuedBy(run: Run): void {
     this.#successor = run;
+    this.#resolveFollow?.(run.result());
+  }
+
+  /**
+   * The context closed while this run waited: a result still awaited is the run as it waits
+   * (status `waiting`, with `reason`), unless it went on in this context first.
+   */
+  contextClosed(reason: FlowError): void {
+    this.#closedResult = { ...this.#buildResult(WAITING, toErrorData(reason), now()), output: undefined };
+    this.#resolveFollow?.(this.#closedResult);
+  }
+
+  /** Resolves once the run no longer runs in this context: it ended, or parked. */
+  leftContext(): Promise<void> {
+    if (this.#result !== undefined || this.#parked || this.#gone) return Promise.resolve();
+    return (this.#left ??= new Promise<void>((resolve) => (this.#leave = resolve)));
   }
 
   /** Resolves once a run that began to park is committed as waiting (at once if it is not parking). */
@@ -524,6 +559,11 @@ export class Run implements StepHost {
     this.#status[index] = WAITING;
     this.#waitingSteps.add(index);
     this.#touch(index);
+    // Answers that came while the attempt still ran are taken in now.
+    for (const wait of waits) {
+      const entry = this.#answers.get(wait.key);
+      if (entry !== undefined) this.#emit({ type: 'input_received', step: this.graph.nodes[index]!.name, key: wait.key, outcome: entry.outcome });
+    }
     this.#holdWait(index);
   }
 
@@ -619,6 +659,7 @@ export class Run implements StepHost {
         this.#waits.fill(undefined);
         this.#answers.clear();
         this.#services.parked(this);
+        this.#leave?.();
         if (this.#asked) this.#settle(this.#follow());
       },
       (thrown: FlowError) => {
@@ -858,6 +899,8 @@ export class Run implements StepHost {
       this.#clearTimers();
       this.#journal.detach();
       this.events.end();
+      this.#gone = true;
+      this.#leave?.();
       this.#services.finished(this);
       this.#settle(this.#services.conflict(this, error));
       return;
@@ -1407,6 +1450,7 @@ export class Run implements StepHost {
   #settleWith(result: FlowResult): void {
     if (this.#result !== undefined) return;
     this.#result = result;
+    this.#leave?.();
     this.events.end();
     this.#services.finished(this);
     this.#settle(result);

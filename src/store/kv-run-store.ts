@@ -336,6 +336,18 @@ export class KvRunStore implements RunStore {
     });
   }
 
+  async clearInputs(runId: string, keys: readonly string[]): Promise<void> {
+    this.#check(`clear inputs of run ${JSON.stringify(runId)}`);
+    const drop = new Set(keys);
+    await this.#locked(runId, 'clear inputs', async () => {
+      if ((await this.#readRun(runId)) === undefined) throw notFoundError(this.kind, runId);
+      const inputs = (await this.#readInputRecord(runId)) ?? [];
+      const next: StoredInputs = inputs.filter(([key]) => !drop.has(key));
+      if (next.length === inputs.length) return;
+      await this.#data.set(inputsKey(runId), { value: encode(next, `inputs of run ${runId}`), writtenAt: now() });
+    });
+  }
+
   async readInputs(runId: string): Promise<InputEntry[]> {
     this.#check(`read the inputs of run ${JSON.stringify(runId)}`);
     return this.#guard(`could not read the inputs of run ${JSON.stringify(runId)}`, async () => {

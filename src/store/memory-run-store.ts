@@ -196,6 +196,13 @@ export class MemoryRunStore implements RunStore {
     return true;
   }
 
+  async clearInputs(runId: string, keys: readonly string[]): Promise<void> {
+    this.#check(`clear inputs of run ${JSON.stringify(runId)}`);
+    const inputs = this.#runs.get(runId)?.inputs;
+    if (inputs === undefined) throw notFoundError(this.kind, runId);
+    for (const key of keys) inputs.delete(key);
+  }
+
   async readInputs(runId: string): Promise<InputEntry[]> {
     this.#check(`read the inputs of run ${JSON.stringify(runId)}`);
     const inputs = this.#runs.get(runId)?.inputs;

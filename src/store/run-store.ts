@@ -301,6 +301,13 @@ export interface RunStore {
   putInput(runId: string, entry: InputEntry): Promise<boolean>;
 
   /**
+   * Deletes the entries of `keys` (those that exist), so those inputs can be asked and answered
+   * again: for a run resumed after a wait expired. The caller holds the run's lease.
+   * @throws `WEIR_RUN_NOT_FOUND` for an unknown run.
+   */
+  clearInputs(runId: string, keys: readonly string[]): Promise<void>;
+
+  /**
    * Reads every input entry of a run, in the order they were stored.
    * @throws `WEIR_CORRUPT_RECORD` naming the entry that cannot be read.
    */

@@ -208,12 +208,20 @@ interface EncodedInput {
   readonly at: number;
 }
 
+/** Input entries to delete. */
+interface ClearInputs {
+  readonly type: 'clear-inputs';
+  readonly runId: string;
+  readonly keys: readonly string[];
+}
+
 /** What the write queue holds. */
-type Work = EncodedCommit | EncodedCreate | EncodedInput;
+type Work = EncodedCommit | EncodedCreate | EncodedInput | ClearInputs;
 
 /** What a refused write reports, for a failure of SQLite itself. */
 function failureOf(work: Work): string {
-  return work.type === 'input' ? `could not store input ${JSON.stringify(work.key)} of run ${JSON.stringify(work.runId)}` : 'commit failed';
+  if (work.type === 'input') return `could not store input ${JSON.stringify(work.key)} of run ${JSON.stringify(work.runId)}`;
+  return work.type === 'clear-inputs' ? `could not clear inputs of run ${JSON.stringify(work.runId)}` : 'commit failed';
 }
 
 /** The outcomes an input entry may have. */
@@ -578,6 +586,11 @@ export class SqliteRunStore implements RunStore {
       if (s.runExists.get(work.runId) === undefined) throw notFoundError(this.kind, work.runId);
       return s.insertInput.run(work.runId, work.key, work.outcome, work.value, work.at).changes === 1;
     }
+    if (work.type === 'clear-inputs') {
+      if (s.runExists.get(work.runId) === undefined) throw notFoundError(this.kind, work.runId);
+      for (const key of work.keys) s.deleteInput.run(work.runId, key);
+      return undefined;
+    }
     if (work.type === 'create') {
       const runId = work.record.runId;
       if (s.insertRun.run(work.row).changes !== 1) throw conflictError(this.kind, runId);
@@ -887,6 +900,12 @@ export class SqliteRunStore implements RunStore {
     return stored === true;
   }
 
+  async clearInputs(runId: string, keys: readonly string[]): Promise<void> {
+    this.#check(`clear inputs of run ${JSON.stringify(runId)}`);
+    // Queued with the commits and answers, in order.
+    await this.#enqueue({ type: 'clear-inputs', runId, keys: [...keys] });
+  }
+
   async readInputs(runId: string): Promise<InputEntry[]> {
     const s = await this.#ready(`read the inputs of run ${JSON.stringify(runId)}`);
     let rows: { key: string; outcome: string; value: string | null; at: number }[];
@@ -1064,6 +1083,7 @@ function prepare(db: Database) {
     // First come first served: a second entry for the key changes nothing.
     insertInput: db.prepare('INSERT INTO weir_inputs (run_id, key, outcome, value, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, key) DO NOTHING'),
     // Entries of a run are only ever deleted with it, so rowids keep their insertion order.
+    deleteInput: db.prepare('DELETE FROM weir_inputs WHERE run_id = ? AND key = ?'),
     selectInputs: db.prepare('SELECT key, outcome, value, at FROM weir_inputs WHERE run_id = ? ORDER BY rowid'),
     acquire: db.prepare(
       `UPDATE weir_runs SET

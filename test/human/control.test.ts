@@ -115,3 +115,18 @@ describe('waits in composites, with retries, and under manual control', () => {
     expect(resumed).toMatchObject({ status: 'completed', output: 42 });
   });
 });
+
+describe('resuming after a wait expired', () => {
+  it('asks again: the expiry ended that attempt, not the question', async () => {
+    const ctx = temp.context();
+    const flow = new Flow(new Fn(async (_i, step: Step) => step.waitForInput('n', z.number(), { timeout: 30 })), { name: 'timed' });
+    ctx.register(flow);
+    const first = await ctx.run(flow, {}, { mode: 'interactive' });
+    expect(first.error).toMatchObject({ code: 'WEIR_INPUT_TIMEOUT' });
+    const waiting = nextWaiting(ctx);
+    const resumed = await ctx.resume(first.runId);
+    await waiting;
+    await ctx.submitInput(first.runId, 'n', 5);
+    expect(await resumed.result()).toMatchObject({ status: 'completed', output: 5 });
+  });
+});

@@ -407,6 +407,16 @@ describe.each(stores)('RunStore ($kind)', ({ open }) => {
       expect('value' in read[4]!).toBe(false);
     });
 
+    it('clears the entries of given keys, so they can be stored again; other keys stay', async () => {
+      await started('r1');
+      await store.putInput('r1', { key: 'a', outcome: 'expired', at: T0 + 1 });
+      await store.putInput('r1', answer('b', 'kept'));
+      await store.clearInputs('r1', ['a', 'missing']);
+      await expect(store.readInputs('r1')).resolves.toStrictEqual([answer('b', 'kept')]);
+      await expect(store.putInput('r1', answer('a', 'now', T0 + 4))).resolves.toBe(true);
+      await expect(store.clearInputs('nope', ['a'])).rejects.toMatchObject({ code: 'WEIR_RUN_NOT_FOUND' });
+    });
+
     it('refuses an unknown run with WEIR_RUN_NOT_FOUND, and reads no entries for it', async () => {
       const error = await rejection(store.putInput('nope', answer('approve', 'yes')));
       expect(error.code).toBe(ErrorCode.RUN_NOT_FOUND);

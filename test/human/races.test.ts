@@ -1,0 +1,89 @@
+import { z } from 'zod';
+import { describe, expect, it } from 'vitest';
+import { Flow, FlowContext, ResultsManager, type FlowContextOptions, type RunWaitingEvent, type Step, type WeirEvent } from '../../src/index.js';
+import { Fn } from '../fixtures/processors.js';
+import { sqliteContexts } from '../fixtures/sqlite-contexts.js';
+
+const temp = sqliteContexts('hitl-races');
+const S = z.object({ v: z.string() });
+
+/** One step that asks "a" and "b" at once. */
+function twoKeys(calls: { n: number }) {
+  const flow = Flow.sequential('two-keys');
+  new Flow(
+    new Fn(async (_i, step: Step) => {
+      calls.n++;
+      const [a, b] = await Promise.all([step.waitForInput('a', S), step.waitForInput('b', S)]);
+      return { a, b };
+    }),
+    { name: 'ask' },
+  ).registerTo(flow);
+  return flow;
+}
+
+const stores: { name: string; make: (options?: FlowContextOptions) => FlowContext }[] = [
+  { name: 'memory', make: (options = {}) => temp.track(new FlowContext({ results: ResultsManager.memory(), ...options })) },
+  { name: 'sqlite', make: (options = {}) => temp.context(options) },
+];
+
+function nextWaiting(ctx: FlowContext): Promise<RunWaitingEvent> {
+  return new Promise((resolve) => ctx.once('run_waiting', resolve));
+}
+
+describe.each(stores)('answers racing each other and the run ($name store)', ({ make }) => {
+  it('two answers to one step submitted at once: both are taken and the step runs again once', async () => {
+    const calls = { n: 0 };
+    const ctx = make().register(twoKeys(calls));
+    const waiting = nextWaiting(ctx);
+    const handle = ctx.start(ctx.getFlow('two-keys')!, {}, { mode: 'interactive' });
+    await waiting;
+    await Promise.all([ctx.submitInput(handle.runId, 'a', { v: 'A' }), ctx.submitInput(handle.runId, 'b', { v: 'B' })]);
+    expect(await handle.result()).toMatchObject({ status: 'completed', output: { ask: { a: { v: 'A' }, b: { v: 'B' } } } });
+    expect(calls.n).toBe(2);
+  });
+
+  it('close() while a run parks returns at once; its handle settles (cancelled over memory, waiting over SQLite)', async () => {
+    const calls = { n: 0 };
+    const ctx = make().register(twoKeys(calls));
+    let closing: Promise<void> | undefined;
+    ctx.once('input_required', () => (closing ??= ctx.close()));
+    const handle = ctx.start(ctx.getFlow('two-keys')!, {}, { mode: 'interactive' });
+    const result = handle.result();
+    while (closing === undefined) await new Promise((r) => setTimeout(r, 5));
+    const started = Date.now();
+    await closing;
+    expect(Date.now() - started).toBeLessThan(2000);
+    const settled = await result;
+    expect(settled.status).toBe(ctx.results.durable ? 'waiting' : 'cancelled');
+    if (ctx.results.durable) expect(settled.error).toMatchObject({ code: 'WEIR_CONTEXT_CLOSED' });
+  });
+
+  it('an answer that comes while the asking attempt still runs is announced with input_received before the step runs again', async () => {
+    const ctx = make();
+    const events: WeirEvent[] = [];
+    ctx.on('event', (e) => events.push(e));
+    const flow = new Flow(new Fn(async (_i, step: Step) => step.waitForInput('a', S)), { name: 'early' });
+    ctx.on('input_required', (e) => void ctx.submitInput(e.runId, 'a', { v: 'soon' }));
+    const result = await ctx.run(flow, {}, { mode: 'interactive' });
+    expect(result.output).toEqual({ v: 'soon' });
+    const types = events.filter((e) => e.runId === result.runId).map((e) => e.type);
+    expect(types.slice(types.indexOf('input_required'))).toEqual(['input_required', 'input_received', 'step_start', 'step_complete', 'run_complete']);
+  });
+});
+
+describe('answers from two contexts on one SQLite file', () => {
+  it('two answers to one step at once, one from each context: both are taken and the run completes once', async () => {
+    const calls = { n: 0 };
+    const x = temp.context().register(twoKeys(calls));
+    const y = temp.context().register(twoKeys(calls));
+    const waiting = nextWaiting(x);
+    const handle = x.start(x.getFlow('two-keys')!, {}, { mode: 'interactive' });
+    await waiting;
+    await Promise.all([x.submitInput(handle.runId, 'a', { v: 'A' }), y.submitInput(handle.runId, 'b', { v: 'B' })]);
+    expect(await handle.result()).toMatchObject({ status: 'completed', output: { ask: { a: { v: 'A' }, b: { v: 'B' } } } });
+    expect(calls.n).toBe(2);
+    const seqs: number[] = [];
+    for await (const e of y.events(handle.runId)) seqs.push(e.seq);
+    expect(seqs).toEqual(seqs.map((_s, i) => i + 1));
+  });
+});
