@@ -1101,7 +1101,14 @@ export class FlowContext {
         return storedResult(this.#store, loaded, this.#graphMatching(loaded.run));
       },
       // Once this context closes, a follower of a run that goes on elsewhere ends quietly.
-      readEvents: (after) => this.#store.readEvents(runId, after).catch((error: unknown) => (this.#state === 'open' ? Promise.reject(error) : [])),
+      readEvents: async (after) => {
+        try {
+          return await this.#store.readEvents(runId, after);
+        } catch (error) {
+          if (this.#state === 'open') throw error;
+          return [];
+        }
+      },
       ended: async () => {
         if (this.#state !== 'open') return true;
         return FINISHED.has((await this.#load(runId)).run.status);

@@ -280,7 +280,7 @@ export class Run implements StepHost {
       this.#resolveFollow = resolve;
       this.#services.follow(this.runId).then(resolve, (error: unknown) => {
         // The context closed under the poll: the run as it waits, unless it went on here meanwhile.
-        if (this.#successor === undefined && this.#closedResult === undefined) reject(error);
+        if (this.#successor === undefined && this.#closedResult === undefined) reject(error instanceof Error ? error : new Error(String(error)));
       });
     });
     return this.#followed;

@@ -46,7 +46,9 @@ describe.each(stores)('answers racing each other and the run ($name store)', ({ 
     const calls = { n: 0 };
     const ctx = make().register(twoKeys(calls));
     let closing: Promise<void> | undefined;
-    ctx.once('input_required', () => (closing ??= ctx.close()));
+    ctx.once('input_required', () => {
+      closing ??= ctx.close();
+    });
     const handle = ctx.start(ctx.getFlow('two-keys')!, {}, { mode: 'interactive' });
     const result = handle.result();
     while (closing === undefined) await new Promise((r) => setTimeout(r, 5));
