@@ -706,9 +706,11 @@ export class FlowContext {
     const { run } = loaded;
     const runId = run.runId;
     const graph = this.#graphFor(run);
-    // A run live here holds its own lease: taking it "again" would succeed, and must not.
-    if (this.#runs.has(runId)) return undefined;
-    const token = await this.#store.acquireLease(runId, this.#owner, this.#leaseMs, now(), { fromToken: run.leaseToken });
+    // A run live here holds its own lease: taking it "again" would succeed, and must not. A parked
+    // run holds no lease: one held now means another context took it since (it reads the answers).
+    if (this.#runs.has(runId) || (run.owner !== undefined && run.leaseExpiresAt >= now())) return undefined;
+    // Only a free lease: of two contexts going on with one parked run, exactly one takes it.
+    const token = await this.#store.acquireLease(runId, this.#owner, this.#leaseMs, now());
     if (token === undefined || this.#runs.has(runId)) return undefined;
     let fresh: LoadedRun;
     try {

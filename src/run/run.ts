@@ -525,10 +525,7 @@ export class Run implements StepHost {
       if (this.#answers.has(entry.key)) continue;
       this.#answers.set(entry.key, entry);
       for (let i = 0; i < this.#status.length; i++) {
-        if (this.#status[i] !== WAITING || this.#waits[i]?.some((w) => w.key === entry.key) !== true) continue;
-        this.#emit({ type: 'input_received', step: this.graph.nodes[i]!.name, key: entry.key, outcome: entry.outcome });
-        if (this.#waitsEnded(i)) this.#rerun(i);
-        else this.#touch(i);
+        if (this.#status[i] === WAITING && this.#waits[i]?.some((w) => w.key === entry.key) === true && this.#waitsEnded(i)) this.#rerun(i);
       }
     }
   }
@@ -541,8 +538,15 @@ export class Run implements StepHost {
     return !this.#humanInLoop || (this.#waits[index] ?? []).every((w) => this.#answers.has(w.key));
   }
 
-  /** A waiting step whose waits ended goes back to the queue: it runs again and its asks are answered at once. */
+  /**
+   * A waiting step whose waits ended goes back to the queue: it runs again and its asks are
+   * answered at once. Its answers are announced now, once each (`input_received`).
+   */
   #rerun(index: number): void {
+    for (const wait of this.#waits[index] ?? []) {
+      const entry = this.#answers.get(wait.key);
+      if (entry !== undefined) this.#emit({ type: 'input_received', step: this.graph.nodes[index]!.name, key: wait.key, outcome: entry.outcome });
+    }
     this.#clearWait(index);
     this.#status[index] = PENDING;
     this.#touch(index);
@@ -559,11 +563,6 @@ export class Run implements StepHost {
     this.#status[index] = WAITING;
     this.#waitingSteps.add(index);
     this.#touch(index);
-    // Answers that came while the attempt still ran are taken in now.
-    for (const wait of waits) {
-      const entry = this.#answers.get(wait.key);
-      if (entry !== undefined) this.#emit({ type: 'input_received', step: this.graph.nodes[index]!.name, key: wait.key, outcome: entry.outcome });
-    }
     this.#holdWait(index);
   }
 
@@ -1020,10 +1019,6 @@ export class Run implements StepHost {
         // A restored step that waited: it waits again, or runs again if its waits ended meanwhile.
         this.#status[index] = WAITING;
         this.#waitingSteps.add(index);
-        for (const wait of waits) {
-          const entry = this.#answers.get(wait.key);
-          if (entry !== undefined) this.#emit({ type: 'input_received', step: node.name, key: wait.key, outcome: entry.outcome });
-        }
         this.#holdWait(index);
         return;
       }

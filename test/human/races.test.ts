@@ -89,3 +89,62 @@ describe('answers from two contexts on one SQLite file', () => {
     expect(seqs).toEqual(seqs.map((_s, i) => i + 1));
   });
 });
+
+describe('two contexts looking at the same waiting runs', () => {
+  it('recover() in two contexts at once: each run whose wait ended goes on exactly once, the others keep waiting', async () => {
+    const calls = new Map<string, number>();
+    const asker = () =>
+      new Flow(
+        new Fn(async (input, step: Step) => {
+          calls.set(step.runId, (calls.get(step.runId) ?? 0) + 1);
+          const timeout = (input as { timeout?: number }).timeout;
+          return step.waitForInput('k', z.number(), timeout === undefined ? {} : { timeout, default: -1 });
+        }),
+        { name: 'asker' },
+      );
+    const first = temp.context().register(asker());
+    const n = 12;
+    let parked = 0;
+    first.on('run_waiting', () => parked++);
+    for (let i = 0; i < n; i++) first.start(first.getFlow('asker')!, i % 3 === 0 ? { timeout: 50 } : {}, { runId: `r${i}`, mode: 'interactive' });
+    while (parked < n) await new Promise((r) => setTimeout(r, 10));
+    await first.close();
+    // Answered by a context that does not know the flow: stored, the run left for a context that does.
+    const stranger = temp.context();
+    for (let i = 1; i < n; i += 3) await stranger.submitInput(`r${i}`, 'k', i);
+    await new Promise((r) => setTimeout(r, 80));
+    const a = temp.context().register(asker());
+    const b = temp.context().register(asker());
+    const [ha, hb] = await Promise.all([a.recover(), b.recover()]);
+    const taken = [...ha, ...hb].map((h) => h.runId).sort();
+    const expected = [...Array(n).keys()].filter((i) => i % 3 !== 2).map((i) => `r${i}`).sort();
+    expect(taken).toEqual(expected);
+    for (const runId of expected) {
+      const result = await (await a.handle(runId)).result();
+      const i = Number(runId.slice(1));
+      expect(result).toMatchObject({ status: 'completed', output: i % 3 === 0 ? -1 : i });
+      expect(calls.get(runId)).toBe(2);
+    }
+    expect((await a.listRuns({ status: 'waiting' })).runs.map((r) => r.runId).sort()).toEqual(['r11', 'r2', 'r5', 'r8']);
+  });
+
+  it('announces each answer once, even when the run parks and goes on between the answers of one step', async () => {
+    const ctx = temp.context();
+    const events: WeirEvent[] = [];
+    ctx.on('event', (e) => events.push(e));
+    const p = Flow.parallel('pair');
+    new Flow(new Fn(async (_i, step: Step) => Promise.all([step.waitForInput('k1', z.number()), step.waitForInput('k2', z.number())])), { name: 'S' }).registerTo(p);
+    new Flow(new Fn(async (_i, step: Step) => step.waitForInput('k3', z.number())), { name: 'T' }).registerTo(p);
+    let waiting = nextWaiting(ctx);
+    const handle = ctx.start(p, {}, { mode: 'interactive' });
+    await waiting;
+    await ctx.submitInput(handle.runId, 'k1', 1);
+    waiting = nextWaiting(ctx);
+    await ctx.submitInput(handle.runId, 'k3', 3);
+    await waiting;
+    await ctx.submitInput(handle.runId, 'k2', 2);
+    expect(await handle.result()).toMatchObject({ status: 'completed', output: { S: [1, 2], T: 3 } });
+    const received = events.filter((e) => e.type === 'input_received').map((e) => `${(e as { step: string }).step}/${(e as { key: string }).key}`);
+    expect(received).toEqual(['T/k3', 'S/k1', 'S/k2']);
+  });
+});
