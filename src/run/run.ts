@@ -645,11 +645,10 @@ export class Run implements StepHost {
       time: at,
       waitingFor: waits.map((w) => (w.deadline === undefined ? { step: w.step, key: w.key } : { step: w.step, key: w.key, deadline: w.deadline })),
     };
-    const { store, owner } = this.#services;
+    // The store releases the lease with this commit: a run that waits is held by nobody.
     this.#parking = this.#journal.finish({ status: WAITING, updatedAt: at }, event).then(
-      async () => {
+      () => {
         this.#journal.stop(new FlowError(`run "${this.runId}" waits for input`, { code: ErrorCode.RUN_STATE }));
-        await store.releaseLease(this.runId, owner, this.#journal.leaseToken).catch(() => false);
         this.#parked = true;
         // What a parked run kept in memory is in the store: only its id and how to follow it stay.
         this.events.release();

@@ -205,6 +205,7 @@ export class KvRunStore implements RunStore {
       const { steps: _steps, ...plain } = run;
       const patched = patchRun(plain as RunRecord, batch.run, next.lastSeq) as Omit<RunRecord, 'input'>;
       await this.#writeRun({ ...patched, steps: names });
+      if (patched.owner === undefined) this.#held.delete(runId);
     }
   }
 

@@ -4,7 +4,7 @@
  * @internal
  */
 import type { WeirEvent } from '../events.js';
-import type { FlowStatus } from '../status.js';
+import { FlowStatus } from '../status.js';
 import type {
   AcquireOptions,
   CommitBatch,
@@ -33,6 +33,7 @@ import {
   mayAcquire,
   notFoundError,
   pageRuns,
+  releaseIn,
   wrapError,
 } from './store-support.js';
 import type { Mutable } from '../util/types.js';
@@ -107,6 +108,7 @@ export class MemoryRunStore implements RunStore {
         if (value !== undefined) (run as Record<string, unknown>)[key] = value;
         else if (!KEPT.has(key)) delete (run as Record<string, unknown>)[key];
       }
+      if (patch.status === FlowStatus.WAITING) releaseIn(run);
       if (patch.status !== undefined) this.#noteStatus(batch.runId, patch.status);
     }
   }

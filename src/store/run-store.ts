@@ -233,7 +233,9 @@ export interface RunStore {
   createRun(record: NewRunRecord, events?: readonly WeirEvent[]): Promise<RunRecord>;
 
   /**
-   * Writes a batch atomically: the run patch, whole step records, outputs and events. Commits made
+   * Writes a batch atomically: the run patch, whole step records, outputs and events. A patch that
+   * sets status `waiting` also releases the lease in the same write (owner cleared, expiry 0, token
+   * kept): a run that waits for a person is held by nobody, even if its owner dies right after. Commits made
    * in the same tick share one transaction where the store has them; each promise settles with its
    * own batch, once it is durable.
    * @throws `WEIR_RUN_NOT_FOUND` for an unknown run; `WEIR_LEASE_LOST` when the stored lease token differs

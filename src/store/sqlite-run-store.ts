@@ -15,6 +15,7 @@ import type { ErrorData } from '../error-data.js';
 import { FlowError } from '../errors.js';
 import type { WeirEvent } from '../events.js';
 import { decodeCompact, encodeCompact } from '../results/codec.js';
+import { FlowStatus } from '../status.js';
 import type {
   AcquireOptions,
   CommitBatch,
@@ -160,6 +161,9 @@ interface RunRow {
   input: string;
   cur_seq: number;
 }
+
+/** Marks a patch key whose update also releases the lease (status `waiting`). */
+const RELEASE_KEY = ';release';
 
 /** The patchable run fields and their columns. */
 const PATCH_COLUMNS: Readonly<Record<keyof RunPatch, string>> = {
@@ -440,6 +444,8 @@ export class SqliteRunStore implements RunStore {
       const keys = (Object.keys(patch) as (keyof RunPatch)[]).filter((k) => Object.hasOwn(PATCH_COLUMNS, k) && !(patch[k] === undefined && KEPT.has(k))).sort();
       patchKey = keys.join(',');
       for (const key of keys) patchValues.push(patchValue(key, batch.run[key]));
+      // Status `waiting` releases the lease in the same update.
+      if (patch.status === FlowStatus.WAITING) patchKey += RELEASE_KEY;
     }
     const outputs: [string, string][] = [];
     if (batch.outputs !== undefined) {
@@ -654,7 +660,10 @@ export class SqliteRunStore implements RunStore {
   #patchStatement(patchKey: string): Statement {
     let statement = this.#patchStatements.get(patchKey);
     if (statement === undefined) {
-      const columns = patchKey.split(',').map((k) => `${PATCH_COLUMNS[k as keyof RunPatch]} = ?`);
+      const release = patchKey.endsWith(RELEASE_KEY);
+      const keys = release ? patchKey.slice(0, -RELEASE_KEY.length) : patchKey;
+      const columns = keys.split(',').map((k) => `${PATCH_COLUMNS[k as keyof RunPatch]} = ?`);
+      if (release) columns.push('owner_id = NULL', 'owner = NULL', 'lease_expires_at = 0');
       statement = this.#db!.prepare(`UPDATE weir_runs SET ${columns.join(', ')} WHERE run_id = ? AND lease_token = ?`);
       this.#patchStatements.set(patchKey, statement);
     }

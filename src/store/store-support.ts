@@ -1,7 +1,7 @@
 /** What every run store shares: its errors, the cursor, batch checks and the run-record patch. @internal */
 import { ErrorCode, FlowError, RetryableError } from '../errors.js';
 import type { WeirEvent } from '../events.js';
-import type { FlowStatus } from '../status.js';
+import { FlowStatus } from '../status.js';
 import { messageOf } from '../util/message-of.js';
 import type { CommitBatch, ListRunsQuery, RunPatch, RunRecord, RunStoreKind } from './run-store.js';
 
@@ -112,7 +112,13 @@ export function checkBatch(kind: RunStoreKind, batch: CommitBatch): void {
 /** Run fields every record has: a patch giving them as `undefined` keeps them. */
 export const KEPT: ReadonlySet<string> = new Set(['status', 'updatedAt', 'humanInLoop']);
 
-/** Applies a run patch and a new `lastSeq` to a record. */
+/** Clears a run's lease (owner and expiry), keeping its token: what a commit to status `waiting` does. */
+export function releaseIn(run: Record<string, unknown>): void {
+  delete run.owner;
+  run.leaseExpiresAt = 0;
+}
+
+/** Applies a run patch and a new `lastSeq` to a record; status `waiting` releases the lease. */
 export function patchRun(run: RunRecord, patch: RunPatch | undefined, lastSeq: number): RunRecord {
   const next: Record<string, unknown> = { ...run, lastSeq };
   if (patch !== undefined) {
@@ -121,6 +127,7 @@ export function patchRun(run: RunRecord, patch: RunPatch | undefined, lastSeq: n
       if (value !== undefined) next[key] = value;
       else if (!KEPT.has(key)) delete next[key];
     }
+    if (patch.status === FlowStatus.WAITING) releaseIn(next);
   }
   return next as unknown as RunRecord;
 }

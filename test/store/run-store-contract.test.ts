@@ -377,6 +377,17 @@ describe.each(stores)('RunStore ($kind)', ({ open }) => {
     });
   });
 
+  describe('a run that waits', () => {
+    it('a commit to status waiting releases the lease with it: owner cleared, token kept, free to take', async () => {
+      const token = await started('r1');
+      await store.commit({ runId: 'r1', leaseToken: token, run: { status: 'waiting', updatedAt: T0 + 1 }, events: [event('r1', 2)] });
+      const { run } = (await store.loadRun('r1'))!;
+      expect(run).toMatchObject({ status: 'waiting', leaseToken: token, leaseExpiresAt: 0 });
+      expect(run.owner).toBeUndefined();
+      await expect(store.acquireLease('r1', BOB, 30_000, T0 + 2)).resolves.toBe(token + 1);
+    });
+  });
+
   describe('input entries', () => {
     const answer = (key: string, value: unknown, at = T0 + 1): InputEntry => ({ key, outcome: 'answered', value, at });
 
