@@ -1,14 +1,12 @@
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
-import { FatalError, Flow, type FlowContext, type RunWaitingEvent, type Step } from '../../src/index.js';
+import { FatalError, Flow, type Step } from '../../src/index.js';
 import { Fn } from '../fixtures/processors.js';
 import { sqliteContexts } from '../fixtures/sqlite-contexts.js';
+import { nextWaiting } from '../fixtures/waiting.js';
 
 const temp = sqliteContexts('hitl-control');
 
-function nextWaiting(ctx: FlowContext): Promise<RunWaitingEvent> {
-  return new Promise((resolve) => ctx.once('run_waiting', resolve));
-}
 
 /** sequential(first, parallel(ask, other), last), counting calls. */
 function nested(calls: Record<string, number>, failFirstAsk = false) {

@@ -1,13 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Flow, FlowContext, ResultsManager, type RunWaitingEvent, type WeirEvent } from '../../src/index.js';
+import { Flow, FlowContext, ResultsManager, type WeirEvent } from '../../src/index.js';
 import { AskTwice } from '../fixtures/remote.js';
+import { nextWaiting } from '../fixtures/waiting.js';
 
 let ctx: FlowContext;
 afterEach(() => ctx.close());
 
-function nextWaiting(c: FlowContext): Promise<RunWaitingEvent> {
-  return new Promise((resolve) => c.once('run_waiting', resolve));
-}
 
 describe.each(['thread', 'process'] as const)('waitForInput on a %s', (type) => {
   it('waits without holding the worker, validates answers by the JSON Schema, and runs the step again with them', async () => {

@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
-import { Flow, FlowContext, ResultsManager, type FlowContextOptions, type RunWaitingEvent, type WeirEvent } from '../../src/index.js';
+import { Flow, FlowContext, ResultsManager, type FlowContextOptions, type WeirEvent } from '../../src/index.js';
 import { deferred, Fn } from '../fixtures/processors.js';
 import { sqliteContexts } from '../fixtures/sqlite-contexts.js';
+import { nextWaiting } from '../fixtures/waiting.js';
 
 const temp = sqliteContexts('interactive');
 
@@ -33,9 +34,6 @@ function approvalFlow(calls: Record<string, number>) {
   return s;
 }
 
-function nextWaiting(ctx: FlowContext): Promise<RunWaitingEvent> {
-  return new Promise((resolve) => ctx.once('run_waiting', resolve));
-}
 
 describe.each(stores)('interactive runs ($name store)', ({ context }) => {
   it('waits with status waiting and input_required, then goes on with the submitted value; earlier steps do not run again', async () => {

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Flow, FlowContext, ResultsManager, type RunWaitingEvent, type Step, type WeirEvent } from '../../src/index.js';
+import { Flow, FlowContext, ResultsManager, type Step, type WeirEvent } from '../../src/index.js';
 import { deferred, Fn } from '../fixtures/processors.js';
+import { nextWaiting } from '../fixtures/waiting.js';
 
 const contexts: FlowContext[] = [];
 afterEach(async () => {
@@ -28,9 +29,6 @@ function asking(name: string, options: { default?: 'red' | 'green'; timeout?: nu
   );
 }
 
-function nextWaiting(ctx: FlowContext): Promise<RunWaitingEvent> {
-  return new Promise((resolve) => ctx.once('run_waiting', resolve));
-}
 
 describe('batch mode', () => {
   it('never waits: an ask takes its default, or fails the step with an InputRequiredError that is not retried', async () => {

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Flow, FlowContext, ResultsManager, type RunWaitingEvent, type Step, type WeirEvent } from '../../src/index.js';
+import { Flow, FlowContext, ResultsManager, type Step, type WeirEvent } from '../../src/index.js';
 import { Fn } from '../fixtures/processors.js';
+import { nextWaiting } from '../fixtures/waiting.js';
 
 const contexts: FlowContext[] = [];
 afterEach(async () => {
@@ -23,7 +24,7 @@ async function orphan(fallback: 'fail' | 'default' | 'batch' | undefined) {
   contexts.push(ctx);
   const events: WeirEvent[] = [];
   ctx.on('event', (e) => events.push(e));
-  const parked = new Promise<RunWaitingEvent>((resolve) => ctx.once('run_waiting', resolve));
+  const parked = nextWaiting(ctx);
   const handle = ctx.start(pair(), {}, { mode: 'interactive' });
   await parked;
   await vi.advanceTimersByTimeAsync(59_000);
@@ -66,11 +67,11 @@ describe("a waiting run nobody answers within the context's inputTimeout", () =>
     const s = Flow.sequential('two-asks');
     new Flow(new Fn(async (_i, step: Step) => step.waitForInput('first', z.number())), { name: 'one' }).registerTo(s);
     new Flow(new Fn(async (_i, step: Step) => step.waitForInput('second', z.number())), { name: 'two' }).registerTo(s);
-    let parked = new Promise<RunWaitingEvent>((resolve) => ctx.once('run_waiting', resolve));
+    let parked = nextWaiting(ctx);
     const handle = ctx.start(s, {}, { mode: 'interactive' });
     await parked;
     await vi.advanceTimersByTimeAsync(50_000);
-    parked = new Promise<RunWaitingEvent>((resolve) => ctx.once('run_waiting', resolve));
+    parked = nextWaiting(ctx);
     await ctx.submitInput(handle.runId, 'first', 1);
     await parked;
     await vi.advanceTimersByTimeAsync(50_000);

@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
-import { Flow, FlowContext, ResultsManager, type FlowContextOptions, type RunWaitingEvent, type Step, type WeirEvent } from '../../src/index.js';
+import { Flow, FlowContext, ResultsManager, type FlowContextOptions, type Step, type WeirEvent } from '../../src/index.js';
 import { Fn } from '../fixtures/processors.js';
 import { sqliteContexts } from '../fixtures/sqlite-contexts.js';
+import { nextWaiting } from '../fixtures/waiting.js';
 
 const temp = sqliteContexts('hitl-races');
 const S = z.object({ v: z.string() });
@@ -26,9 +27,6 @@ const stores: { name: string; make: (options?: FlowContextOptions) => FlowContex
   { name: 'sqlite', make: (options = {}) => temp.context(options) },
 ];
 
-function nextWaiting(ctx: FlowContext): Promise<RunWaitingEvent> {
-  return new Promise((resolve) => ctx.once('run_waiting', resolve));
-}
 
 describe.each(stores)('answers racing each other and the run ($name store)', ({ make }) => {
   it('two answers to one step submitted at once: both are taken and the step runs again once', async () => {
