@@ -712,6 +712,11 @@ export class FlowContext {
     // Only a free lease: of two contexts going on with one parked run, exactly one takes it.
     const token = await this.#store.acquireLease(runId, this.#owner, this.#leaseMs, now());
     if (token === undefined || this.#runs.has(runId)) return undefined;
+    if (token !== run.leaseToken + 1) {
+      // Taken and let go by another context since `run` was read: it read the answers then.
+      await this.#store.releaseLease(runId, this.#owner, token).catch(() => false);
+      return undefined;
+    }
     let fresh: LoadedRun;
     try {
       // A closing context still cancels the runs that wait (a memory store's).
@@ -967,8 +972,11 @@ export class FlowContext {
    * @throws FlowError `WEIR_RUN_STATE` naming `action` when another context was first.
    */
   async #leaseEnded(run: RunRecord, action: string): Promise<number> {
-    const token = await this.#store.acquireLease(run.runId, this.#owner, this.#leaseMs, now(), { fromToken: run.leaseToken });
-    if (token === undefined) throw new FlowError(`cannot ${action}: another context took the run first`, { code: ErrorCode.RUN_STATE });
+    // An ended run holds no lease: only a free one is taken, and only if nobody took it since `run`
+    // was read (each taking raises the token by one), so of two contexts exactly one goes on.
+    const token = await this.#store.acquireLease(run.runId, this.#owner, this.#leaseMs, now());
+    if (token !== undefined && token !== run.leaseToken + 1) await this.#store.releaseLease(run.runId, this.#owner, token).catch(() => false);
+    if (token === undefined || token !== run.leaseToken + 1) throw new FlowError(`cannot ${action}: another context took the run first`, { code: ErrorCode.RUN_STATE });
     return token;
   }
 

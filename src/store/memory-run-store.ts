@@ -4,7 +4,7 @@
  * @internal
  */
 import type { WeirEvent } from '../events.js';
-import { FlowStatus } from '../status.js';
+import type { FlowStatus } from '../status.js';
 import type {
   AcquireOptions,
   CommitBatch,
@@ -34,6 +34,7 @@ import {
   notFoundError,
   pageRuns,
   releaseIn,
+  releases,
   wrapError,
 } from './store-support.js';
 import type { Mutable } from '../util/types.js';
@@ -108,7 +109,7 @@ export class MemoryRunStore implements RunStore {
         if (value !== undefined) (run as Record<string, unknown>)[key] = value;
         else if (!KEPT.has(key)) delete (run as Record<string, unknown>)[key];
       }
-      if (patch.status === FlowStatus.WAITING) releaseIn(run);
+      if (releases(patch.status)) releaseIn(run);
       if (patch.status !== undefined) this.#noteStatus(batch.runId, patch.status);
     }
   }

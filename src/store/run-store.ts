@@ -234,8 +234,9 @@ export interface RunStore {
 
   /**
    * Writes a batch atomically: the run patch, whole step records, outputs and events. A patch that
-   * sets status `waiting` also releases the lease in the same write (owner cleared, expiry 0, token
-   * kept): a run that waits for a person is held by nobody, even if its owner dies right after. Commits made
+   * sets status `waiting`, or a finished status, also releases the lease in the same write (owner
+   * cleared, expiry 0, token kept): a run that waits for a person, or has ended, is held by nobody,
+   * even if its owner dies right after; the next `acquireLease` of it raises the token by one. Commits made
    * in the same tick share one transaction where the store has them; each promise settles with its
    * own batch, once it is durable.
    * @throws `WEIR_RUN_NOT_FOUND` for an unknown run; `WEIR_LEASE_LOST` when the stored lease token differs

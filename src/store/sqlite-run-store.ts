@@ -15,7 +15,6 @@ import type { ErrorData } from '../error-data.js';
 import { FlowError } from '../errors.js';
 import type { WeirEvent } from '../events.js';
 import { decodeCompact, encodeCompact } from '../results/codec.js';
-import { FlowStatus } from '../status.js';
 import type {
   AcquireOptions,
   CommitBatch,
@@ -48,6 +47,7 @@ import {
   limitOf,
   notFoundError,
   type RecordKind,
+  releases,
   wrapError,
   isObject,
 } from './store-support.js';
@@ -444,8 +444,8 @@ export class SqliteRunStore implements RunStore {
       const keys = (Object.keys(patch) as (keyof RunPatch)[]).filter((k) => Object.hasOwn(PATCH_COLUMNS, k) && !(patch[k] === undefined && KEPT.has(k))).sort();
       patchKey = keys.join(',');
       for (const key of keys) patchValues.push(patchValue(key, batch.run[key]));
-      // Status `waiting` releases the lease in the same update.
-      if (patch.status === FlowStatus.WAITING) patchKey += RELEASE_KEY;
+      // A run that waits, or ends, releases its lease in the same update.
+      if (releases(patch.status)) patchKey += RELEASE_KEY;
     }
     const outputs: [string, string][] = [];
     if (batch.outputs !== undefined) {

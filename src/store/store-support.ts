@@ -112,7 +112,12 @@ export function checkBatch(kind: RunStoreKind, batch: CommitBatch): void {
 /** Run fields every record has: a patch giving them as `undefined` keeps them. */
 export const KEPT: ReadonlySet<string> = new Set(['status', 'updatedAt', 'humanInLoop']);
 
-/** Clears a run's lease (owner and expiry), keeping its token: what a commit to status `waiting` does. */
+/** Whether a commit to `status` releases the run's lease: a run that waits, or has ended, is held by nobody. */
+export function releases(status: FlowStatus | undefined): boolean {
+  return status === FlowStatus.WAITING || (status !== undefined && FINISHED.has(status));
+}
+
+/** Clears a run's lease (owner and expiry), keeping its token: what a commit to status `waiting` or an end does. */
 export function releaseIn(run: Record<string, unknown>): void {
   delete run.owner;
   run.leaseExpiresAt = 0;
@@ -127,7 +132,7 @@ export function patchRun(run: RunRecord, patch: RunPatch | undefined, lastSeq: n
       if (value !== undefined) next[key] = value;
       else if (!KEPT.has(key)) delete next[key];
     }
-    if (patch.status === FlowStatus.WAITING) releaseIn(next);
+    if (releases(patch.status)) releaseIn(next);
   }
   return next as unknown as RunRecord;
 }

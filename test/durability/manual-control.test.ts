@@ -204,3 +204,23 @@ describe('idempotent start', () => {
     await expect(ctx.run(flow, { n: 3 }, { runId: 'order-1' })).rejects.toMatchObject({ code: 'WEIR_RUN_CONFLICT' });
   });
 });
+
+describe('two contexts acting on one ended run at once', () => {
+  it('resume from two contexts at once: exactly one goes on with the run, the other is refused with WEIR_RUN_STATE', async () => {
+    const calls: Record<string, number> = {};
+    const state = { failB: true };
+    const a = context().register(chain(calls, state));
+    const b = context().register(chain(calls, state));
+    const failed = await a.run(a.getFlow('chain')!, { n: 1 });
+    expect(failed.status).toBe('failed');
+    state.failB = false;
+    const outcomes = await Promise.allSettled([a.resume(failed.runId), b.resume(failed.runId)]);
+    const won = outcomes.filter((o) => o.status === 'fulfilled');
+    const lost = outcomes.filter((o) => o.status === 'rejected');
+    expect(won).toHaveLength(1);
+    expect(lost).toHaveLength(1);
+    expect((lost[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'WEIR_RUN_STATE' });
+    expect(await (won[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof a.resume>>>).value.result()).toMatchObject({ status: 'completed' });
+    expect(calls).toEqual({ a: 1, b: 2, c: 1 });
+  });
+});

@@ -377,6 +377,19 @@ describe.each(stores)('RunStore ($kind)', ({ open }) => {
     });
   });
 
+  describe('a run that ends', () => {
+    it.each(['completed', 'failed', 'cancelled'] as const)('a commit to status %s releases the lease with it', async (status) => {
+      const token = await started('r1');
+      await store.commit({ runId: 'r1', leaseToken: token, run: { status, updatedAt: T0 + 1, endedAt: T0 + 1 }, events: [event('r1', 2)] });
+      const { run } = (await store.loadRun('r1'))!;
+      expect(run).toMatchObject({ status, leaseToken: token, leaseExpiresAt: 0 });
+      expect(run.owner).toBeUndefined();
+      // Free: the next taker raises the token by one; a second one is refused while it holds it.
+      await expect(store.acquireLease('r1', BOB, 30_000, T0 + 2)).resolves.toBe(token + 1);
+      await expect(store.acquireLease('r1', ALICE, 30_000, T0 + 3)).resolves.toBeUndefined();
+    });
+  });
+
   describe('a run that waits', () => {
     it('a commit to status waiting releases the lease with it: owner cleared, token kept, free to take', async () => {
       const token = await started('r1');
