@@ -70,7 +70,7 @@ export function storedHandleOf<O>(runId: string, source: StoredRunSource): RunHa
     result: () =>
       (result ??= (async () => {
         // Quick at first, then slower: a run may wait for a person for hours.
-        for (let wait = POLL_MS; ; wait = Math.min(MAX_POLL_MS, Math.ceil(wait * 1.5))) {
+        for (let wait = POLL_MS; ; wait = slower(wait)) {
           const done = await source.finished();
           if (done !== undefined) return done as FlowResult<O>;
           await (source.launched === undefined ? sleep(wait) : Promise.race([sleep(wait), source.launched()]));
@@ -96,9 +96,14 @@ async function* follow(source: StoredRunSource, after: number, signal: AbortSign
       if (isAborted(signal)) return;
     }
     if (ended) return;
-    wait = events.length === 0 ? Math.min(MAX_POLL_MS, Math.ceil(wait * 1.5)) : POLL_MS;
+    wait = events.length === 0 ? slower(wait) : POLL_MS;
     if (events.length === 0) await sleep(wait);
   }
+}
+
+/** The next wait between reads that found nothing new: half as long again, up to `MAX_POLL_MS`. */
+function slower(wait: number): number {
+  return Math.min(MAX_POLL_MS, Math.ceil(wait * 1.5));
 }
 
 function sleep(ms: number): Promise<void> {
