@@ -342,11 +342,8 @@ export class FlowContext {
    * ended, or another context runs it.
    */
   async cancel(runId: string, reason?: string): Promise<void> {
-    let run = this.#runs.get(runId);
-    if (run?.status === FlowStatus.WAITING) {
-      await run.parked();
-      run = this.#runs.get(runId);
-    }
+    const found = this.#liveRun(runId);
+    const run = found instanceof Promise ? await found : found;
     if (run === undefined) {
       const loaded = await this.#load(runId);
       if (loaded.run.status === FlowStatus.WAITING) {
@@ -486,11 +483,8 @@ export class FlowContext {
    */
   async skip(runId: string, step: string, output?: unknown): Promise<void> {
     this.#assertOpen('skip a step');
-    let live = this.#runs.get(runId);
-    if (live?.status === FlowStatus.WAITING) {
-      await live.parked();
-      live = this.#runs.get(runId);
-    }
+    const found = this.#liveRun(runId);
+    const live = found instanceof Promise ? await found : found;
     if (live !== undefined) {
       await live.skip(step, output);
       return;
@@ -549,11 +543,8 @@ export class FlowContext {
   async submitInput(runId: string, key: string, value: unknown): Promise<void> {
     this.#assertOpen('submit input');
     if (typeof key !== 'string' || key.length === 0) throw new FlowError(`submitInput: key must be a non-empty string, got ${JSON.stringify(key)}`, { code: ErrorCode.INVALID_OPTIONS });
-    let live = this.#runs.get(runId);
-    if (live?.status === FlowStatus.WAITING) {
-      await live.parked();
-      live = this.#runs.get(runId);
-    }
+    const found = this.#liveRun(runId);
+    const live = found instanceof Promise ? await found : found;
     if (live?.status === FlowStatus.RUNNING) return this.#submitLive(live, key, value);
     return this.#chore(this.#submitStored(runId, key, value));
   }
@@ -602,11 +593,8 @@ export class FlowContext {
   async setHumanInLoop(runId: string, on: boolean): Promise<void> {
     this.#assertOpen('set human in the loop');
     if (typeof on !== 'boolean') throw new FlowError(`setHumanInLoop: on must be a boolean, got ${typeof on}`, { code: ErrorCode.INVALID_OPTIONS });
-    let live = this.#runs.get(runId);
-    if (live?.status === FlowStatus.WAITING) {
-      await live.parked();
-      live = this.#runs.get(runId);
-    }
+    const found = this.#liveRun(runId);
+    const live = found instanceof Promise ? await found : found;
     if (live?.status === FlowStatus.RUNNING) {
       notHybrid(runId, live.mode);
       return live.setHumanInLoop(on);
@@ -717,21 +705,20 @@ export class FlowContext {
       await this.#store.releaseLease(runId, this.#owner, token).catch(() => false);
       return undefined;
     }
-    let fresh: LoadedRun;
+    // Nobody took the lease since `loaded` was read (the token rose by one), so nobody wrote the
+    // run since: it is what goes on, unless this continuation writes a change first.
+    let fresh = loaded;
     try {
       // A closing context still cancels the runs that wait (a memory store's).
       if (this.#state !== 'open' && !(this.#state === 'closing' && how.cancelWith !== undefined)) {
         throw new FlowError(`cannot go on with run "${runId}": the FlowContext is ${this.#state}`, { code: ErrorCode.CONTEXT_CLOSED });
       }
-      // Read again under the lease: another context may have gone on with it since `loaded` was read.
-      if ((await this.#load(runId)).run.status !== FlowStatus.WAITING) throw new FlowError(`run "${runId}" no longer waits`, { code: ErrorCode.RUN_STATE });
       if (how.patch !== undefined) await this.#store.commit({ runId, leaseToken: token, run: { ...how.patch, updatedAt: now() } });
-      if (how.apply !== undefined) await how.apply(token, await this.#load(runId));
-      // What is stored now is what goes on.
-      fresh = await this.#load(runId);
+      if (how.apply !== undefined) await how.apply(token, loaded);
+      if (how.patch !== undefined || how.apply !== undefined) fresh = await this.#load(runId);
     } catch (error) {
       if (!this.#runs.has(runId)) await this.#store.releaseLease(runId, this.#owner, token).catch(() => false);
-      if (error instanceof FlowError && (error.code === ErrorCode.CONTEXT_CLOSED || error.code === ErrorCode.RUN_STATE)) return undefined;
+      if (error instanceof FlowError && error.code === ErrorCode.CONTEXT_CLOSED) return undefined;
       throw error;
     }
     const failWith = graph.fingerprint !== run.fingerprint && this.#onFlowChange === 'fail' ? flowChanged(run) : undefined;
@@ -916,6 +903,17 @@ export class FlowContext {
 
   // ---- durable runs -----------------------------------------------------------------------------
 
+  /**
+   * This context's live run of `runId`, at once (no await: an answer given from a listener must
+   * reach the run in the same turn), or, for a run parking now, a promise of it once parked: it is
+   * then in the store only, and `undefined` unless it already went on here.
+   */
+  #liveRun(runId: string): Run | undefined | Promise<Run | undefined> {
+    const live = this.#runs.get(runId);
+    if (live?.status !== FlowStatus.WAITING) return live;
+    return live.parked().then(() => this.#runs.get(runId));
+  }
+
   async #load(runId: string): Promise<LoadedRun> {
     const loaded = await this.#store.loadRun(runId);
     if (loaded === undefined) throw new FlowError(`there is no run "${runId}" in the store`, { code: ErrorCode.RUN_NOT_FOUND });
@@ -924,10 +922,8 @@ export class FlowContext {
 
   /** Loads a run that no one runs: for resume, retry and skip. */
   async #loadEnded(runId: string, action: string, waitingToo = false): Promise<LoadedRun> {
-    // A run parking here is about to be in the store only.
-    const live = this.#runs.get(runId);
-    if (live?.status === FlowStatus.WAITING) await live.parked();
-    if (this.#runs.has(runId)) throw new FlowError(`cannot ${action} run "${runId}": it is running in this context`, { code: ErrorCode.RUN_STATE });
+    const found = this.#liveRun(runId);
+    if ((found instanceof Promise ? await found : found) !== undefined) throw new FlowError(`cannot ${action} run "${runId}": it is running in this context`, { code: ErrorCode.RUN_STATE });
     const loaded = await this.#load(runId);
     const { run } = loaded;
     if (run.status === FlowStatus.RUNNING) {
