@@ -22,6 +22,7 @@ import { DrainQueue } from '../util/drain-queue.js';
 import { backoffDelay, isRetryable } from './retry.js';
 import { StepContext, type StepHost } from './step-context.js';
 import { EventLog } from './event-log.js';
+import type { WaitInfo } from './history.js';
 import { RunJournal } from './journal.js';
 import type { InputEntry, InputWait, RunOwner, RunRecord, RunStore, StepRecord } from '../store/run-store.js';
 import type { Mutable } from '../util/types.js';
@@ -51,11 +52,6 @@ export interface RunServices {
 
 /** Why a stored run goes on. */
 export type ResumeReason = 'recovered' | 'resumed' | 'input' | 'orphaned' | 'human_in_loop';
-
-/** One input a step of a run waits on. */
-export interface StepWait extends InputWait {
-  readonly step: string;
-}
 
 /** A run read back from the journal, to go on with. */
 export interface RestoredRun {
@@ -499,11 +495,11 @@ export class Run implements StepHost {
   }
 
   /** What the run's steps wait on now. */
-  waitingFor(): StepWait[] {
-    const waits: StepWait[] = [];
+  waitingFor(): WaitInfo[] {
+    const waits: WaitInfo[] = [];
     for (let i = 0; i < this.#status.length; i++) {
       if (this.#status[i] !== WAITING && this.#status[i] !== RUNNING) continue;
-      for (const wait of this.#waits[i] ?? []) if (!this.#answers.has(wait.key)) waits.push(stepWait(this.graph.nodes[i]!.name, wait));
+      for (const wait of this.#waits[i] ?? []) if (!this.#answers.has(wait.key)) waits.push(waitInfo(this.graph.nodes[i]!.name, wait));
     }
     return waits;
   }
@@ -828,7 +824,7 @@ export class Run implements StepHost {
       if (record.status === RUNNING && node.processor === undefined && !redo.has(i)) this.#announced[i] = true;
       if (record.status === PENDING && record.retryAt !== undefined) this.#retryAt[i] = record.retryAt;
       // A step that waited waits again when its turn comes (unless its waits ended meanwhile).
-      if (record.status === WAITING && record.waitingFor !== undefined && !redo.has(i)) this.#waits[i] = record.waitingFor.map((w) => ({ ...w }));
+      if (record.status === WAITING && record.waitingFor !== undefined && !redo.has(i)) this.#waits[i] = [...record.waitingFor];
       this.#attempts[i] = attempts;
       // The retry policy starts afresh after a resume; after a recovery only the lost attempt is not counted.
       // Attempts that ended to wait are never counted.
@@ -1493,7 +1489,7 @@ export class Run implements StepHost {
   }
 }
 
-function stepWait(step: string, wait: Wait): StepWait {
+function waitInfo(step: string, wait: Wait): WaitInfo {
   const { zod: _, ...stored } = wait;
   return { step, ...stored };
 }
