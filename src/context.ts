@@ -216,7 +216,7 @@ export class FlowContext {
         const flow = run.graph.root.flow;
         if (!this.#registry.has(flow.name)) this.#started.set(flow.name, flow);
         // Whoever lets go of a waiting run looks at its answers after: one stored meanwhile is not left unread.
-        void this.#chore(this.#review(run.runId)).catch((error: unknown) => warnInput(run.runId, error));
+        void this.#chore(this.#review(run.runId));
       },
       follow: (runId) => this.#storedHandle(runId).result(),
       followEvents: (runId, after, signal) => this.#storedHandle(runId).events(signal === undefined ? { after } : { after, signal }),
@@ -554,7 +554,7 @@ export class FlowContext {
     // The run parked while the answer was stored: it did not take it in; going on with it here does.
     if (live.status === FlowStatus.WAITING) {
       await live.parked();
-      await this.#chore(this.#review(live.runId)).catch((error: unknown) => warnInput(live.runId, error));
+      await this.#chore(this.#review(live.runId));
     }
   }
 
@@ -576,10 +576,10 @@ export class FlowContext {
     // Stored: a run that waits goes on (here, if its flow is); one that runs elsewhere reads it there.
     if (this.#flowNamed(run.flow) === undefined) return;
     if (run.status === FlowStatus.WAITING) {
-      await this.#review(runId, loaded).catch((error: unknown) => warnInput(runId, error));
+      await this.#review(runId, loaded);
     } else {
       // It ran elsewhere when read: if it parked since, its owner may have read the answers before this one landed.
-      await this.#review(runId).catch((error: unknown) => warnInput(runId, error));
+      await this.#review(runId);
     }
   }
 
@@ -627,11 +627,17 @@ export class FlowContext {
    * one is due. Only for runs of flows registered here.
    */
   async #review(runId: string, read?: LoadedRun): Promise<void> {
+    // Never rejects: what could not be done now (a store that fails) is warned of, and done by the next review or recover().
+    await this.#reviewNow(runId, read).catch((error: unknown) => warnInput(runId, error));
+  }
+
+  async #reviewNow(runId: string, read: LoadedRun | undefined): Promise<void> {
     clearTimer(this.#waitTimers.get(runId));
     this.#waitTimers.delete(runId);
     if (this.#state !== 'open' || this.#runs.has(runId)) return;
-    // The run the caller just read will do (going on reads it again under its lease); the answers
-    // are read now, after the caller's own: two answers stored at once both see each other's.
+    // The run the caller just read will do (going on checks under its lease that nobody wrote it
+    // since); the answers are read now, after the caller's own: two answers stored at once both
+    // see each other's.
     const loaded = read ?? (await this.#store.loadRun(runId));
     if (loaded === undefined || loaded.run.status !== FlowStatus.WAITING || this.#flowNamed(loaded.run.flow) === undefined) return;
     const ended = new Set((await this.#store.readInputs(runId)).map((e) => e.key));
@@ -660,7 +666,7 @@ export class FlowContext {
       if (due !== Infinity && this.#state === 'open') {
         this.#waitTimers.set(
           runId,
-          setTimer(() => void this.#chore(this.#review(runId)).catch((error: unknown) => warnInput(runId, error)), Math.max(0, due - now()), { unref: true }),
+          setTimer(() => void this.#chore(this.#review(runId)), Math.max(0, due - now()), { unref: true }),
         );
       }
       return;
@@ -1023,13 +1029,10 @@ export class FlowContext {
       const page = await this.#store.listRuns({ status: FlowStatus.WAITING, limit: 500, ...(before === undefined ? {} : { before }), now: now() });
       before = page.next;
       const due = page.runs.filter((run) => this.#flowNamed(run.flow) !== undefined && !this.#waitTimers.has(run.runId) && !this.#runs.has(run.runId));
-      const reviewed = await Promise.allSettled(due.map((run) => this.#review(run.runId)));
-      for (const [i, outcome] of reviewed.entries()) {
-        if (outcome.status === 'rejected') warnInput(due[i]!.runId, outcome.reason);
-        else {
-          const live = this.#runs.get(due[i]!.runId);
-          if (live !== undefined) handles.push(handleOf(live));
-        }
+      await Promise.all(due.map((run) => this.#review(run.runId)));
+      for (const run of due) {
+        const live = this.#runs.get(run.runId);
+        if (live !== undefined) handles.push(handleOf(live));
       }
     } while (before !== undefined && this.#state === 'open');
     return handles;
