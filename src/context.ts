@@ -439,7 +439,7 @@ export class FlowContext {
       await this.#store.releaseLease(runId, this.#owner, token).catch(() => false);
       throw error;
     }
-    const run = await this.#restore(graph, loaded, token, { reason: 'resumed', from });
+    const run = await this.#restore(graph, loaded, token, { reason: 'resumed', from, rerunEnded: true });
     return handleOf<O>(run);
   }
 
@@ -987,7 +987,7 @@ export class FlowContext {
     graph: CompiledGraph,
     loaded: LoadedRun,
     leaseToken: number,
-    how: Pick<RestoredRun, 'reason' | 'from' | 'failWith' | 'fallback' | 'cancelWith'>,
+    how: Pick<RestoredRun, 'reason' | 'from' | 'rerunEnded' | 'failWith' | 'fallback' | 'cancelWith'>,
     read?: ReadonlyMap<string, unknown>,
   ): Promise<Run> {
     const { run: record } = loaded;

@@ -68,6 +68,11 @@ export interface RestoredRun {
   readonly inputs: readonly InputEntry[];
   /** Re-run this step and everything downstream of it. */
   readonly from?: string | undefined;
+  /**
+   * Steps that failed or were skipped run again (`ctx.resume`). Every other way a run goes on (a
+   * recovery, an answer, a skip, a fallback, a cancel) keeps them as they ended.
+   */
+  readonly rerunEnded?: boolean | undefined;
   /** Fail the run at once with this error (a poison run, a changed graph). */
   readonly failWith?: FlowError | undefined;
   /** Cancel the run at once (a run cancelled while it waited for input). */
@@ -805,9 +810,9 @@ export class Run implements StepHost {
         this.#outputs[i] = restore.outputs.get(node.name);
         continue;
       }
-      if (restore.reason === 'recovered' && (record.status === FAILED || record.status === SKIPPED)) {
-        // A recovered run goes on where it was: a step that failed for good stays failed (no fresh
-        // retry budget), one skipped stays skipped, and neither is announced again.
+      if (restore.rerunEnded !== true && (record.status === FAILED || record.status === SKIPPED)) {
+        // A run goes on where it was: a step that failed for good stays failed (no fresh retry
+        // budget), one skipped stays skipped, and neither is announced again. Only a resume reruns them.
         this.#kept[i] = record.status;
         if (node.processor === undefined) this.#announced[i] = true;
         this.#attempts[i] = attempts;
