@@ -25,6 +25,8 @@ export interface GraphNode {
   /** The composite's index, -1 for the root. */
   readonly parent: number;
   readonly children: readonly number[];
+  /** The children's names, in order (a composite's stored record lists them). */
+  readonly childNames: readonly string[];
   /** Sibling indices this node waits for (the sequential predecessor included), required first. */
   readonly dependencies: readonly DependantEdge[];
   readonly dependants: readonly DependantEdge[];
@@ -152,6 +154,7 @@ export function compileGraph(root: AnyFlow, defaults: CompileDefaults): Compiled
     processor: d.flow.processor,
     parent: d.parent,
     children: d.children,
+    childNames: d.children.map((c) => drafts[c]!.flow.name),
     dependencies: dependencies[d.index]!,
     dependants: dependants[d.index]!,
     previous: previous[d.index]!,

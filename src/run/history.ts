@@ -51,6 +51,8 @@ export interface RunSummary {
   /** The run this one retries, and the one that retried it. */
   readonly retryOf?: string;
   readonly retriedBy?: string;
+  /** The process that last ran it (`host:pid`), kept after it ended. */
+  readonly ranBy?: string;
   /** The context that holds its lease (`host:pid:n`), while one does. */
   readonly owner?: string;
   /** When its lease runs out, in ms since the epoch (0 when nobody holds it). */
@@ -116,6 +118,7 @@ export function summaryOf(run: RunRecord, at: number, host: string, waits?: read
     ...(run.error === undefined ? {} : { error: run.error }),
     ...(run.retryOf === undefined ? {} : { retryOf: run.retryOf }),
     ...(run.retriedBy === undefined ? {} : { retriedBy: run.retriedBy }),
+    ...(run.ranBy === undefined ? {} : { ranBy: run.ranBy }),
     ...(run.owner === undefined ? {} : { owner: run.owner.processId }),
     leaseExpiresAt: run.leaseExpiresAt,
     recoveries: run.recoveries,
@@ -215,12 +218,22 @@ export async function storedResult(store: RunStore, loaded: LoadedRun, graph: Co
     }
     output = graph.root.processor === undefined ? assembled[0] : run.status === FlowStatus.COMPLETED ? run.output : undefined;
   } else {
-    for (const record of loaded.steps) if (record.step !== run.flow || rootIsLeaf) steps[record.step] = stepOf(record.step, outputs.get(record.step));
+    // Without the flow's code, a composite's record names its children: its output is assembled from theirs.
+    const assemble = (name: string, depth: number): unknown => {
+      const record = byName.get(name);
+      if (record?.composite !== true) return outputs.get(name);
+      const own: Record<string, unknown> = {};
+      if (depth > 64) return own;
+      for (const child of record.children ?? []) if (byName.get(child)?.status === FlowStatus.COMPLETED) own[child] = assemble(child, depth + 1);
+      return own;
+    };
+    for (const record of loaded.steps) if (record.step !== run.flow || rootIsLeaf) steps[record.step] = stepOf(record.step, assemble(record.step, 0));
+    if (!rootIsLeaf && byName.get(run.flow)?.children !== undefined) output = assemble(run.flow, 0);
   }
   const root = byName.get(run.flow);
   return {
     runId: run.runId,
-    processId: run.owner === undefined ? '' : run.owner.processId.split(':').slice(0, 2).join(':'),
+    processId: run.ranBy ?? (run.owner === undefined ? '' : run.owner.processId.split(':').slice(0, 2).join(':')),
     name: run.flow,
     status: run.status,
     startTime: run.createdAt,

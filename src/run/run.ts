@@ -981,7 +981,10 @@ export class Run implements StepHost {
       hasOutput: false,
       updatedAt: now(),
     };
-    if (node.processor === undefined) record.composite = true;
+    if (node.processor === undefined) {
+      record.composite = true;
+      record.children = node.childNames;
+    }
     if (this.#startTimes[i] !== undefined) record.startTime = this.#startTimes[i];
     if (this.#endTimes[i] !== undefined && status !== RUNNING && status !== PENDING) record.endTime = this.#endTimes[i];
     if (this.#errors[i] !== undefined && status !== COMPLETED) record.error = this.#errors[i];
@@ -1418,6 +1421,7 @@ export class Run implements StepHost {
       status,
       updatedAt: ended,
       endedAt: ended,
+      ranBy: this.#services.processId,
       error,
       // A composite's output is its children's, already stored with them.
       output: this.graph.root.processor !== undefined && status === COMPLETED ? this.#outputs[0] : undefined,

@@ -72,6 +72,8 @@ export interface RunRecord {
   readonly retryOf?: string;
   /** The run that retried this one. */
   readonly retriedBy?: string;
+  /** The process that last ran the run (`host:pid`), kept once its lease is released. */
+  readonly ranBy?: string;
   /** Who holds the lease; absent once released. */
   readonly owner?: RunOwner;
   /** The fencing token: grows whenever the lease changes hands. */
@@ -106,6 +108,8 @@ export interface StepRecord {
   readonly hasOutput: boolean;
   /** Set for a composite's record (its output is its children's). */
   readonly composite?: boolean;
+  /** A composite's children, in order: a reader without the flow's code assembles its output from theirs. */
+  readonly children?: readonly string[];
   readonly progress?: StepProgress;
   /** A durable backoff deadline: the next attempt starts then, in ms since the epoch. */
   readonly retryAt?: number;
@@ -116,11 +120,11 @@ export interface StepRecord {
 
 /**
  * The run fields a commit may change. A key present with the value `undefined` clears an optional
- * field (`endedAt`, `error`, `output`, `retriedBy`); a key left out, or a required field
+ * field (`endedAt`, `error`, `output`, `retriedBy`, `ranBy`); a key left out, or a required field
  * (`status`, `updatedAt`, `humanInLoop`) given as `undefined`, keeps it.
  */
 export type RunPatch = {
-  -readonly [K in 'status' | 'updatedAt' | 'humanInLoop' | 'endedAt' | 'error' | 'output' | 'retriedBy']?: RunRecord[K] | undefined;
+  -readonly [K in 'status' | 'updatedAt' | 'humanInLoop' | 'endedAt' | 'error' | 'output' | 'retriedBy' | 'ranBy']?: RunRecord[K] | undefined;
 };
 
 /** One step output to store with its step record. */

@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS weir_runs (
   output TEXT,
   retry_of TEXT,
   retried_by TEXT,
+  ran_by TEXT,
   owner_id TEXT,
   owner TEXT,
   lease_token INTEGER NOT NULL,
@@ -126,6 +127,7 @@ const ADDED_COLUMNS: readonly (readonly [table: string, column: string, declarat
   ['weir_events', 'records', 'records TEXT'],
   ['weir_steps', 'seq', 'seq INTEGER NOT NULL DEFAULT 0'],
   ['weir_outputs', 'seq', 'seq INTEGER NOT NULL DEFAULT 0'],
+  ['weir_runs', 'ran_by', 'ran_by TEXT'],
 ];
 
 function addMissingColumns(db: Database): void {
@@ -151,6 +153,7 @@ interface RunRow {
   output: string | null;
   retry_of: string | null;
   retried_by: string | null;
+  ran_by: string | null;
   owner_id: string | null;
   owner: string | null;
   lease_token: number;
@@ -174,6 +177,7 @@ const PATCH_COLUMNS: Readonly<Record<keyof RunPatch, string>> = {
   error: 'error',
   output: 'output',
   retriedBy: 'retried_by',
+  ranBy: 'ran_by',
 };
 
 /** A commit with its values already serialised, so nothing can fail to serialise inside the transaction. */
@@ -412,6 +416,7 @@ export class SqliteRunStore implements RunStore {
       output,
       stored.retryOf ?? null,
       stored.retriedBy ?? null,
+      stored.ranBy ?? null,
       stored.owner?.processId ?? null,
       stored.owner === undefined ? null : JSON.stringify(stored.owner),
       stored.leaseToken,
@@ -1029,6 +1034,7 @@ export class SqliteRunStore implements RunStore {
     if (row.output !== null) run.output = this.#decode('run', key, row.output);
     if (row.retry_of !== null) run.retryOf = row.retry_of;
     if (row.retried_by !== null) run.retriedBy = row.retried_by;
+    if (row.ran_by !== null && row.ran_by !== undefined) run.ranBy = row.ran_by;
     if (row.owner !== null) run.owner = this.#parse<RunOwner>('run', key, row.owner, (v) => typeof v.processId === 'string');
     return run as unknown as RunRecord;
   }
@@ -1073,8 +1079,8 @@ function prepare(db: Database) {
   return {
     insertRun: db.prepare(
       `INSERT INTO weir_runs (run_id, flow, fingerprint, mode, human_in_loop, status, created_at, updated_at, ended_at, error,
-        output, retry_of, retried_by, owner_id, owner, lease_token, lease_expires_at, recoveries, last_seq, input)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        output, retry_of, retried_by, ran_by, owner_id, owner, lease_token, lease_expires_at, recoveries, last_seq, input)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (run_id) DO NOTHING`,
     ),
     // The run's last seq is its last event's: one descent of the events' primary key.

@@ -388,6 +388,23 @@ describe.each(stores)('RunStore ($kind)', ({ open }) => {
       await expect(store.acquireLease('r1', BOB, 30_000, T0 + 2)).resolves.toBe(token + 1);
       await expect(store.acquireLease('r1', ALICE, 30_000, T0 + 3)).resolves.toBeUndefined();
     });
+
+    it('keeps who ran it (ranBy) once the lease is released, and a composite record with its children', async () => {
+      const token = await started('r1');
+      const composite = { ...stepRecord('r1', 'group'), composite: true, hasOutput: false, children: ['a', 'b'] };
+      await store.commit({
+        runId: 'r1',
+        leaseToken: token,
+        run: { status: 'completed', updatedAt: T0 + 1, endedAt: T0 + 1, ranBy: 'alice:1' },
+        steps: [composite],
+        events: [event('r1', 2)],
+      });
+      const loaded = (await store.loadRun('r1'))!;
+      expect(loaded.run).toMatchObject({ status: 'completed', ranBy: 'alice:1' });
+      expect(loaded.run.owner).toBeUndefined();
+      expect(loaded.steps.find((s) => s.step === 'group')).toStrictEqual(composite);
+      expect((await store.listRuns({ now: T0 + 2 })).runs[0]).toMatchObject({ ranBy: 'alice:1' });
+    });
   });
 
   describe('a run that waits', () => {

@@ -206,6 +206,9 @@ describe('SQLite step records riding on events', () => {
       expect(loaded?.run.lastSeq).toBe(3);
       expect(loaded?.steps.map((s) => s.step).sort()).toEqual(['a', 'b']);
       await expect(reopened.getOutput('r1', 'b')).resolves.toEqual({ value: 'new' });
+      // A column added since: who ran the run is kept once it ends.
+      await reopened.commit({ runId: 'r1', leaseToken: 1, run: { status: 'completed', updatedAt: T0 + 9, endedAt: T0 + 9, ranBy: 'alice:1' }, events: [event('r1', 4)] });
+      expect((await reopened.loadRun('r1'))?.run).toMatchObject({ status: 'completed', ranBy: 'alice:1' });
     } finally {
       await reopened.close();
     }
