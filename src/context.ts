@@ -249,6 +249,21 @@ export class FlowContext {
   }
 
   /**
+   * Resolves once the context can run: its store is open (a SQLite file opened and its tables made,
+   * a directory created and writable). Without it the store opens on first use, and a bad path fails
+   * the first run instead.
+   * @throws FlowError `WEIR_STORE` with the store's reason (a directory where a file should be, a
+   * file that is not a database, a path that cannot be written); `WEIR_CONTEXT_CLOSED` after `close()`.
+   * @example
+   * const ctx = await new FlowContext({ results: ResultsManager.sqlite('.weir/runs.db') }).ready();
+   */
+  async ready(): Promise<this> {
+    this.#assertOpen('get ready');
+    await this.#chore(this.results.ready());
+    return this;
+  }
+
+  /**
    * Validates a flow graph and records it by name, so runs can be found by flow name later.
    * @throws DependencyError `WEIR_DEPENDENCY` for a required dependency that is not registered.
    * @throws FlowError `WEIR_DUPLICATE_NAME` when the name is taken by another flow, or repeats in the graph.

@@ -21,6 +21,8 @@ export interface ResultsBackend {
    * resolved directory, a Keyv instance): the run journal serialises its writes per run within it.
    */
   readonly scope: unknown;
+  /** Opens what the backend needs now (a directory, a database file), so a bad path fails early; safe to call again. */
+  open(): Promise<void>;
   get(key: string): Promise<StoredEntry | undefined>;
   set(key: string, entry: StoredEntry): Promise<void>;
   /** Resolves to whether there was an entry to delete. */

@@ -37,6 +37,22 @@ export class DiskBackend implements ResultsBackend {
     }
   }
 
+  /** Creates the directory and proves a file can be written in it: a path under a file, or a read-only one, fails here. */
+  async open(): Promise<void> {
+    await this.#mkdir();
+    const probe = join(this.#dir, `.weir-probe-${randomUUID()}.tmp`);
+    await writeFile(probe, '', 'utf8');
+    await unlink(probe);
+  }
+
+  #mkdir(): Promise<unknown> {
+    this.#ready ??= mkdir(this.#dir, { recursive: true }).catch((error: unknown) => {
+      this.#ready = undefined;
+      throw error;
+    });
+    return this.#ready;
+  }
+
   async get(key: string): Promise<StoredEntry | undefined> {
     const text = await this.#read(this.#file(key));
     return text === undefined ? undefined : decodeRecord(text, key).entry;
@@ -44,11 +60,7 @@ export class DiskBackend implements ResultsBackend {
 
   async set(key: string, entry: StoredEntry): Promise<void> {
     const text = encodeRecord(key, entry);
-    this.#ready ??= mkdir(this.#dir, { recursive: true }).catch((error: unknown) => {
-      this.#ready = undefined;
-      throw error;
-    });
-    await this.#ready;
+    await this.#mkdir();
     const file = this.#file(key);
     const temp = `${file}.${randomUUID()}.tmp`;
     try {

@@ -23,6 +23,10 @@ export class KeyvBackend implements ResultsBackend {
     }
   }
 
+  async open(): Promise<void> {
+    await this.#connect();
+  }
+
   #connect(): Promise<Keyv> {
     // A failed open is forgotten so the next call tries again.
     this.#keyv ??= this.#open().catch((error: unknown) => {

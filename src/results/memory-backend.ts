@@ -9,6 +9,8 @@ export class MemoryBackend implements ResultsBackend {
   }
   readonly #entries = new Map<string, StoredEntry>();
 
+  async open(): Promise<void> {}
+
   async get(key: string): Promise<StoredEntry | undefined> {
     return this.#entries.get(key);
   }

@@ -192,6 +192,25 @@ export class ResultsManager {
   }
 
   /**
+   * Opens the store now rather than on first use (a SQLite file, a directory, a Keyv connection),
+   * so a bad path, a file that is not a database or a directory that cannot be written fails here,
+   * with the reason. Safe to call more than once; a failed open is tried again by the next call.
+   * @throws FlowError `WEIR_STORE` with the backend's reason; `WEIR_STORE_CLOSED` after `close()`.
+   * @example
+   * const results = ResultsManager.sqlite('.weir/runs.db');
+   * await results.ready(); // fails here if the file cannot be used
+   */
+  async ready(): Promise<void> {
+    if (this.#closing !== undefined) throw this.#closed('open');
+    await runStoreOf(this).open();
+    try {
+      await this.#backend.open();
+    } catch (error) {
+      throw this.#wrap('could not open the store', error);
+    }
+  }
+
+  /**
    * Reads the value stored under `key`, or `undefined` when there is none.
    * @throws ValidationError `WEIR_INVALID_OPTIONS` for an empty key; FlowError `WEIR_CORRUPT_RECORD`
    * when the stored record cannot be read, `WEIR_STORE` when the backend fails, `WEIR_STORE_CLOSED` after `close()`.

@@ -62,6 +62,10 @@ export class SqliteBackend implements ResultsBackend {
     }
   }
 
+  async open(): Promise<void> {
+    await this.#ready();
+  }
+
   async get(key: string): Promise<StoredEntry | undefined> {
     const text = (await this.#ready()).get.get(key) as string | undefined;
     return text === undefined ? undefined : decodeRecord(text, key).entry;

@@ -388,6 +388,16 @@ export class KvRunStore implements RunStore {
     return deleted;
   }
 
+  async open(): Promise<void> {
+    this.#check('open');
+    try {
+      await this.#runs.open();
+      if (this.#data !== this.#runs) await this.#data.open();
+    } catch (error) {
+      throw wrapError(this.kind, 'could not open the store', error);
+    }
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     // Writes under way finish; the backends belong to whoever gave them.

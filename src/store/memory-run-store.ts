@@ -224,6 +224,10 @@ export class MemoryRunStore implements RunStore {
     return deleted;
   }
 
+  async open(): Promise<void> {
+    this.#check('open');
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     this.#runs.clear();

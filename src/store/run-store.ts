@@ -229,6 +229,13 @@ export interface RunStore {
   readonly durable: boolean;
 
   /**
+   * Opens what the store needs (a database file, a directory) now rather than on first use, so a
+   * bad path fails early. Safe to call more than once.
+   * @throws `WEIR_STORE` with the backend's reason when it cannot be opened.
+   */
+  open(): Promise<void>;
+
+  /**
    * Stores a new run with its first events (seq 1, 2, ...) atomically.
    * @returns the stored record, with `lastSeq`, `leaseToken` and `recoveries` filled in.
    * @throws `WEIR_RUN_CONFLICT` when `runId` exists; `WEIR_SERIALIZATION` when the input cannot be stored;

@@ -4,7 +4,7 @@
  * @internal
  */
 import { once } from 'node:events';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 // Captured from the module, not the global, so fake timers in tests never hold back a commit.
@@ -377,7 +377,15 @@ export class SqliteRunStore implements RunStore {
     // Loaded on first use, so users of the other stores never load the native module.
     const { default: Sqlite } = await import('better-sqlite3');
     mkdirSync(dirname(this.file), { recursive: true });
-    const db = new Sqlite(this.file, { timeout: this.#busyTimeout });
+    let db: Database;
+    try {
+      db = new Sqlite(this.file, { timeout: this.#busyTimeout });
+    } catch (error) {
+      if (error instanceof Error && statSync(this.file, { throwIfNoEntry: false })?.isDirectory() === true) {
+        error.message += '; it is a directory: give the path of a database file (created when missing)';
+      }
+      throw error;
+    }
     try {
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${this.#synchronous}`);
@@ -394,6 +402,10 @@ export class SqliteRunStore implements RunStore {
       throw error;
     }
     return db;
+  }
+
+  async open(): Promise<void> {
+    await this.#ready('open');
   }
 
   async createRun(record: NewRunRecord, events: readonly WeirEvent[] = []): Promise<RunRecord> {
