@@ -33,9 +33,19 @@ export interface FlowConfig {
   readonly heartbeatTimeout?: number | undefined;
   /** Where the processor runs. @default 'inline' */
   readonly type?: LeafType | undefined;
+  /**
+   * Whether this flow may fail without failing its composite (and so the run): it is recorded as
+   * failed with its error, dependants that require it are skipped (and those skips fail nothing
+   * either), optional ones see `undefined`. For a composite, it is about the composite's own
+   * failure, not a default for its children. No effect on the run's root flow. @default false
+   */
+  readonly allowFailure?: boolean | undefined;
 }
 
-/** The configuration of a composite: `timeout`, `retry` and `heartbeatTimeout` are defaults for the flows under it. */
+/**
+ * The configuration of a composite: `timeout`, `retry` and `heartbeatTimeout` are defaults for the
+ * flows under it; `allowFailure` is the composite's own.
+ */
 export type CompositeConfig = Omit<FlowConfig, 'name' | 'type'>;
 
 const NAME = z
@@ -53,6 +63,7 @@ const leafConfigSchema = z.strictObject({
   retry: retryOptionSchema.optional(),
   heartbeatTimeout: timeoutSchema.optional(),
   type: z.enum(['inline', 'thread', 'process']).optional(),
+  allowFailure: z.boolean().optional(),
 });
 
 const compositeConfigSchema = z.strictObject({
@@ -60,6 +71,7 @@ const compositeConfigSchema = z.strictObject({
   timeout: timeoutSchema.optional(),
   retry: retryOptionSchema.optional(),
   heartbeatTimeout: timeoutSchema.optional(),
+  allowFailure: z.boolean().optional(),
 });
 
 /** A dependency as `registerTo` takes it: the sibling `Flow` itself, or its name. */

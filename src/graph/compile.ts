@@ -37,6 +37,10 @@ export interface GraphNode {
   readonly retry: RetryPolicy;
   readonly timeout: number | undefined;
   readonly heartbeatTimeout: number | undefined;
+  /** Its own `allowFailure`: its failure does not fail its composite. */
+  readonly allowFailure: boolean;
+  /** Whether its failure is tolerated on the way up: it, or a composite above it (the root aside), allows failure. */
+  readonly failureTolerated: boolean;
 }
 
 /** A flow tree ready to run. */
@@ -66,6 +70,7 @@ interface Draft {
   retry: RetryPolicy;
   timeout: number | undefined;
   heartbeatTimeout: number | undefined;
+  failureTolerated: boolean;
 }
 
 /**
@@ -95,6 +100,8 @@ export function compileGraph(root: AnyFlow, defaults: CompileDefaults): Compiled
       retry: mergeRetry(inherited.retry, flow.config.retry),
       timeout: flow.config.timeout ?? inherited.timeout,
       heartbeatTimeout: flow.config.heartbeatTimeout ?? (parent === -1 ? undefined : drafts[parent]!.heartbeatTimeout),
+      // The root's own setting has no composite to spare: its failure is the run's.
+      failureTolerated: parent !== -1 && (flow.config.allowFailure === true || drafts[parent]!.failureTolerated),
     };
     drafts.push(draft);
     indexByName.set(flow.name, draft.index);
@@ -162,6 +169,8 @@ export function compileGraph(root: AnyFlow, defaults: CompileDefaults): Compiled
     retry: d.retry,
     timeout: d.timeout,
     heartbeatTimeout: d.heartbeatTimeout,
+    allowFailure: d.parent !== -1 && d.flow.config.allowFailure === true,
+    failureTolerated: d.failureTolerated,
   }));
   const byName = new Map(nodes.map((n) => [n.name, n]));
   const entryLeaves: GraphNode[] = [];

@@ -1242,9 +1242,19 @@ export class Run implements StepHost {
     this.#finishNode(index, FAILED, ended);
   }
 
-  /** Records the run's first failing step. */
+  /** Records the run's first failing step whose failure is not tolerated (`allowFailure`) on the way up. */
   #noteFailure(node: GraphNode, data: ErrorData): void {
-    if (this.#runError === undefined) this.#runError = { ...data, step: node.name };
+    if (this.#runError === undefined && !node.failureTolerated) this.#runError = { ...data, step: node.name };
+  }
+
+  /**
+   * Whether a child's end fails its composite: a failure not allowed (`allowFailure`), or a cancel.
+   * A skipped child fails nothing by itself: the sibling whose failure skipped it decides.
+   */
+  #failsParent(index: number): boolean {
+    const status = this.#status[index];
+    if (status === COMPLETED || status === SKIPPED) return false;
+    return !(status === FAILED && this.graph.nodes[index]!.allowFailure);
   }
 
   /** Records a node's end and propagates it; propagation is a loop, so a long failure cascade cannot overflow the stack. */
@@ -1257,7 +1267,7 @@ export class Run implements StepHost {
   #propagate(index: number): void {
     const status = this.#status[index]!;
     if (index === 0) {
-      this.#finishRun(status === COMPLETED ? COMPLETED : FAILED, this.#runError);
+      this.#finishRun(status === COMPLETED ? COMPLETED : FAILED, status === COMPLETED ? undefined : this.#runError);
       return;
     }
     if (this.#status_ !== RUNNING) return;
@@ -1313,7 +1323,7 @@ export class Run implements StepHost {
   #finishComposite(index: number): void {
     const node = this.graph.nodes[index]!;
     const output = this.#partialOutput(index);
-    const failedChild = node.children.find((child) => this.#status[child] !== COMPLETED);
+    const failedChild = node.children.find((child) => this.#failsParent(child));
     const ended = now();
     this.#outputs[index] = output;
     if (failedChild === undefined) {
