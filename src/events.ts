@@ -103,6 +103,11 @@ export interface InputRequiredEvent extends EventBase {
   readonly deadline?: number;
   /** Whether the ask has a default, used when the wait expires or nobody is in the loop. */
   readonly hasDefault: boolean;
+  /**
+   * Set when the step asks again because the answer given failed the ask's own schema, in a check
+   * its JSON Schema could not express (a `refine`, a `z.custom`): why it was refused.
+   */
+  readonly rejected?: ErrorData;
 }
 /** A wait of a step ended: answered, or expired (`refused`: it fails even with a default). */
 export interface InputReceivedEvent extends EventBase {

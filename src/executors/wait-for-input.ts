@@ -5,6 +5,7 @@
  * step runs again from its start, when the same ask returns the answer at once.
  */
 import { z } from 'zod';
+import { toErrorData, type ErrorData } from '../error-data.js';
 import { ErrorCode, FatalError, FlowError, InputRequiredError } from '../errors.js';
 import type { AnySchema, WaitForInputOptions } from '../processor.js';
 import type { InputEntry } from '../store/run-store.js';
@@ -18,6 +19,11 @@ export interface InputAsk {
   /** How long to wait, in milliseconds. */
   readonly timeout?: number;
   readonly hasDefault: boolean;
+  /**
+   * Set when the key's stored answer failed the ask's own schema (a check its JSON Schema could not
+   * express, such as a `refine`): the answer is dropped, and the step asks again.
+   */
+  readonly rejected?: ErrorData;
 }
 
 /** How an attempt's asks reach its run. */
@@ -95,9 +101,26 @@ export async function askForInput<S extends AnySchema>(
     });
   }
   const fallback = options?.default;
+  const timeout = options?.timeout;
+  const ask = (rejected?: ErrorData): InputAsk => ({
+    key,
+    schema: jsonSchemaOf(schema),
+    hasDefault: fallback !== undefined,
+    ...(timeout === undefined ? {} : { timeout }),
+    ...(rejected === undefined ? {} : { rejected }),
+  });
   const entry = port.answer(key);
   if (entry !== undefined) {
-    if (entry.outcome === 'answered') return validate(schema, entry.value, `flow "${stepName}": the answer to input "${key}"`) as z.output<S>;
+    if (entry.outcome === 'answered') {
+      try {
+        return validate(schema, entry.value, `flow "${stepName}": the answer to input "${key}"`) as z.output<S>;
+      } catch (error) {
+        // Passed the stored JSON Schema but not the ask's own checks: dropped, and asked again.
+        if (!port.waits) throw error;
+        port.wait(ask(toErrorData(error)), schema);
+        return new Promise<never>(() => undefined);
+      }
+    }
     if (entry.outcome === 'expired' && fallback !== undefined) return validate(schema, fallback, `flow "${stepName}": the default for input "${key}"`) as z.output<S>;
     throw new InputRequiredError(`flow "${stepName}": nobody answered input "${key}" in time${entry.outcome === 'expired' ? ' and it has no default' : ''}`, {
       code: ErrorCode.INPUT_TIMEOUT,
@@ -109,8 +132,7 @@ export async function askForInput<S extends AnySchema>(
       code: ErrorCode.INPUT_REQUIRED,
     });
   }
-  const timeout = options?.timeout;
-  port.wait({ key, schema: jsonSchemaOf(schema), hasDefault: fallback !== undefined, ...(timeout === undefined ? {} : { timeout }) }, schema);
+  port.wait(ask(), schema);
   // Never settles: the attempt ends, and the step runs again once the wait is answered.
   return new Promise<never>(() => undefined);
 }

@@ -169,6 +169,8 @@ export class Run implements StepHost {
   readonly #waits: (Wait[] | undefined)[];
   /** How the run's waits for input ended, by key. */
   readonly #answers = new Map<string, InputEntry>();
+  /** Answers the asking step refused, by key (their time): not taken in again while the store still has them. */
+  readonly #refused = new Map<string, number>();
   #humanInLoop: boolean;
   /** Steps that began to wait; cleaned as they leave `waiting` (see `#hasWaiting`), so a run without asks never scans its steps. */
   readonly #waitingSteps = new Set<number>();
@@ -519,11 +521,25 @@ export class Run implements StepHost {
     return undefined;
   }
 
+  /**
+   * An answer the asking step refused (it failed the ask's own schema): forgotten here and in the
+   * store, so the key can be answered again; a read of the store before that lands skips it.
+   */
+  #dropAnswer(key: string): void {
+    const entry = this.#answers.get(key);
+    if (entry === undefined) return;
+    this.#answers.delete(key);
+    this.#refused.set(key, entry.at);
+    this.#services.store.clearInputs(this.runId, [key]).catch((error: unknown) => {
+      process.emitWarning(`weir: run "${this.runId}": a refused answer to "${key}" could not be cleared: ${String(error)}`, { code: 'WEIR_INPUT' });
+    });
+  }
+
   /** Takes in how waits ended: a step whose waits all ended runs again. */
   #consume(entries: readonly InputEntry[]): void {
     if (this.#status_ !== RUNNING) return;
     for (const entry of entries) {
-      if (this.#answers.has(entry.key)) continue;
+      if (this.#answers.has(entry.key) || this.#refused.get(entry.key) === entry.at) continue;
       this.#answers.set(entry.key, entry);
       for (let i = 0; i < this.#status.length; i++) {
         if (this.#status[i] === WAITING && this.#waits[i]?.some((w) => w.key === entry.key) === true && this.#waitsEnded(i)) this.#rerun(i);
@@ -774,6 +790,7 @@ export class Run implements StepHost {
     if (!this.#isCurrent(index, attempt)) return;
     const waits = (this.#waits[index] ??= []);
     if (waits.some((w) => w.key === ask.key)) return;
+    if (ask.rejected !== undefined) this.#dropAnswer(ask.key);
     const askedAt = now();
     const wait: Wait = {
       key: ask.key,
@@ -785,7 +802,16 @@ export class Run implements StepHost {
     };
     waits.push(wait);
     const step = this.graph.nodes[index]!.name;
-    this.#emit({ type: 'input_required', step, attempt, key: ask.key, schema: ask.schema, hasDefault: ask.hasDefault, ...(wait.deadline === undefined ? {} : { deadline: wait.deadline }) });
+    this.#emit({
+      type: 'input_required',
+      step,
+      attempt,
+      key: ask.key,
+      schema: ask.schema,
+      hasDefault: ask.hasDefault,
+      ...(wait.deadline === undefined ? {} : { deadline: wait.deadline }),
+      ...(ask.rejected === undefined ? {} : { rejected: ask.rejected }),
+    });
     // Recorded with the ask, so another process that reads the event finds the wait in the store.
     this.#touch(index);
   }

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Flow, FlowContext, ResultsManager, type WeirEvent } from '../../src/index.js';
-import { AskTwice } from '../fixtures/remote.js';
+import { AskEven, AskTwice } from '../fixtures/remote.js';
 import { nextWaiting } from '../fixtures/waiting.js';
 
 let ctx: FlowContext;
@@ -43,6 +43,22 @@ describe.each(['thread', 'process'] as const)('waitForInput on a %s', (type) => 
     else expect(output.pid).not.toBe(process.pid);
     expect(result.attempts.map((a) => a.waitedFor)).toEqual([['approval', 'note'], undefined]);
     expect(events.some((e) => e.type === 'step_failed' || e.type === 'step_retry')).toBe(false);
+  });
+
+  it('drops an answer that fails the ask\'s own schema, and asks again saying why', async () => {
+    ctx = new FlowContext({ results: ResultsManager.memory(), threads: { max: 1 }, processes: { max: 1 } });
+    const flow = new Flow(new AskEven(), { name: 'even', type });
+    let waiting = nextWaiting(ctx);
+    const asks: WeirEvent[] = [];
+    ctx.on('input_required', (e) => asks.push(e));
+    const handle = ctx.start(flow, null, { mode: 'interactive' });
+    await waiting;
+    waiting = nextWaiting(ctx);
+    await ctx.submitInput(handle.runId, 'count', 3);
+    await waiting;
+    expect(asks[1]).toMatchObject({ key: 'count', rejected: { code: 'WEIR_VALIDATION', message: expect.stringContaining('must be even') } });
+    await ctx.submitInput(handle.runId, 'count', 8);
+    expect(await handle.result()).toMatchObject({ status: 'completed', output: 8 });
   });
 
   it('takes the default of an ask in a hybrid run without a person in the loop', async () => {
