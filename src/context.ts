@@ -354,9 +354,10 @@ export class FlowContext {
    * Cancels a run of this context: running steps see `step.signal` abort, pending ones never start.
    * Resolves once the run has ended as `cancelled`.
    * @throws FlowError `WEIR_RUN_NOT_FOUND` when no such run exists; `WEIR_RUN_STATE` when it has
-   * ended, or another context runs it.
+   * ended, or another context runs it; `WEIR_CONTEXT_CLOSED` once the context is closed.
    */
   async cancel(runId: string, reason?: string): Promise<void> {
+    this.#assertNotClosed('cancel a run');
     const found = this.#liveRun(runId);
     const run = found instanceof Promise ? await found : found;
     if (run === undefined) {
@@ -384,10 +385,11 @@ export class FlowContext {
   /**
    * The events of a run from `after` on, then live until it ends: from memory for a run of this
    * context, from the store for any other.
-   * @throws FlowError `WEIR_RUN_NOT_FOUND` (when iterated) when no such run exists.
+   * @throws FlowError `WEIR_RUN_NOT_FOUND` (when iterated) when no such run exists; `WEIR_CONTEXT_CLOSED` once the context is closed.
    * @throws ValidationError `WEIR_INVALID_OPTIONS` when `after` is not a whole number >= 0.
    */
   events(runId: string, options: EventsOptions = {}): AsyncIterable<WeirEvent> {
+    this.#assertNotClosed('read the events of a run');
     const run = this.#runs.get(runId);
     if (run !== undefined) return handleOf(run).events(options);
     const stored = this.#storedHandle(runId);
@@ -404,9 +406,10 @@ export class FlowContext {
   /**
    * The handle of any run in the store: its `result()` settles when the run ends, whichever
    * context finishes it, and `events()` replays and follows it.
-   * @throws FlowError `WEIR_RUN_NOT_FOUND` when no such run exists.
+   * @throws FlowError `WEIR_RUN_NOT_FOUND` when no such run exists; `WEIR_CONTEXT_CLOSED` once the context is closed.
    */
   async handle<O = unknown>(runId: string): Promise<RunHandle<O>> {
+    this.#assertNotClosed('get the handle of a run');
     const run = this.#runs.get(runId);
     if (run !== undefined) return handleOf<O>(run);
     await this.#load(runId);
@@ -748,9 +751,11 @@ export class FlowContext {
 
   /**
    * A run in detail: status, running steps, progress (done/total), last update, and every step's attempts.
-   * @throws FlowError `WEIR_RUN_NOT_FOUND`; `WEIR_CORRUPT_RECORD` naming a record that cannot be read.
+   * @throws FlowError `WEIR_RUN_NOT_FOUND`; `WEIR_CORRUPT_RECORD` naming a record that cannot be read;
+   * `WEIR_CONTEXT_CLOSED` once the context is closed (it still reads while closing).
    */
   async getRun(runId: string): Promise<RunInfo> {
+    this.#assertNotClosed('read a run');
     const live = this.#runs.get(runId);
     if (live !== undefined) await live.flushed();
     const loaded = await this.#load(runId);
@@ -766,9 +771,10 @@ export class FlowContext {
   /**
    * Active and recent runs, newest first, one page at a time (`next` is the cursor for `before`).
    * @throws ValidationError `WEIR_INVALID_OPTIONS` for a bad query; FlowError `WEIR_UNSUPPORTED` for a
-   * Keyv store that cannot be iterated.
+   * Keyv store that cannot be iterated; `WEIR_CONTEXT_CLOSED` once the context is closed.
    */
   async listRuns(query: ListRunsOptions = {}): Promise<RunList> {
+    this.#assertNotClosed('list runs');
     const parsed = stripUndefined(parseOptions(listRunsSchema, query, 'listRuns options')) as Omit<ListRunsQuery, 'now'>;
     const at = now();
     await Promise.all([...this.#runs.values()].map((run) => run.flushed()));
@@ -800,9 +806,11 @@ export class FlowContext {
    * Deletes finished runs (completed, failed, cancelled) that ended before the cutoff, with their
    * steps, outputs and events; never a running or waiting one.
    * @returns how many runs were deleted.
-   * @throws ValidationError `WEIR_INVALID_OPTIONS` for a negative age or an invalid Date.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` for a negative age or an invalid Date; FlowError
+   * `WEIR_CONTEXT_CLOSED` after `close()`.
    */
   async prune(options: PruneRunsOptions): Promise<number> {
+    this.#assertOpen('prune runs');
     const { olderThan } = parseOptions(pruneSchema, options, 'prune options');
     return this.#store.prune({ olderThan: olderThan instanceof Date ? olderThan.getTime() : now() - olderThan });
   }
@@ -913,6 +921,13 @@ export class FlowContext {
       this.#emitter.emit('event', event);
     } catch (error) {
       process.emitWarning(`weir: a listener of "${event.type}" threw: ${String(error)}`, { code: 'WEIR_LISTENER_ERROR' });
+    }
+  }
+
+  /** Reads (and a cancel) still work while the context closes; once closed, nothing does. */
+  #assertNotClosed(action: string): void {
+    if (this.#state === 'closed') {
+      throw new FlowError(`cannot ${action}: the FlowContext is closed`, { code: ErrorCode.CONTEXT_CLOSED });
     }
   }
 

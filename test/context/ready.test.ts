@@ -81,3 +81,20 @@ describe('ResultsManager.ready()', () => {
     await expect(results.ready()).rejects.toMatchObject({ code: 'WEIR_STORE_CLOSED' });
   });
 });
+
+describe('after close()', () => {
+  it('every entry point that reads or changes runs fails with WEIR_CONTEXT_CLOSED, not a store error', async () => {
+    const ctx = context(ResultsManager.sqlite(join(dir, 'closed.db')));
+    const { runId } = await ctx.run(new Flow(new Fn(() => 1), { name: 'one' }), {});
+    await ctx.close();
+    const closed = expect.objectContaining({ code: 'WEIR_CONTEXT_CLOSED' });
+    await expect(ctx.getRun(runId)).rejects.toEqual(closed);
+    await expect(ctx.listRuns()).rejects.toEqual(closed);
+    await expect(ctx.handle(runId)).rejects.toEqual(closed);
+    await expect(ctx.cancel(runId)).rejects.toEqual(closed);
+    await expect(ctx.prune({ olderThan: 0 })).rejects.toEqual(closed);
+    expect(() => ctx.events(runId)).toThrow(closed);
+    await expect(ctx.resume(runId)).rejects.toEqual(closed);
+    await expect(ctx.submitInput(runId, 'k', 1)).rejects.toEqual(closed);
+  });
+});
