@@ -148,6 +148,24 @@ describe('timeouts past 2^31 - 1 ms', () => {
     gate.resolve();
     expect(await handle.result()).toMatchObject({ status: 'completed', output: 'done' });
   });
+
+  it('refuses a timeout too long for its deadline to be a Date, naming it', async () => {
+    const tooLong = 8.64e15;
+    expect(() => gated('x', Promise.resolve(), { timeout: tooLong })).toThrow(
+      expect.objectContaining({ code: 'WEIR_INVALID_CONFIG', message: expect.stringContaining('timeout: must be at most') }),
+    );
+    expect(() => new FlowContext({ leaseTimeout: tooLong })).toThrow(expect.objectContaining({ code: 'WEIR_INVALID_OPTIONS', message: expect.stringContaining('leaseTimeout') }));
+    expect(() => new FlowContext({ retry: { maxInterval: tooLong } })).toThrow(expect.objectContaining({ code: 'WEIR_INVALID_OPTIONS' }));
+    const ctx = new FlowContext();
+    contexts.push(ctx);
+    expect(() => ctx.start(gated('y', Promise.resolve()), {}, { timeout: tooLong })).toThrow(expect.objectContaining({ code: 'WEIR_INVALID_OPTIONS' }));
+    const asked = await ctx.run(
+      new Flow(new Fn(async (_i, step: Step) => step.waitForInput('k', z.number(), { timeout: tooLong })), { name: 'ask' }),
+      {},
+      { mode: 'interactive' },
+    );
+    expect(asked.error).toMatchObject({ code: 'WEIR_INVALID_OPTIONS', message: expect.stringContaining('timeout') });
+  });
 });
 
 describe('a wait for input with a deadline 30 days away', () => {
