@@ -46,7 +46,7 @@ import {
 import { FINISHED } from './store/store-support.js';
 import { messageOf } from './util/message-of.js';
 import { setImmediate as realSetImmediate } from 'node:timers';
-import { clearTimer, now, setTimer, type TimerHandle } from './util/clock.js';
+import { clearTimer, MAX_DELAY, now, setTimer, TOO_LONG, type TimerHandle } from './util/clock.js';
 import { DrainQueue } from './util/drain-queue.js';
 import { parseOptions } from './util/parse.js';
 import { stripUndefined } from './util/types.js';
@@ -102,15 +102,15 @@ const contextOptionsSchema = z.strictObject({
   results: z.custom<ResultsManager>((v) => v instanceof ResultsManager, 'expected a ResultsManager').optional(),
   concurrency: z.number().int().positive().or(z.literal(Infinity)).optional(),
   retry: retryOptionSchema.optional(),
-  timeout: z.number().int().positive().optional(),
-  closeTimeout: z.number().int().nonnegative().optional(),
+  timeout: z.number().int().positive().max(MAX_DELAY, TOO_LONG).optional(),
+  closeTimeout: z.number().int().nonnegative().max(MAX_DELAY, TOO_LONG).optional(),
   threads: threadPoolSchema.optional(),
   processes: processPoolSchema.optional(),
   recover: z.boolean().optional(),
-  leaseTimeout: z.number().int().min(100).optional(),
+  leaseTimeout: z.number().int().min(100).max(MAX_DELAY, TOO_LONG).optional(),
   maxRecoveries: z.number().int().nonnegative().optional(),
   onFlowChange: z.enum(['fail', 'continue']).optional(),
-  inputTimeout: z.number().int().positive().optional(),
+  inputTimeout: z.number().int().positive().max(MAX_DELAY, TOO_LONG).optional(),
   inputFallback: z.enum(['fail', 'default', 'batch']).optional(),
 });
 

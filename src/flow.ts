@@ -9,6 +9,7 @@ import type { Processor } from './processor.js';
 import { retryOptionSchema, type RetryOption } from './run/retry.js';
 import { FlowType } from './status.js';
 import { parseOptions } from './util/parse.js';
+import { MAX_DELAY, TOO_LONG } from './util/clock.js';
 import { findCycle } from './graph/cycle.js';
 import type { RunOptions } from './run/run-options.js';
 import { stripUndefined } from './util/types.js';
@@ -54,7 +55,11 @@ const NAME = z
   .max(128, 'must be at most 128 characters')
   .regex(/^[^/\p{Cc}]+$/u, 'must not contain "/" or control characters');
 
-const timeoutSchema = z.number().int('must be a whole number of milliseconds').positive('must be a positive number of milliseconds');
+const timeoutSchema = z
+  .number()
+  .int('must be a whole number of milliseconds')
+  .positive('must be a positive number of milliseconds')
+  .max(MAX_DELAY, TOO_LONG);
 
 const leafConfigSchema = z.strictObject({
   name: NAME,

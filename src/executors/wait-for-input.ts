@@ -10,6 +10,7 @@ import { ErrorCode, FatalError, FlowError, InputRequiredError } from '../errors.
 import type { AnySchema, WaitForInputOptions } from '../processor.js';
 import type { InputEntry } from '../store/run-store.js';
 import { validate } from './invoke.js';
+import { MAX_DELAY, TOO_LONG } from '../util/clock.js';
 
 /** One ask that waits for a person, as it travels and is stored. */
 export interface InputAsk {
@@ -47,7 +48,7 @@ export function isInputWaitSignal(error: unknown): boolean {
 }
 
 const askOptionsSchema = z.strictObject({
-  timeout: z.number().int().positive().optional(),
+  timeout: z.number().int().positive().max(MAX_DELAY, TOO_LONG).optional(),
   default: z.unknown().optional(),
 });
 

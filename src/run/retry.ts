@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { FlowError } from '../errors.js';
+import { MAX_DELAY, TOO_LONG } from '../util/clock.js';
 
 /** Decides whether a plain (non-FlowError) error may be retried. */
 export type RetryPredicate = (error: unknown, attempt: number) => boolean;
@@ -53,7 +54,7 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
   retryOn: retryUnlessProgrammerError,
 });
 
-const ms = z.number().finite().nonnegative();
+const ms = z.number().nonnegative().max(MAX_DELAY, TOO_LONG);
 
 /** The schema of `retry` in `FlowConfig` and the context's options. */
 export const retryOptionSchema = z.union([

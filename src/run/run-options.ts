@@ -1,6 +1,7 @@
 /** The options of `ctx.run` / `ctx.start` / `flow.execute`. */
 import { z } from 'zod';
 import type { FlowStatus, RunMode } from '../status.js';
+import { MAX_DELAY, TOO_LONG } from '../util/clock.js';
 
 /** Options for one run. */
 export interface RunOptions {
@@ -21,7 +22,7 @@ export interface RunOptions {
 export const runOptionsSchema = z.strictObject({
   mode: z.enum(['batch', 'interactive', 'hybrid']).optional(),
   humanInLoop: z.boolean().optional(),
-  timeout: z.number().int().positive().optional(),
+  timeout: z.number().int().positive().max(MAX_DELAY, TOO_LONG).optional(),
   runId: z
     .string()
     .min(1)

@@ -3,19 +3,55 @@
  * tests. Globals are read at call time on purpose: `vi.useFakeTimers()` replaces them later.
  */
 
-/** A cancellable timer handle. */
-export type TimerHandle = ReturnType<typeof setTimeout>;
+/** The longest delay one host timer takes (2^31 - 1 ms, about 24.8 days); past it Node fires after 1 ms. */
+export const MAX_TIMER_DELAY = 2 ** 31 - 1;
 
-/** Calls `fn` after `ms` milliseconds; `unref` keeps the timer from holding the process open. */
+/**
+ * The longest delay or timeout weir accepts, in milliseconds: 50 million days, half the span of a
+ * `Date` after the epoch, so a deadline `now() + delay` is always a valid `Date`.
+ */
+export const MAX_DELAY = 4_320_000_000_000_000;
+
+/** What an option's error says of a delay past `MAX_DELAY`. */
+export const TOO_LONG = `must be at most ${MAX_DELAY} milliseconds (50 million days)`;
+
+type HostTimer = ReturnType<typeof setTimeout>;
+
+/** A timer longer than one host timer takes: a chain of them, each armed when the one before fires. */
+class ChainedTimer {
+  current: HostTimer;
+  constructor(fn: () => void, ms: number, unref: boolean) {
+    this.current = this.#arm(fn, ms, unref);
+  }
+
+  #arm(fn: () => void, left: number, unref: boolean): HostTimer {
+    // The time left is counted down, not read off the wall clock: like one host timer, it ignores clock changes.
+    const handle = globalThis.setTimeout(() => {
+      if (left > MAX_TIMER_DELAY) this.current = this.#arm(fn, left - MAX_TIMER_DELAY, unref);
+      else fn();
+    }, Math.min(left, MAX_TIMER_DELAY));
+    if (unref) handle.unref();
+    return handle;
+  }
+}
+
+/** A cancellable timer handle. */
+export type TimerHandle = HostTimer | ChainedTimer;
+
+/**
+ * Calls `fn` after `ms` milliseconds, however long (a delay past one host timer's limit is a chain
+ * of them); `unref` keeps the timer from holding the process open.
+ */
 export function setTimer(fn: () => void, ms: number, options: { readonly unref?: boolean } = {}): TimerHandle {
+  if (ms > MAX_TIMER_DELAY) return new ChainedTimer(fn, ms, options.unref === true);
   const handle = globalThis.setTimeout(fn, ms);
   if (options.unref === true) handle.unref();
   return handle;
 }
 
-/** Cancels a timer from `setTimer`; a no-op for `undefined`. */
+/** Cancels a timer from `setTimer`, whichever link of its chain is armed; a no-op for `undefined`. */
 export function clearTimer(handle: TimerHandle | undefined): void {
-  if (handle !== undefined) globalThis.clearTimeout(handle);
+  if (handle !== undefined) globalThis.clearTimeout(handle instanceof ChainedTimer ? handle.current : handle);
 }
 
 /** Milliseconds since the epoch. */
