@@ -1,6 +1,7 @@
 /** The options of the thread and process pools, as `FlowContextOptions.threads` and `.processes`. */
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { MAX_DELAY, TOO_LONG } from '../util/clock.js';
 
 /** `FlowContextOptions.threads`: the context's pool of worker threads (Piscina). */
 export interface ThreadPoolOptions {
@@ -55,7 +56,7 @@ export interface ProcessPoolSettings extends PoolSettings {
   readonly execArgv: readonly string[];
 }
 
-const ms = z.number().int().nonnegative();
+const ms = z.number().int().nonnegative().max(MAX_DELAY, TOO_LONG);
 const mb = z.number().positive().optional();
 const common = {
   max: z.number().int().positive().optional(),

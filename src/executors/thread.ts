@@ -12,6 +12,9 @@ import { isFromWorker, type AbortTaskMessage, type DepsReplyMessage, type Result
 import { RemoteExecutor, type KillSwitch } from './remote.js';
 import { createRunningTable, threadRunning } from './running-table.js';
 
+/** The longest delay one Node timer can hold, in ms. */
+const MAX_TIMER = 2 ** 31 - 1;
+
 // How often to look again for the thread of a task that was aborted while its thread was starting, in ms.
 const TERMINATE_RETRY = 10;
 
@@ -127,7 +130,8 @@ export class ThreadExecutor extends RemoteExecutor {
       filename: entryFile('thread-worker').file,
       minThreads: 0,
       maxThreads: settings.max,
-      idleTimeout: settings.idleTimeout,
+      // Piscina's own timer overflows past 2^31 - 1 ms (it would end idle threads at once): that long is forever.
+      idleTimeout: settings.idleTimeout > MAX_TIMER ? Infinity : settings.idleTimeout,
       workerData: { channel: name, running: this.#runningTable },
       ...(settings.resourceLimits === undefined ? {} : { resourceLimits: { ...settings.resourceLimits } }),
     });

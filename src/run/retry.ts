@@ -100,6 +100,8 @@ export function isRetryable(policy: RetryPolicy, error: unknown, attempt: number
 
 /** The wait after attempt `attempt` failed, in ms: exponential, capped, then jittered down. */
 export function backoffDelay(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
+  // No wait stays no wait, however many attempts (0 * Infinity would be NaN).
+  if (policy.initialInterval === 0) return 0;
   const exponential = policy.initialInterval * policy.backoffFactor ** (attempt - 1);
   const capped = Math.min(exponential, policy.maxInterval);
   return Math.round(capped * (1 - policy.jitter * random()));

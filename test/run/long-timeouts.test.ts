@@ -213,3 +213,27 @@ describe('a wait for input with a deadline 30 days away', () => {
     expect(await handle.result()).toMatchObject({ status: 'completed', output: { approved: false } });
   });
 });
+
+describe('backoff with no initial wait', () => {
+  it('stays 0 ms however many attempts, never NaN', async () => {
+    const ctx = new FlowContext();
+    try {
+      let calls = 0;
+      const flaky = new Flow(
+        new Fn(() => {
+          if (++calls < 400) throw new Error('not yet');
+          return calls;
+        }),
+        { name: 'flaky', retry: { maxAttempts: 400, initialInterval: 0, backoffFactor: 10, jitter: 0 } },
+      );
+      const delays: number[] = [];
+      ctx.on('step_retry', (e) => delays.push(e.delay));
+      const result = await ctx.run(flaky, {});
+      expect(result).toMatchObject({ status: 'completed', output: 400 });
+      expect(delays).toHaveLength(399);
+      expect(delays.every((d) => d === 0)).toBe(true);
+    } finally {
+      await ctx.close();
+    }
+  });
+});
