@@ -26,10 +26,11 @@ class AddStep extends Processor<typeof Total, typeof Total> {
   }
 }
 
+/** Six steps, each getting the previous one's total: its input is a Total, its output each step's Total by name. */
 function pipeline(): Flow<Total, Record<string, Total>> {
-  const flow = Flow.sequential('pipeline');
+  const flow = Flow.sequential<Total, Record<string, Total>>('pipeline');
   for (let i = 1; i <= 6; i++) new Flow(new AddStep(), { name: `step${i}` }).registerTo(flow);
-  return flow as unknown as Flow<Total, Record<string, Total>>;
+  return flow;
 }
 
 if (process.argv[2] === 'child') {
