@@ -88,3 +88,30 @@ describe('composite types', () => {
     expectTypeOf(read).returns.resolves.toEqualTypeOf<Record<string, Count> | undefined>();
   });
 });
+
+describe('ctx.handle types', () => {
+  it('types the handle from the flow it is given', () => {
+    const pipeline = Flow.sequential<Total, Record<string, Total>>('pipeline');
+    const leaf = new Flow(new CountWords(), { name: 'count' });
+    const ofPipeline = (ctx: FlowContext) => ctx.handle('order-42', pipeline);
+    const ofLeaf = (ctx: FlowContext) => ctx.handle('order-43', leaf);
+    expectTypeOf(ofPipeline).returns.resolves.toEqualTypeOf<RunHandle<Record<string, Total>>>();
+    expectTypeOf(ofLeaf).returns.resolves.toEqualTypeOf<RunHandle<Count>>();
+    const output = async (ctx: FlowContext) => (await (await ctx.handle('order-42', pipeline)).result()).output;
+    expectTypeOf(output).returns.resolves.toEqualTypeOf<Record<string, Total> | undefined>();
+  });
+
+  it('types the handle as unknown without a flow, or as the type argument given', () => {
+    const untyped = (ctx: FlowContext) => ctx.handle('order-42');
+    const declared = (ctx: FlowContext) => ctx.handle<Count>('order-42');
+    expectTypeOf(untyped).returns.resolves.toEqualTypeOf<RunHandle>();
+    expectTypeOf(declared).returns.resolves.toEqualTypeOf<RunHandle<Count>>();
+  });
+
+  it('refuses a type argument that contradicts the flow given', () => {
+    const leaf = new Flow(new CountWords(), { name: 'count' });
+    // @ts-expect-error the flow's output is a Count, not a string
+    const contradicting = (ctx: FlowContext) => ctx.handle<string>('order-43', leaf);
+    void contradicting;
+  });
+});
