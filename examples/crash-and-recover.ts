@@ -26,10 +26,11 @@ class AddStep extends Processor<typeof Total, typeof Total> {
   }
 }
 
+/** Six steps, each getting the previous one's total: its input is a Total, its output each step's Total by name. */
 function pipeline(): Flow<Total, Record<string, Total>> {
-  const flow = Flow.sequential('pipeline');
+  const flow = Flow.sequential<Total, Record<string, Total>>('pipeline');
   for (let i = 1; i <= 6; i++) new Flow(new AddStep(), { name: `step${i}` }).registerTo(flow);
-  return flow as unknown as Flow<Total, Record<string, Total>>;
+  return flow;
 }
 
 if (process.argv[2] === 'child') {
@@ -54,12 +55,14 @@ if (process.argv[2] === 'child') {
   console.log('child: killed with SIGKILL');
 
   const ctx = new FlowContext({ results: ResultsManager.sqlite(FILE) });
-  ctx.register(pipeline());
+  const flow = pipeline();
+  ctx.register(flow);
   const before = await ctx.getRun('order-42');
   console.log(`parent: run order-42 is ${before.status}, ${before.progress.done} of ${before.progress.total} steps done, stale: ${before.stale}`);
-  const [handle] = await ctx.recover();
-  const result = await handle!.result();
-  const last = result.steps.step6?.output as Total;
-  console.log(`parent: run ${result.runId} ${result.status}, total ${last.total}, trail ${last.trail.join(' ')}`);
+  await ctx.recover();
+  // Given the flow, the handle is typed: result.output is Record<string, Total> | undefined.
+  const result = await (await ctx.handle('order-42', flow)).result();
+  const last = result.output?.step6;
+  console.log(`parent: run ${result.runId} ${result.status}, total ${last?.total}, trail ${last?.trail.join(' ')}`);
   await ctx.close();
 }

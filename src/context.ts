@@ -405,15 +405,30 @@ export class FlowContext {
 
   /**
    * The handle of any run in the store: its `result()` settles when the run ends, whichever
-   * context finishes it, and `events()` replays and follows it.
-   * @throws FlowError `WEIR_RUN_NOT_FOUND` when no such run exists; `WEIR_CONTEXT_CLOSED` once the context is closed.
+   * context finishes it, and `events()` replays and follows it. Given the run's flow, the handle
+   * is typed from it, the run is checked to be a run of that flow (by name), and a composite's
+   * output is assembled from its children's even when the flow is not registered here.
+   * @throws FlowError `WEIR_RUN_NOT_FOUND` when no such run exists; `WEIR_RUN_CONFLICT` when the
+   * run is of another flow than `flow`; `WEIR_INVALID_OPTIONS` when `flow` is not a `Flow`;
+   * DependencyError, FlowError as `register` does, when `flow`'s graph is invalid; `WEIR_CONTEXT_CLOSED`
+   * once the context is closed.
+   * @example
+   * const handle = await ctx.handle('order-42', pipeline); // RunHandle of pipeline's output
    */
-  async handle<O = unknown>(runId: string): Promise<RunHandle<O>> {
+  async handle<O = unknown>(runId: string, flow?: Flow<any, O>): Promise<RunHandle<O>> {
     this.#assertNotClosed('get the handle of a run');
+    if (flow !== undefined && !(flow instanceof Flow)) {
+      throw new FlowError(`ctx.handle("${runId}", flow): flow must be a Flow, got ${flow === null ? 'null' : typeof flow}`, { code: ErrorCode.INVALID_OPTIONS });
+    }
+    if (flow !== undefined) this.#graphOf(flow);
     const run = this.#runs.get(runId);
-    if (run !== undefined) return handleOf<O>(run);
-    await this.#load(runId);
-    return this.#storedHandle<O>(runId);
+    if (run !== undefined) {
+      if (flow !== undefined) assertRunOf(runId, run.graph.root.name, flow);
+      return handleOf<O>(run);
+    }
+    const loaded = await this.#load(runId);
+    if (flow !== undefined) assertRunOf(runId, loaded.run.flow, flow);
+    return this.#storedHandle<O>(runId, flow);
   }
 
   /**
@@ -991,11 +1006,14 @@ export class FlowContext {
     return this.#registry.get(name) ?? this.#started.get(name);
   }
 
-  /** The graph of a stored run's flow when it is registered here and unchanged since the run started. */
-  #graphMatching(run: RunRecord): CompiledGraph | undefined {
-    const flow = this.#flowNamed(run.flow);
-    const graph = flow === undefined ? undefined : this.#graphOf(flow);
-    return graph?.fingerprint === run.fingerprint ? graph : undefined;
+  /** The graph of a stored run's flow (registered here, or `given`) when it is unchanged since the run started. */
+  #graphMatching(run: RunRecord, given?: AnyFlow): CompiledGraph | undefined {
+    for (const flow of [this.#flowNamed(run.flow), given]) {
+      if (flow?.name !== run.flow) continue;
+      const graph = this.#graphOf(flow);
+      if (graph.fingerprint === run.fingerprint) return graph;
+    }
+    return undefined;
   }
 
   /**
@@ -1130,14 +1148,14 @@ export class FlowContext {
     return this.#storedHandle(run.runId).result();
   }
 
-  #storedHandle<O>(runId: string): RunHandle<O> {
+  #storedHandle<O>(runId: string, flow?: AnyFlow): RunHandle<O> {
     return storedHandleOf<O>(runId, {
       finished: async () => {
         const live = this.#runs.get(runId);
         if (live !== undefined) return live.result();
         const loaded = await this.#load(runId);
         if (!FINISHED.has(loaded.run.status)) return undefined;
-        return storedResult(this.#store, loaded, this.#graphMatching(loaded.run));
+        return storedResult(this.#store, loaded, this.#graphMatching(loaded.run, flow));
       },
       // Once this context closes, a follower of a run that goes on elsewhere ends quietly.
       readEvents: async (after) => {
@@ -1230,6 +1248,13 @@ export class FlowContext {
     });
     this.#compiled.set(flow, { version, graph });
     return graph;
+  }
+}
+
+/** `ctx.handle(runId, flow)`: the run must be of that flow, or its handle would be typed wrong. */
+function assertRunOf(runId: string, runFlow: string, flow: AnyFlow): void {
+  if (runFlow !== flow.name) {
+    throw new FlowError(`ctx.handle: run "${runId}" is a run of flow "${runFlow}", not of "${flow.name}"`, { code: ErrorCode.RUN_CONFLICT });
   }
 }
 

@@ -193,19 +193,32 @@ export class Flow<I = unknown, O = unknown> {
   /**
    * A composite whose children run as soon as their dependencies allow, each receiving the
    * composite's input. Its output holds its children's outputs by name.
+   *
+   * `I` is the input the composite takes and `O` its output once it completed, as you declare
+   * them (or as the type you assign it to says); the compiler does not check them against the
+   * children, which still validate what they get and return at run time.
+   * @default `I` unknown, `O` `Record<string, unknown>`
    * @throws ValidationError `WEIR_INVALID_CONFIG` when the name or an option is invalid.
+   * @example
+   * const ingest = Flow.parallel<{ text: string }, { count: { words: number }; summary: { line: string } }>('ingest');
    */
-  static parallel(name: string, config: CompositeConfig = {}): Flow<unknown, Record<string, unknown>> {
-    return new Flow(undefined, { ...config, name }, 'parallel');
+  static parallel<I = unknown, O extends object = Record<string, unknown>>(name: string, config: CompositeConfig = {}): Flow<I, O> {
+    return new Flow<I, O>(undefined, { ...config, name }, 'parallel');
   }
 
   /**
    * A composite whose children run one after another in registration order, each receiving the
-   * previous child's output (the first receives the composite's input).
+   * previous child's output (the first receives the composite's input). Its output holds its
+   * children's outputs by name.
+   *
+   * `I` and `O` are declared as for `Flow.parallel`.
+   * @default `I` unknown, `O` `Record<string, unknown>`
    * @throws ValidationError `WEIR_INVALID_CONFIG` when the name or an option is invalid.
+   * @example
+   * const pipeline = Flow.sequential<Total, Record<string, Total>>('pipeline');
    */
-  static sequential(name: string, config: CompositeConfig = {}): Flow<unknown, Record<string, unknown>> {
-    return new Flow(undefined, { ...config, name }, 'sequential');
+  static sequential<I = unknown, O extends object = Record<string, unknown>>(name: string, config: CompositeConfig = {}): Flow<I, O> {
+    return new Flow<I, O>(undefined, { ...config, name }, 'sequential');
   }
 
   /** True for `parallel` and `sequential` flows. */
