@@ -30,9 +30,9 @@ class Next extends Processor<typeof N, typeof N> {
 const TEXT = 'the quick brown fox jumps over the lazy dog, then naps in the afternoon sun';
 
 function chain(steps: number): Flow<N, Record<string, unknown>> {
-  const root = Flow.sequential(`chain-${steps}`);
+  const root = Flow.sequential<N>(`chain-${steps}`);
   for (let i = 0; i < steps; i++) new Flow(new Next(), { name: `s${i}` }).registerTo(root);
-  return root as unknown as Flow<N, Record<string, unknown>>;
+  return root;
 }
 
 function checkpointedSize(file: string): number {

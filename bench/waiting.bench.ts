@@ -50,11 +50,11 @@ class Ship extends Processor<typeof Approved, typeof Shipped> {
 }
 
 function orderFlow(): Flow<Order, Record<string, unknown>> {
-  const root = Flow.sequential('order');
+  const root = Flow.sequential<Order>('order');
   new Flow(new Prepare(), { name: 'prepare' }).registerTo(root);
   new Flow(new Approve(), { name: 'approve' }).registerTo(root);
   new Flow(new Ship(), { name: 'ship' }).registerTo(root);
-  return root as unknown as Flow<Order, Record<string, unknown>>;
+  return root;
 }
 
 /** `global.gc` when node runs with --expose-gc, else one made by turning the flag on now; `undefined` if neither works. */

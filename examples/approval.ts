@@ -52,11 +52,11 @@ class Ship extends Processor<typeof Approved, typeof Shipped> {
 
 /** The same flow in both processes: a context goes on with a run only if it knows its flow. */
 function orderFlow(): Flow<z.infer<typeof Order>, { ship?: z.infer<typeof Shipped> }> {
-  const flow = Flow.sequential('order');
+  const flow = Flow.sequential<z.infer<typeof Order>, { ship?: z.infer<typeof Shipped> }>('order');
   new Flow(new Prepare(), { name: 'prepare' }).registerTo(flow);
   new Flow(new Approve(), { name: 'approve' }).registerTo(flow);
   new Flow(new Ship(), { name: 'ship' }).registerTo(flow);
-  return flow as unknown as Flow<z.infer<typeof Order>, { ship?: z.infer<typeof Shipped> }>;
+  return flow;
 }
 
 if (process.argv[2] === 'child') {
