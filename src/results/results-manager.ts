@@ -35,6 +35,15 @@ export interface SqliteResultsOptions {
 export interface MemoryResultsOptions {
   /** How many finished runs (completed, failed, cancelled) the run journal keeps; the oldest are forgotten. @default 10000 */
   readonly keepFinishedRuns?: number;
+  /**
+   * Refuse, with `WEIR_SERIALIZATION`, the values a durable store could not serialise (a function,
+   * a symbol, a `WeakMap`, a `WeakSet`, a `WeakRef` or a `Promise`, anywhere inside), where a
+   * durable store would: a step output (the step fails), a run's input (the run fails), heartbeat
+   * details, an answer to `submitInput`, `set`. So tests on memory fail where SQLite would. Only
+   * walks the value; it is still kept by reference, not copied. Turn it off to keep any value.
+   * @default true
+   */
+  readonly checkSerializable?: boolean;
 }
 
 /** Options of `ResultsManager.cleanup`. */
@@ -70,7 +79,8 @@ const MemoryArgs = z.object({
       .number({ error: mustBe('a whole number >= 0 (or Infinity)') })
       .refine((n) => n === Infinity || (Number.isInteger(n) && n >= 0), { error: mustBe('a whole number >= 0 (or Infinity)') })
       .default(10_000),
-  }).default({ keepFinishedRuns: 10_000 }),
+    checkSerializable: z.boolean({ error: mustBe('true or false') }).default(true),
+  }).default({ keepFinishedRuns: 10_000, checkSerializable: true }),
 });
 const SqliteArgs = z.object({
   file: path,
@@ -138,14 +148,16 @@ export class ResultsManager {
   /**
    * A store in a Map in this process: fastest, values kept by reference (not copied), lost on exit.
    * Its run journal keeps the `keepFinishedRuns` most recent finished runs and forgets older ones,
-   * so a long-lived process does not grow without end.
+   * so a long-lived process does not grow without end. Values a durable store could not serialise
+   * are refused as it would refuse them, unless `checkSerializable` is `false`.
    * @throws ValidationError `WEIR_INVALID_OPTIONS` for a bad option.
    * @example
    * const results = ResultsManager.memory({ keepFinishedRuns: 100 });
    */
   static memory(options: MemoryResultsOptions = {}): ResultsManager {
     const { options: parsed } = parse(MemoryArgs, { options }, 'ResultsManager.memory');
-    return new ResultsManager(new MemoryBackend(), new MemoryRunStore(parsed.keepFinishedRuns));
+    const check = parsed.checkSerializable;
+    return new ResultsManager(new MemoryBackend(check), new MemoryRunStore({ keepFinished: parsed.keepFinishedRuns, checkSerializable: check }));
   }
 
   /**

@@ -13,7 +13,6 @@ import { validate } from '../executors/invoke.js';
 import type { InputAnswer } from '../executors/executor.js';
 import { isInputWaitSignal, validateAgainstJson, type InputAsk } from '../executors/wait-for-input.js';
 import type { AnySchema } from '../processor.js';
-import { encodeCompact } from '../results/codec.js';
 import type { CompiledGraph, GraphNode } from '../graph/compile.js';
 import type { AttemptRecord, FlowResult, StepResult } from '../result.js';
 import { FlowStatus, type RunMode } from '../status.js';
@@ -739,13 +738,13 @@ export class Run implements StepHost {
   }
 
   /**
-   * @throws FlowError `WEIR_SERIALIZATION` when a durable store cannot store `details` (the event
+   * @throws FlowError `WEIR_SERIALIZATION` when the store cannot store `details` (the event
    * would otherwise hold back every later commit of the run).
    */
   heartbeat(index: number, attempt: number, details: unknown): void {
     if (!this.#isCurrent(index, attempt)) return;
     const step = this.graph.nodes[index]!.name;
-    if (details !== undefined && this.#services.store.durable) encodeCompact(details, `heartbeat details of flow ${step}`);
+    if (details !== undefined) this.#services.store.checkStorable(details, `heartbeat details of flow ${step}`);
     this.#armHeartbeat(index, attempt);
     this.#emit(details === undefined ? { type: 'step_heartbeat', step, attempt } : { type: 'step_heartbeat', step, attempt, details });
   }

@@ -388,6 +388,10 @@ export class KvRunStore implements RunStore {
     return deleted;
   }
 
+  checkStorable(value: unknown, what: string): void {
+    encode(value, what);
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     // Writes under way finish; the backends belong to whoever gave them.
