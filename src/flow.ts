@@ -8,7 +8,7 @@ import type { FlowResult } from './result.js';
 import type { Processor } from './processor.js';
 import { retryOptionSchema, type RetryOption } from './run/retry.js';
 import { FlowType } from './status.js';
-import { parseOptions } from './util/parse.js';
+import { expecting, parseOptions } from './util/parse.js';
 import { findCycle } from './graph/cycle.js';
 import type { RunOptions } from './run/run-options.js';
 import { stripUndefined } from './util/types.js';
@@ -38,13 +38,16 @@ export interface FlowConfig {
 /** The configuration of a composite: `timeout`, `retry` and `heartbeatTimeout` are defaults for the flows under it. */
 export type CompositeConfig = Omit<FlowConfig, 'name' | 'type'>;
 
-const NAME = z
-  .string()
-  .min(1, 'must not be empty')
-  .max(128, 'must be at most 128 characters')
-  .regex(/^[^/\p{Cc}]+$/u, 'must not contain "/" or control characters');
+const NAME = expecting(
+  z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[^/\p{Cc}]+$/u),
+  'a name of 1 to 128 characters without "/" or control characters',
+);
 
-const timeoutSchema = z.number().int('must be a whole number of milliseconds').positive('must be a positive number of milliseconds');
+const timeoutSchema = expecting(z.number().int().positive(), 'a positive whole number of milliseconds');
 
 const leafConfigSchema = z.strictObject({
   name: NAME,
@@ -73,9 +76,10 @@ export interface RegisterOptions {
   readonly optional?: readonly DependencyRef[] | undefined;
 }
 
+const dependencies = expecting(z.array(z.unknown()), 'an array of sibling flows or their names');
 const registerSchema = z.strictObject({
-  required: z.array(z.unknown()).optional(),
-  optional: z.array(z.unknown()).optional(),
+  required: dependencies.optional(),
+  optional: dependencies.optional(),
 });
 
 /** A dependency edge as stored on the dependant. */

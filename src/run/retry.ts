@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { FlowError } from '../errors.js';
+import { expecting } from '../util/parse.js';
 
 /** Decides whether a plain (non-FlowError) error may be retried. */
 export type RetryPredicate = (error: unknown, attempt: number) => boolean;
@@ -53,20 +54,23 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
   retryOn: retryUnlessProgrammerError,
 });
 
-const ms = z.number().finite().nonnegative();
+const ms = expecting(z.number().nonnegative(), 'a number of milliseconds >= 0');
+
+const policySchema = expecting(
+  z
+    .strictObject({
+      maxAttempts: expecting(z.number().int().min(1), 'a whole number of attempts >= 1').optional(),
+      initialInterval: ms.optional(),
+      backoffFactor: z.number().min(1).optional(),
+      maxInterval: ms.optional(),
+      jitter: z.number().min(0).max(1).optional(),
+      retryOn: z.custom<RetryPredicate>((v) => typeof v === 'function', 'a function (error, attempt) => boolean').optional(),
+    }),
+  'a retry policy object',
+);
 
 /** The schema of `retry` in `FlowConfig` and the context's options. */
-export const retryOptionSchema = z.union([
-  z.number().int().nonnegative(),
-  z.strictObject({
-    maxAttempts: z.number().int().min(1).optional(),
-    initialInterval: ms.optional(),
-    backoffFactor: z.number().finite().min(1).optional(),
-    maxInterval: ms.optional(),
-    jitter: z.number().min(0).max(1).optional(),
-    retryOn: z.custom<RetryPredicate>((v) => typeof v === 'function', 'expected a function').optional(),
-  }),
-]);
+export const retryOptionSchema = z.union([expecting(z.number().int().nonnegative(), 'a whole number of retries >= 0'), policySchema]);
 
 function toPolicyInput(option: RetryOption): RetryPolicyInput {
   return typeof option === 'number' ? { maxAttempts: option + 1 } : option;
