@@ -17,7 +17,7 @@ export interface RetryPolicyInput {
   readonly initialInterval?: number | undefined;
   /** Each wait is the previous one times this. @default 2 */
   readonly backoffFactor?: number | undefined;
-  /** The longest wait, in milliseconds. @default 60000 */
+  /** The longest wait, in milliseconds; not below `initialInterval` when both are given. @default 60000 */
   readonly maxInterval?: number | undefined;
   /** Randomises each wait down by up to this fraction (0 to 1), so retries spread out. @default 0.2 */
   readonly jitter?: number | undefined;
@@ -65,6 +65,13 @@ const policySchema = expecting(
       maxInterval: ms.optional(),
       jitter: z.number().min(0).max(1).optional(),
       retryOn: z.custom<RetryPredicate>((v) => typeof v === 'function', 'a function (error, attempt) => boolean').optional(),
+    })
+    .superRefine((policy, ctx) => {
+      const { initialInterval, maxInterval } = policy;
+      // Capped below its first wait, every wait would be maxInterval: surely a slip.
+      if (initialInterval !== undefined && maxInterval !== undefined && maxInterval < initialInterval) {
+        ctx.addIssue({ code: 'custom', path: ['maxInterval'], input: maxInterval, message: `a number of milliseconds >= initialInterval (${initialInterval})` });
+      }
     }),
   'a retry policy object',
 );

@@ -28,6 +28,7 @@ describe('option messages', () => {
     [{ retry: 'twice' }, 'new FlowContext(): retry: expected a whole number of retries >= 0 or a retry policy object, got "twice"'],
     [{ retry: { maxAttempts: 0 } }, 'new FlowContext(): retry.maxAttempts: expected a whole number of attempts >= 1, got 0'],
     [{ retry: { retryOn: true } }, 'new FlowContext(): retry.retryOn: expected a function (error, attempt) => boolean, got true'],
+    [{ retry: { initialInterval: 5000, maxInterval: 1000 } }, 'new FlowContext(): retry.maxInterval: expected a number of milliseconds >= initialInterval (5000), got 1000'],
     [{ concurrency: 0 }, 'new FlowContext(): concurrency: expected a positive whole number or Infinity, got 0'],
     [{ results: {} }, 'new FlowContext(): results: expected a ResultsManager, got an object'],
     [{ threads: { idleTimeout: -1 } }, 'new FlowContext(): threads.idleTimeout: expected a whole number of milliseconds >= 0, got -1'],

@@ -40,6 +40,17 @@ describe('Flow and FlowConfig', () => {
     expect(() => new Flow(new AddOne(), { name: 'a', retry: -1 })).toThrow(ValidationError);
   });
 
+  it('refuses a retry policy whose maxInterval is below its initialInterval, on a flow and on a composite', () => {
+    const flow = () => new Flow(new AddOne(), { name: 'a', retry: { initialInterval: 2000, maxInterval: 500 } });
+    expect(flow).toThrow(ValidationError);
+    expect(flow).toThrow(expect.objectContaining({
+      code: 'WEIR_INVALID_CONFIG',
+      message: 'flow "a": retry.maxInterval: expected a number of milliseconds >= initialInterval (2000), got 500',
+    }));
+    expect(() => Flow.parallel('p', { retry: { initialInterval: 10, maxInterval: 9 } })).toThrow('flow "p": retry.maxInterval: expected a number of milliseconds >= initialInterval (10), got 9');
+    expect(new Flow(new AddOne(), { name: 'b', retry: { initialInterval: 500, maxInterval: 500 } }).config.retry).toEqual({ initialInterval: 500, maxInterval: 500 });
+  });
+
   it('says what a retry option takes, not "Invalid input"', () => {
     expect(() => new Flow(new AddOne(), { name: 'a', retry: { jitter: 2 } })).toThrow('flow "a": retry.jitter: expected a number from 0 to 1, got 2');
     expect(() => new Flow(new AddOne(), { name: 'a', retry: -1 })).toThrow('flow "a": retry: expected a whole number of retries >= 0 or a retry policy object, got -1');
