@@ -115,3 +115,24 @@ describe('errors as data', () => {
     expect((back as QuotaError).code).toBe('E_QUOTA');
   });
 });
+
+describe('registerErrorClass', () => {
+  it.each([
+    [42, undefined, 'registerErrorClass(): ctor: expected a class extending Error, got 42'],
+    [() => new Error('x'), undefined, 'registerErrorClass(): ctor: expected a class extending Error, got a function'],
+    [Date, undefined, 'registerErrorClass(): ctor: expected a class extending Error, got the class Date'],
+    [class extends Error {}, undefined, 'registerErrorClass(): name: expected a class with a name (or a name given for an anonymous one), got ""'],
+    [class Named extends Error {}, '', 'registerErrorClass(): name: expected a non-empty string, got ""'],
+  ])('refuses %s (name %j) with WEIR_INVALID_OPTIONS, saying what was wrong', (ctor, name, message) => {
+    const call = () => registerErrorClass(ctor as never, name);
+    expect(call).toThrow(ValidationError);
+    expect(call).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_OPTIONS, message }));
+  });
+
+  it('takes an anonymous class under a name given', () => {
+    const Anonymous = (() => class extends FatalError {})();
+    registerErrorClass(Anonymous, 'AnonymousError');
+    const data = { ...toErrorData(new Anonymous('x')), name: 'AnonymousError' };
+    expect(fromErrorData(data)).toBeInstanceOf(Anonymous);
+  });
+});
