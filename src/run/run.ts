@@ -6,7 +6,7 @@
  */
 import type PQueue from 'p-queue';
 import { type ErrorData, toErrorData } from '../error-data.js';
-import { CancelledError, ErrorCode, FatalError, FlowError, TimeoutError, UpstreamFailedError } from '../errors.js';
+import { CancelledError, ErrorCode, FatalError, FlowError, TimeoutError, UpstreamFailedError, WarningCode } from '../errors.js';
 import type { EventInput, WeirEvent } from '../events.js';
 import type { Executor } from '../executors/executor.js';
 import { validate } from '../executors/invoke.js';
@@ -591,7 +591,7 @@ export class Run implements StepHost {
       this.#consume(entries);
       await this.#readInputs();
     } catch (error) {
-      process.emitWarning(`weir: run "${this.runId}": an expired wait could not be recorded: ${String(error)}`, { code: 'WEIR_INPUT_EXPIRY' });
+      process.emitWarning(`weir: run "${this.runId}": an expired wait could not be recorded: ${String(error)}`, { code: WarningCode.INPUT_EXPIRY });
     }
     if (this.#status_ === RUNNING && this.#status[index] === WAITING && !this.#waitTimers.has(index)) this.#holdWait(index);
   }
@@ -713,7 +713,7 @@ export class Run implements StepHost {
         this.#journal.stop(reason);
         return store.releaseLease(this.runId, owner, this.#journal.leaseToken);
       })
-      .then(noop, (error: unknown) => process.emitWarning(`weir: run "${this.runId}": its lease could not be released: ${String(error)}`, { code: 'WEIR_LEASE_RELEASE' }))
+      .then(noop, (error: unknown) => process.emitWarning(`weir: run "${this.runId}": its lease could not be released: ${String(error)}`, { code: WarningCode.LEASE_RELEASE }))
       .finally(() => this.#settleWith(this.#buildResult(RUNNING, toErrorData(reason), ended)));
   }
 

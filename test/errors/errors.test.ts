@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   CancelledError,
@@ -11,10 +13,14 @@ import {
   TimeoutError,
   UpstreamFailedError,
   ValidationError,
+  WarningCode,
+  Flow,
+  FlowContext,
   fromErrorData,
   registerErrorClass,
   toErrorData,
 } from '../../src/index.js';
+import { AddOne } from '../fixtures/processors.js';
 
 describe('the FlowError hierarchy', () => {
   it('gives every class a name, a default code and the retryable flag of DESIGN.md', () => {
@@ -134,5 +140,42 @@ describe('registerErrorClass', () => {
     registerErrorClass(Anonymous, 'AnonymousError');
     const data = { ...toErrorData(new Anonymous('x')), name: 'AnonymousError' };
     expect(fromErrorData(data)).toBeInstanceOf(Anonymous);
+  });
+});
+
+describe('WarningCode', () => {
+  const root = join(import.meta.dirname, '..', '..');
+  const sources = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+
+  it('has a stable WEIR_ code for each warning, apart from the error codes', () => {
+    const codes = Object.values(WarningCode);
+    expect(codes.length).toBeGreaterThan(0);
+    for (const code of codes) expect(code).toMatch(/^WEIR_[A-Z_]+$/);
+    expect(new Set(codes).size).toBe(codes.length);
+    expect(codes.filter((c) => (Object.values(ErrorCode) as string[]).includes(c))).toEqual([]);
+  });
+
+  it('is what every process.emitWarning in weir uses, and docs/errors.md lists each one', () => {
+    const literal: string[] = [];
+    for (const file of sources(join(root, 'src'))) {
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/emitWarning\([\s\S]*?\{ code: ([^}]*) \}/g)) if (!m[1]!.startsWith('WarningCode.')) literal.push(`${file}: ${m[1]!}`);
+    }
+    expect(literal).toEqual([]);
+    const docs = readFileSync(join(root, 'docs', 'errors.md'), 'utf8');
+    const warnings = docs.slice(docs.indexOf('## Warnings'));
+    for (const code of Object.values(WarningCode)) expect(warnings).toContain(`| \`${code}\` |`);
+  });
+
+  it('marks the warning of a listener that throws', async () => {
+    const ctx = new FlowContext();
+    const warned = new Promise<Error & { code?: string }>((resolve) => process.once('warning', resolve));
+    ctx.on('run_start', () => {
+      throw new Error('listener bug');
+    });
+    await ctx.run(new Flow(new AddOne(), { name: 'add' }), { n: 1 });
+    await expect(warned).resolves.toMatchObject({ code: WarningCode.LISTENER_ERROR, message: expect.stringContaining('listener bug') });
+    await ctx.close();
   });
 });
