@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { EventEmitter } from 'eventemitter3';
 import PQueue from 'p-queue';
 import { z } from 'zod';
-import { CancelledError, ErrorCode, FlowError } from './errors.js';
+import { CancelledError, ErrorCode, FlowError, WarningCode } from './errors.js';
 import { toErrorData } from './error-data.js';
 import type { WeirEvent, WeirEventMap } from './events.js';
 import type { Executor } from './executors/executor.js';
@@ -46,9 +46,9 @@ import {
 import { FINISHED } from './store/store-support.js';
 import { messageOf } from './util/message-of.js';
 import { setImmediate as realSetImmediate } from 'node:timers';
-import { clearTimer, MAX_DELAY, now, setTimer, TOO_LONG, type TimerHandle } from './util/clock.js';
+import { clearTimer, now, setTimer, type TimerHandle } from './util/clock.js';
 import { DrainQueue } from './util/drain-queue.js';
-import { parseOptions } from './util/parse.js';
+import { duration, parseOptions } from './util/parse.js';
 import { stripUndefined } from './util/types.js';
 
 /** Options of `new FlowContext()`. */
@@ -102,15 +102,15 @@ const contextOptionsSchema = z.strictObject({
   results: z.custom<ResultsManager>((v) => v instanceof ResultsManager, 'expected a ResultsManager').optional(),
   concurrency: z.number().int().positive().or(z.literal(Infinity)).optional(),
   retry: retryOptionSchema.optional(),
-  timeout: z.number().int().positive().max(MAX_DELAY, TOO_LONG).optional(),
-  closeTimeout: z.number().int().nonnegative().max(MAX_DELAY, TOO_LONG).optional(),
+  timeout: duration().optional(),
+  closeTimeout: duration({ min: 0 }).optional(),
   threads: threadPoolSchema.optional(),
   processes: processPoolSchema.optional(),
   recover: z.boolean().optional(),
-  leaseTimeout: z.number().int().min(100).max(MAX_DELAY, TOO_LONG).optional(),
+  leaseTimeout: duration({ min: 100 }).optional(),
   maxRecoveries: z.number().int().nonnegative().optional(),
   onFlowChange: z.enum(['fail', 'continue']).optional(),
-  inputTimeout: z.number().int().positive().max(MAX_DELAY, TOO_LONG).optional(),
+  inputTimeout: duration().optional(),
   inputFallback: z.enum(['fail', 'default', 'batch']).optional(),
 });
 
@@ -935,7 +935,7 @@ export class FlowContext {
       this.#emitter.emit(event.type, event);
       this.#emitter.emit('event', event);
     } catch (error) {
-      process.emitWarning(`weir: a listener of "${event.type}" threw: ${String(error)}`, { code: 'WEIR_LISTENER_ERROR' });
+      process.emitWarning(`weir: a listener of "${event.type}" threw: ${String(error)}`, { code: WarningCode.LISTENER_ERROR });
     }
   }
 
@@ -1067,7 +1067,7 @@ export class FlowContext {
         if (outcome.status === 'fulfilled') {
           if (outcome.value !== undefined) handles.push(outcome.value);
         } else if (!(outcome.reason instanceof FlowError && outcome.reason.code === ErrorCode.CONTEXT_CLOSED)) {
-          process.emitWarning(`weir: a run could not be recovered: ${messageOf(outcome.reason)}`, { code: 'WEIR_RECOVERY' });
+          process.emitWarning(`weir: a run could not be recovered: ${messageOf(outcome.reason)}`, { code: WarningCode.RECOVERY });
         }
       }
     } while (before !== undefined && this.#state === 'open');
@@ -1123,7 +1123,7 @@ export class FlowContext {
       const at = now();
       await this.#store
         .commit({ runId: run.runId, leaseToken: token, run: { status: FlowStatus.FAILED, error: data, endedAt: at, updatedAt: at } })
-        .catch((commitError: unknown) => process.emitWarning(`weir: run "${run.runId}" cannot be recovered (${data.message}) nor marked failed: ${messageOf(commitError)}`, { code: 'WEIR_RECOVERY' }));
+        .catch((commitError: unknown) => process.emitWarning(`weir: run "${run.runId}" cannot be recovered (${data.message}) nor marked failed: ${messageOf(commitError)}`, { code: WarningCode.RECOVERY }));
       return undefined;
     }
     const recoveries = loaded.run.recoveries;
@@ -1205,7 +1205,7 @@ export class FlowContext {
       }
     } catch (error) {
       // The next renewal tries again; a run whose lease runs out meanwhile may be taken over, and its commits are then refused.
-      process.emitWarning(`weir: renewing run leases failed: ${messageOf(error)}`, { code: 'WEIR_LEASE_RENEWAL' });
+      process.emitWarning(`weir: renewing run leases failed: ${messageOf(error)}`, { code: WarningCode.LEASE_RENEWAL });
     }
   }
 
@@ -1217,7 +1217,7 @@ export class FlowContext {
       this.#recoverScheduled = false;
       if (this.#state !== 'open') return;
       this.recover().catch((error: unknown) => {
-        process.emitWarning(`weir: recovering runs failed: ${messageOf(error)}`, { code: 'WEIR_RECOVERY' });
+        process.emitWarning(`weir: recovering runs failed: ${messageOf(error)}`, { code: WarningCode.RECOVERY });
       });
       // And again once a lease could have run out since: runs another process leaves behind later are taken too.
       clearTimer(this.#recoverTimer);
@@ -1272,7 +1272,7 @@ interface ContinueHow {
 }
 
 function warnInput(runId: string, error: unknown): void {
-  process.emitWarning(`weir: run "${runId}" waits for input and could not go on yet: ${messageOf(error)}; recover() tries again`, { code: 'WEIR_INPUT' });
+  process.emitWarning(`weir: run "${runId}" waits for input and could not go on yet: ${messageOf(error)}; recover() tries again`, { code: WarningCode.INPUT });
 }
 
 /** @throws FlowError `WEIR_RUN_STATE` unless the run is hybrid. */

@@ -3,6 +3,7 @@
  * `FlowResult.error`, events, the store and, later, worker messages) and is rebuilt by class name.
  */
 import { builtinErrorClasses, ErrorCode, FlowError, type ValidationIssue } from './errors.js';
+import { describeValue, invalidOptions, isConstructor } from './util/parse.js';
 
 /** An error as plain data: what `FlowResult.error` and failure events carry. */
 export interface ErrorData {
@@ -46,9 +47,22 @@ const userClasses = new Map<string, ErrorClass>();
 /**
  * Registers an error class so that an error of that class, recorded as data, is rebuilt as the
  * same class (by its `name`). Built-in weir classes are always known.
+ * @param name the errors' `name`, if not the class's. @default ctor.name
+ * @throws ValidationError `WEIR_INVALID_OPTIONS` when `ctor` is not a class extending `Error`, or the name is empty.
+ * @example
+ * registerErrorClass(RateLimitedError);
  */
-export function registerErrorClass(ctor: new (message: string, options?: any) => Error, name = ctor.name): void {
-  userClasses.set(name, ctor);
+export function registerErrorClass(ctor: new (message: string, options?: any) => Error, name?: string): void {
+  const where = 'registerErrorClass()';
+  if (!isConstructor(ctor) || !(ctor === Error || (ctor as { prototype?: unknown }).prototype instanceof Error)) {
+    throw invalidOptions(where, [{ path: ['ctor'], expected: 'a class extending Error', got: describeValue(ctor) }]);
+  }
+  const registered = name ?? ctor.name;
+  if (typeof registered !== 'string' || registered === '') {
+    const what = name === undefined ? 'a class with a name (or a name given for an anonymous one)' : 'a non-empty string';
+    throw invalidOptions(where, [{ path: ['name'], expected: what, got: describeValue(registered) }]);
+  }
+  userClasses.set(registered, ctor);
 }
 
 /** Turns any thrown value into `ErrorData`, keeping a bounded `cause` chain; never throws. */

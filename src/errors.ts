@@ -48,6 +48,34 @@ export const ErrorCode = {
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+/**
+ * Stable codes of the warnings weir emits with `process.emitWarning`, for trouble it works around
+ * rather than throws (see `process.on('warning')`). `docs/errors.md` has one row per code.
+ * @example
+ * process.on('warning', (w) => {
+ *   if ((w as { code?: string }).code === WarningCode.LEASE_RENEWAL) alert(w.message);
+ * });
+ */
+export const WarningCode = {
+  /** A listener given to `ctx.on` threw; the other listeners and the run go on. */
+  LISTENER_ERROR: 'WEIR_LISTENER_ERROR',
+  /** A run could not be recovered, nor (sometimes) be marked failed; `recover()` goes on with the others. */
+  RECOVERY: 'WEIR_RECOVERY',
+  /** Renewing the leases of this context's runs failed; it tries again on its next turn. */
+  LEASE_RENEWAL: 'WEIR_LEASE_RENEWAL',
+  /** Releasing a run's lease failed; the lease runs out by itself. */
+  LEASE_RELEASE: 'WEIR_LEASE_RELEASE',
+  /** A run waiting for input could not go on after an answer or a timeout; `recover()` tries again. */
+  INPUT: 'WEIR_INPUT',
+  /** That a wait for input expired could not be recorded. */
+  INPUT_EXPIRY: 'WEIR_INPUT_EXPIRY',
+  /** An idle worker thread failed; the pool replaces it. */
+  WORKER_ERROR: 'WEIR_WORKER_ERROR',
+  /** A `thread` or `process` step's heartbeat details cannot be stored; the heartbeat counts without them. */
+  HEARTBEAT_DETAILS: 'WEIR_HEARTBEAT_DETAILS',
+} as const;
+export type WarningCode = (typeof WarningCode)[keyof typeof WarningCode];
+
 /** Options every FlowError constructor takes. */
 export interface FlowErrorOptions {
   /** The error that caused this one; kept as the native `cause`. */

@@ -8,8 +8,7 @@ import type { FlowResult } from './result.js';
 import type { Processor } from './processor.js';
 import { retryOptionSchema, type RetryOption } from './run/retry.js';
 import { FlowType } from './status.js';
-import { parseOptions } from './util/parse.js';
-import { MAX_DELAY, TOO_LONG } from './util/clock.js';
+import { duration, expecting, parseOptions } from './util/parse.js';
 import { findCycle } from './graph/cycle.js';
 import type { RunOptions } from './run/run-options.js';
 import { stripUndefined } from './util/types.js';
@@ -49,17 +48,16 @@ export interface FlowConfig {
  */
 export type CompositeConfig = Omit<FlowConfig, 'name' | 'type'>;
 
-const NAME = z
-  .string()
-  .min(1, 'must not be empty')
-  .max(128, 'must be at most 128 characters')
-  .regex(/^[^/\p{Cc}]+$/u, 'must not contain "/" or control characters');
+const NAME = expecting(
+  z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[^/\p{Cc}]+$/u),
+  'a name of 1 to 128 characters without "/" or control characters',
+);
 
-const timeoutSchema = z
-  .number()
-  .int('must be a whole number of milliseconds')
-  .positive('must be a positive number of milliseconds')
-  .max(MAX_DELAY, TOO_LONG);
+const timeoutSchema = duration();
 
 const leafConfigSchema = z.strictObject({
   name: NAME,
@@ -90,9 +88,10 @@ export interface RegisterOptions {
   readonly optional?: readonly DependencyRef[] | undefined;
 }
 
+const dependencies = expecting(z.array(z.unknown()), 'an array of sibling flows or their names');
 const registerSchema = z.strictObject({
-  required: z.array(z.unknown()).optional(),
-  optional: z.array(z.unknown()).optional(),
+  required: dependencies.optional(),
+  optional: dependencies.optional(),
 });
 
 /** A dependency edge as stored on the dependant. */

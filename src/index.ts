@@ -17,6 +17,7 @@ export type { RunHandle, EventsOptions } from './run/handle.js';
 export type { RetryOption, RetryPolicyInput, RetryPredicate } from './run/retry.js';
 export {
   ErrorCode,
+  WarningCode,
   FlowError,
   FatalError,
   RetryableError,

@@ -5,11 +5,11 @@
 import type { z } from 'zod';
 import { ErrorCode } from '../errors.js';
 import type { Processor, Step } from '../processor.js';
-import { parseOptions } from '../util/parse.js';
+import { parseValue } from '../util/parse.js';
 
 /** Parses `value` with a processor's schema, throwing a `ValidationError` that says which side failed. */
 export function validate(schema: z.ZodType, value: unknown, what: string): unknown {
-  return parseOptions(schema, value, `${what} is invalid`, ErrorCode.VALIDATION);
+  return parseValue(schema, value, `${what} is invalid`, ErrorCode.VALIDATION);
 }
 
 /** Runs one attempt of a processor on the current thread. */

@@ -1,7 +1,7 @@
 /** The options of the thread and process pools, as `FlowContextOptions.threads` and `.processes`. */
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { MAX_DELAY, TOO_LONG } from '../util/clock.js';
+import { duration, expecting } from '../util/parse.js';
 
 /** `FlowContextOptions.threads`: the context's pool of worker threads (Piscina). */
 export interface ThreadPoolOptions {
@@ -56,8 +56,8 @@ export interface ProcessPoolSettings extends PoolSettings {
   readonly execArgv: readonly string[];
 }
 
-const ms = z.number().int().nonnegative().max(MAX_DELAY, TOO_LONG);
-const mb = z.number().positive().optional();
+const ms = duration({ min: 0 });
+const mb = expecting(z.number().positive(), 'a positive number of megabytes').optional();
 const common = {
   max: z.number().int().positive().optional(),
   idleTimeout: ms.optional(),
@@ -73,7 +73,7 @@ export const threadPoolSchema = z.strictObject({
 
 export const processPoolSchema = z.strictObject({
   ...common,
-  execArgv: z.array(z.string()).readonly().optional(),
+  execArgv: expecting(z.array(z.string()), 'an array of strings').readonly().optional(),
 });
 
 const DEFAULT_IDLE_TIMEOUT = 10_000;

@@ -4,7 +4,7 @@
  */
 import { messageOf } from '../util/message-of.js';
 import { fromErrorData, toErrorData } from '../error-data.js';
-import { CancelledError, ErrorCode, FatalError, FlowError } from '../errors.js';
+import { CancelledError, ErrorCode, FatalError, FlowError, WarningCode } from '../errors.js';
 import type { Processor, Step } from '../processor.js';
 import { clearTimer, setTimer, type TimerHandle } from '../util/clock.js';
 import type { ExecutionRequest, Executor } from './executor.js';
@@ -214,7 +214,7 @@ export abstract class RemoteExecutor implements Executor {
           step.heartbeat(message.details);
         } catch (error) {
           // Details the store cannot keep: the heartbeat still counts, without them.
-          process.emitWarning(`weir: flow "${step.name}": heartbeat details dropped: ${messageOf(error)}`, { code: 'WEIR_HEARTBEAT_DETAILS' });
+          process.emitWarning(`weir: flow "${step.name}": heartbeat details dropped: ${messageOf(error)}`, { code: WarningCode.HEARTBEAT_DETAILS });
           step.heartbeat(undefined);
         }
         break;

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { BroadcastChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { CancelledError, ErrorCode, FlowError, RetryableError } from '../errors.js';
+import { CancelledError, ErrorCode, FlowError, RetryableError, WarningCode } from '../errors.js';
 import type { Step } from '../processor.js';
 import { setTimer } from '../util/clock.js';
 import { messageOf } from '../util/message-of.js';
@@ -157,7 +157,7 @@ export class ThreadExecutor extends RemoteExecutor {
         return;
       }
       // A thread that dies between tasks has no attempt to fail; Piscina replaces it.
-      process.emitWarning(`weir: an idle worker thread failed: ${String(error)}`, { code: 'WEIR_WORKER_ERROR' });
+      process.emitWarning(`weir: an idle worker thread failed: ${String(error)}`, { code: WarningCode.WORKER_ERROR });
     });
     this.#pool = pool;
     return pool;

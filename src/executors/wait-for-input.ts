@@ -10,7 +10,7 @@ import { ErrorCode, FatalError, FlowError, InputRequiredError } from '../errors.
 import type { AnySchema, WaitForInputOptions } from '../processor.js';
 import type { InputEntry } from '../store/run-store.js';
 import { validate } from './invoke.js';
-import { MAX_DELAY, TOO_LONG } from '../util/clock.js';
+import { describeValue, duration, optionProblems, optionsMessage } from '../util/parse.js';
 
 /** One ask that waits for a person, as it travels and is stored. */
 export interface InputAsk {
@@ -48,7 +48,7 @@ export function isInputWaitSignal(error: unknown): boolean {
 }
 
 const askOptionsSchema = z.strictObject({
-  timeout: z.number().int().positive().max(MAX_DELAY, TOO_LONG).optional(),
+  timeout: duration().optional(),
   default: z.unknown().optional(),
 });
 
@@ -89,15 +89,19 @@ export async function askForInput<S extends AnySchema>(
   options: WaitForInputOptions<z.output<S>> | undefined,
   port: InputPort,
 ): Promise<z.output<S>> {
+  // Fatal, not a ValidationError: a bad ask is a bug in the step, and retrying it cannot help.
+  const where = `flow "${stepName}": waitForInput()`;
   if (typeof key !== 'string' || key.length === 0 || key.length > 200) {
-    throw new FatalError(`flow "${stepName}": waitForInput needs a key of 1 to 200 characters, got ${JSON.stringify(key)}`, { code: ErrorCode.INVALID_OPTIONS });
+    throw new FatalError(optionsMessage(where, [{ path: ['key'], expected: 'a string of 1 to 200 characters', got: describeValue(key) }]), { code: ErrorCode.INVALID_OPTIONS });
   }
   if (!(schema instanceof z.ZodType)) {
-    throw new FatalError(`flow "${stepName}": waitForInput("${key}") needs a zod schema`, { code: ErrorCode.INVALID_OPTIONS });
+    throw new FatalError(optionsMessage(`flow "${stepName}": waitForInput("${key}")`, [{ path: ['schema'], expected: 'a zod schema', got: describeValue(schema) }]), {
+      code: ErrorCode.INVALID_OPTIONS,
+    });
   }
   const parsed = askOptionsSchema.safeParse(options ?? {});
   if (!parsed.success) {
-    throw new FatalError(`flow "${stepName}": waitForInput("${key}") options are invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'options'}: ${i.message}`).join('; ')}`, {
+    throw new FatalError(optionsMessage(`flow "${stepName}": waitForInput("${key}") options`, optionProblems(askOptionsSchema, options, parsed.error.issues)), {
       code: ErrorCode.INVALID_OPTIONS,
     });
   }

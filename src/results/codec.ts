@@ -28,52 +28,99 @@ function corrupt(key: string | undefined, why: string, cause?: unknown): FlowErr
   });
 }
 
+/** Where a value holds something no codec can write, and what it is. */
+export interface LossyPart {
+  /** What would be lost: `a function`, `a symbol`, `a WeakMap`, `a Promise`... */
+  readonly what: string;
+  /** Where, from the value's root: `.a.b[2]`, or `''` for the value itself. */
+  readonly path: string;
+}
+
+/**
+ * The first part of `value` that no codec can write without losing it (a function, a symbol, a
+ * weak collection, a promise), or `undefined`. Much cheaper than encoding: it only walks the value.
+ */
+export function findLossy(value: unknown): LossyPart | undefined {
+  // Primitives, the usual case, need no walk.
+  if (typeof value !== 'object' && typeof value !== 'function' && typeof value !== 'symbol') return undefined;
+  if (value === null) return undefined;
+  const found = walkLossy(value, undefined);
+  return found === undefined ? undefined : { what: found.what, path: found.path.reverse().join('') };
+}
+
+/** `WEIR_SERIALIZATION` for a value holding `lossy`; `key` names the value. */
+export function lossyError(lossy: LossyPart, key?: string): FlowError {
+  return new FlowError(`results: ${named(key)} cannot be serialised: ${lossy.what} at ${lossy.path || '(the value itself)'} would be lost`, {
+    code: ErrorCode.SERIALIZATION,
+  });
+}
+
+/**
+ * Throws the error `encode` would for a value that holds something no codec can write; does not
+ * encode it, so it may still hold what superjson itself refuses (a getter that throws).
+ * @throws FlowError `WEIR_SERIALIZATION` naming where the part is.
+ */
+export function checkLossless(value: unknown, key?: string): void {
+  const lossy = findLossy(value);
+  if (lossy !== undefined) throw lossyError(lossy, key);
+}
+
+function named(key: string | undefined): string {
+  return key === undefined ? 'value' : `value for ${JSON.stringify(key)}`;
+}
+
 /**
  * Serialises `value` to a string.
  * @throws FlowError `WEIR_SERIALIZATION` when superjson cannot serialise it.
  */
 export function encode(value: unknown, key?: string): string {
-  const what = key === undefined ? 'value' : `value for ${JSON.stringify(key)}`;
   // superjson drops what it cannot write (a function, a symbol, a WeakMap); stored, that would be lost silently.
-  const lossy = findLossy(value, '', new Set());
-  if (lossy !== undefined) {
-    throw new FlowError(`results: ${what} cannot be serialised: ${lossy.what} at ${lossy.path || '(the value itself)'} would be lost`, {
-      code: ErrorCode.SERIALIZATION,
-    });
-  }
+  checkLossless(value, key);
+  return stringify(value, key);
+}
+
+function stringify(value: unknown, key: string | undefined): string {
   try {
     return superjson.stringify(value);
   } catch (error) {
-    throw new FlowError(`results: ${what} cannot be serialised: ${messageOf(error)}`, {
+    throw new FlowError(`results: ${named(key)} cannot be serialised: ${messageOf(error)}`, {
       code: ErrorCode.SERIALIZATION,
       cause: error,
     });
   }
 }
 
-/** The first part of `value` that no codec can write: a function, a symbol, a weak collection, a promise. */
-function findLossy(value: unknown, path: string, seen: Set<object>): { what: string; path: string } | undefined {
-  if (typeof value === 'function') return { what: 'a function', path };
-  if (typeof value === 'symbol') return { what: 'a symbol', path };
-  if (typeof value !== 'object' || value === null || seen.has(value)) return undefined;
-  if (value instanceof WeakMap || value instanceof WeakSet || value instanceof WeakRef) return { what: `a ${value.constructor.name}`, path };
-  if (value instanceof Promise) return { what: 'a Promise', path };
-  if (ArrayBuffer.isView(value) || value instanceof Date || value instanceof RegExp) return undefined;
+/** The walk of `findLossy`; the path's parts are collected on the way back, so only in reverse. */
+function walkLossy(value: unknown, seen: Set<object> | undefined): { what: string; path: string[] } | undefined {
+  if (typeof value === 'function') return { what: 'a function', path: [] };
+  if (typeof value === 'symbol') return { what: 'a symbol', path: [] };
+  if (typeof value !== 'object' || value === null || seen?.has(value) === true) return undefined;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  // Plain objects and arrays, the usual case, skip the class checks.
+  if (proto !== Object.prototype && proto !== Array.prototype && proto !== null) {
+    if (value instanceof WeakMap || value instanceof WeakSet || value instanceof WeakRef) return { what: `a ${value.constructor.name}`, path: [] };
+    if (value instanceof Promise) return { what: 'a Promise', path: [] };
+    if (ArrayBuffer.isView(value) || value instanceof Date || value instanceof RegExp) return undefined;
+  }
+  seen ??= new Set();
   seen.add(value);
   if (value instanceof Map) {
     for (const [k, v] of value) {
-      const found = findLossy(k, `${path}<key>`, seen) ?? findLossy(v, `${path}.get(${JSON.stringify(String(k))})`, seen);
-      if (found !== undefined) return found;
+      const inKey = walkLossy(k, seen);
+      if (inKey !== undefined) return within(inKey, '<key>');
+      const inValue = walkLossy(v, seen);
+      if (inValue !== undefined) return within(inValue, `.get(${JSON.stringify(String(k))})`);
     }
     return undefined;
   }
   if (value instanceof Set) {
     for (const v of value) {
-      const found = findLossy(v, `${path}<item>`, seen);
-      if (found !== undefined) return found;
+      const found = walkLossy(v, seen);
+      if (found !== undefined) return within(found, '<item>');
     }
     return undefined;
   }
+  const isArray = Array.isArray(value);
   for (const k of Object.keys(value)) {
     let v: unknown;
     try {
@@ -81,10 +128,15 @@ function findLossy(value: unknown, path: string, seen: Set<object>): { what: str
     } catch {
       return undefined; // a throwing getter: superjson reports it
     }
-    const found = findLossy(v, Array.isArray(value) ? `${path}[${k}]` : `${path}.${k}`, seen);
-    if (found !== undefined) return found;
+    const found = walkLossy(v, seen);
+    if (found !== undefined) return within(found, isArray ? `[${k}]` : `.${k}`);
   }
   return undefined;
+}
+
+function within(found: { what: string; path: string[] }, part: string): { what: string; path: string[] } {
+  found.path.push(part);
+  return found;
 }
 
 /**
@@ -101,7 +153,9 @@ export function decode(text: string, key?: string): unknown {
 
 /** The string a durable backend stores for one entry: its key, time and value. */
 export function encodeRecord(key: string, entry: StoredEntry): string {
-  return encode({ k: key, t: entry.writtenAt, v: entry.value }, key);
+  // Checked apart from its envelope, so the error names where in the value, not in the record.
+  checkLossless(entry.value, key);
+  return stringify({ k: key, t: entry.writtenAt, v: entry.value }, key);
 }
 
 /**

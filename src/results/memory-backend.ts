@@ -1,5 +1,6 @@
 /** Keeps entries in a Map, by reference: the fast path for runs that need not survive the process. */
 import type { ResultsBackend, StoredEntry } from './backend.js';
+import { checkLossless } from './codec.js';
 
 /** A Map of entries; values are stored as given, not copied. */
 export class MemoryBackend implements ResultsBackend {
@@ -8,6 +9,12 @@ export class MemoryBackend implements ResultsBackend {
     return this;
   }
   readonly #entries = new Map<string, StoredEntry>();
+  readonly #checkValues: boolean;
+
+  /** @param checkValues refuse what a durable backend could not serialise, as it would. */
+  constructor(checkValues = true) {
+    this.#checkValues = checkValues;
+  }
 
   async open(): Promise<void> {}
 
@@ -16,6 +23,7 @@ export class MemoryBackend implements ResultsBackend {
   }
 
   async set(key: string, entry: StoredEntry): Promise<void> {
+    if (this.#checkValues) checkLossless(entry.value, key);
     this.#entries.set(key, entry);
   }
 

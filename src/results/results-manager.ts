@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { Keyv } from 'keyv';
 import { z } from 'zod';
-import { ErrorCode, FlowError, RetryableError, ValidationError } from '../errors.js';
+import { ErrorCode, FlowError, RetryableError } from '../errors.js';
 import { now } from '../util/clock.js';
 import type { ResultsBackend, ResultsKind } from './backend.js';
 import { DiskBackend } from './disk-backend.js';
@@ -14,6 +14,7 @@ import { MemoryRunStore } from '../store/memory-run-store.js';
 import type { RunStore } from '../store/run-store.js';
 import { SqliteRunStore } from '../store/sqlite-run-store.js';
 import { messageOf } from '../util/message-of.js';
+import { describeValue, expecting, invalidOptions, parseOptions } from '../util/parse.js';
 
 export type { ResultsKind } from './backend.js';
 
@@ -35,6 +36,15 @@ export interface SqliteResultsOptions {
 export interface MemoryResultsOptions {
   /** How many finished runs (completed, failed, cancelled) the run journal keeps; the oldest are forgotten. @default 10000 */
   readonly keepFinishedRuns?: number;
+  /**
+   * Refuse, with `WEIR_SERIALIZATION`, the values a durable store could not serialise (a function,
+   * a symbol, a `WeakMap`, a `WeakSet`, a `WeakRef` or a `Promise`, anywhere inside), where a
+   * durable store would: a step output (the step fails), a run's input (the run fails), heartbeat
+   * details, an answer to `submitInput`, `set`. So tests on memory fail where SQLite would. Only
+   * walks the value; it is still kept by reference, not copied. Turn it off to keep any value.
+   * @default true
+   */
+  readonly checkSerializable?: boolean;
 }
 
 /** Options of `ResultsManager.cleanup`. */
@@ -43,66 +53,29 @@ export interface CleanupOptions {
   readonly olderThan: number | Date;
 }
 
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'function') return 'a function';
-  if (value instanceof Date) return 'an invalid Date';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'object' && value !== null) return 'an object';
-  return String(value);
-}
+const path = expecting(z.string().min(1), 'a non-empty path');
 
-// Every issue reads "must be <what>, got <input>", so messages name the field and the bad value.
-const mustBe = (what: string) => (issue: { readonly input?: unknown }) => `must be ${what}, got ${show(issue.input)}`;
-const strictObject = <T extends z.core.$ZodLooseShape>(shape: T) =>
-  z.strictObject(shape, {
-    error: (issue) =>
-      issue.code === 'unrecognized_keys'
-        ? `has unknown ${issue.keys.length === 1 ? 'key' : 'keys'} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`
-        : mustBe('an object')(issue),
-  });
-const path = z.string({ error: mustBe('a non-empty string') }).min(1, { error: mustBe('a non-empty string') });
-
-const DiskArgs = z.object({ dir: path });
-const MemoryArgs = z.object({
-  options: strictObject({
-    keepFinishedRuns: z
-      .number({ error: mustBe('a whole number >= 0 (or Infinity)') })
-      .refine((n) => n === Infinity || (Number.isInteger(n) && n >= 0), { error: mustBe('a whole number >= 0 (or Infinity)') })
-      .default(10_000),
-  }).default({ keepFinishedRuns: 10_000 }),
+const DiskArgs = z.strictObject({ dir: path });
+const MemoryOptions = z.strictObject({
+  keepFinishedRuns: expecting(
+    z.number().refine((n) => n === Infinity || (Number.isInteger(n) && n >= 0)),
+    'a whole number >= 0 or Infinity',
+  ).default(10_000),
+  checkSerializable: z.boolean().default(true),
 });
-const SqliteArgs = z.object({
-  file: path,
-  options: strictObject({
-    table: z
-      .string({ error: mustBe('a SQL identifier (letters, digits and _, not starting with a digit)') })
-      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: mustBe('a SQL identifier (letters, digits and _, not starting with a digit)') })
-      .default('weir_results'),
-    synchronous: z.enum(['NORMAL', 'FULL'], { error: mustBe('"NORMAL" or "FULL"') }).default('NORMAL'),
-    busyTimeout: z
-      .number({ error: mustBe('a non-negative integer number of milliseconds') })
-      .int({ error: mustBe('a non-negative integer number of milliseconds') })
-      .min(0, { error: mustBe('a non-negative integer number of milliseconds') })
-      .default(5000),
-  }).default({ table: 'weir_results', synchronous: 'NORMAL', busyTimeout: 5000 }),
+const SqliteOptions = z.strictObject({
+  table: expecting(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/),
+    'a SQL identifier (letters, digits and _, not starting with a digit)',
+  ).default('weir_results'),
+  synchronous: z.enum(['NORMAL', 'FULL']).default('NORMAL'),
+  busyTimeout: expecting(z.number().int().min(0), 'a whole number of milliseconds >= 0').default(5000),
 });
-const KeyvArgs = z.object({ keyv: z.custom<Keyv>((v) => v instanceof Keyv, { error: mustBe('a Keyv instance') }) });
-const olderThan = mustBe('a non-negative number of milliseconds or a valid Date');
-const CleanupArgs = z.object({
-  options: strictObject({
-    olderThan: z.union([z.number().nonnegative({ error: olderThan }), z.date()], { error: olderThan }),
-  }),
+const SqliteArgs = z.strictObject({ file: path, options: SqliteOptions.prefault({}) });
+const KeyvArgs = z.strictObject({ keyv: z.custom<Keyv>((v) => v instanceof Keyv, 'a Keyv instance') });
+const CleanupSchema = z.strictObject({
+  olderThan: expecting(z.union([z.number().nonnegative(), z.date()]), 'an age in milliseconds >= 0 or a valid Date'),
 });
-
-function parse<S extends z.ZodType>(schema: S, args: unknown, where: string): z.output<S> {
-  const parsed = schema.safeParse(args);
-  if (parsed.success) return parsed.data;
-  const { issues } = parsed.error;
-  const message = issues.map((i) => `${i.path.map(String).join('.')} ${i.message}`).join('; ');
-  throw new ValidationError(`${where}: ${message}`, { code: ErrorCode.INVALID_OPTIONS, issues });
-}
-
 
 const journals = new WeakMap<ResultsManager, RunStore>();
 
@@ -138,14 +111,16 @@ export class ResultsManager {
   /**
    * A store in a Map in this process: fastest, values kept by reference (not copied), lost on exit.
    * Its run journal keeps the `keepFinishedRuns` most recent finished runs and forgets older ones,
-   * so a long-lived process does not grow without end.
+   * so a long-lived process does not grow without end. Values a durable store could not serialise
+   * are refused as it would refuse them, unless `checkSerializable` is `false`.
    * @throws ValidationError `WEIR_INVALID_OPTIONS` for a bad option.
    * @example
    * const results = ResultsManager.memory({ keepFinishedRuns: 100 });
    */
   static memory(options: MemoryResultsOptions = {}): ResultsManager {
-    const { options: parsed } = parse(MemoryArgs, { options }, 'ResultsManager.memory');
-    return new ResultsManager(new MemoryBackend(), new MemoryRunStore(parsed.keepFinishedRuns));
+    const parsed = parseOptions(MemoryOptions, options, 'ResultsManager.memory()');
+    const check = parsed.checkSerializable;
+    return new ResultsManager(new MemoryBackend(check), new MemoryRunStore({ keepFinished: parsed.keepFinishedRuns, checkSerializable: check }));
   }
 
   /**
@@ -155,7 +130,7 @@ export class ResultsManager {
    * const results = ResultsManager.disk('.weir/results');
    */
   static disk(dir: string): ResultsManager {
-    const args = parse(DiskArgs, { dir }, 'ResultsManager.disk');
+    const args = parseOptions(DiskArgs, { dir }, 'ResultsManager.disk()');
     // The journal lives in a subdirectory, run records apart, so listing runs reads only them.
     const journal = new KvRunStore({
       runs: new DiskBackend(join(args.dir, 'journal', 'runs')),
@@ -172,7 +147,7 @@ export class ResultsManager {
    * const results = ResultsManager.sqlite('.weir/runs.db', { synchronous: 'FULL' });
    */
   static sqlite(file: string, options?: SqliteResultsOptions): ResultsManager {
-    const args = parse(SqliteArgs, { file, options }, 'ResultsManager.sqlite');
+    const args = parseOptions(SqliteArgs, { file, options }, 'ResultsManager.sqlite()');
     const parsed = Object.freeze(args.options);
     const journal = new SqliteRunStore(args.file, { synchronous: parsed.synchronous, busyTimeout: parsed.busyTimeout });
     return new ResultsManager(new SqliteBackend(journal, parsed.table), journal);
@@ -186,7 +161,7 @@ export class ResultsManager {
    * const results = ResultsManager.keyv(new Keyv(new KeyvRedis('redis://localhost'), { throwOnErrors: true }));
    */
   static keyv(keyv: Keyv): ResultsManager {
-    const args = parse(KeyvArgs, { keyv }, 'ResultsManager.keyv');
+    const args = parseOptions(KeyvArgs, { keyv }, 'ResultsManager.keyv()');
     const backend = new KeyvBackend('keyv', args.keyv);
     return new ResultsManager(backend, new KvRunStore({ runs: backend }));
   }
@@ -275,7 +250,7 @@ export class ResultsManager {
    */
   async cleanup(options: CleanupOptions): Promise<number> {
     if (this.#closing !== undefined) throw this.#closed('clean up');
-    const { olderThan } = parse(CleanupArgs, { options }, `results (${this.kind}): cleanup`).options;
+    const { olderThan } = parseOptions(CleanupSchema, options, `results (${this.kind}): cleanup`);
     const cutoff = olderThan instanceof Date ? olderThan.getTime() : now() - olderThan;
     try {
       return await this.#backend.deleteOlderThan(cutoff);
@@ -294,13 +269,11 @@ export class ResultsManager {
   }
 
   #check(operation: string, key: unknown): void {
-    if (this.#closing !== undefined) throw this.#closed(`${operation} ${show(key)}`);
+    if (this.#closing !== undefined) throw this.#closed(`${operation} ${describeValue(key)}`);
     if (typeof key === 'string' && key.length > 0) return;
-    const message = mustBe('a non-empty string')({ input: key });
-    throw new ValidationError(`results (${this.kind}): ${operation}: key ${message}`, {
-      code: ErrorCode.INVALID_OPTIONS,
-      issues: [{ code: typeof key === 'string' ? 'too_small' : 'invalid_type', path: ['key'], message }],
-    });
+    throw invalidOptions(`results (${this.kind}): ${operation}`, [
+      { code: typeof key === 'string' ? 'too_small' : 'invalid_type', path: ['key'], expected: 'a non-empty string', got: describeValue(key) },
+    ]);
   }
 
   #closed(what: string): FlowError {

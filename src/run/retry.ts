@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { FlowError } from '../errors.js';
-import { MAX_DELAY, TOO_LONG } from '../util/clock.js';
+import { duration, expecting } from '../util/parse.js';
 
 /** Decides whether a plain (non-FlowError) error may be retried. */
 export type RetryPredicate = (error: unknown, attempt: number) => boolean;
@@ -17,7 +17,7 @@ export interface RetryPolicyInput {
   readonly initialInterval?: number | undefined;
   /** Each wait is the previous one times this. @default 2 */
   readonly backoffFactor?: number | undefined;
-  /** The longest wait, in milliseconds. @default 60000 */
+  /** The longest wait, in milliseconds; not below `initialInterval` when both are given. @default 60000 */
   readonly maxInterval?: number | undefined;
   /** Randomises each wait down by up to this fraction (0 to 1), so retries spread out. @default 0.2 */
   readonly jitter?: number | undefined;
@@ -54,20 +54,30 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
   retryOn: retryUnlessProgrammerError,
 });
 
-const ms = z.number().nonnegative().max(MAX_DELAY, TOO_LONG);
+const ms = duration({ min: 0, whole: false });
+
+const policySchema = expecting(
+  z
+    .strictObject({
+      maxAttempts: expecting(z.number().int().min(1), 'a whole number of attempts >= 1').optional(),
+      initialInterval: ms.optional(),
+      backoffFactor: z.number().min(1).optional(),
+      maxInterval: ms.optional(),
+      jitter: z.number().min(0).max(1).optional(),
+      retryOn: z.custom<RetryPredicate>((v) => typeof v === 'function', 'a function (error, attempt) => boolean').optional(),
+    })
+    .superRefine((policy, ctx) => {
+      const { initialInterval, maxInterval } = policy;
+      // Capped below its first wait, every wait would be maxInterval: surely a slip.
+      if (initialInterval !== undefined && maxInterval !== undefined && maxInterval < initialInterval) {
+        ctx.addIssue({ code: 'custom', path: ['maxInterval'], input: maxInterval, message: `a number of milliseconds >= initialInterval (${initialInterval})` });
+      }
+    }),
+  'a retry policy object',
+);
 
 /** The schema of `retry` in `FlowConfig` and the context's options. */
-export const retryOptionSchema = z.union([
-  z.number().int().nonnegative(),
-  z.strictObject({
-    maxAttempts: z.number().int().min(1).optional(),
-    initialInterval: ms.optional(),
-    backoffFactor: z.number().finite().min(1).optional(),
-    maxInterval: ms.optional(),
-    jitter: z.number().min(0).max(1).optional(),
-    retryOn: z.custom<RetryPredicate>((v) => typeof v === 'function', 'expected a function').optional(),
-  }),
-]);
+export const retryOptionSchema = z.union([expecting(z.number().int().nonnegative(), 'a whole number of retries >= 0'), policySchema]);
 
 function toPolicyInput(option: RetryOption): RetryPolicyInput {
   return typeof option === 'number' ? { maxAttempts: option + 1 } : option;

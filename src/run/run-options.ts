@@ -1,7 +1,7 @@
 /** The options of `ctx.run` / `ctx.start` / `flow.execute`. */
 import { z } from 'zod';
+import { duration, expectedOf, expecting } from '../util/parse.js';
 import type { FlowStatus, RunMode } from '../status.js';
-import { MAX_DELAY, TOO_LONG } from '../util/clock.js';
 
 /** Options for one run. */
 export interface RunOptions {
@@ -22,14 +22,16 @@ export interface RunOptions {
 export const runOptionsSchema = z.strictObject({
   mode: z.enum(['batch', 'interactive', 'hybrid']).optional(),
   humanInLoop: z.boolean().optional(),
-  timeout: z.number().int().positive().max(MAX_DELAY, TOO_LONG).optional(),
-  runId: z
-    .string()
-    .min(1)
-    .max(200)
-    .regex(/^[^/\p{Cc}]+$/u, 'must not contain "/" or control characters')
-    .optional(),
-  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'expected an AbortSignal').optional(),
+  timeout: duration().optional(),
+  runId: expecting(
+    z
+      .string()
+      .min(1)
+      .max(200)
+      .regex(/^[^/\p{Cc}]+$/u),
+    'a string of 1 to 200 characters without "/" or control characters',
+  ).optional(),
+  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'an AbortSignal').optional(),
   concurrency: z.number().int().positive().optional(),
 });
 
@@ -58,7 +60,7 @@ export interface ListRunsOptions {
 const statusSchema = z.enum(['pending', 'running', 'waiting', 'completed', 'failed', 'cancelled', 'skipped']);
 
 export const listRunsSchema = z.strictObject({
-  status: z.union([statusSchema, z.array(statusSchema).readonly()]).optional(),
+  status: expecting(z.union([statusSchema, z.array(statusSchema).readonly()]), `${expectedOf(statusSchema)}, or an array of them`).optional(),
   flow: z.string().min(1).optional(),
   limit: z.number().int().positive().max(10_000).optional(),
   before: z.string().min(1).optional(),
@@ -72,5 +74,5 @@ export interface PruneRunsOptions {
 }
 
 export const pruneSchema = z.strictObject({
-  olderThan: z.union([z.number().nonnegative(), z.date().refine((d) => !Number.isNaN(d.getTime()), 'must be a valid Date')]),
+  olderThan: expecting(z.union([z.number().nonnegative(), z.date()]), 'an age in milliseconds >= 0 or a valid Date'),
 });

@@ -6,14 +6,13 @@
  */
 import type PQueue from 'p-queue';
 import { type ErrorData, toErrorData } from '../error-data.js';
-import { CancelledError, ErrorCode, FatalError, FlowError, TimeoutError, UpstreamFailedError } from '../errors.js';
+import { CancelledError, ErrorCode, FatalError, FlowError, TimeoutError, UpstreamFailedError, WarningCode } from '../errors.js';
 import type { EventInput, WeirEvent } from '../events.js';
 import type { Executor } from '../executors/executor.js';
 import { validate } from '../executors/invoke.js';
 import type { InputAnswer } from '../executors/executor.js';
 import { isInputWaitSignal, validateAgainstJson, type InputAsk } from '../executors/wait-for-input.js';
 import type { AnySchema } from '../processor.js';
-import { encodeCompact } from '../results/codec.js';
 import type { CompiledGraph, GraphNode } from '../graph/compile.js';
 import type { AttemptRecord, FlowResult, StepResult } from '../result.js';
 import { FlowStatus, type RunMode } from '../status.js';
@@ -531,7 +530,7 @@ export class Run implements StepHost {
     this.#answers.delete(key);
     this.#refused.set(key, entry.at);
     this.#services.store.clearInputs(this.runId, [key]).catch((error: unknown) => {
-      process.emitWarning(`weir: run "${this.runId}": a refused answer to "${key}" could not be cleared: ${String(error)}`, { code: 'WEIR_INPUT' });
+      process.emitWarning(`weir: run "${this.runId}": a refused answer to "${key}" could not be cleared: ${String(error)}`, { code: WarningCode.INPUT });
     });
   }
 
@@ -613,7 +612,7 @@ export class Run implements StepHost {
       this.#consume(entries);
       await this.#readInputs();
     } catch (error) {
-      process.emitWarning(`weir: run "${this.runId}": an expired wait could not be recorded: ${String(error)}`, { code: 'WEIR_INPUT_EXPIRY' });
+      process.emitWarning(`weir: run "${this.runId}": an expired wait could not be recorded: ${String(error)}`, { code: WarningCode.INPUT_EXPIRY });
     }
     if (this.#status_ === RUNNING && this.#status[index] === WAITING && !this.#waitTimers.has(index)) this.#holdWait(index);
   }
@@ -735,7 +734,7 @@ export class Run implements StepHost {
         this.#journal.stop(reason);
         return store.releaseLease(this.runId, owner, this.#journal.leaseToken);
       })
-      .then(noop, (error: unknown) => process.emitWarning(`weir: run "${this.runId}": its lease could not be released: ${String(error)}`, { code: 'WEIR_LEASE_RELEASE' }))
+      .then(noop, (error: unknown) => process.emitWarning(`weir: run "${this.runId}": its lease could not be released: ${String(error)}`, { code: WarningCode.LEASE_RELEASE }))
       .finally(() => this.#settleWith(this.#buildResult(RUNNING, toErrorData(reason), ended)));
   }
 
@@ -760,13 +759,13 @@ export class Run implements StepHost {
   }
 
   /**
-   * @throws FlowError `WEIR_SERIALIZATION` when a durable store cannot store `details` (the event
+   * @throws FlowError `WEIR_SERIALIZATION` when the store cannot store `details` (the event
    * would otherwise hold back every later commit of the run).
    */
   heartbeat(index: number, attempt: number, details: unknown): void {
     if (!this.#isCurrent(index, attempt)) return;
     const step = this.graph.nodes[index]!.name;
-    if (details !== undefined && this.#services.store.durable) encodeCompact(details, `heartbeat details of flow ${step}`);
+    if (details !== undefined) this.#services.store.checkStorable(details, `heartbeat details of flow ${step}`);
     this.#armHeartbeat(index, attempt);
     this.#emit(details === undefined ? { type: 'step_heartbeat', step, attempt } : { type: 'step_heartbeat', step, attempt, details });
   }

@@ -398,6 +398,10 @@ export class KvRunStore implements RunStore {
     }
   }
 
+  checkStorable(value: unknown, what: string): void {
+    encode(value, what);
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     // Writes under way finish; the backends belong to whoever gave them.

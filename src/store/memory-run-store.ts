@@ -1,9 +1,11 @@
 /**
  * The run journal in Maps, for runs that need not survive the process. Records, outputs, events and
  * input values are kept by reference, not copied: callers must not change them after a commit.
+ * Unless told otherwise, it refuses the values a durable store could not keep, as they would fail.
  * @internal
  */
 import type { WeirEvent } from '../events.js';
+import { findLossy, lossyError } from '../results/codec.js';
 import type { FlowStatus } from '../status.js';
 import type {
   AcquireOptions,
@@ -51,6 +53,20 @@ interface Entry {
 
 const DONE: Promise<void> = Promise.resolve();
 
+/** Options of `MemoryRunStore`. */
+export interface MemoryRunStoreOptions {
+  /** How many finished runs to keep; the oldest go first. @default Infinity */
+  readonly keepFinished?: number;
+  /** Refuse, with `WEIR_SERIALIZATION`, values a durable store could not keep (functions, symbols...). @default true */
+  readonly checkSerializable?: boolean;
+}
+
+/** Throws what a durable store's encoding would for a value it cannot keep; `what` is built only then. */
+function checkValue(value: unknown, what: () => string): void {
+  const lossy = findLossy(value);
+  if (lossy !== undefined) throw lossyError(lossy, what());
+}
+
 /** A `RunStore` in plain Maps: a commit is a few Map writes, with no copy and no serialisation. @internal */
 export class MemoryRunStore implements RunStore {
   readonly kind = 'memory';
@@ -59,17 +75,23 @@ export class MemoryRunStore implements RunStore {
   /** Finished runs, oldest first (a run resumed and finished again moves to the end). */
   readonly #finished = new Set<string>();
   readonly #keepFinished: number;
+  readonly #checkValues: boolean;
   #closed = false;
 
-  /** @param keepFinished how many finished runs to keep; the oldest go first. */
-  constructor(keepFinished = Infinity) {
-    this.#keepFinished = keepFinished;
+  constructor(options: MemoryRunStoreOptions = {}) {
+    this.#keepFinished = options.keepFinished ?? Infinity;
+    this.#checkValues = options.checkSerializable ?? true;
   }
 
   async createRun(record: NewRunRecord, events: readonly WeirEvent[] = []): Promise<RunRecord> {
     this.#check('create a run');
     if (this.#runs.has(record.runId)) throw conflictError(this.kind, record.runId);
     const lastSeq = checkEvents(this.kind, record.runId, 0, events);
+    if (this.#checkValues) {
+      checkValue(record.input, () => `input of run ${record.runId}`);
+      if ('output' in record) checkValue(record.output, () => `output of run ${record.runId}`);
+      this.#checkEventValues(events);
+    }
     const run = { ...record, leaseToken: record.leaseToken ?? 1, recoveries: record.recoveries ?? 0, lastSeq } as Entry['run'];
     this.#runs.set(record.runId, { run, steps: new Map(), outputs: new Map(), events: [...events], inputs: new Map() });
     return { ...run };
@@ -93,6 +115,11 @@ export class MemoryRunStore implements RunStore {
     const { steps, outputs, events, run: patch } = batch;
     if (outputs !== undefined) checkBatch(this.kind, batch);
     const lastSeq = events === undefined ? run.lastSeq : checkEvents(this.kind, batch.runId, run.lastSeq, events);
+    if (this.#checkValues) {
+      if (outputs !== undefined) for (const output of outputs) checkValue(output.value, () => `output of ${batch.runId}/${output.step}`);
+      if (patch?.output !== undefined) checkValue(patch.output, () => 'run output');
+      if (events !== undefined) this.#checkEventValues(events);
+    }
     // Everything is checked: from here on nothing throws, so the batch is all or nothing.
     if (steps !== undefined) {
       for (const step of steps) {
@@ -111,6 +138,13 @@ export class MemoryRunStore implements RunStore {
       }
       if (releases(patch.status)) releaseIn(run);
       if (patch.status !== undefined) this.#noteStatus(batch.runId, patch.status);
+    }
+  }
+
+  /** Only a heartbeat's details come from user code; weir builds the rest of every event. */
+  #checkEventValues(events: readonly WeirEvent[]): void {
+    for (const event of events) {
+      if (event.type === 'step_heartbeat' && event.details !== undefined) checkValue(event, () => `event ${event.seq}`);
     }
   }
 
@@ -193,6 +227,7 @@ export class MemoryRunStore implements RunStore {
     this.#check(`store input ${JSON.stringify(entry.key)} of run ${JSON.stringify(runId)}`);
     const inputs = this.#runs.get(runId)?.inputs;
     if (inputs === undefined) throw notFoundError(this.kind, runId);
+    if (this.#checkValues && 'value' in entry) checkValue(entry.value, () => `input ${runId}/${entry.key}`);
     // Synchronous from the check to the write: the first caller wins.
     if (inputs.has(entry.key)) return false;
     inputs.set(entry.key, { ...entry });
@@ -226,6 +261,10 @@ export class MemoryRunStore implements RunStore {
 
   async open(): Promise<void> {
     this.#check('open');
+  }
+
+  checkStorable(value: unknown, what: string): void {
+    if (this.#checkValues) checkValue(value, () => what);
   }
 
   async close(): Promise<void> {

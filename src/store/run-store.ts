@@ -334,6 +334,14 @@ export interface RunStore {
    */
   prune(options: PruneOptions): Promise<number>;
 
+  /**
+   * Throws, synchronously, the error a later write of `value` would fail with, so a value given
+   * outside a commit (heartbeat details) is refused at once instead of failing the commit it joins.
+   * `what` names the value in the message.
+   * @throws `WEIR_SERIALIZATION` for a value the store cannot keep.
+   */
+  checkStorable(value: unknown, what: string): void;
+
   /** Waits for pending commits, then releases handles. Idempotent. */
   close(): Promise<void>;
 }

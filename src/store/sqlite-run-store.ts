@@ -973,6 +973,10 @@ export class SqliteRunStore implements RunStore {
     }
   }
 
+  checkStorable(value: unknown, what: string): void {
+    encodeCompact(value, what);
+  }
+
   async close(): Promise<void> {
     this.#closing ??= (async () => {
       // Pending commits are written before the connection closes.

@@ -12,9 +12,6 @@ export const MAX_TIMER_DELAY = 2 ** 31 - 1;
  */
 export const MAX_DELAY = 4_320_000_000_000_000;
 
-/** What an option's error says of a delay past `MAX_DELAY`. */
-export const TOO_LONG = `must be at most ${MAX_DELAY} milliseconds (50 million days)`;
-
 type HostTimer = ReturnType<typeof setTimeout>;
 
 /** A timer longer than one host timer takes: a chain of them, each armed when the one before fires. */

@@ -23,7 +23,7 @@ describe('Flow and FlowConfig', () => {
   it('rejects a bad config with a ValidationError naming the flow and the field', () => {
     const bad = () => new Flow(new AddOne(), { name: 'parse', timeout: -5 });
     expect(bad).toThrow(ValidationError);
-    expect(bad).toThrow(/flow "parse": timeout: must be a positive number of milliseconds/);
+    expect(bad).toThrow('flow "parse": timeout: expected a positive whole number of milliseconds (at most 50 million days), got -5');
     try {
       bad();
     } catch (error) {
@@ -34,10 +34,29 @@ describe('Flow and FlowConfig', () => {
 
   it('rejects unknown config keys, empty names and bad retry policies', () => {
     expect(() => new Flow(new AddOne(), { name: 'a', retires: 3 } as never)).toThrow(/retires/);
-    expect(() => new Flow(new AddOne(), { name: '' })).toThrow(/name: must not be empty/);
-    expect(() => new Flow(new AddOne(), { name: 'a/b' })).toThrow(/must not contain "\/"/);
+    expect(() => new Flow(new AddOne(), { name: '' })).toThrow('name: expected a name of 1 to 128 characters without "/" or control characters, got ""');
+    expect(() => new Flow(new AddOne(), { name: 'a/b' })).toThrow('name: expected a name of 1 to 128 characters without "/" or control characters, got "a/b"');
     expect(() => new Flow(new AddOne(), { name: 'a', retry: { jitter: 2 } })).toThrow(/retry/);
     expect(() => new Flow(new AddOne(), { name: 'a', retry: -1 })).toThrow(ValidationError);
+  });
+
+  it('refuses a retry policy whose maxInterval is below its initialInterval, on a flow and on a composite', () => {
+    const flow = () => new Flow(new AddOne(), { name: 'a', retry: { initialInterval: 2000, maxInterval: 500 } });
+    expect(flow).toThrow(ValidationError);
+    expect(flow).toThrow(expect.objectContaining({
+      code: 'WEIR_INVALID_CONFIG',
+      message: 'flow "a": retry.maxInterval: expected a number of milliseconds >= initialInterval (2000), got 500',
+    }));
+    expect(() => Flow.parallel('p', { retry: { initialInterval: 10, maxInterval: 9 } })).toThrow('flow "p": retry.maxInterval: expected a number of milliseconds >= initialInterval (10), got 9');
+    expect(new Flow(new AddOne(), { name: 'b', retry: { initialInterval: 500, maxInterval: 500 } }).config.retry).toEqual({ initialInterval: 500, maxInterval: 500 });
+  });
+
+  it('says what a retry option takes, not "Invalid input"', () => {
+    expect(() => new Flow(new AddOne(), { name: 'a', retry: { jitter: 2 } })).toThrow('flow "a": retry.jitter: expected a number from 0 to 1, got 2');
+    expect(() => new Flow(new AddOne(), { name: 'a', retry: -1 })).toThrow('flow "a": retry: expected a whole number of retries >= 0 or a retry policy object, got -1');
+    expect(() => new Flow(new AddOne(), { name: 'a', retry: { tries: 2 } as never })).toThrow(
+      'flow "a": retry.tries: expected one of the options maxAttempts, initialInterval, backoffFactor, maxInterval, jitter or retryOn, got an unknown option',
+    );
   });
 
   it('rejects something that is not a processor', () => {

@@ -166,6 +166,6 @@ describe('the memory journal', () => {
     for (let i = 0; i < 5; i++) ids.push((await ctx.run(flow, { i })).runId);
     expect((await ctx.listRuns()).runs.map((r) => r.runId).toSorted()).toEqual(ids.slice(2).toSorted());
     await expect(ctx.getRun(ids[0]!)).rejects.toMatchObject({ code: 'WEIR_RUN_NOT_FOUND' });
-    expect(() => ResultsManager.memory({ keepFinishedRuns: -1 })).toThrow(/keepFinishedRuns must be a whole number/);
+    expect(() => ResultsManager.memory({ keepFinishedRuns: -1 })).toThrow('ResultsManager.memory(): keepFinishedRuns: expected a whole number >= 0 or Infinity, got -1');
   });
 });

@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   CancelledError,
@@ -11,10 +13,14 @@ import {
   TimeoutError,
   UpstreamFailedError,
   ValidationError,
+  WarningCode,
+  Flow,
+  FlowContext,
   fromErrorData,
   registerErrorClass,
   toErrorData,
 } from '../../src/index.js';
+import { AddOne } from '../fixtures/processors.js';
 
 describe('the FlowError hierarchy', () => {
   it('gives every class a name, a default code and the retryable flag of DESIGN.md', () => {
@@ -113,5 +119,63 @@ describe('errors as data', () => {
     const back = fromErrorData(toErrorData(new QuotaError('over quota')));
     expect(back).toBeInstanceOf(QuotaError);
     expect((back as QuotaError).code).toBe('E_QUOTA');
+  });
+});
+
+describe('registerErrorClass', () => {
+  it.each([
+    [42, undefined, 'registerErrorClass(): ctor: expected a class extending Error, got 42'],
+    [() => new Error('x'), undefined, 'registerErrorClass(): ctor: expected a class extending Error, got a function'],
+    [Date, undefined, 'registerErrorClass(): ctor: expected a class extending Error, got the class Date'],
+    [class extends Error {}, undefined, 'registerErrorClass(): name: expected a class with a name (or a name given for an anonymous one), got ""'],
+    [class Named extends Error {}, '', 'registerErrorClass(): name: expected a non-empty string, got ""'],
+  ])('refuses %s (name %j) with WEIR_INVALID_OPTIONS, saying what was wrong', (ctor, name, message) => {
+    const call = () => registerErrorClass(ctor as never, name);
+    expect(call).toThrow(ValidationError);
+    expect(call).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_OPTIONS, message }));
+  });
+
+  it('takes an anonymous class under a name given', () => {
+    const Anonymous = (() => class extends FatalError {})();
+    registerErrorClass(Anonymous, 'AnonymousError');
+    const data = { ...toErrorData(new Anonymous('x')), name: 'AnonymousError' };
+    expect(fromErrorData(data)).toBeInstanceOf(Anonymous);
+  });
+});
+
+describe('WarningCode', () => {
+  const root = join(import.meta.dirname, '..', '..');
+  const sources = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+
+  it('has a stable WEIR_ code for each warning, apart from the error codes', () => {
+    const codes = Object.values(WarningCode);
+    expect(codes.length).toBeGreaterThan(0);
+    for (const code of codes) expect(code).toMatch(/^WEIR_[A-Z_]+$/);
+    expect(new Set(codes).size).toBe(codes.length);
+    expect(codes.filter((c) => (Object.values(ErrorCode) as string[]).includes(c))).toEqual([]);
+  });
+
+  it('is what every process.emitWarning in weir uses, and docs/errors.md lists each one', () => {
+    const literal: string[] = [];
+    for (const file of sources(join(root, 'src'))) {
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/emitWarning\([\s\S]*?\{ code: ([^}]*) \}/g)) if (!m[1]!.startsWith('WarningCode.')) literal.push(`${file}: ${m[1]!}`);
+    }
+    expect(literal).toEqual([]);
+    const docs = readFileSync(join(root, 'docs', 'errors.md'), 'utf8');
+    const warnings = docs.slice(docs.indexOf('## Warnings'));
+    for (const code of Object.values(WarningCode)) expect(warnings).toContain(`| \`${code}\` |`);
+  });
+
+  it('marks the warning of a listener that throws', async () => {
+    const ctx = new FlowContext();
+    const warned = new Promise<Error & { code?: string }>((resolve) => process.once('warning', resolve));
+    ctx.on('run_start', () => {
+      throw new Error('listener bug');
+    });
+    await ctx.run(new Flow(new AddOne(), { name: 'add' }), { n: 1 });
+    await expect(warned).resolves.toMatchObject({ code: WarningCode.LISTENER_ERROR, message: expect.stringContaining('listener bug') });
+    await ctx.close();
   });
 });

@@ -176,10 +176,10 @@ describe.each(backends)('ResultsManager.$kind', ({ kind, durable, open }) => {
     const badKey = await rejection(results.get(''));
     expect(badKey).toBeInstanceOf(ValidationError);
     expect(badKey.code).toBe(ErrorCode.INVALID_OPTIONS);
-    expect(badKey.message).toContain('key must be a non-empty string');
+    expect(badKey.message).toContain('get: key: expected a non-empty string, got ""');
     const badAge = await rejection(results.cleanup({ olderThan: -1 }));
     expect(badAge.code).toBe(ErrorCode.INVALID_OPTIONS);
-    expect(badAge.message).toContain('options.olderThan must be a non-negative number');
+    expect(badAge.message).toContain('cleanup: olderThan: expected an age in milliseconds >= 0 or a valid Date, got -1');
   });
 
   it('rejects every call with WEIR_STORE_CLOSED naming the backend after close, and close is idempotent', async () => {
@@ -387,16 +387,21 @@ describe('ResultsManager.keyv', () => {
 describe('ResultsManager factories', () => {
   it('throw ValidationError WEIR_INVALID_OPTIONS naming the bad argument', () => {
     const cases: [() => unknown, string][] = [
-      [() => ResultsManager.disk(''), 'ResultsManager.disk: dir must be a non-empty string, got ""'],
-      [() => ResultsManager.sqlite(''), 'ResultsManager.sqlite: file must be a non-empty string, got ""'],
+      [() => ResultsManager.disk(''), 'ResultsManager.disk(): dir: expected a non-empty path, got ""'],
+      [() => ResultsManager.sqlite(''), 'ResultsManager.sqlite(): file: expected a non-empty path, got ""'],
       [
         () => ResultsManager.sqlite('x.db', { synchronous: 'fast' as 'FULL' }),
-        'ResultsManager.sqlite: options.synchronous must be "NORMAL" or "FULL", got "fast"',
+        'ResultsManager.sqlite(): options.synchronous: expected "NORMAL" or "FULL", got "fast"',
       ],
-      [() => ResultsManager.sqlite('x.db', { cache: true } as object), 'ResultsManager.sqlite: options has unknown key "cache"'],
-      [() => ResultsManager.sqlite('x.db', { table: 'a-b' }), 'options.table must be a SQL identifier'],
-      [() => ResultsManager.sqlite('x.db', { busyTimeout: -1 }), 'options.busyTimeout must be a non-negative integer'],
-      [() => ResultsManager.keyv(new Map() as unknown as Keyv), 'ResultsManager.keyv: keyv must be a Keyv instance, got an object'],
+      [
+        () => ResultsManager.sqlite('x.db', { cache: true } as object),
+        'ResultsManager.sqlite(): options.cache: expected one of the options table, synchronous or busyTimeout, got an unknown option',
+      ],
+      [() => ResultsManager.sqlite('x.db', { table: 'a-b' }), 'options.table: expected a SQL identifier (letters, digits and _, not starting with a digit), got "a-b"'],
+      [() => ResultsManager.sqlite('x.db', { busyTimeout: -1 }), 'options.busyTimeout: expected a whole number of milliseconds >= 0, got -1'],
+      [() => ResultsManager.keyv(new Map() as unknown as Keyv), 'ResultsManager.keyv(): keyv: expected a Keyv instance, got a Map'],
+      [() => ResultsManager.memory({ keepFinishedRuns: 1.5 }), 'ResultsManager.memory(): keepFinishedRuns: expected a whole number >= 0 or Infinity, got 1.5'],
+      [() => ResultsManager.memory({ checkSerializable: 'no' as never }), 'ResultsManager.memory(): checkSerializable: expected true or false, got "no"'],
     ];
     for (const [call, message] of cases) {
       let thrown: unknown;

@@ -8,6 +8,7 @@ import { ErrorCode, RetryableError } from '../../src/errors.js';
 import { ResultsManager, runStoreOf } from '../../src/results/results-manager.js';
 import { MemoryRunStore } from '../../src/store/memory-run-store.js';
 import type { InputEntry, RunStore } from '../../src/store/run-store.js';
+import type { WeirEvent } from '../../src/events.js';
 import { SqliteRunStore } from '../../src/store/sqlite-run-store.js';
 import { ALICE, BOB, event, newRun, rejection, runStart, stepRecord, T0 } from './helpers.js';
 
@@ -533,6 +534,43 @@ describe.each(stores)('RunStore ($kind)', ({ open }) => {
       await store.close();
       await expect(pending).resolves.toBeUndefined();
     });
+  });
+});
+
+describe.each(stores)('RunStore ($kind), values it cannot keep', ({ open }) => {
+  let store: RunStore;
+  beforeEach(() => {
+    store = open();
+  });
+  const unstorable = [
+    { what: 'a function', value: { deep: [{ fn: () => 1 }] }, at: '.deep[0].fn' },
+    { what: 'a symbol', value: new Map([['k', Symbol('s')]]), at: '.get("k")' },
+  ];
+
+  it.each(unstorable)('refuses $what in an input, output, heartbeat or answer with WEIR_SERIALIZATION, writing nothing', async ({ what, value, at }) => {
+    const create = await rejection(store.createRun(newRun('r0', { input: value })));
+    expect(create).toMatchObject({ code: ErrorCode.SERIALIZATION, message: expect.stringContaining(`${what} at ${at}`) });
+    await expect(store.loadRun('r0')).resolves.toBeUndefined();
+
+    const token = (await store.createRun(newRun('r1'), [runStart('r1')])).leaseToken;
+    const output = await rejection(
+      store.commit({ runId: 'r1', leaseToken: token, steps: [stepRecord('r1', 'a')], outputs: [{ step: 'a', value }], events: [event('r1', 2)] }),
+    );
+    expect(output.code).toBe(ErrorCode.SERIALIZATION);
+    expect(output.message).toContain(what);
+    expect(output.message).toContain(at);
+    const runOutput = await rejection(store.commit({ runId: 'r1', leaseToken: token, run: { status: 'completed', output: value }, events: [event('r1', 2)] }));
+    expect(runOutput.code).toBe(ErrorCode.SERIALIZATION);
+    const beat: WeirEvent = { type: 'step_heartbeat', runId: 'r1', seq: 2, time: T0, step: 'a', attempt: 1, details: value };
+    expect((await rejection(store.commit({ runId: 'r1', leaseToken: token, events: [beat] }))).code).toBe(ErrorCode.SERIALIZATION);
+    expect(() => store.checkStorable(value, 'heartbeat details')).toThrow(expect.objectContaining({ code: ErrorCode.SERIALIZATION }));
+    expect((await rejection(store.putInput('r1', { key: 'approve', outcome: 'answered', value, at: T0 }))).code).toBe(ErrorCode.SERIALIZATION);
+
+    const loaded = await store.loadRun('r1');
+    expect(loaded?.steps).toEqual([]);
+    expect(loaded?.run).toMatchObject({ status: 'running', lastSeq: 1 });
+    await expect(store.readEvents('r1')).resolves.toHaveLength(1);
+    await expect(store.readInputs('r1')).resolves.toEqual([]);
   });
 });
 
