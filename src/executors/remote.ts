@@ -115,10 +115,8 @@ export abstract class RemoteExecutor implements Executor {
     if (abort.aborted) throw abort.abortReason;
     // Checked at registration; an uncloneable field set since then fails the send as WEIR_SERIALIZATION.
     const location = locationOf(request.processor) ?? locateProcessor(request.processor, `flow "${step.name}"`, this.type);
-    if (!location.ok) {
-      const problem = await location.verified;
-      if (problem !== undefined) throw new FatalError(`flow "${step.name}": ${problem}`, { code: ErrorCode.PROCESSOR_EXPORT });
-    }
+    // Only an answer already known: waiting could wait on the module that is awaiting this very run.
+    if (location.problem !== undefined) throw new FatalError(`flow "${step.name}": ${location.problem}`, { code: ErrorCode.PROCESSOR_EXPORT });
     const deps = await step.deps.getAll();
     if (abort.aborted) throw abort.abortReason;
     // close() may have begun while this attempt awaited; it must not start a pool again.
