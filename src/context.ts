@@ -50,6 +50,7 @@ import { clearTimer, now, setTimer, type TimerHandle } from './util/clock.js';
 import { DrainQueue } from './util/drain-queue.js';
 import { parseOptions } from './util/parse.js';
 import { stripUndefined } from './util/types.js';
+import { workerLoading } from './util/worker-loading.js';
 
 /** Options of `new FlowContext()`. */
 export interface FlowContextOptions {
@@ -281,6 +282,8 @@ export class FlowContext {
    * @throws DependencyError, FlowError as `register` does, when the flow's graph is invalid.
    */
   start<I, O>(flow: Flow<I, O>, input: I, options: RunOptions = {}): RunHandle<O> {
+    // A worker importing this module as a processor module: the run is the main thread's, not a nested one here.
+    if (workerLoading()?.holdRun() === true) return heldHandle(options);
     this.#assertOpen('start a run');
     const parsed = parseOptions(runOptionsSchema, options, 'run options');
     const graph = this.#graphOf(flow);
@@ -404,6 +407,7 @@ export class FlowContext {
    * @returns the handles of the runs taken over. A run another context takes first is left to it.
    */
   async recover(): Promise<RunHandle[]> {
+    if (workerLoading()?.holdRun() === true) return never();
     this.#assertOpen('recover runs');
     return this.#chore(this.#recover());
   }
@@ -417,6 +421,7 @@ export class FlowContext {
    * `WEIR_INVALID_OPTIONS` for an unknown `from`.
    */
   async resume<O = unknown>(runId: string, options: ResumeOptions = {}): Promise<RunHandle<O>> {
+    if (workerLoading()?.holdRun() === true) return never();
     this.#assertOpen('resume a run');
     const { from } = parseOptions(resumeOptionsSchema, options, 'resume options');
     return this.#chore(this.#resume<O>(runId, from));
@@ -449,6 +454,7 @@ export class FlowContext {
    * @throws FlowError as `resume` does, for a missing, running or unregistered run.
    */
   async retry<O = unknown>(runId: string): Promise<RunHandle<O>> {
+    if (workerLoading()?.holdRun() === true) return never();
     this.#assertOpen('retry a run');
     return this.#chore(this.#retryRun<O>(runId));
   }
@@ -1201,6 +1207,21 @@ export class FlowContext {
     this.#compiled.set(flow, { version, graph });
     return graph;
   }
+}
+
+/** A promise that never settles: what a run asked for by a module a worker is importing waits on, so its top level goes no further. */
+function never<T>(): Promise<T> {
+  return new Promise<T>(() => {});
+}
+
+/** The handle of a run held in a worker: it never starts, so its result never comes and it has no events. */
+function heldHandle<O>(options: RunOptions): RunHandle<O> {
+  const runId = typeof (options as { runId?: unknown } | undefined)?.runId === 'string' ? (options.runId as string) : randomUUID();
+  return {
+    runId,
+    result: never,
+    events: () => ({ [Symbol.asyncIterator]: () => ({ next: never }) }),
+  };
 }
 
 function conflictWith(runId: string, how: string): FlowError {
