@@ -9,7 +9,7 @@ import { serialize } from 'node:v8';
 import { ErrorCode, FlowError } from '../errors.js';
 import type { Processor } from '../processor.js';
 import { messageOf } from '../util/message-of.js';
-import type { ProcessorRef } from './protocol.js';
+import { processorKey, type ProcessorRef } from './protocol.js';
 
 /** What a processor class may declare so that a worker can find it. */
 export interface LocatableClass {
@@ -120,7 +120,7 @@ function locateClass(ctor: LocatableClass, where: string, executor: string): Pro
       { code: ErrorCode.PROCESSOR_CONSTRUCTOR, cause: error },
     );
   }
-  const location: ProcessorLocation = { key: `${module}#${exportName}`, module, exportName, problem: undefined };
+  const location: ProcessorLocation = { key: processorKey(module, exportName), module, exportName, problem: undefined };
   void verifyExport(module, exportName, ctor).then((problem) => (location.problem = problem));
   return location;
 }

@@ -7,7 +7,7 @@ import { DependencyError } from '../errors.js';
 import type { AnySchema, Processor, Step, StepDeps, WaitForInputOptions } from '../processor.js';
 import { invokeProcessor } from './invoke.js';
 import { installProcessorLoader, processorClass } from './processor-loader.js';
-import type { AbortTaskMessage, DepsReplyMessage, FromWorker, ProcessorRef, ResultMessage, RunTaskMessage } from './protocol.js';
+import { processorKey, type AbortTaskMessage, type DepsReplyMessage, type FromWorker, type ProcessorRef, type ResultMessage, type RunTaskMessage } from './protocol.js';
 import { setImmediate as realSetImmediate } from 'node:timers';
 import { askForInput, inputWaitSignal } from './wait-for-input.js';
 
@@ -38,6 +38,8 @@ export class TaskRunner {
     }
     try {
       const processor = await this.#instance(task.processor);
+      // Asked for only when the main thread could not tell that this worker had the class: its timeout starts now.
+      if (task.notify === true) this.#send({ type: 'started', id: task.id, key: processorKey(task.processor.module, task.processor.exportName) });
       if (task.processor.state !== undefined) Object.assign(processor, task.processor.state);
       const output = invokeProcessor(processor, task.input, step);
       // Only a run with a person in the loop can wait: then an ask that waits ends the task.
