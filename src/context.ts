@@ -275,7 +275,8 @@ export class FlowContext {
   }
 
   /**
-   * Starts a run and returns its handle at once.
+   * Starts a run and returns its handle at once. In a weir worker, a run asked for by the top level of
+   * the module the worker is importing never starts, and its result never comes (see docs/executors.md).
    * @throws FlowError `WEIR_CONTEXT_CLOSED` after `close()`; `WEIR_RUN_CONFLICT` when `runId` is running.
    * @throws ValidationError `WEIR_INVALID_OPTIONS` for bad options; a bad *input* fails the run instead.
    * @throws CancelledError `WEIR_CANCELLED` when `options.signal` is already aborted (nothing is started).

@@ -73,8 +73,9 @@ export abstract class Processor<I extends AnySchema = AnySchema, O extends AnySc
   /** Does the work. Throw a `FlowError` subclass to say whether a retry may help. */
   abstract process(input: z.output<I>, step: Step): Promise<z.input<O>> | z.input<O>;
 
+  /** Subclasses call it with `super()`. In a weir worker it records the class, for one-file scripts (see docs/executors.md). */
   constructor() {
-    // In a worker, so a module stuck in its top-level await (a one-file script) can still give up its classes.
+    // So a module a worker imports that stops at a run in its top level (a one-file script) can still give up its classes.
     workerLoading()?.noteClass(new.target);
   }
 }
