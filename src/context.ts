@@ -50,6 +50,7 @@ import { clearTimer, now, setTimer, type TimerHandle } from './util/clock.js';
 import { DrainQueue } from './util/drain-queue.js';
 import { duration, parseOptions } from './util/parse.js';
 import { stripUndefined } from './util/types.js';
+import { workerLoading } from './util/worker-loading.js';
 
 /** Options of `new FlowContext()`. */
 export interface FlowContextOptions {
@@ -289,13 +290,16 @@ export class FlowContext {
   }
 
   /**
-   * Starts a run and returns its handle at once.
+   * Starts a run and returns its handle at once. In a weir worker, a run asked for by the top level of
+   * the module the worker is importing never starts, and its result never comes (see docs/executors.md).
    * @throws FlowError `WEIR_CONTEXT_CLOSED` after `close()`; `WEIR_RUN_CONFLICT` when `runId` is running.
    * @throws ValidationError `WEIR_INVALID_OPTIONS` for bad options; a bad *input* fails the run instead.
    * @throws CancelledError `WEIR_CANCELLED` when `options.signal` is already aborted (nothing is started).
    * @throws DependencyError, FlowError as `register` does, when the flow's graph is invalid.
    */
   start<I, O>(flow: Flow<I, O>, input: I, options: RunOptions = {}): RunHandle<O> {
+    // A worker importing this module as a processor module: the run is the main thread's, not a nested one here.
+    if (workerLoading()?.holdRun() === true) return heldHandle(options);
     this.#assertOpen('start a run');
     const parsed = parseOptions(runOptionsSchema, options, 'run options');
     const graph = this.#graphOf(flow);
@@ -437,6 +441,7 @@ export class FlowContext {
    * @returns the handles of the runs taken over. A run another context takes first is left to it.
    */
   async recover(): Promise<RunHandle[]> {
+    if (workerLoading()?.holdRun() === true) return never();
     this.#assertOpen('recover runs');
     return this.#chore(this.#recover());
   }
@@ -450,6 +455,7 @@ export class FlowContext {
    * `WEIR_INVALID_OPTIONS` for an unknown `from`.
    */
   async resume<O = unknown>(runId: string, options: ResumeOptions = {}): Promise<RunHandle<O>> {
+    if (workerLoading()?.holdRun() === true) return never();
     this.#assertOpen('resume a run');
     const { from } = parseOptions(resumeOptionsSchema, options, 'resume options');
     return this.#chore(this.#resume<O>(runId, from));
@@ -482,6 +488,7 @@ export class FlowContext {
    * @throws FlowError as `resume` does, for a missing, running or unregistered run.
    */
   async retry<O = unknown>(runId: string): Promise<RunHandle<O>> {
+    if (workerLoading()?.holdRun() === true) return never();
     this.#assertOpen('retry a run');
     return this.#chore(this.#retryRun<O>(runId));
   }
@@ -1256,6 +1263,21 @@ function assertRunOf(runId: string, runFlow: string, flow: AnyFlow): void {
   if (runFlow !== flow.name) {
     throw new FlowError(`ctx.handle: run "${runId}" is a run of flow "${runFlow}", not of "${flow.name}"`, { code: ErrorCode.RUN_CONFLICT });
   }
+}
+
+/** A promise that never settles: what a run asked for by a module a worker is importing waits on, so its top level goes no further. */
+function never<T>(): Promise<T> {
+  return new Promise<T>(() => {});
+}
+
+/** The handle of a run held in a worker: it never starts, so its result never comes and it has no events. */
+function heldHandle<O>(options: RunOptions): RunHandle<O> {
+  const runId = typeof (options as { runId?: unknown } | undefined)?.runId === 'string' ? (options.runId as string) : randomUUID();
+  return {
+    runId,
+    result: never,
+    events: () => ({ [Symbol.asyncIterator]: () => ({ next: never }) }),
+  };
 }
 
 function conflictWith(runId: string, how: string): FlowError {

@@ -12,6 +12,7 @@ import { duration, expecting, parseOptions } from './util/parse.js';
 import { findCycle } from './graph/cycle.js';
 import type { RunOptions } from './run/run-options.js';
 import { stripUndefined } from './util/types.js';
+import { workerLoading } from './util/worker-loading.js';
 
 /** Where a leaf flow's processor runs. */
 export type LeafType = Extract<FlowType, 'inline' | 'thread' | 'process'>;
@@ -177,6 +178,8 @@ export class Flow<I = unknown, O = unknown> {
       const parsed = parseOptions(leafConfigSchema, config, where, ErrorCode.INVALID_CONFIG);
       this.config = Object.freeze(stripUndefined(parsed));
       this.type = parsed.type ?? FlowType.INLINE;
+      // A processor need not extend Processor: its class is noted here too (see Processor's constructor).
+      workerLoading()?.noteClass(processor.constructor as abstract new () => unknown);
     } else {
       const { name, ...rest } = config;
       parseOptions(NAME, name, `${compositeType} flow name`, ErrorCode.INVALID_CONFIG);

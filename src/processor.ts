@@ -3,6 +3,7 @@
  * its `process` method receives.
  */
 import type { z } from 'zod';
+import { workerLoading } from './util/worker-loading.js';
 
 /** A zod schema of any type. */
 export type AnySchema = z.ZodType;
@@ -71,6 +72,12 @@ export abstract class Processor<I extends AnySchema = AnySchema, O extends AnySc
   abstract readonly output: O;
   /** Does the work. Throw a `FlowError` subclass to say whether a retry may help. */
   abstract process(input: z.output<I>, step: Step): Promise<z.input<O>> | z.input<O>;
+
+  /** Subclasses call it with `super()`. In a weir worker it records the class, for one-file scripts (see docs/executors.md). */
+  constructor() {
+    // So a module a worker imports that stops at a run in its top level (a one-file script) can still give up its classes.
+    workerLoading()?.noteClass(new.target);
+  }
 }
 
 /** The validated input type of a processor. */

@@ -28,6 +28,12 @@ export interface ExecutionRequest {
    * so far (shipped with the task), and where a worker's asks are recorded.
    */
   readonly inputs?: InputPort & { readonly answers?: Readonly<Record<string, InputAnswer>> | undefined };
+  /**
+   * Called once, when the processor is about to run: at once inline; elsewhere once a worker that has
+   * started and loaded the processor's module takes the task. The step's timeouts count from here.
+   * Given only when the step has a timeout, so that other steps cost nothing to tell.
+   */
+  readonly started?: (() => void) | undefined;
 }
 
 /** An answer as it travels to a worker. */

@@ -7,7 +7,8 @@ import { fromErrorData, type ErrorData } from '../error-data.js';
 import { CancelledError, ErrorCode, FlowError } from '../errors.js';
 import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
 import type { FromWorker, ResultMessage, RunTaskMessage, TaskEvent, ToWorker } from './protocol.js';
-import type { KillSwitch } from './remote.js';
+import type { TaskControl } from './remote.js';
+import type { Mutable } from '../util/types.js';
 
 /** Settings of a `ForkPool`. */
 export interface ForkPoolOptions {
@@ -36,7 +37,7 @@ interface Job {
   readonly task: RunTaskMessage;
   readonly resolve: (result: ResultMessage) => void;
   readonly reject: (error: unknown) => void;
-  readonly kill: KillSwitch;
+  readonly control: TaskControl;
 }
 
 interface Child {
@@ -45,6 +46,8 @@ interface Child {
   ready: boolean;
   gone: boolean;
   job: Job | undefined;
+  /** The processor classes this child has built, as far as its `started` messages told. */
+  readonly loaded: Set<string>;
   /** Armed while the child is idle or has been lately; it checks `idleSince` rather than being reset per task. */
   idleTimer: TimerHandle | undefined;
   idleSince: number;
@@ -67,13 +70,16 @@ export class ForkPool {
     return this.#children.size;
   }
 
-  /** Runs a task in a child; rejects with a `ChildExitError` if the child dies, or once `kill` fires. */
-  run(task: RunTaskMessage, kill: KillSwitch): Promise<ResultMessage> {
+  /**
+   * Runs a task in a child; rejects with a `ChildExitError` if the child dies, or once `control` is
+   * killed. Tells `control` when the processor starts, if it wants to know.
+   */
+  run(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
     if (this.#closed) return Promise.reject(new CancelledError('the process pool is closed'));
-    if (kill.killed) return Promise.reject(new CancelledError('the task was stopped before it started', { cause: kill.reason }));
+    if (control.killed) return Promise.reject(new CancelledError('the task was stopped before it started', { cause: control.reason }));
     return new Promise((resolve, reject) => {
-      const job: Job = { task, resolve, reject, kill };
-      kill.onKill(() => this.#kill(job, new CancelledError('the task was stopped', { cause: kill.reason })));
+      const job: Job = { task, resolve, reject, control };
+      control.onKill(() => this.#kill(job, new CancelledError('the task was stopped', { cause: control.reason })));
       this.#queue.push(job);
       this.#pump();
     });
@@ -126,6 +132,7 @@ export class ForkPool {
       ready: false,
       gone: false,
       job: undefined,
+      loaded: new Set(),
       idleTimer: undefined,
       idleSince: 0,
       crash: undefined,
@@ -163,6 +170,10 @@ export class ForkPool {
       case 'crash':
         child.crash = message.error;
         return;
+      case 'started':
+        child.loaded.add(message.key);
+        this.#options.onEvent(message);
+        return;
       case 'progress':
       case 'heartbeat':
       case 'deps-get':
@@ -177,6 +188,12 @@ export class ForkPool {
     child.job = job;
     child.process.ref();
     child.process.channel?.ref();
+    const control = job.control;
+    if (control.wantsStart) {
+      // A ready child that has built the class starts the processor as soon as the task arrives.
+      if (child.loaded.has(control.key)) control.started();
+      else (job.task as Mutable<RunTaskMessage>).notify = true;
+    }
     try {
       child.process.send(job.task, (error) => {
         if (error === null || child.job !== job) return;
@@ -239,7 +256,7 @@ export class ForkPool {
   }
 
   #settle(job: Job, error: unknown, result?: ResultMessage): void {
-    job.kill.onKill(undefined);
+    job.control.onKill(undefined);
     if (result !== undefined) job.resolve(result);
     else job.reject(error);
   }

@@ -9,7 +9,7 @@ import { serialize } from 'node:v8';
 import { ErrorCode, FlowError } from '../errors.js';
 import type { Processor } from '../processor.js';
 import { messageOf } from '../util/message-of.js';
-import type { ProcessorRef } from './protocol.js';
+import { processorKey, type ProcessorRef } from './protocol.js';
 
 /** What a processor class may declare so that a worker can find it. */
 export interface LocatableClass {
@@ -21,15 +21,18 @@ export interface LocatableClass {
   new (): Processor;
 }
 
-/** A located class: where it lives, and whether the main thread could confirm its export. */
+/** A located class: where it lives, and what the main thread found wrong with its export, once it knows. */
 export interface ProcessorLocation {
+  /** `module#exportName`: the same class on every thread. */
   readonly key: string;
   readonly module: string;
   readonly exportName: string;
-  /** Resolves to a description of what is wrong with the export, or `undefined` when it looks right. */
-  readonly verified: Promise<string | undefined>;
-  /** Set once `verified` has resolved to `undefined`, so dispatch need not wait on it again. */
-  ok: boolean;
+  /**
+   * What is wrong with the export, set once the main thread's import of the module settles. Never
+   * waited for: that import does not settle while the module itself awaits a run (a one-file script),
+   * and the worker reports a missing export with the same code anyway.
+   */
+  problem: string | undefined;
 }
 
 const locations = new WeakMap<object, ProcessorLocation>();
@@ -117,8 +120,8 @@ function locateClass(ctor: LocatableClass, where: string, executor: string): Pro
       { code: ErrorCode.PROCESSOR_CONSTRUCTOR, cause: error },
     );
   }
-  const location: ProcessorLocation = { key: `${module}#${exportName}`, module, exportName, verified: verifyExport(module, exportName, ctor), ok: false };
-  void location.verified.then((problem) => (location.ok = problem === undefined));
+  const location: ProcessorLocation = { key: processorKey(module, exportName), module, exportName, problem: undefined };
+  void verifyExport(module, exportName, ctor).then((problem) => (location.problem = problem));
   return location;
 }
 
@@ -138,7 +141,7 @@ function checkState(processor: Processor, className: string, where: string, exec
   }
 }
 
-/** Imports the module on the main thread (it is usually loaded already) to confirm the export early. */
+/** Imports the module on the main thread (it is usually loaded already) to find a missing export before a worker starts. */
 async function verifyExport(module: string, exportName: string, ctor: LocatableClass): Promise<string | undefined> {
   let namespace: Record<string, unknown>;
   try {

@@ -6,7 +6,7 @@ import { entryFile, tsxImportArgs } from './entry-file.js';
 import { ForkPool } from './fork-pool.js';
 import type { ProcessPoolSettings } from './pool-options.js';
 import type { AbortTaskMessage, DepsReplyMessage, ResultMessage, RunTaskMessage } from './protocol.js';
-import { RemoteExecutor, type KillSwitch } from './remote.js';
+import { RemoteExecutor, type TaskControl } from './remote.js';
 
 /** Runs processors in child processes; the pool is shared by every run of the context. */
 export class ProcessExecutor extends RemoteExecutor {
@@ -26,8 +26,8 @@ export class ProcessExecutor extends RemoteExecutor {
     return this.#pool?.size ?? 0;
   }
 
-  protected dispatch(task: RunTaskMessage, kill: KillSwitch): Promise<ResultMessage> {
-    return this.#open().run(task, kill);
+  protected dispatch(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
+    return this.#open().run(task, control);
   }
 
   protected post(message: AbortTaskMessage | DepsReplyMessage): boolean {

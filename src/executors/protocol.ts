@@ -6,6 +6,11 @@ import type { ErrorData } from '../error-data.js';
 import type { InputAnswer } from './executor.js';
 import type { InputAsk } from './wait-for-input.js';
 
+/** The key of a processor class on every thread: `module#exportName`. */
+export function processorKey(module: string, exportName: string): string {
+  return `${module}#${exportName}`;
+}
+
 /** Where a worker finds a processor class, and the state to give its new instance. Kept small: it is copied on every dispatch. */
 export interface ProcessorRef {
   /** A `file:` URL of the module that exports the class; with `exportName`, the key of the worker's cached instance. */
@@ -38,6 +43,11 @@ export interface RunTaskMessage {
   readonly deps?: Readonly<Record<string, unknown>>;
   /** How the run's waits for input ended so far, by key; absent when none did. */
   readonly answers?: Readonly<Record<string, InputAnswer>>;
+  /**
+   * Set when the main thread wants a `started` message once the processor is built: the step has a
+   * timeout, and the main thread cannot tell whether this worker has started and loaded the module yet.
+   */
+  readonly notify?: true;
 }
 
 /** Main to worker: abort the running attempt's `step.signal`. */
@@ -82,6 +92,14 @@ export interface DepsGetMessage {
   readonly name: string;
 }
 
+/** Worker to main: the processor of a task sent with `notify` is built and about to run. */
+export interface StartedMessage {
+  readonly type: 'started';
+  readonly id: number;
+  /** `module#exportName`: this worker has loaded that class now. */
+  readonly key: string;
+}
+
 /** Worker to main: `step.waitForInput` waits for a person; the attempt ends as waiting right after. */
 export interface AskMessage {
   readonly type: 'ask';
@@ -106,7 +124,7 @@ export interface ReadyMessage {
 }
 
 /** Messages a worker sends while an attempt runs. */
-export type TaskEvent = ProgressMessage | HeartbeatMessage | DepsGetMessage | AskMessage;
+export type TaskEvent = StartedMessage | ProgressMessage | HeartbeatMessage | DepsGetMessage | AskMessage;
 
 /** Everything a worker sends to the main thread. */
 export type FromWorker = TaskEvent | ResultMessage | CrashMessage | ReadyMessage;
@@ -115,5 +133,7 @@ export type FromWorker = TaskEvent | ResultMessage | CrashMessage | ReadyMessage
 export function isFromWorker(message: unknown): message is FromWorker {
   if (typeof message !== 'object' || message === null) return false;
   const type = (message as { type?: unknown }).type;
-  return type === 'progress' || type === 'heartbeat' || type === 'deps-get' || type === 'ask' || type === 'result' || type === 'crash' || type === 'ready';
+  return (
+    type === 'started' || type === 'progress' || type === 'heartbeat' || type === 'deps-get' || type === 'ask' || type === 'result' || type === 'crash' || type === 'ready'
+  );
 }

@@ -21,8 +21,21 @@ export interface KillSwitch {
   onKill(callback: (() => void) | undefined): void;
 }
 
+/** What a pool is given with a task: how to stop it, and how to say that its processor starts. */
+export interface TaskControl extends KillSwitch {
+  /** The processor's `module#exportName`, to tell a worker that has loaded it from one that has not. */
+  readonly key: string;
+  /** True when the step has a timeout, which counts from `started()`; else nobody needs to hear of it. */
+  readonly wantsStart: boolean;
+  /**
+   * The processor starts now: called by the pool when it hands the task to a worker known to have the
+   * module loaded, else on the worker's `started` message (the task is then sent with `notify`).
+   */
+  started(): void;
+}
+
 /** One attempt in flight: its step, the events received so far, and how to stop it. */
-class Attempt implements KillSwitch {
+class Attempt implements TaskControl {
   received = 0;
   stopped = false;
   killed = false;
@@ -33,13 +46,28 @@ class Attempt implements KillSwitch {
   #settled: (() => void) | undefined;
   #expected = Infinity;
   #drained: (() => void) | undefined;
+  readonly inputs: ExecutionRequest['inputs'];
+  readonly wantsStart: boolean;
+  #onStart: (() => void) | undefined;
 
   constructor(
     readonly id: number,
+    readonly key: string,
     readonly step: Step,
     readonly executor: RemoteExecutor,
-    readonly inputs: ExecutionRequest['inputs'],
-  ) {}
+    request: ExecutionRequest,
+  ) {
+    this.inputs = request.inputs;
+    this.#onStart = request.started;
+    this.wantsStart = request.started !== undefined;
+  }
+
+  started(): void {
+    const onStart = this.#onStart;
+    if (onStart === undefined || this.stopped) return;
+    this.#onStart = undefined;
+    onStart();
+  }
 
   /** The step was aborted: stop its worker. */
   readonly abort = (reason: unknown): void => {
@@ -94,8 +122,8 @@ export abstract class RemoteExecutor implements Executor {
   #nextId = 1;
   #closed = false;
 
-  /** Hands a task to the pool; rejects when its worker dies, or once `kill` fires. */
-  protected abstract dispatch(task: RunTaskMessage, kill: KillSwitch): Promise<ResultMessage>;
+  /** Hands a task to the pool, which calls `control.started()` as its processor starts; rejects when its worker dies, or once the task is killed. */
+  protected abstract dispatch(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage>;
   /** Sends a message to the worker running the task it names; false when the task is known not to be running. */
   protected abstract post(message: AbortTaskMessage | DepsReplyMessage): boolean;
   /** Ends every worker. */
@@ -115,17 +143,15 @@ export abstract class RemoteExecutor implements Executor {
     if (abort.aborted) throw abort.abortReason;
     // Checked at registration; an uncloneable field set since then fails the send as WEIR_SERIALIZATION.
     const location = locationOf(request.processor) ?? locateProcessor(request.processor, `flow "${step.name}"`, this.type);
-    if (!location.ok) {
-      const problem = await location.verified;
-      if (problem !== undefined) throw new FatalError(`flow "${step.name}": ${problem}`, { code: ErrorCode.PROCESSOR_EXPORT });
-    }
+    // Only an answer already known: waiting could wait on the module that is awaiting this very run.
+    if (location.problem !== undefined) throw new FatalError(`flow "${step.name}": ${location.problem}`, { code: ErrorCode.PROCESSOR_EXPORT });
     const deps = await step.deps.getAll();
     if (abort.aborted) throw abort.abortReason;
     // close() may have begun while this attempt awaited; it must not start a pool again.
     if (this.#closed) throw new FlowError(`flow "${step.name}": the ${this.type} executor is closed`, { code: ErrorCode.CONTEXT_CLOSED });
     const id = this.#nextId++;
     const task = this.#task(id, request, location, deps);
-    const attempt = new Attempt(id, step, this, request.inputs);
+    const attempt = new Attempt(id, location.key, step, this, request);
     this.#attempts.set(id, attempt);
     abort.onAbort(attempt.abort);
     try {
@@ -203,6 +229,8 @@ export abstract class RemoteExecutor implements Executor {
   protected onEvent(message: TaskEvent): void {
     const attempt = this.#attempts.get(message.id);
     if (attempt === undefined) return;
+    // Not a step event: the result does not count it.
+    if (message.type === 'started') return attempt.started();
     attempt.noteEvent();
     const step = attempt.step;
     switch (message.type) {

@@ -8,9 +8,10 @@ import { setTimer } from '../util/clock.js';
 import { messageOf } from '../util/message-of.js';
 import { entryFile } from './entry-file.js';
 import type { ThreadPoolSettings } from './pool-options.js';
-import { isFromWorker, type AbortTaskMessage, type DepsReplyMessage, type ResultMessage, type RunTaskMessage } from './protocol.js';
-import { RemoteExecutor, type KillSwitch } from './remote.js';
+import { isFromWorker, type AbortTaskMessage, type DepsReplyMessage, type ResultMessage, type RunTaskMessage, type StartedMessage } from './protocol.js';
+import { RemoteExecutor, type KillSwitch, type TaskControl } from './remote.js';
 import { createRunningTable, threadRunning } from './running-table.js';
+import type { Mutable } from '../util/types.js';
 
 /** The longest delay one Node timer can hold, in ms. */
 const MAX_TIMER = 2 ** 31 - 1;
@@ -35,6 +36,12 @@ export class ThreadExecutor extends RemoteExecutor {
   #busy = 0;
   readonly #started = new Set<number>();
   readonly #runningTable = createRunningTable();
+  /** Threads that have loaded their entry (Piscina's `workerCreate`), by thread id. */
+  readonly #ready = new Set<number>();
+  /** The processor classes each ready thread has loaded, as far as its `started` messages told. */
+  readonly #loaded = new Map<number, Set<string>>();
+  /** How many ready threads have loaded each processor class. */
+  readonly #warm = new Map<string, number>();
 
   constructor(settings: ThreadPoolSettings) {
     super();
@@ -47,16 +54,23 @@ export class ThreadExecutor extends RemoteExecutor {
     return this.#pool?.threads.length ?? 0;
   }
 
-  protected async dispatch(task: RunTaskMessage, kill: KillSwitch): Promise<ResultMessage> {
+  protected async dispatch(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
     // A slot is handed straight from the task that frees it to the next waiting one, so none is taken twice.
-    if (this.#busy >= this.#settings.max) await this.#slot(kill);
+    if (this.#busy >= this.#settings.max) await this.#slot(control);
     else this.#busy++;
     this.#started.add(task.id);
-    kill.onKill(() => this.#terminate(task.id));
+    control.onKill(() => this.#terminate(task.id));
     try {
-      return await this.#open().run(task);
+      const pool = this.#open();
+      if (control.wantsStart) {
+        // Every ready thread has the class, and one is free: the processor starts as soon as the task arrives.
+        const ready = this.#ready.size;
+        if (ready >= this.#busy && this.#warm.get(control.key) === ready) control.started();
+        else (task as Mutable<RunTaskMessage>).notify = true;
+      }
+      return await pool.run(task);
     } finally {
-      kill.onKill(undefined);
+      control.onKill(undefined);
       this.#started.delete(task.id);
       const next = this.#waiting.shift();
       if (next === undefined) this.#busy--;
@@ -136,12 +150,18 @@ export class ThreadExecutor extends RemoteExecutor {
       ...(settings.resourceLimits === undefined ? {} : { resourceLimits: { ...settings.resourceLimits } }),
     });
     pool.on('message', (message: unknown) => {
-      if (isFromWorker(message) && message.type !== 'result' && message.type !== 'crash' && message.type !== 'ready') this.onEvent(message);
+      if (!isFromWorker(message) || message.type === 'result' || message.type === 'crash' || message.type === 'ready') return;
+      if (message.type === 'started' && this.#pool === pool) this.#noteLoaded(message);
+      this.onEvent(message);
     });
     // A thread hears broadcasts only once its entry has loaded: repeat the aborts it may have missed.
-    pool.on('workerCreate', () => {
+    pool.on('workerCreate', (worker: { readonly id: number }) => {
       this.#startError = undefined;
+      if (this.#pool === pool) this.#ready.add(worker.id);
       for (const message of this.pendingAborts()) this.#channel?.postMessage(message);
+    });
+    pool.on('workerDestroy', (worker: { readonly id: number }) => {
+      if (this.#pool === pool) this.#forget(worker.id);
     });
     pool.on('error', (error: unknown) => {
       if (pool.threads.length === 0 && this.#started.size > 0) {
@@ -160,7 +180,33 @@ export class ThreadExecutor extends RemoteExecutor {
       process.emitWarning(`weir: an idle worker thread failed: ${String(error)}`, { code: WarningCode.WORKER_ERROR });
     });
     this.#pool = pool;
+    this.#ready.clear();
+    this.#loaded.clear();
+    this.#warm.clear();
     return pool;
+  }
+
+  /** A thread says it has built a class (for a task sent with `notify`): later tasks of that class need not ask. */
+  #noteLoaded(message: StartedMessage): void {
+    const thread = threadRunning(this.#runningTable, message.id);
+    if (thread === undefined || !this.#ready.has(thread)) return;
+    let keys = this.#loaded.get(thread);
+    if (keys === undefined) this.#loaded.set(thread, (keys = new Set()));
+    if (keys.has(message.key)) return;
+    keys.add(message.key);
+    this.#warm.set(message.key, (this.#warm.get(message.key) ?? 0) + 1);
+  }
+
+  #forget(thread: number): void {
+    this.#ready.delete(thread);
+    const keys = this.#loaded.get(thread);
+    if (keys === undefined) return;
+    this.#loaded.delete(thread);
+    for (const key of keys) {
+      const count = this.#warm.get(key)! - 1;
+      if (count === 0) this.#warm.delete(key);
+      else this.#warm.set(key, count);
+    }
   }
 }
 

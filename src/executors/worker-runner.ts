@@ -3,11 +3,11 @@
  * processor from its module, gives it a step context backed by the task, and runs it.
  */
 import { fromErrorData, toErrorData } from '../error-data.js';
-import { DependencyError, ErrorCode, FatalError } from '../errors.js';
+import { DependencyError } from '../errors.js';
 import type { AnySchema, Processor, Step, StepDeps, WaitForInputOptions } from '../processor.js';
-import { messageOf } from '../util/message-of.js';
 import { invokeProcessor } from './invoke.js';
-import type { AbortTaskMessage, DepsReplyMessage, FromWorker, ProcessorRef, ResultMessage, RunTaskMessage } from './protocol.js';
+import { installProcessorLoader, processorClass } from './processor-loader.js';
+import { processorKey, type AbortTaskMessage, type DepsReplyMessage, type FromWorker, type ProcessorRef, type ResultMessage, type RunTaskMessage } from './protocol.js';
 import { setImmediate as realSetImmediate } from 'node:timers';
 import { askForInput, inputWaitSignal } from './wait-for-input.js';
 
@@ -25,6 +25,7 @@ export class TaskRunner {
 
   constructor(send: Send) {
     this.#send = send;
+    installProcessorLoader();
   }
 
   /** Runs one attempt; never rejects: a failure is a `result` with `ok: false`. */
@@ -37,6 +38,8 @@ export class TaskRunner {
     }
     try {
       const processor = await this.#instance(task.processor);
+      // Asked for only when the main thread could not tell that this worker had the class: its timeout starts now.
+      if (task.notify === true) this.#send({ type: 'started', id: task.id, key: processorKey(task.processor.module, task.processor.exportName) });
       if (task.processor.state !== undefined) Object.assign(processor, task.processor.state);
       const output = invokeProcessor(processor, task.input, step);
       // Only a run with a person in the loop can wait: then an ask that waits ends the task.
@@ -80,43 +83,7 @@ export class TaskRunner {
 }
 
 async function buildProcessor(ref: ProcessorRef): Promise<Processor> {
-  const namespace = await loadModule(ref.module);
-  const found = namespace[ref.exportName] ?? (namespace.default as Record<string, unknown> | undefined)?.[ref.exportName];
-  if (typeof found !== 'function') {
-    throw new FatalError(
-      `module ${ref.module} has no export named "${ref.exportName}"; export the processor class under that name, or set \`static exportName\` on the class`,
-      { code: ErrorCode.PROCESSOR_EXPORT },
-    );
-  }
-  return new (found as new () => Processor)();
-}
-
-const TYPESCRIPT = /\.(?:ts|mts|cts|tsx)$/;
-// A variable specifier: tsx is optional and must stay out of the bundle.
-const TSX_API = 'tsx/esm/api';
-
-async function loadModule(module: string): Promise<Record<string, unknown>> {
-  try {
-    return (await import(module)) as Record<string, unknown>;
-  } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    if (!(TYPESCRIPT.test(module) && code === 'ERR_UNKNOWN_FILE_EXTENSION')) {
-      throw new FatalError(`could not load processor module ${module}: ${messageOf(error)}`, {
-        code: ErrorCode.PROCESSOR_MODULE,
-        cause: error,
-      });
-    }
-  }
-  let api: { tsImport(specifier: string, parent: string): Promise<unknown> };
-  try {
-    api = (await import(TSX_API)) as typeof api;
-  } catch (error) {
-    throw new FatalError(
-      `processor module ${module} is TypeScript, and Node cannot load it without tsx; build it to JavaScript, or install tsx (npm i -D tsx)`,
-      { code: ErrorCode.PROCESSOR_MODULE, cause: error },
-    );
-  }
-  return (await api.tsImport(module, import.meta.url)) as Record<string, unknown>;
+  return new (await processorClass(ref))();
 }
 
 /** The step context inside a worker: the task's copy of the step, with calls going out as messages. */

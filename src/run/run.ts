@@ -1128,18 +1128,43 @@ export class Run implements StepHost {
     this.#touch(index);
 
     let timer: TimerHandle | undefined;
+    let startGuard: ReturnType<typeof realSetTimeout> | undefined;
+    // Set once the processor has started, or the attempt is over: a late start arms nothing.
+    let begun = false;
     try {
       // A listener of step_start may have cancelled the run: then the processor never runs.
       if (!this.#isCurrent(index, attempt)) return;
       const executor = this.#services.executors.get(node.type)!;
-      const pending = executor.execute({ processor: node.processor!, input: this.#inputs[index], step, abort: step, inputs: step });
-      if (node.timeout !== undefined) {
-        const timeout = node.timeout;
-        timer = setTimer(() => {
-          step.abort(new TimeoutError(`flow "${node.name}": attempt ${attempt} exceeded its timeout of ${timeout} ms`, { timeout }));
-        }, timeout);
+      // The step's timeouts count from the processor's start, not a worker's start-up before it.
+      const onStart =
+        node.timeout === undefined && node.heartbeatTimeout === undefined
+          ? undefined
+          : (): void => {
+              if (begun) return;
+              begun = true;
+              realClearTimeout(startGuard);
+              if (node.timeout !== undefined) {
+                const timeout = node.timeout;
+                timer = setTimer(() => {
+                  step.abort(new TimeoutError(`flow "${node.name}": attempt ${attempt} exceeded its timeout of ${timeout} ms`, { timeout }));
+                }, timeout);
+              }
+              if (node.heartbeatTimeout !== undefined) this.#armHeartbeat(index, attempt);
+            };
+      const pending = executor.execute({ processor: node.processor!, input: this.#inputs[index], step, abort: step, inputs: step, started: onStart });
+      if (onStart !== undefined && !begun) {
+        // Until then the same limit bounds the wait (for a slot, a worker, its module), so a module that never loads
+        // still fails the attempt. On the real clock: start-up takes real time, which fake timers in tests must not see.
+        const limit = node.timeout ?? node.heartbeatTimeout!;
+        startGuard = realSetTimeout(() => {
+          step.abort(
+            new TimeoutError(
+              `flow "${node.name}": attempt ${attempt} did not start within ${limit} ms (waiting for a free worker, for one to start, or for it to load the processor's module)`,
+              { timeout: limit },
+            ),
+          );
+        }, limit);
       }
-      if (node.heartbeatTimeout !== undefined) this.#armHeartbeat(index, attempt);
       // An abort (timeout or cancel) ends the wait even when the processor ignores its signal, so the slot is freed.
       const output = await new Promise<unknown>((resolve, reject) => {
         step.onAbort(reject);
@@ -1183,6 +1208,8 @@ export class Run implements StepHost {
       }
       this.#attemptFailed(node, attempt, started, error);
     } finally {
+      begun = true;
+      realClearTimeout(startGuard);
       clearTimer(timer);
       this.#disarmHeartbeat(index);
       if (this.#running.get(index) === step) this.#running.delete(index);
