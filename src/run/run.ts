@@ -16,7 +16,7 @@ import type { AnySchema } from '../processor.js';
 import type { CompiledGraph, GraphNode } from '../graph/compile.js';
 import type { AttemptRecord, FlowResult, StepResult } from '../result.js';
 import { FlowStatus, type RunMode } from '../status.js';
-import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
+import { clearRealTimer, clearTimer, now, setRealTimer, setTimer, type TimerHandle } from '../util/clock.js';
 import { DrainQueue } from '../util/drain-queue.js';
 import { backoffDelay, isRetryable } from './retry.js';
 import { StepContext, type StepHost } from './step-context.js';
@@ -1128,7 +1128,7 @@ export class Run implements StepHost {
     this.#touch(index);
 
     let timer: TimerHandle | undefined;
-    let startGuard: ReturnType<typeof realSetTimeout> | undefined;
+    let startGuard: TimerHandle | undefined;
     // Set once the processor has started, or the attempt is over: a late start arms nothing.
     let begun = false;
     try {
@@ -1142,7 +1142,7 @@ export class Run implements StepHost {
           : (): void => {
               if (begun) return;
               begun = true;
-              realClearTimeout(startGuard);
+              clearRealTimer(startGuard);
               if (node.timeout !== undefined) {
                 const timeout = node.timeout;
                 timer = setTimer(() => {
@@ -1156,7 +1156,7 @@ export class Run implements StepHost {
         // Until then the same limit bounds the wait (for a slot, a worker, its module), so a module that never loads
         // still fails the attempt. On the real clock: start-up takes real time, which fake timers in tests must not see.
         const limit = node.timeout ?? node.heartbeatTimeout!;
-        startGuard = realSetTimeout(() => {
+        startGuard = setRealTimer(() => {
           step.abort(
             new TimeoutError(
               `flow "${node.name}": attempt ${attempt} did not start within ${limit} ms (waiting for a free worker, for one to start, or for it to load the processor's module)`,
@@ -1209,7 +1209,7 @@ export class Run implements StepHost {
       this.#attemptFailed(node, attempt, started, error);
     } finally {
       begun = true;
-      realClearTimeout(startGuard);
+      clearRealTimer(startGuard);
       clearTimer(timer);
       this.#disarmHeartbeat(index);
       if (this.#running.get(index) === step) this.#running.delete(index);

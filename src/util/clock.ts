@@ -2,6 +2,7 @@
  * Every timer weir sets goes through here, so fake timers drive backoff, timeouts and leases in
  * tests. Globals are read at call time on purpose: `vi.useFakeTimers()` replaces them later.
  */
+import { clearTimeout as realClearTimeout, setTimeout as realSetTimeout } from 'node:timers';
 
 /** The longest delay one host timer takes (2^31 - 1 ms, about 24.8 days); past it Node fires after 1 ms. */
 export const MAX_TIMER_DELAY = 2 ** 31 - 1;
@@ -13,17 +14,23 @@ export const MAX_TIMER_DELAY = 2 ** 31 - 1;
 export const MAX_DELAY = 4_320_000_000_000_000;
 
 type HostTimer = ReturnType<typeof setTimeout>;
+type SetHostTimer = (fn: () => void, ms: number) => HostTimer;
+
+/** The global `setTimeout` as it is now (fake timers replace it after this module loads). */
+const globalSet: SetHostTimer = (fn, ms) => globalThis.setTimeout(fn, ms);
 
 /** A timer longer than one host timer takes: a chain of them, each armed when the one before fires. */
 class ChainedTimer {
   current: HostTimer;
-  constructor(fn: () => void, ms: number, unref: boolean) {
+  readonly #set: SetHostTimer;
+  constructor(fn: () => void, ms: number, unref: boolean, set: SetHostTimer) {
+    this.#set = set;
     this.current = this.#arm(fn, ms, unref);
   }
 
   #arm(fn: () => void, left: number, unref: boolean): HostTimer {
     // The time left is counted down, not read off the wall clock: like one host timer, it ignores clock changes.
-    const handle = globalThis.setTimeout(() => {
+    const handle = this.#set(() => {
       if (left > MAX_TIMER_DELAY) this.current = this.#arm(fn, left - MAX_TIMER_DELAY, unref);
       else fn();
     }, Math.min(left, MAX_TIMER_DELAY));
@@ -40,7 +47,7 @@ export type TimerHandle = HostTimer | ChainedTimer;
  * of them); `unref` keeps the timer from holding the process open.
  */
 export function setTimer(fn: () => void, ms: number, options: { readonly unref?: boolean } = {}): TimerHandle {
-  if (ms > MAX_TIMER_DELAY) return new ChainedTimer(fn, ms, options.unref === true);
+  if (ms > MAX_TIMER_DELAY) return new ChainedTimer(fn, ms, options.unref === true, globalSet);
   const handle = globalThis.setTimeout(fn, ms);
   if (options.unref === true) handle.unref();
   return handle;
@@ -49,6 +56,23 @@ export function setTimer(fn: () => void, ms: number, options: { readonly unref?:
 /** Cancels a timer from `setTimer`, whichever link of its chain is armed; a no-op for `undefined`. */
 export function clearTimer(handle: TimerHandle | undefined): void {
   if (handle !== undefined) globalThis.clearTimeout(handle instanceof ChainedTimer ? handle.current : handle);
+}
+
+/**
+ * Like `setTimer`, on the host's own timers even under fake timers: for waits on real work (a
+ * worker starting, a store flushing) that a test's fake clock must neither hold back nor hurry.
+ * Cancel it with `clearRealTimer`.
+ */
+export function setRealTimer(fn: () => void, ms: number, options: { readonly unref?: boolean } = {}): TimerHandle {
+  if (ms > MAX_TIMER_DELAY) return new ChainedTimer(fn, ms, options.unref === true, realSetTimeout);
+  const handle = realSetTimeout(fn, ms);
+  if (options.unref === true) handle.unref();
+  return handle;
+}
+
+/** Cancels a timer from `setRealTimer`; a no-op for `undefined`. */
+export function clearRealTimer(handle: TimerHandle | undefined): void {
+  if (handle !== undefined) realClearTimeout(handle instanceof ChainedTimer ? handle.current : handle);
 }
 
 /** Milliseconds since the epoch. */

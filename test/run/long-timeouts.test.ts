@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Flow, FlowContext, ResultsManager, type Step } from '../../src/index.js';
 import { deferred, Fn } from '../fixtures/processors.js';
+import { Multiply } from '../fixtures/remote.js';
 import { nextWaiting } from '../fixtures/waiting.js';
 
 const DAY = 86_400_000;
@@ -232,6 +233,18 @@ describe('backoff with no initial wait', () => {
       expect(result).toMatchObject({ status: 'completed', output: 400 });
       expect(delays).toHaveLength(399);
       expect(delays.every((d) => d === 0)).toBe(true);
+    } finally {
+      await ctx.close();
+    }
+  });
+});
+
+describe('a thread step with a timeout past 2^31 - 1 ms', () => {
+  it('is not failed at once while its worker starts', async () => {
+    const ctx = new FlowContext({ threads: { max: 1 } });
+    try {
+      const result = await ctx.run(new Flow(new Multiply(), { name: 'times', type: 'thread', timeout: 2 ** 31 }), { n: 3 });
+      expect(result.status).toBe('completed');
     } finally {
       await ctx.close();
     }
