@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.weir/**', 'coverage/**', '*.config.js', '.ci/**', 'src/executors/*.mjs'] },
+  { ignores: ['dist/**', 'node_modules/**', '.weir/**', 'coverage/**', '*.config.js', '.ci/**', 'src/executors/worker/*.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

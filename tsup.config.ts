@@ -6,8 +6,8 @@ const esmOnly = ['p-queue', 'p-timeout', 'superjson', 'copy-anything', 'is-what'
 // The worker entries are built next to index, in the same format, so each build finds its own.
 const entry = {
   index: 'src/index.ts',
-  'thread-worker': 'src/executors/thread-worker.ts',
-  'process-worker': 'src/executors/process-worker.ts',
+  'thread-worker': 'src/executors/worker/thread-worker.ts',
+  'process-worker': 'src/executors/worker/process-worker.ts',
 };
 
 export default defineConfig([

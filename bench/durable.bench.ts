@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
 import { Flow, FlowContext, Processor, ResultsManager } from '../src/index.js';
-import { encodeCompact } from '../src/results/codec.js';
+import { encodeCompact } from '../src/storage/codec.js';
 import { measure, perItem, row } from './harness.js';
 
 const N = z.object({ n: z.number(), text: z.string() });

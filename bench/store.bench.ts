@@ -9,12 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
-import type { WeirEvent } from '../src/events.js';
-import { encode } from '../src/results/codec.js';
+import type { WeirEvent } from '../src/model/events.js';
+import { encode } from '../src/storage/codec.js';
 import { ResultsManager, runStoreOf } from '../src/results/results-manager.js';
-import { MemoryRunStore } from '../src/store/memory-run-store.js';
-import type { CommitBatch, RunOwner, RunStore, StepRecord } from '../src/store/run-store.js';
-import { SqliteRunStore } from '../src/store/sqlite-run-store.js';
+import { MemoryRunStore } from '../src/storage/journal/memory-run-store.js';
+import type { CommitBatch, RunOwner, RunStore, StepRecord } from '../src/storage/journal/run-store.js';
+import { SqliteRunStore } from '../src/storage/journal/sqlite/sqlite-run-store.js';
 import { row } from './harness.js';
 
 type Sync = 'NORMAL' | 'FULL';

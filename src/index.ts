@@ -1,20 +1,20 @@
-export { Processor } from './processor.js';
-export type { AnySchema, Step, StepDeps, WaitForInputOptions, ProcessorInput, ProcessorOutput } from './processor.js';
-export { Flow } from './flow.js';
-export type { AnyFlow, FlowConfig, CompositeConfig, LeafType, RegisterOptions, DependencyRef } from './flow.js';
-export { FlowContext } from './context.js';
-export type { FlowContextOptions, ContextState } from './context.js';
+export { Processor } from './model/processor.js';
+export type { AnySchema, Step, StepDeps, WaitForInputOptions, ProcessorInput, ProcessorOutput } from './model/processor.js';
+export { Flow } from './model/flow.js';
+export type { AnyFlow, FlowConfig, CompositeConfig, LeafType, RegisterOptions, DependencyRef } from './model/flow.js';
+export { FlowContext } from './context/flow-context.js';
+export type { FlowContextOptions, ContextState } from './context/flow-context.js';
 export { transfer } from './executors/transfer.js';
 export type { ThreadPoolOptions, ProcessPoolOptions, ThreadResourceLimits } from './executors/pool-options.js';
 export { ResultsManager } from './results/results-manager.js';
 export type { SqliteResultsOptions, MemoryResultsOptions, CleanupOptions, ResultsKind } from './results/results-manager.js';
-export { FlowStatus, FlowType, RunMode } from './status.js';
-export type { FlowResult, StepResult, AttemptRecord } from './result.js';
-export type { RunOptions, ResumeOptions, ListRunsOptions, PruneRunsOptions } from './run/run-options.js';
-export type { RunInfo, RunSummary, RunList, StepInfo, WaitInfo } from './run/history.js';
-export type { StepProgress, InputWait } from './store/run-store.js';
+export { FlowStatus, FlowType, RunMode } from './model/status.js';
+export type { FlowResult, StepResult, AttemptRecord } from './model/result.js';
+export type { RunOptions, ResumeOptions, ListRunsOptions, PruneRunsOptions } from './model/run-options.js';
+export type { RunInfo, RunSummary, RunList, StepInfo, WaitInfo } from './durability/history.js';
+export type { StepProgress, InputWait } from './storage/journal/run-store.js';
 export type { RunHandle, EventsOptions } from './run/handle.js';
-export type { RetryOption, RetryPolicyInput, RetryPredicate } from './run/retry.js';
+export type { RetryOption, RetryPolicyInput, RetryPredicate } from './model/retry-policy.js';
 export {
   ErrorCode,
   WarningCode,
@@ -28,10 +28,10 @@ export {
   DependencyError,
   ValidationError,
   UpstreamFailedError,
-} from './errors.js';
-export type { FlowErrorOptions, ValidationIssue } from './errors.js';
-export { toErrorData, fromErrorData, registerErrorClass } from './error-data.js';
-export type { ErrorData } from './error-data.js';
+} from './errors/errors.js';
+export type { FlowErrorOptions, ValidationIssue } from './errors/errors.js';
+export { toErrorData, fromErrorData, registerErrorClass } from './errors/error-data.js';
+export type { ErrorData } from './errors/error-data.js';
 export type {
   EventBase,
   RunStartEvent,
@@ -53,4 +53,4 @@ export type {
   WeirEvent,
   WeirEventType,
   WeirEventMap,
-} from './events.js';
+} from './model/events.js';

@@ -14,7 +14,7 @@ const here = import.meta.url;
 export function entryFile(name: 'thread-worker' | 'process-worker'): EntryFile {
   if (here.endsWith('.ts')) {
     // A worker thread ignores `--import tsx`, so threads start from a JavaScript shim that loads tsx itself.
-    const file = name === 'thread-worker' ? './ts-thread-worker.mjs' : `./${name}.ts`;
+    const file = name === 'thread-worker' ? './worker/ts-thread-worker.mjs' : `./worker/${name}.ts`;
     return { file: fileURLToPath(new URL(file, here)), typescript: true };
   }
   return { file: fileURLToPath(new URL(`./${name}${here.endsWith('.cjs') ? '.cjs' : '.js'}`, here)), typescript: false };

@@ -1,7 +1,7 @@
 /** The contract between the run scheduler and the places a processor can run. */
-import type { Processor, Step } from '../processor.js';
-import type { InputEntry } from '../store/run-store.js';
-import type { InputPort } from './wait-for-input.js';
+import type { Processor, Step } from '../model/processor.js';
+import type { InputEntry } from '../storage/journal/run-store.js';
+import type { InputPort } from '../human/ask.js';
 
 /**
  * How an executor hears that an attempt must stop (timeout, cancel, close) without reading

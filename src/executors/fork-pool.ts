@@ -3,8 +3,8 @@
  * clone (`serialization: 'advanced'`), lazy start, idle reclaim, kill on abort, replacement on exit.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { fromErrorData, type ErrorData } from '../error-data.js';
-import { CancelledError, ErrorCode, FlowError } from '../errors.js';
+import { fromErrorData, type ErrorData } from '../errors/error-data.js';
+import { CancelledError, ErrorCode, FlowError } from '../errors/errors.js';
 import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
 import type { FromWorker, ResultMessage, RunTaskMessage, TaskEvent, ToWorker } from './protocol.js';
 import type { TaskControl } from './remote.js';

@@ -3,8 +3,8 @@
  * so validation is the same wherever the processor runs.
  */
 import type { z } from 'zod';
-import { ErrorCode } from '../errors.js';
-import type { Processor, Step } from '../processor.js';
+import { ErrorCode } from '../errors/errors.js';
+import type { Processor, Step } from '../model/processor.js';
 import { parseValue } from '../util/parse.js';
 
 /** Parses `value` with a processor's schema, throwing a `ValidationError` that says which side failed. */

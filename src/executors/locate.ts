@@ -6,8 +6,8 @@ import { existsSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { serialize } from 'node:v8';
-import { ErrorCode, FlowError } from '../errors.js';
-import type { Processor } from '../processor.js';
+import { ErrorCode, FlowError } from '../errors/errors.js';
+import type { Processor } from '../model/processor.js';
 import { messageOf } from '../util/message-of.js';
 import { processorKey, type ProcessorRef } from './protocol.js';
 

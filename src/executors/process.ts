@@ -1,6 +1,6 @@
 /** The `process` executor: processors run in a pool of forked Node processes, made on first use. */
-import { ErrorCode, FlowError, RetryableError } from '../errors.js';
-import type { Step } from '../processor.js';
+import { ErrorCode, FlowError, RetryableError } from '../errors/errors.js';
+import type { Step } from '../model/processor.js';
 import { messageOf } from '../util/message-of.js';
 import { entryFile, tsxImportArgs } from './entry-file.js';
 import { ForkPool } from './fork-pool.js';

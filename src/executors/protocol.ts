@@ -2,9 +2,9 @@
  * The protocol between the main thread and a worker (thread or child process): one discriminated
  * union per direction, shared by both sides. Every value travels by structured clone.
  */
-import type { ErrorData } from '../error-data.js';
+import type { ErrorData } from '../errors/error-data.js';
 import type { InputAnswer } from './executor.js';
-import type { InputAsk } from './wait-for-input.js';
+import type { InputAsk } from '../human/ask.js';
 
 /** The key of a processor class on every thread: `module#exportName`. */
 export function processorKey(module: string, exportName: string): string {

@@ -3,9 +3,9 @@
  * step's events back to its `Step`, stopping a worker on abort, and telling crashes from failures.
  */
 import { messageOf } from '../util/message-of.js';
-import { fromErrorData, toErrorData } from '../error-data.js';
-import { CancelledError, ErrorCode, FatalError, FlowError, WarningCode } from '../errors.js';
-import type { Processor, Step } from '../processor.js';
+import { fromErrorData, toErrorData } from '../errors/error-data.js';
+import { CancelledError, ErrorCode, FatalError, FlowError, WarningCode } from '../errors/errors.js';
+import type { Processor, Step } from '../model/processor.js';
 import { clearTimer, setTimer, type TimerHandle } from '../util/clock.js';
 import type { ExecutionRequest, Executor } from './executor.js';
 import { locateProcessor, locationOf, processorRef, type ProcessorLocation } from './locate.js';

@@ -2,8 +2,8 @@
 import { randomUUID } from 'node:crypto';
 import { BroadcastChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { CancelledError, ErrorCode, FlowError, RetryableError, WarningCode } from '../errors.js';
-import type { Step } from '../processor.js';
+import { CancelledError, ErrorCode, FlowError, RetryableError, WarningCode } from '../errors/errors.js';
+import type { Step } from '../model/processor.js';
 import { setTimer } from '../util/clock.js';
 import { messageOf } from '../util/message-of.js';
 import { entryFile } from './entry-file.js';

@@ -3,11 +3,11 @@
  * dependencies resolved to sibling indices, retry and timeout inherited down the tree.
  */
 import { createHash } from 'node:crypto';
-import { DependencyError, ErrorCode, FlowError } from '../errors.js';
-import { flowInternals, type AnyFlow } from '../flow.js';
-import type { Processor } from '../processor.js';
-import { mergeRetry, type RetryPolicy } from '../run/retry.js';
-import { FlowType } from '../status.js';
+import { DependencyError, ErrorCode, FlowError } from '../errors/errors.js';
+import { flowInternals, type AnyFlow } from '../model/flow.js';
+import type { Processor } from '../model/processor.js';
+import { mergeRetry, type RetryPolicy } from '../model/retry-policy.js';
+import { FlowType } from '../model/status.js';
 
 /** A dependant of a node: its index and whether the edge is required. */
 export interface DependantEdge {

@@ -2,21 +2,21 @@
 import { join } from 'node:path';
 import { Keyv } from 'keyv';
 import { z } from 'zod';
-import { ErrorCode, FlowError, RetryableError } from '../errors.js';
+import { ErrorCode, FlowError, RetryableError } from '../errors/errors.js';
 import { now } from '../util/clock.js';
-import type { ResultsBackend, ResultsKind } from './backend.js';
-import { DiskBackend } from './disk-backend.js';
-import { KeyvBackend } from './keyv-backend.js';
-import { MemoryBackend } from './memory-backend.js';
-import { SqliteBackend } from './sqlite-backend.js';
-import { KvRunStore } from '../store/kv-run-store.js';
-import { MemoryRunStore } from '../store/memory-run-store.js';
-import type { RunStore } from '../store/run-store.js';
-import { SqliteRunStore } from '../store/sqlite-run-store.js';
+import type { ResultsBackend, ResultsKind } from '../storage/kv/backend.js';
+import { DiskBackend } from '../storage/kv/disk-backend.js';
+import { KeyvBackend } from '../storage/kv/keyv-backend.js';
+import { MemoryBackend } from '../storage/kv/memory-backend.js';
+import { SqliteBackend } from '../storage/kv/sqlite-backend.js';
+import { KvRunStore } from '../storage/journal/kv-run-store.js';
+import { MemoryRunStore } from '../storage/journal/memory-run-store.js';
+import type { RunStore } from '../storage/journal/run-store.js';
+import { SqliteRunStore } from '../storage/journal/sqlite/sqlite-run-store.js';
 import { messageOf } from '../util/message-of.js';
 import { describeValue, expecting, invalidOptions, parseOptions } from '../util/parse.js';
 
-export type { ResultsKind } from './backend.js';
+export type { ResultsKind } from '../storage/kv/backend.js';
 
 /** Options of `ResultsManager.sqlite`. */
 export interface SqliteResultsOptions {

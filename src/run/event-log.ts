@@ -1,5 +1,5 @@
 /** A run's ordered events, readable from any `seq` by any number of followers. */
-import type { WeirEvent } from '../events.js';
+import type { WeirEvent } from '../model/events.js';
 
 /**
  * Appends events and lets followers replay then follow them; each follower only keeps a position.

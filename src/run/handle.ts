@@ -1,8 +1,8 @@
 /** The handle `ctx.start` returns: the run's id, its result, and its events. */
 import { setTimeout as realSetTimeout } from 'node:timers';
 import { z } from 'zod';
-import type { WeirEvent } from '../events.js';
-import type { FlowResult } from '../result.js';
+import type { WeirEvent } from '../model/events.js';
+import type { FlowResult } from '../model/result.js';
 import { parseOptions } from '../util/parse.js';
 import { isAborted } from './event-log.js';
 import type { Run } from './run.js';

@@ -10,9 +10,9 @@
  * store agrees with.
  */
 import { setTimeout as realSetTimeout } from 'node:timers';
-import { ErrorCode, FlowError } from '../errors.js';
-import type { WeirEvent } from '../events.js';
-import type { CommitBatch, NewRunRecord, OutputWrite, RunPatch, RunStore, StepRecord } from '../store/run-store.js';
+import { ErrorCode, FlowError } from '../errors/errors.js';
+import type { WeirEvent } from '../model/events.js';
+import type { CommitBatch, NewRunRecord, OutputWrite, RunPatch, RunStore, StepRecord } from '../storage/journal/run-store.js';
 import type { Mutable } from '../util/types.js';
 
 /** How long a change that no one waits for (a step's start, progress) may stay in memory, in ms. */

@@ -5,25 +5,25 @@
  * dependant starts. A run is new, or restored from the journal (recovered or resumed).
  */
 import type PQueue from 'p-queue';
-import { type ErrorData, toErrorData } from '../error-data.js';
-import { CancelledError, ErrorCode, FatalError, FlowError, TimeoutError, UpstreamFailedError, WarningCode } from '../errors.js';
-import type { EventInput, WeirEvent } from '../events.js';
+import { type ErrorData, toErrorData } from '../errors/error-data.js';
+import { CancelledError, ErrorCode, FatalError, FlowError, TimeoutError, UpstreamFailedError, WarningCode } from '../errors/errors.js';
+import type { EventInput, WeirEvent } from '../model/events.js';
 import type { Executor } from '../executors/executor.js';
 import { validate } from '../executors/invoke.js';
 import type { InputAnswer } from '../executors/executor.js';
-import { isInputWaitSignal, validateAgainstJson, type InputAsk } from '../executors/wait-for-input.js';
-import type { AnySchema } from '../processor.js';
+import { isInputWaitSignal, validateAgainstJson, type InputAsk } from '../human/ask.js';
+import type { AnySchema } from '../model/processor.js';
 import type { CompiledGraph, GraphNode } from '../graph/compile.js';
-import type { AttemptRecord, FlowResult, StepResult } from '../result.js';
-import { FlowStatus, type RunMode } from '../status.js';
+import type { AttemptRecord, FlowResult, StepResult } from '../model/result.js';
+import { FlowStatus, type RunMode } from '../model/status.js';
 import { clearRealTimer, clearTimer, now, setRealTimer, setTimer, type TimerHandle } from '../util/clock.js';
 import { DrainQueue } from '../util/drain-queue.js';
-import { backoffDelay, isRetryable } from './retry.js';
+import { backoffDelay, isRetryable } from '../model/retry-policy.js';
 import { StepContext, type StepHost } from './step-context.js';
 import { EventLog } from './event-log.js';
-import type { WaitInfo } from './history.js';
+import type { WaitInfo } from '../durability/history.js';
 import { RunJournal } from './journal.js';
-import type { InputEntry, InputWait, RunOwner, RunRecord, RunStore, StepRecord } from '../store/run-store.js';
+import type { InputEntry, InputWait, RunOwner, RunRecord, RunStore, StepRecord } from '../storage/journal/run-store.js';
 import type { Mutable } from '../util/types.js';
 import { clearTimeout as realClearTimeout, setTimeout as realSetTimeout } from 'node:timers';
 

@@ -1,11 +1,11 @@
 /** The `Step` object a processor receives, backed by its run. */
 import { setImmediate as realSetImmediate } from 'node:timers';
 import type { z } from 'zod';
-import { DependencyError } from '../errors.js';
+import { DependencyError } from '../errors/errors.js';
 import type { AbortWatch, InputAnswer } from '../executors/executor.js';
-import { askForInput, inputWaitSignal, type InputAsk, type InputPort } from '../executors/wait-for-input.js';
-import type { AnySchema, Step, StepDeps, WaitForInputOptions } from '../processor.js';
-import type { InputEntry } from '../store/run-store.js';
+import { askForInput, inputWaitSignal, type InputAsk, type InputPort } from '../human/ask.js';
+import type { AnySchema, Step, StepDeps, WaitForInputOptions } from '../model/processor.js';
+import type { InputEntry } from '../storage/journal/run-store.js';
 
 /** What a step context needs from its run. */
 export interface StepHost {

@@ -4,7 +4,7 @@
  * `new FlowContext(): retry.jitter: expected a number from 0 to 1, got true`.
  */
 import { z } from 'zod';
-import { describeIssues, ErrorCode, ValidationError, type ValidationIssue } from '../errors.js';
+import { describeIssues, ErrorCode, ValidationError, type ValidationIssue } from '../errors/errors.js';
 import { MAX_DELAY } from './clock.js';
 
 type Schema = z.core.$ZodType;

@@ -51,8 +51,8 @@ describe('the FlowError hierarchy', () => {
   });
 
   it('holds instanceof across two copies of the package', async () => {
-    const secondCopy: string = '../../src/errors.js?second-copy';
-    const copy = (await import(secondCopy)) as typeof import('../../src/errors.js');
+    const secondCopy: string = '../../src/errors/errors.js?second-copy';
+    const copy = (await import(secondCopy)) as typeof import('../../src/errors/errors.js');
     expect(copy.FatalError).not.toBe(FatalError);
     const foreign = new copy.FatalError('from the other copy');
     expect(foreign).toBeInstanceOf(FatalError);

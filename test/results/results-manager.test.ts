@@ -7,7 +7,7 @@ import { KeyvSqlite } from '@keyv/sqlite';
 import Database from 'better-sqlite3';
 import { Keyv, type KeyvStoreAdapter } from 'keyv';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ErrorCode, FlowError, ValidationError } from '../../src/errors.js';
+import { ErrorCode, FlowError, ValidationError } from '../../src/errors/errors.js';
 import { ResultsManager } from '../../src/results/results-manager.js';
 
 let dir: string;

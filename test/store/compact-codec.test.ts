@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, FlowError } from '../../src/errors.js';
-import { decodeCompact, encodeCompact } from '../../src/results/codec.js';
+import { ErrorCode, FlowError } from '../../src/errors/errors.js';
+import { decodeCompact, encodeCompact } from '../../src/storage/codec.js';
 
 describe('the compact codec', () => {
   it('writes plain JSON data as JSON and reads it back equal', () => {

@@ -1,8 +1,8 @@
 /** Builders of run, step and event records for the run store tests. */
 import { expect } from 'vitest';
-import { FlowError } from '../../src/errors.js';
-import type { WeirEvent } from '../../src/events.js';
-import type { NewRunRecord, RunOwner, StepRecord } from '../../src/store/run-store.js';
+import { FlowError } from '../../src/errors/errors.js';
+import type { WeirEvent } from '../../src/model/events.js';
+import type { NewRunRecord, RunOwner, StepRecord } from '../../src/storage/journal/run-store.js';
 
 export const ALICE: RunOwner = { processId: 'alice:1', host: 'alice', pid: 1 };
 export const BOB: RunOwner = { processId: 'bob:2', host: 'bob', pid: 2 };

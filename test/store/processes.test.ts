@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ResultsManager, runStoreOf } from '../../src/results/results-manager.js';
-import type { RunStore } from '../../src/store/run-store.js';
-import { SqliteRunStore } from '../../src/store/sqlite-run-store.js';
+import type { RunStore } from '../../src/storage/journal/run-store.js';
+import { SqliteRunStore } from '../../src/storage/journal/sqlite/sqlite-run-store.js';
 import { newRun, T0 } from './helpers.js';
 
 let dir: string;

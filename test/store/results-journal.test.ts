@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Keyv } from 'keyv';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ErrorCode } from '../../src/errors.js';
+import { ErrorCode } from '../../src/errors/errors.js';
 import { ResultsManager, runStoreOf } from '../../src/results/results-manager.js';
-import { KvRunStore } from '../../src/store/kv-run-store.js';
-import { MemoryRunStore } from '../../src/store/memory-run-store.js';
-import { SqliteRunStore } from '../../src/store/sqlite-run-store.js';
+import { KvRunStore } from '../../src/storage/journal/kv-run-store.js';
+import { MemoryRunStore } from '../../src/storage/journal/memory-run-store.js';
+import { SqliteRunStore } from '../../src/storage/journal/sqlite/sqlite-run-store.js';
 import { newRun, rejection, runStart, T0 } from './helpers.js';
 
 let dir: string;

@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Keyv } from 'keyv';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ErrorCode, RetryableError } from '../../src/errors.js';
+import { ErrorCode, RetryableError } from '../../src/errors/errors.js';
 import { ResultsManager, runStoreOf } from '../../src/results/results-manager.js';
-import { MemoryRunStore } from '../../src/store/memory-run-store.js';
-import type { InputEntry, RunStore } from '../../src/store/run-store.js';
-import type { WeirEvent } from '../../src/events.js';
-import { SqliteRunStore } from '../../src/store/sqlite-run-store.js';
+import { MemoryRunStore } from '../../src/storage/journal/memory-run-store.js';
+import type { InputEntry, RunStore } from '../../src/storage/journal/run-store.js';
+import type { WeirEvent } from '../../src/model/events.js';
+import { SqliteRunStore } from '../../src/storage/journal/sqlite/sqlite-run-store.js';
 import { ALICE, BOB, event, newRun, rejection, runStart, stepRecord, T0 } from './helpers.js';
 
 let dir: string;

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { SqliteRunStore } from '../../src/store/sqlite-run-store.js';
-import type { StepRecord } from '../../src/store/run-store.js';
+import { SqliteRunStore } from '../../src/storage/journal/sqlite/sqlite-run-store.js';
+import type { StepRecord } from '../../src/storage/journal/run-store.js';
 import { ALICE, event, newRun, runStart, stepRecord, T0 } from './helpers.js';
 
 let dir: string;

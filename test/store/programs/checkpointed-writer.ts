@@ -1,5 +1,5 @@
 // Makes enough commits for the checkpointer thread to start, then closes the store or leaves it open, and ends its work.
-import { SqliteRunStore } from '../../../src/store/sqlite-run-store.js';
+import { SqliteRunStore } from '../../../src/storage/journal/sqlite/sqlite-run-store.js';
 
 const [, , path, close] = process.argv;
 const store = new SqliteRunStore(path!);

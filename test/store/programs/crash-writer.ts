@@ -1,7 +1,7 @@
 // Commits step completions to four runs in a loop, forever, reporting each one; the test kills it with SIGKILL.
 import { ResultsManager, runStoreOf } from '../../../src/results/results-manager.js';
-import type { RunStore } from '../../../src/store/run-store.js';
-import { SqliteRunStore } from '../../../src/store/sqlite-run-store.js';
+import type { RunStore } from '../../../src/storage/journal/run-store.js';
+import { SqliteRunStore } from '../../../src/storage/journal/sqlite/sqlite-run-store.js';
 
 const [, , kind, path] = process.argv;
 const store: RunStore = kind === 'sqlite' ? new SqliteRunStore(path!) : runStoreOf(ResultsManager.disk(path!));

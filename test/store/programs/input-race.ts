@@ -1,5 +1,5 @@
 // Races another process to store input entries key-0..key-(N-1) of run r1 in one SQLite file; prints the keys it won.
-import { SqliteRunStore } from '../../../src/store/sqlite-run-store.js';
+import { SqliteRunStore } from '../../../src/storage/journal/sqlite/sqlite-run-store.js';
 
 const [, , file, name, count] = process.argv;
 const store = new SqliteRunStore(file!);

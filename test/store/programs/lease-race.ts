@@ -1,5 +1,5 @@
 // Races another process for the leases of runs run-0..run-(N-1) in one SQLite file; prints the runs it won.
-import { SqliteRunStore } from '../../../src/store/sqlite-run-store.js';
+import { SqliteRunStore } from '../../../src/storage/journal/sqlite/sqlite-run-store.js';
 
 const [, , file, name, count] = process.argv;
 const store = new SqliteRunStore(file!);

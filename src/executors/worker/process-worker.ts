@@ -2,9 +2,9 @@
  * The child-process entry of the process executor: takes tasks over IPC, one at a time, and reports
  * an exception that escapes a task before exiting, so the main thread can say what happened.
  */
-import { toErrorData } from '../error-data.js';
-import type { FromWorker, ToWorker } from './protocol.js';
-import { TaskRunner } from './worker-runner.js';
+import { toErrorData } from '../../errors/error-data.js';
+import type { FromWorker, ToWorker } from '../protocol.js';
+import { TaskRunner } from './task-runner.js';
 
 const send = (message: FromWorker, done?: () => void): void => {
   if (process.connected) process.send!(message, undefined, undefined, done);

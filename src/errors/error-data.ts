@@ -3,7 +3,7 @@
  * `FlowResult.error`, events, the store and, later, worker messages) and is rebuilt by class name.
  */
 import { builtinErrorClasses, ErrorCode, FlowError, type ValidationIssue } from './errors.js';
-import { describeValue, invalidOptions, isConstructor } from './util/parse.js';
+import { describeValue, invalidOptions, isConstructor } from '../util/parse.js';
 
 /** An error as plain data: what `FlowResult.error` and failure events carry. */
 export interface ErrorData {

@@ -3,10 +3,10 @@
  * atomically per commit and fenced by a lease token. Knows nothing of processors or graphs.
  * @internal
  */
-import type { ErrorData } from '../error-data.js';
-import type { WeirEvent } from '../events.js';
-import type { AttemptRecord } from '../result.js';
-import type { FlowStatus, RunMode } from '../status.js';
+import type { ErrorData } from '../../errors/error-data.js';
+import type { WeirEvent } from '../../model/events.js';
+import type { AttemptRecord } from '../../model/result.js';
+import type { FlowStatus, RunMode } from '../../model/status.js';
 
 /** Who holds a run's lease: the owning context's process. */
 export interface RunOwner {

@@ -1,5 +1,5 @@
 /** The plain-data records a run produces: per step and for the whole run. */
-import type { ErrorData } from './error-data.js';
+import type { ErrorData } from '../errors/error-data.js';
 import type { FlowStatus } from './status.js';
 
 /** One attempt of a step: when it ran and, if it failed, why. Times in ms since the epoch. */

@@ -8,11 +8,11 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { setImmediate as realSetImmediate } from 'node:timers';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isAbsolute } from 'node:path';
-import { ErrorCode, FatalError } from '../errors.js';
-import type { Processor } from '../processor.js';
-import { messageOf } from '../util/message-of.js';
-import { installWorkerLoading } from '../util/worker-loading.js';
-import type { ProcessorRef } from './protocol.js';
+import { ErrorCode, FatalError } from '../../errors/errors.js';
+import type { Processor } from '../../model/processor.js';
+import { messageOf } from '../../util/message-of.js';
+import { installWorkerLoading } from '../../util/worker-loading.js';
+import type { ProcessorRef } from '../protocol.js';
 
 type ProcessorClass = new () => Processor;
 type Namespace = Record<string, unknown>;

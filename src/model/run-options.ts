@@ -1,7 +1,7 @@
 /** The options of `ctx.run` / `ctx.start` / `flow.execute`. */
 import { z } from 'zod';
 import { duration, expectedOf, expecting } from '../util/parse.js';
-import type { FlowStatus, RunMode } from '../status.js';
+import type { FlowStatus, RunMode } from './status.js';
 
 /** Options for one run. */
 export interface RunOptions {

@@ -2,11 +2,11 @@
  * Run history read from the journal: what `ctx.getRun` and `ctx.listRuns` return, and a stored
  * run's `FlowResult`. Reads only; writes go through a run's journal.
  */
-import type { ErrorData } from '../error-data.js';
+import type { ErrorData } from '../errors/error-data.js';
 import type { CompiledGraph } from '../graph/compile.js';
-import type { AttemptRecord, FlowResult, StepResult } from '../result.js';
-import { FlowStatus, type RunMode } from '../status.js';
-import type { InputWait, LoadedRun, RunRecord, RunStore, StepProgress, StepRecord } from '../store/run-store.js';
+import type { AttemptRecord, FlowResult, StepResult } from '../model/result.js';
+import { FlowStatus, type RunMode } from '../model/status.js';
+import type { InputWait, LoadedRun, RunRecord, RunStore, StepProgress, StepRecord } from '../storage/journal/run-store.js';
 
 /** One input a step of a run waits on, as `listRuns` and `getRun` show it. */
 export interface WaitInfo extends InputWait {

@@ -1,6 +1,6 @@
 /** Keeps entries in a Map, by reference: the fast path for runs that need not survive the process. */
 import type { ResultsBackend, StoredEntry } from './backend.js';
-import { checkLossless } from './codec.js';
+import { checkLossless } from '../codec.js';
 
 /** A Map of entries; values are stored as given, not copied. */
 export class MemoryBackend implements ResultsBackend {

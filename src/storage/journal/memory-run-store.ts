@@ -4,9 +4,9 @@
  * Unless told otherwise, it refuses the values a durable store could not keep, as they would fail.
  * @internal
  */
-import type { WeirEvent } from '../events.js';
-import { findLossy, lossyError } from '../results/codec.js';
-import type { FlowStatus } from '../status.js';
+import type { WeirEvent } from '../../model/events.js';
+import { findLossy, lossyError } from '../codec.js';
+import type { FlowStatus } from '../../model/status.js';
 import type {
   AcquireOptions,
   CommitBatch,
@@ -39,7 +39,7 @@ import {
   releases,
   wrapError,
 } from './store-support.js';
-import type { Mutable } from '../util/types.js';
+import type { Mutable } from '../../util/types.js';
 
 
 interface Entry {

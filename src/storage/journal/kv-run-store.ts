@@ -27,11 +27,11 @@
  * record.
  * @internal
  */
-import { ErrorCode, FlowError } from '../errors.js';
-import type { WeirEvent } from '../events.js';
-import type { ResultsBackend } from '../results/backend.js';
-import { decode, encode, JOURNAL_PREFIX } from '../results/codec.js';
-import { now } from '../util/clock.js';
+import { ErrorCode, FlowError } from '../../errors/errors.js';
+import type { WeirEvent } from '../../model/events.js';
+import type { ResultsBackend } from '../kv/backend.js';
+import { decode, encode, JOURNAL_PREFIX } from '../codec.js';
+import { now } from '../../util/clock.js';
 import type {
   AcquireOptions,
   CommitBatch,

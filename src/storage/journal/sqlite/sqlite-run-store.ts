@@ -11,10 +11,10 @@ import { dirname } from 'node:path';
 import { setImmediate } from 'node:timers';
 import { Worker } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
-import type { ErrorData } from '../error-data.js';
-import { FlowError } from '../errors.js';
-import type { WeirEvent } from '../events.js';
-import { decodeCompact, encodeCompact } from '../results/codec.js';
+import type { ErrorData } from '../../../errors/error-data.js';
+import { FlowError } from '../../../errors/errors.js';
+import type { WeirEvent } from '../../../model/events.js';
+import { decodeCompact, encodeCompact } from '../../codec.js';
 import type {
   AcquireOptions,
   CommitBatch,
@@ -32,7 +32,7 @@ import type {
   RunStore,
   StepRecord,
   StoredOutput,
-} from './run-store.js';
+} from '../run-store.js';
 import {
   KEPT,
   checkBatch,
@@ -50,7 +50,7 @@ import {
   releases,
   wrapError,
   isObject,
-} from './store-support.js';
+} from '../store-support.js';
 
 type Database = BetterSqlite3.Database;
 type Statement = BetterSqlite3.Statement;

@@ -3,7 +3,7 @@
  * classification of a failure, and the backoff delay.
  */
 import { z } from 'zod';
-import { FlowError } from '../errors.js';
+import { FlowError } from '../errors/errors.js';
 import { duration, expecting } from '../util/parse.js';
 
 /** Decides whether a plain (non-FlowError) error may be retried. */

@@ -3,16 +3,16 @@
  * `sequential`) that other flows register to.
  */
 import { z } from 'zod';
-import { CycleError, DependencyError, ErrorCode, FlowError } from './errors.js';
+import { CycleError, DependencyError, ErrorCode, FlowError } from '../errors/errors.js';
 import type { FlowResult } from './result.js';
 import type { Processor } from './processor.js';
-import { retryOptionSchema, type RetryOption } from './run/retry.js';
+import { retryOptionSchema, type RetryOption } from './retry-policy.js';
 import { FlowType } from './status.js';
-import { duration, expecting, parseOptions } from './util/parse.js';
-import { findCycle } from './graph/cycle.js';
-import type { RunOptions } from './run/run-options.js';
-import { stripUndefined } from './util/types.js';
-import { workerLoading } from './util/worker-loading.js';
+import { duration, expecting, parseOptions } from '../util/parse.js';
+import { findCycle } from './cycle.js';
+import type { RunOptions } from './run-options.js';
+import { stripUndefined } from '../util/types.js';
+import { workerLoading } from '../util/worker-loading.js';
 
 /** Where a leaf flow's processor runs. */
 export type LeafType = Extract<FlowType, 'inline' | 'thread' | 'process'>;

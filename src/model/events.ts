@@ -1,5 +1,5 @@
 /** The typed events of a run: plain objects with a per-run, strictly increasing `seq`. */
-import type { ErrorData } from './error-data.js';
+import type { ErrorData } from '../errors/error-data.js';
 import type { FlowStatus, RunMode } from './status.js';
 
 /** Fields every event has. */

@@ -3,7 +3,7 @@
  * its `process` method receives.
  */
 import type { z } from 'zod';
-import { workerLoading } from './util/worker-loading.js';
+import { workerLoading } from '../util/worker-loading.js';
 
 /** A zod schema of any type. */
 export type AnySchema = z.ZodType;

@@ -1,8 +1,8 @@
 /** Stores entries in a Keyv instance, as our own codec strings, so any Keyv serializer round-trips them. */
 import type { Keyv } from 'keyv';
-import { ErrorCode, FlowError } from '../errors.js';
+import { ErrorCode, FlowError } from '../../errors/errors.js';
 import type { ResultsBackend, StoredEntry } from './backend.js';
-import { decodeRecord, encodeRecord, JOURNAL_PREFIX } from './codec.js';
+import { decodeRecord, encodeRecord, JOURNAL_PREFIX } from '../codec.js';
 
 /** A Keyv-backed store over a given Keyv, or one `open` makes on first use; `close()` disconnects it. */
 export class KeyvBackend implements ResultsBackend {

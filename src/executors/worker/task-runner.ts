@@ -2,14 +2,14 @@
  * The worker side of an attempt, shared by the thread and the child-process entries: builds the
  * processor from its module, gives it a step context backed by the task, and runs it.
  */
-import { fromErrorData, toErrorData } from '../error-data.js';
-import { DependencyError } from '../errors.js';
-import type { AnySchema, Processor, Step, StepDeps, WaitForInputOptions } from '../processor.js';
-import { invokeProcessor } from './invoke.js';
+import { fromErrorData, toErrorData } from '../../errors/error-data.js';
+import { DependencyError } from '../../errors/errors.js';
+import type { AnySchema, Processor, Step, StepDeps, WaitForInputOptions } from '../../model/processor.js';
+import { invokeProcessor } from '../invoke.js';
 import { installProcessorLoader, processorClass } from './processor-loader.js';
-import { processorKey, type AbortTaskMessage, type DepsReplyMessage, type FromWorker, type ProcessorRef, type ResultMessage, type RunTaskMessage } from './protocol.js';
+import { processorKey, type AbortTaskMessage, type DepsReplyMessage, type FromWorker, type ProcessorRef, type ResultMessage, type RunTaskMessage } from '../protocol.js';
 import { setImmediate as realSetImmediate } from 'node:timers';
-import { askForInput, inputWaitSignal } from './wait-for-input.js';
+import { askForInput, inputWaitSignal } from '../../human/ask.js';
 
 type Send = (message: FromWorker) => void;
 const EARLY_ABORTS = 64;

@@ -3,9 +3,9 @@
  * journal's own better-sqlite3 connection (WAL mode), opened on first use.
  */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { SqliteRunStore } from '../store/sqlite-run-store.js';
+import type { SqliteRunStore } from '../journal/sqlite/sqlite-run-store.js';
 import type { ResultsBackend, StoredEntry } from './backend.js';
-import { decodeRecord, encodeRecord } from './codec.js';
+import { decodeRecord, encodeRecord } from '../codec.js';
 
 /** Options of a SQLite results store, validated and with defaults filled in. */
 export interface SqliteOptions {

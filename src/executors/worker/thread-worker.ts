@@ -3,11 +3,11 @@
  * heartbeats and dependency look-ups on `parentPort`, and hears aborts on the pool's broadcast channel.
  */
 import { BroadcastChannel, parentPort, threadId, workerData } from 'node:worker_threads';
-import type { ResultMessage, RunTaskMessage, ToWorker } from './protocol.js';
+import type { ResultMessage, RunTaskMessage, ToWorker } from '../protocol.js';
 import { Piscina } from 'piscina';
-import { markRunning } from './running-table.js';
-import { collectTransfers, takeTransfers } from './transfer.js';
-import { TaskRunner } from './worker-runner.js';
+import { markRunning } from '../running-table.js';
+import { collectTransfers, takeTransfers } from '../transfer.js';
+import { TaskRunner } from './task-runner.js';
 
 const { channel: channelName, running } = workerData as { channel: string; running: Int32Array };
 const port = parentPort!;

@@ -3,7 +3,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { ResultsBackend, StoredEntry } from './backend.js';
-import { decodeRecord, encodeRecord } from './codec.js';
+import { decodeRecord, encodeRecord } from '../codec.js';
 
 const EXT = '.json';
 

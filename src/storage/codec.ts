@@ -1,9 +1,9 @@
 /** Turns values into strings and back with superjson, so Dates, Maps, Sets, BigInts and Buffers survive. */
 import { Buffer } from 'node:buffer';
 import SuperJSON from 'superjson';
-import { ErrorCode, FlowError } from '../errors.js';
+import { ErrorCode, FlowError } from '../errors/errors.js';
 import { messageOf } from '../util/message-of.js';
-import type { StoredEntry } from './backend.js';
+import type { StoredEntry } from './kv/backend.js';
 
 // A private instance, so registering Buffer does not change the global superjson users may have.
 const superjson = new SuperJSON();

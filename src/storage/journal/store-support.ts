@@ -1,8 +1,8 @@
 /** What every run store shares: its errors, the cursor, batch checks and the run-record patch. @internal */
-import { ErrorCode, FlowError, RetryableError } from '../errors.js';
-import type { WeirEvent } from '../events.js';
-import { FlowStatus } from '../status.js';
-import { messageOf } from '../util/message-of.js';
+import { ErrorCode, FlowError, RetryableError } from '../../errors/errors.js';
+import type { WeirEvent } from '../../model/events.js';
+import { FlowStatus } from '../../model/status.js';
+import { messageOf } from '../../util/message-of.js';
 import type { CommitBatch, ListRunsQuery, RunPatch, RunRecord, RunStoreKind } from './run-store.js';
 
 /** Which kind of record an error is about. */

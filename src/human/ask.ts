@@ -5,11 +5,11 @@
  * step runs again from its start, when the same ask returns the answer at once.
  */
 import { z } from 'zod';
-import { toErrorData, type ErrorData } from '../error-data.js';
-import { ErrorCode, FatalError, FlowError, InputRequiredError } from '../errors.js';
-import type { AnySchema, WaitForInputOptions } from '../processor.js';
-import type { InputEntry } from '../store/run-store.js';
-import { validate } from './invoke.js';
+import { toErrorData, type ErrorData } from '../errors/error-data.js';
+import { ErrorCode, FatalError, FlowError, InputRequiredError } from '../errors/errors.js';
+import type { AnySchema, WaitForInputOptions } from '../model/processor.js';
+import type { InputEntry } from '../storage/journal/run-store.js';
+import { validate } from '../executors/invoke.js';
 import { describeValue, duration, optionProblems, optionsMessage } from '../util/parse.js';
 
 /** One ask that waits for a person, as it travels and is stored. */

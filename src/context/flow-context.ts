@@ -8,11 +8,11 @@ import { hostname } from 'node:os';
 import { EventEmitter } from 'eventemitter3';
 import PQueue from 'p-queue';
 import { z } from 'zod';
-import { CancelledError, ErrorCode, FlowError, WarningCode } from './errors.js';
-import { toErrorData } from './error-data.js';
-import type { WeirEvent, WeirEventMap } from './events.js';
-import type { Executor } from './executors/executor.js';
-import { InlineExecutor } from './executors/inline.js';
+import { CancelledError, ErrorCode, FlowError, WarningCode } from '../errors/errors.js';
+import { toErrorData } from '../errors/error-data.js';
+import type { WeirEvent, WeirEventMap } from '../model/events.js';
+import type { Executor } from '../executors/executor.js';
+import { InlineExecutor } from '../executors/inline.js';
 import {
   processPoolSchema,
   processSettings,
@@ -20,21 +20,21 @@ import {
   threadSettings,
   type ProcessPoolOptions,
   type ThreadPoolOptions,
-} from './executors/pool-options.js';
-import { ProcessExecutor } from './executors/process.js';
-import { ThreadExecutor } from './executors/thread.js';
-import { setDefaultRunner, graphVersionOf, Flow, type AnyFlow } from './flow.js';
-import { compileGraph, type CompiledGraph, type GraphNode } from './graph/compile.js';
-import { ResultsManager, runStoreOf } from './results/results-manager.js';
-import type { FlowResult } from './result.js';
-import { handleOf, storedHandleOf, type EventsOptions, type RunHandle } from './run/handle.js';
-import { DEFAULT_RETRY_POLICY, mergeRetry, retryOptionSchema, type RetryOption, type RetryPolicy } from './run/retry.js';
-import { runOptionsSchema, type RunOptions } from './run/run-options.js';
-import { answeredAlready, checkSkip, notAwaited, Run, type RestoredRun, type ResumeReason, type RunServices, type RunSettings } from './run/run.js';
-import { validateAgainstJson } from './executors/wait-for-input.js';
-import type { InputEntry, ListRunsQuery, LoadedRun, RunOwner, RunPatch, RunRecord, RunStore, StepRecord } from './store/run-store.js';
-import { FlowStatus, RunMode } from './status.js';
-import { infoOf, isStale, outputsOf, storedResult, summaryOf, waitsOf, type RunInfo, type RunList, type RunSummary } from './run/history.js';
+} from '../executors/pool-options.js';
+import { ProcessExecutor } from '../executors/process.js';
+import { ThreadExecutor } from '../executors/thread.js';
+import { setDefaultRunner, graphVersionOf, Flow, type AnyFlow } from '../model/flow.js';
+import { compileGraph, type CompiledGraph, type GraphNode } from '../graph/compile.js';
+import { ResultsManager, runStoreOf } from '../results/results-manager.js';
+import type { FlowResult } from '../model/result.js';
+import { handleOf, storedHandleOf, type EventsOptions, type RunHandle } from '../run/handle.js';
+import { DEFAULT_RETRY_POLICY, mergeRetry, retryOptionSchema, type RetryOption, type RetryPolicy } from '../model/retry-policy.js';
+import { runOptionsSchema, type RunOptions } from '../model/run-options.js';
+import { answeredAlready, checkSkip, notAwaited, Run, type RestoredRun, type ResumeReason, type RunServices, type RunSettings } from '../run/run.js';
+import { validateAgainstJson } from '../human/ask.js';
+import type { InputEntry, ListRunsQuery, LoadedRun, RunOwner, RunPatch, RunRecord, RunStore, StepRecord } from '../storage/journal/run-store.js';
+import { FlowStatus, RunMode } from '../model/status.js';
+import { infoOf, isStale, outputsOf, storedResult, summaryOf, waitsOf, type RunInfo, type RunList, type RunSummary } from '../durability/history.js';
 import {
   listRunsSchema,
   pruneSchema,
@@ -42,15 +42,15 @@ import {
   type ListRunsOptions,
   type PruneRunsOptions,
   type ResumeOptions,
-} from './run/run-options.js';
-import { FINISHED } from './store/store-support.js';
-import { messageOf } from './util/message-of.js';
+} from '../model/run-options.js';
+import { FINISHED } from '../storage/journal/store-support.js';
+import { messageOf } from '../util/message-of.js';
 import { setImmediate as realSetImmediate } from 'node:timers';
-import { clearTimer, now, setTimer, type TimerHandle } from './util/clock.js';
-import { DrainQueue } from './util/drain-queue.js';
-import { duration, parseOptions } from './util/parse.js';
-import { stripUndefined } from './util/types.js';
-import { workerLoading } from './util/worker-loading.js';
+import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
+import { DrainQueue } from '../util/drain-queue.js';
+import { duration, parseOptions } from '../util/parse.js';
+import { stripUndefined } from '../util/types.js';
+import { workerLoading } from '../util/worker-loading.js';
 
 /** Options of `new FlowContext()`. */
 export interface FlowContextOptions {
