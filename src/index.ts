@@ -3,7 +3,8 @@ export type { AnySchema, Step, StepDeps, WaitForInputOptions, ProcessorInput, Pr
 export { Flow } from './model/flow.js';
 export type { AnyFlow, FlowConfig, CompositeConfig, LeafType, RegisterOptions, DependencyRef } from './model/flow.js';
 export { FlowContext } from './context/flow-context.js';
-export type { FlowContextOptions, ContextState } from './context/flow-context.js';
+export type { ContextState } from './context/flow-context.js';
+export type { FlowContextOptions } from './context/options.js';
 export { transfer } from './executors/transfer.js';
 export type { ThreadPoolOptions, ProcessPoolOptions, ThreadResourceLimits } from './executors/pool-options.js';
 export { ResultsManager } from './results/results-manager.js';

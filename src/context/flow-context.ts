@@ -7,28 +7,19 @@ import { isDeepStrictEqual } from 'node:util';
 import { hostname } from 'node:os';
 import { EventEmitter } from 'eventemitter3';
 import PQueue from 'p-queue';
-import { z } from 'zod';
 import { CancelledError, ErrorCode, FlowError, WarningCode } from '../errors/errors.js';
 import { toErrorData } from '../errors/error-data.js';
 import type { WeirEvent, WeirEventMap } from '../model/events.js';
 import type { Executor } from '../executors/executor.js';
 import { InlineExecutor } from '../executors/inline.js';
-import {
-  processPoolSchema,
-  processSettings,
-  threadPoolSchema,
-  threadSettings,
-  type ProcessPoolOptions,
-  type ThreadPoolOptions,
-} from '../executors/pool-options.js';
 import { ProcessExecutor } from '../executors/process.js';
 import { ThreadExecutor } from '../executors/thread.js';
 import { setDefaultRunner, graphVersionOf, Flow, type AnyFlow } from '../model/flow.js';
 import { compileGraph, type CompiledGraph, type GraphNode } from '../graph/compile.js';
-import { ResultsManager, runStoreOf } from '../results/results-manager.js';
+import { runStoreOf, type ResultsManager } from '../results/results-manager.js';
+import { contextSettings, type ContextSettings, type FlowContextOptions } from './options.js';
 import type { FlowResult } from '../model/result.js';
 import { handleOf, storedHandleOf, type EventsOptions, type RunHandle } from '../run/handle.js';
-import { DEFAULT_RETRY_POLICY, mergeRetry, retryOptionSchema, type RetryOption, type RetryPolicy } from '../model/retry-policy.js';
 import { runOptionsSchema, type RunOptions } from '../model/run-options.js';
 import { answeredAlready, checkSkip, notAwaited, Run, type RestoredRun, type ResumeReason, type RunServices, type RunSettings } from '../run/run.js';
 import { validateAgainstJson } from '../human/ask.js';
@@ -48,72 +39,9 @@ import { messageOf } from '../util/message-of.js';
 import { setImmediate as realSetImmediate } from 'node:timers';
 import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
 import { DrainQueue } from '../util/drain-queue.js';
-import { duration, parseOptions } from '../util/parse.js';
+import { parseOptions } from '../util/parse.js';
 import { stripUndefined } from '../util/types.js';
 import { workerLoading } from '../util/worker-loading.js';
-
-/** Options of `new FlowContext()`. */
-export interface FlowContextOptions {
-  /** Where step outputs are stored. @default ResultsManager.memory() */
-  readonly results?: ResultsManager | undefined;
-  /** The most steps that run at once across all runs of this context. @default 100 */
-  readonly concurrency?: number | undefined;
-  /** The retry policy under every flow's and composite's. @default 0 (a single attempt) */
-  readonly retry?: RetryOption | undefined;
-  /** The default timeout of one step attempt, in milliseconds. @default none */
-  readonly timeout?: number | undefined;
-  /** How long `close()` waits for active runs before cancelling them, in milliseconds. @default 10000 */
-  readonly closeTimeout?: number | undefined;
-  /** The pool of worker threads behind `type: 'thread'` flows, made on first use. @default see `ThreadPoolOptions` */
-  readonly threads?: ThreadPoolOptions | undefined;
-  /** The pool of child processes behind `type: 'process'` flows, made on first use. @default see `ProcessPoolOptions` */
-  readonly processes?: ProcessPoolOptions | undefined;
-  /**
-   * Take over stale runs of registered flows by itself: on the turn after construction (so flows
-   * registered right away are known), whenever a flow is registered, and every `leaseTimeout`
-   * after that (so runs another process leaves behind later are taken too). @default false
-   */
-  readonly recover?: boolean | undefined;
-  /**
-   * How long a run's lease lasts without renewal, in milliseconds. The context renews the leases of
-   * its runs every third of it; a run whose lease ran out is stale and `recover()` takes it. @default 30000
-   */
-  readonly leaseTimeout?: number | undefined;
-  /** How many times a run may be taken over after losing its owner before it fails with `WEIR_RECOVERY_LIMIT`. @default 5 */
-  readonly maxRecoveries?: number | undefined;
-  /**
-   * What recovering or resuming a run does when its flow graph changed since the run started:
-   * `fail` fails it with `WEIR_FLOW_CHANGED`, `continue` goes on with the graph as it is now. @default 'fail'
-   */
-  readonly onFlowChange?: 'fail' | 'continue' | undefined;
-  /**
-   * How long a run may wait for input with nobody answering, in milliseconds, counted from when it
-   * began to wait (again); then it takes `inputFallback`. @default none (it waits until answered, or until its asks' own timeouts)
-   */
-  readonly inputTimeout?: number | undefined;
-  /**
-   * What a run nobody answered within `inputTimeout` does: `fail` fails its waiting steps (defaults
-   * or not), `default` gives each waiting ask its default (or fails it), `batch` takes the person
-   * out of the loop for good (this ask and later ones take their defaults or fail). @default 'fail'
-   */
-  readonly inputFallback?: 'fail' | 'default' | 'batch' | undefined;
-}
-
-const contextOptionsSchema = z.strictObject({
-  results: z.custom<ResultsManager>((v) => v instanceof ResultsManager, 'expected a ResultsManager').optional(),
-  concurrency: z.number().int().positive().or(z.literal(Infinity)).optional(),
-  retry: retryOptionSchema.optional(),
-  timeout: duration().optional(),
-  closeTimeout: duration({ min: 0 }).optional(),
-  threads: threadPoolSchema.optional(),
-  processes: processPoolSchema.optional(),
-  recover: z.boolean().optional(),
-  leaseTimeout: duration({ min: 100 }).optional(),
-  maxRecoveries: z.number().int().nonnegative().optional(),
-  onFlowChange: z.enum(['fail', 'continue']).optional(),
-  inputTimeout: duration().optional(),
-  inputFallback: z.enum(['fail', 'default', 'batch']).optional(),
-});
 
 /** The lifecycle of a context. */
 export type ContextState = 'open' | 'closing' | 'closed';
@@ -139,9 +67,7 @@ export class FlowContext {
   readonly #emitter = new EventEmitter();
   readonly #queue: PQueue;
   readonly #executors: ReadonlyMap<string, Executor>;
-  readonly #retry: RetryPolicy;
-  readonly #timeout: number | undefined;
-  readonly #closeTimeout: number;
+  readonly #settings: ContextSettings;
   readonly #registry = new Map<string, AnyFlow>();
   /** Flows started here without being registered, by name: a run of one that parks goes on here too. */
   readonly #started = new Map<string, AnyFlow>();
@@ -153,12 +79,6 @@ export class FlowContext {
   readonly #store: RunStore;
   readonly #owner: RunOwner;
   readonly #services: RunServices;
-  readonly #leaseMs: number;
-  readonly #maxRecoveries: number;
-  readonly #onFlowChange: 'fail' | 'continue';
-  readonly #autoRecover: boolean;
-  readonly #inputTimeout: number | undefined;
-  readonly #inputFallback: 'fail' | 'default' | 'batch';
   /** When this context looks again at a parked run (a wait's deadline, or `inputTimeout`), by run id. */
   readonly #waitTimers = new Map<string, TimerHandle>();
   #renewTimer: TimerHandle | undefined;
@@ -180,29 +100,21 @@ export class FlowContext {
    * @throws ValidationError `WEIR_INVALID_OPTIONS` naming the bad option.
    */
   constructor(options: FlowContextOptions = {}) {
-    const parsed = parseOptions(contextOptionsSchema, options, 'new FlowContext()');
-    this.results = parsed.results ?? ResultsManager.memory();
-    this.#queue = new PQueue({ concurrency: parsed.concurrency ?? 100 });
+    const settings = contextSettings(options);
+    this.#settings = settings;
+    this.results = settings.results;
+    this.#queue = new PQueue({ concurrency: settings.concurrency });
     this.#executors = new Map<string, Executor>([
       ['inline', new InlineExecutor()],
-      ['thread', new ThreadExecutor(threadSettings(parsed.threads))],
-      ['process', new ProcessExecutor(processSettings(parsed.processes))],
+      ['thread', new ThreadExecutor(settings.threads)],
+      ['process', new ProcessExecutor(settings.processes)],
     ]);
-    this.#retry = mergeRetry(DEFAULT_RETRY_POLICY, parsed.retry);
-    this.#timeout = parsed.timeout;
-    this.#closeTimeout = parsed.closeTimeout ?? 10_000;
     this.#store = runStoreOf(this.results);
     this.#owner = { processId: `${PROCESS_ID}:${++contextCount}`, host: HOST, pid: process.pid };
-    this.#leaseMs = parsed.leaseTimeout ?? 30_000;
-    this.#maxRecoveries = parsed.maxRecoveries ?? 5;
-    this.#onFlowChange = parsed.onFlowChange ?? 'fail';
-    this.#autoRecover = parsed.recover ?? false;
-    this.#inputTimeout = parsed.inputTimeout;
-    this.#inputFallback = parsed.inputFallback ?? 'fail';
     this.#services = {
       store: this.#store,
       owner: this.#owner,
-      leaseMs: this.#leaseMs,
+      leaseMs: this.#settings.leaseMs,
       executors: this.#executors,
       queue: this.#queue,
       processId: PROCESS_ID,
@@ -222,7 +134,7 @@ export class FlowContext {
       follow: (runId) => this.#storedHandle(runId).result(),
       followEvents: (runId, after, signal) => this.#storedHandle(runId).events(signal === undefined ? { after } : { after, signal }),
     };
-    if (this.#autoRecover) this.#scheduleRecovery();
+    if (this.#settings.recover) this.#scheduleRecovery();
   }
 
   /** The process-wide default context (memory results), made on first use and again after it is closed. */
@@ -280,7 +192,7 @@ export class FlowContext {
       });
     }
     this.#registry.set(flow.name, flow);
-    if (this.#autoRecover) this.#scheduleRecovery();
+    if (this.#settings.recover) this.#scheduleRecovery();
     return this;
   }
 
@@ -467,7 +379,7 @@ export class FlowContext {
       throw new FlowError(`cannot resume run "${runId}": it completed; pass { from } to run steps again`, { code: ErrorCode.RUN_STATE });
     }
     const graph = this.#graphFor(loaded.run);
-    if (graph.fingerprint !== loaded.run.fingerprint && this.#onFlowChange === 'fail') throw flowChanged(loaded.run);
+    if (graph.fingerprint !== loaded.run.fingerprint && this.#settings.onFlowChange === 'fail') throw flowChanged(loaded.run);
     if (from !== undefined) stepOf(graph, runId, from);
     const token = await this.#leaseEnded(loaded.run, `resume run "${runId}"`);
     try {
@@ -694,9 +606,9 @@ export class FlowContext {
     let reason: ResumeReason | undefined = waits.some((w) => !open.some((o) => o.step === w.step)) ? 'input' : undefined;
     let fallback: 'fail' | 'default' | 'batch' | undefined;
     let patch: RunPatch | undefined;
-    const orphanedAt = this.#inputTimeout === undefined ? Infinity : loaded.run.updatedAt + this.#inputTimeout;
+    const orphanedAt = this.#settings.inputTimeout === undefined ? Infinity : loaded.run.updatedAt + this.#settings.inputTimeout;
     if (open.length > 0 && orphanedAt <= at) {
-      fallback = this.#inputFallback;
+      fallback = this.#settings.inputFallback;
       reason = 'orphaned';
       if (fallback === 'batch') patch = { humanInLoop: false };
       else for (const wait of open) await this.#store.putInput(runId, { key: wait.key, outcome: fallback === 'fail' ? 'refused' : 'expired', at });
@@ -744,7 +656,7 @@ export class FlowContext {
     // run holds no lease: one held now means another context took it since (it reads the answers).
     if (this.#runs.has(runId) || (run.owner !== undefined && run.leaseExpiresAt >= now())) return undefined;
     // Only a free lease: of two contexts going on with one parked run, exactly one takes it.
-    const token = await this.#store.acquireLease(runId, this.#owner, this.#leaseMs, now());
+    const token = await this.#store.acquireLease(runId, this.#owner, this.#settings.leaseMs, now());
     if (token === undefined || this.#runs.has(runId)) return undefined;
     if (token !== run.leaseToken + 1) {
       // Taken and let go by another context since `run` was read: it read the answers then.
@@ -767,7 +679,7 @@ export class FlowContext {
       if (error instanceof FlowError && error.code === ErrorCode.CONTEXT_CLOSED) return undefined;
       throw error;
     }
-    const failWith = graph.fingerprint !== run.fingerprint && this.#onFlowChange === 'fail' ? flowChanged(run) : undefined;
+    const failWith = graph.fingerprint !== run.fingerprint && this.#settings.onFlowChange === 'fail' ? flowChanged(run) : undefined;
     return this.#restore(graph, fresh, token, { reason, fallback: how.fallback, failWith, cancelWith: how.cancelWith });
   }
 
@@ -880,7 +792,7 @@ export class FlowContext {
       // A run's life here ends when it ends, or parks to wait for input.
       const ended = (): Promise<unknown> => Promise.allSettled([...this.#runs.values()].map((run) => run.leftContext()));
       let timer: ReturnType<typeof setTimer> | undefined;
-      await Promise.race([ended(), new Promise<void>((resolve) => (timer = setTimer(resolve, this.#closeTimeout, { unref: true })))]);
+      await Promise.race([ended(), new Promise<void>((resolve) => (timer = setTimer(resolve, this.#settings.closeTimeout, { unref: true })))]);
       clearTimer(timer);
       if (this.results.durable) {
         // A durable run is not cancelled by a shutdown: it stays running in the store, its lease released, for recover().
@@ -1031,7 +943,7 @@ export class FlowContext {
   async #leaseEnded(run: RunRecord, action: string): Promise<number> {
     // An ended run holds no lease: only a free one is taken, and only if nobody took it since `run`
     // was read (each taking raises the token by one), so of two contexts exactly one goes on.
-    const token = await this.#store.acquireLease(run.runId, this.#owner, this.#leaseMs, now());
+    const token = await this.#store.acquireLease(run.runId, this.#owner, this.#settings.leaseMs, now());
     if (token !== undefined && token !== run.leaseToken + 1) await this.#store.releaseLease(run.runId, this.#owner, token).catch(() => false);
     if (token === undefined || token !== run.leaseToken + 1) throw new FlowError(`cannot ${action}: another context took the run first`, { code: ErrorCode.RUN_STATE });
     return token;
@@ -1109,7 +1021,7 @@ export class FlowContext {
     if (flow === undefined) return undefined;
     const graph = this.#graphOf(flow);
     // A live lease is taken only from an owner known to be dead, and only if nobody took it since.
-    const token = await this.#store.acquireLease(run.runId, this.#owner, this.#leaseMs, now(), {
+    const token = await this.#store.acquireLease(run.runId, this.#owner, this.#settings.leaseMs, now(), {
       takeover: true,
       ...(run.leaseExpiresAt > at ? { fromToken: run.leaseToken } : {}),
     });
@@ -1135,11 +1047,11 @@ export class FlowContext {
     }
     const recoveries = loaded.run.recoveries;
     const failWith =
-      recoveries > this.#maxRecoveries
-        ? new FlowError(`run "${run.runId}" lost its owner ${recoveries} times, more than maxRecoveries (${this.#maxRecoveries}); it is not taken over again`, {
+      recoveries > this.#settings.maxRecoveries
+        ? new FlowError(`run "${run.runId}" lost its owner ${recoveries} times, more than maxRecoveries (${this.#settings.maxRecoveries}); it is not taken over again`, {
             code: ErrorCode.RECOVERY_LIMIT,
           })
-        : graph.fingerprint !== loaded.run.fingerprint && this.#onFlowChange === 'fail'
+        : graph.fingerprint !== loaded.run.fingerprint && this.#settings.onFlowChange === 'fail'
           ? flowChanged(loaded.run)
           : undefined;
     return handleOf(await this.#restore(graph, loaded, token, { reason: 'recovered', failWith }, outputs));
@@ -1193,7 +1105,7 @@ export class FlowContext {
   /** Keeps renewing the leases of this context's runs while it has any: a heartbeat apart from step events. */
   #renewLater(): void {
     if (this.#renewTimer !== undefined) return;
-    this.#renewTimer = setTimer(() => void this.#renew(), Math.max(10, Math.floor(this.#leaseMs / 3)), { unref: true });
+    this.#renewTimer = setTimer(() => void this.#renew(), Math.max(10, Math.floor(this.#settings.leaseMs / 3)), { unref: true });
   }
 
   async #renew(): Promise<void> {
@@ -1205,7 +1117,7 @@ export class FlowContext {
       const { lost } = await this.#store.renewLeases(
         this.#owner,
         runs.map((run) => ({ runId: run.runId, leaseToken: run.leaseToken })),
-        now() + this.#leaseMs,
+        now() + this.#settings.leaseMs,
       );
       for (const runId of lost) {
         this.#runs.get(runId)?.leaseLost(new FlowError(`run "${runId}": its lease was taken over by another context`, { code: ErrorCode.LEASE_LOST }));
@@ -1228,7 +1140,7 @@ export class FlowContext {
       });
       // And again once a lease could have run out since: runs another process leaves behind later are taken too.
       clearTimer(this.#recoverTimer);
-      this.#recoverTimer = setTimer(() => this.#scheduleRecovery(), this.#leaseMs, { unref: true });
+      this.#recoverTimer = setTimer(() => this.#scheduleRecovery(), this.#settings.leaseMs, { unref: true });
     });
   }
 
@@ -1248,8 +1160,8 @@ export class FlowContext {
     const cached = this.#compiled.get(flow);
     if (cached?.version === version) return cached.graph;
     const graph = compileGraph(flow, {
-      retry: this.#retry,
-      timeout: this.#timeout,
+      retry: this.#settings.retry,
+      timeout: this.#settings.timeout,
       // FlowConfig allows only the types this map holds.
       checkLeaf: (leaf, processor) => this.#executors.get(leaf.type)!.prepare?.(processor, `flow "${leaf.name}"`),
     });

@@ -25,6 +25,12 @@ export interface OptionProblem {
 const expectations = z.registry<{ expected: string }>();
 
 /**
+ * The public type of an options object written once as a zod shape: what callers may pass. Keep the
+ * shape a `const` of its own (not inline in `z.strictObject`), so its TSDoc reaches the published types.
+ */
+export type OptionsOf<Shape extends z.core.$ZodLooseShape> = Readonly<z.input<z.ZodObject<Shape>>>;
+
+/**
  * The schema of a duration option in milliseconds: a number from `min` (1 by default), whole unless
  * `whole: false`, and at most `MAX_DELAY` (50 million days), so `now() + delay` is a valid Date.
  */
