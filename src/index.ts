@@ -12,8 +12,8 @@ export type { SqliteResultsOptions, MemoryResultsOptions, CleanupOptions, Result
 export { FlowStatus, FlowType, RunMode } from './model/status.js';
 export type { FlowResult, StepResult, AttemptRecord } from './model/result.js';
 export type { RunOptions, ResumeOptions, ListRunsOptions, PruneRunsOptions } from './model/run-options.js';
-export type { RunInfo, RunSummary, RunList, StepInfo, WaitInfo } from './durability/history.js';
-export type { StepProgress, InputWait } from './storage/journal/run-store.js';
+export type { RunInfo, RunSummary, RunList, StepInfo } from './durability/history.js';
+export type { StepProgress, InputWait, WaitInfo } from './model/waits.js';
 export type { RunHandle, EventsOptions } from './run/handle.js';
 export type { RetryOption, RetryPolicyInput, RetryPredicate } from './model/retry-policy.js';
 export {

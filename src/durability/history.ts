@@ -6,13 +6,9 @@ import type { ErrorData } from '../errors/error-data.js';
 import type { CompiledGraph } from '../graph/compile.js';
 import type { AttemptRecord, FlowResult, StepResult } from '../model/result.js';
 import { FlowStatus, type RunMode } from '../model/status.js';
-import type { InputWait, LoadedRun, RunRecord, RunStore, StepProgress, StepRecord } from '../storage/journal/run-store.js';
+import type { LoadedRun, RunRecord, RunStore, StepRecord } from '../storage/journal/run-store.js';
+import type { InputWait, StepProgress, WaitInfo } from '../model/waits.js';
 
-/** One input a step of a run waits on, as `listRuns` and `getRun` show it. */
-export interface WaitInfo extends InputWait {
-  /** The asking step. */
-  readonly step: string;
-}
 
 /** One step as `getRun` shows it. */
 export interface StepInfo {

@@ -1,6 +1,6 @@
 /** The contract between the run scheduler and the places a processor can run. */
 import type { Processor, Step } from '../model/processor.js';
-import type { InputEntry } from '../storage/journal/run-store.js';
+import type { InputEntry } from '../model/waits.js';
 import type { InputPort } from '../human/ask.js';
 
 /**

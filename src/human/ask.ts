@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { toErrorData, type ErrorData } from '../errors/error-data.js';
 import { ErrorCode, FatalError, FlowError, InputRequiredError } from '../errors/errors.js';
 import type { AnySchema, WaitForInputOptions } from '../model/processor.js';
-import type { InputEntry } from '../storage/journal/run-store.js';
+import type { InputEntry } from '../model/waits.js';
 import { validate } from '../executors/invoke.js';
 import { describeValue, duration, optionProblems, optionsMessage } from '../util/parse.js';
 

@@ -21,9 +21,9 @@ import { DrainQueue } from '../util/drain-queue.js';
 import { backoffDelay, isRetryable } from '../model/retry-policy.js';
 import { StepContext, type StepHost } from './step-context.js';
 import { EventLog } from './event-log.js';
-import type { WaitInfo } from '../durability/history.js';
 import { RunJournal } from './journal.js';
-import type { InputEntry, InputWait, RunOwner, RunRecord, RunStore, StepRecord } from '../storage/journal/run-store.js';
+import type { RunOwner, RunRecord, RunStore, StepRecord } from '../storage/journal/run-store.js';
+import type { InputEntry, InputWait, WaitInfo } from '../model/waits.js';
 import type { Mutable } from '../util/types.js';
 import { clearTimeout as realClearTimeout, setTimeout as realSetTimeout } from 'node:timers';
 

@@ -5,7 +5,7 @@ import { DependencyError } from '../errors/errors.js';
 import type { AbortWatch, InputAnswer } from '../executors/executor.js';
 import { askForInput, inputWaitSignal, type InputAsk, type InputPort } from '../human/ask.js';
 import type { AnySchema, Step, StepDeps, WaitForInputOptions } from '../model/processor.js';
-import type { InputEntry } from '../storage/journal/run-store.js';
+import type { InputEntry } from '../model/waits.js';
 
 /** What a step context needs from its run. */
 export interface StepHost {

@@ -6,6 +6,9 @@
 import type { ErrorData } from '../../errors/error-data.js';
 import type { WeirEvent } from '../../model/events.js';
 import type { AttemptRecord } from '../../model/result.js';
+import type { InputEntry, InputWait, StepProgress } from '../../model/waits.js';
+
+export type { InputEntry, InputWait, StepProgress };
 import type { FlowStatus, RunMode } from '../../model/status.js';
 
 /** Who holds a run's lease: the owning context's process. */
@@ -14,40 +17,6 @@ export interface RunOwner {
   readonly processId: string;
   readonly host: string;
   readonly pid: number;
-}
-
-/** A step's last reported progress. */
-export interface StepProgress {
-  /** From 0 to 1. */
-  readonly fraction: number;
-  readonly message?: string;
-}
-
-/** One input a step waits on (human in the loop). */
-export interface InputWait {
-  readonly key: string;
-  /** The JSON Schema the submitted value must pass (of the schema's input side). */
-  readonly schema: unknown;
-  /** When the step asked, in ms since the epoch. */
-  readonly askedAt: number;
-  /** When the wait gives up, in ms since the epoch; none means forever. */
-  readonly deadline?: number;
-  /** Whether the ask has a default to fall back on. */
-  readonly hasDefault: boolean;
-}
-
-/**
- * How the wait for one input key of a run ended: stored once per key, first come first served.
- * `answered`: a person submitted `value`. `expired`: nobody answered in time (the ask's default
- * is used, or the step fails). `refused`: the step fails even if the ask has a default.
- */
-export interface InputEntry {
-  readonly key: string;
-  readonly outcome: 'answered' | 'expired' | 'refused';
-  /** The submitted value, for `answered`. */
-  readonly value?: unknown;
-  /** When it was stored, in ms since the epoch. */
-  readonly at: number;
 }
 
 /** A run's durable state. Timestamps are ms since the epoch. */
