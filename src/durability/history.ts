@@ -6,7 +6,10 @@ import type { ErrorData } from '../errors/error-data.js';
 import type { CompiledGraph } from '../graph/compile.js';
 import type { AttemptRecord, FlowResult, StepResult } from '../model/result.js';
 import { FlowStatus, type RunMode } from '../model/status.js';
-import type { LoadedRun, RunRecord, RunStore, StepRecord } from '../storage/journal/run-store.js';
+import type { ListRunsQuery, LoadedRun, RunRecord, RunStore, StepRecord } from '../storage/journal/run-store.js';
+import type { ContextCore } from '../context/context-core.js';
+import { now } from '../util/clock.js';
+import { HOST } from '../util/host.js';
 import type { InputWait, StepProgress, WaitInfo } from '../model/waits.js';
 
 
@@ -246,4 +249,57 @@ export interface RunList {
   readonly runs: readonly RunSummary[];
   /** Pass as `before` for the next page; absent on the last page. */
   readonly next?: string;
+}
+
+/** What `getRun` and `listRuns` read: the store, as it is once the runs live here have flushed. */
+export class History {
+  readonly #core: ContextCore;
+
+  constructor(core: ContextCore) {
+    this.#core = core;
+  }
+
+  /** A run in detail (see `FlowContext.getRun`). */
+  async getRun(runId: string): Promise<RunInfo> {
+    const core = this.#core;
+    const live = core.runs.get(runId);
+    if (live !== undefined) await live.flushed();
+    const loaded = await core.load(runId);
+    return infoOf(loaded, core.registry.graphMatching(loaded.run), now(), HOST, await this.#endedWaits(loaded));
+  }
+
+  /** Active and recent runs, newest first, one page at a time (see `FlowContext.listRuns`). */
+  async listRuns(query: Omit<ListRunsQuery, 'now'>): Promise<RunList> {
+    const core = this.#core;
+    const at = now();
+    await Promise.all([...core.runs.values()].map((run) => run.flushed()));
+    if (query.stale !== true) {
+      const page = await core.store.listRuns({ ...query, stale: false, now: at });
+      // What a waiting run waits on is in its step records.
+      const runs = await Promise.all(
+        page.runs.map(async (run) => {
+          if (run.status !== FlowStatus.WAITING) return summaryOf(run, at, HOST);
+          const loaded = await core.store.loadRun(run.runId);
+          return summaryOf(run, at, HOST, loaded === undefined ? undefined : waitsOf(loaded, await this.#endedWaits(loaded)));
+        }),
+      );
+      return { runs, ...(page.next === undefined ? {} : { next: page.next }) };
+    }
+    // Stale: an expired lease (the store's query), or a dead owner on this host (checked here).
+    const runs: RunSummary[] = [];
+    let before = query.before;
+    const limit = query.limit ?? 100;
+    for (;;) {
+      const page = await core.store.listRuns({ ...query, status: FlowStatus.RUNNING, stale: false, ...(before === undefined ? {} : { before }), limit, now: at });
+      for (const run of page.runs) if (isStale(run, at, HOST)) runs.push(summaryOf(run, at, HOST));
+      if (runs.length >= limit || page.next === undefined) return { runs: runs.slice(0, limit), ...(page.next === undefined ? {} : { next: page.next }) };
+      before = page.next;
+    }
+  }
+
+  /** The keys whose waits ended (answered or expired), for a run with waits; none read otherwise. */
+  async #endedWaits(loaded: LoadedRun): Promise<ReadonlySet<string> | undefined> {
+    if (!loaded.steps.some((s) => s.waitingFor !== undefined)) return undefined;
+    return new Set((await this.#core.store.readInputs(loaded.run.runId)).map((e) => e.key));
+  }
 }

@@ -1,11 +1,11 @@
 /** The handle `ctx.start` returns: the run's id, its result, and its events. */
-import { setTimeout as realSetTimeout } from 'node:timers';
 import { z } from 'zod';
 import type { WeirEvent } from '../model/events.js';
 import type { FlowResult } from '../model/result.js';
+import { setRealTimer } from '../util/clock.js';
 import { parseOptions } from '../util/parse.js';
 import { isAborted } from './event-log.js';
-import type { Run } from './run.js';
+import { PARKED, type Run } from './run.js';
 
 /** Options of `handle.events()`. */
 export interface EventsOptions {
@@ -34,16 +34,33 @@ export interface RunHandle<O = unknown> {
   events(options?: EventsOptions): AsyncIterable<WeirEvent>;
 }
 
-/** Makes the handle of a run. */
-export function handleOf<O>(run: Run): RunHandle<O> {
+/**
+ * Makes the handle of a run live in this context. Once the run parks to wait for input, the handle
+ * follows it through `stored` (the handle of the run in the store, which sees it go on here or
+ * elsewhere): the run itself knows nothing of its followers.
+ */
+export function handleOf<O>(run: Run, stored: () => RunHandle<O>): RunHandle<O> {
   return {
     runId: run.runId,
-    result: () => run.result() as Promise<FlowResult<O>>,
+    result: async () => {
+      const outcome = await run.ended();
+      return outcome === PARKED ? stored().result() : (outcome as FlowResult<O>);
+    },
     events: (options = {}) => {
       const parsed = parseOptions(eventsOptionsSchema, options, 'events options');
-      return run.eventsAfter(parsed.after ?? 0, parsed.signal);
+      return followLive(run, parsed.after ?? 0, parsed.signal, stored);
     },
   };
+}
+
+async function* followLive<O>(run: Run, after: number, signal: AbortSignal | undefined, stored: () => RunHandle<O>): AsyncGenerator<WeirEvent, void, undefined> {
+  let last = after;
+  for await (const event of run.eventsAfter(after, signal)) {
+    yield event;
+    last = event.seq;
+  }
+  // Parked to wait for input: it goes on in a later run of the same id, here or elsewhere.
+  if (run.isParked && !isAborted(signal)) yield* stored().events(signal === undefined ? { after: last } : { after: last, signal });
 }
 
 /** How often a handle of a run owned elsewhere reads the store, in milliseconds. */
@@ -58,6 +75,8 @@ export interface StoredRunSource {
   readEvents(after: number): Promise<WeirEvent[]>;
   /** Whether the run has ended (as far as the store knows). */
   ended(): Promise<boolean>;
+  /** The run's events after `after` straight from its live run, while this context runs it; `undefined` when it does not. */
+  liveEvents?(after: number, signal: AbortSignal | undefined): AsyncIterable<WeirEvent> | undefined;
   /** Resolves when this context takes the run (again), so a waiting handle looks at once. */
   launched?(): Promise<void>;
 }
@@ -87,6 +106,15 @@ async function* follow(source: StoredRunSource, after: number, signal: AbortSign
   let last = after;
   let wait = POLL_MS;
   while (!isAborted(signal)) {
+    // Run here now: its events as they happen, until it ends or parks again.
+    const live = source.liveEvents?.(last, signal);
+    if (live !== undefined) {
+      for await (const event of live) {
+        yield event;
+        last = event.seq;
+      }
+      continue;
+    }
     // Whether it had ended is read before the events, so the events read after it include its last one.
     const ended = await source.ended();
     const events = await source.readEvents(last);
@@ -109,5 +137,5 @@ function slower(wait: number): number {
 function sleep(ms: number): Promise<void> {
   // A real timer: fake timers must not stall a poll. It holds the process open as any awaited I/O
   // does, while someone waits on a run going on elsewhere; `ctx.close()` ends the wait.
-  return new Promise((resolve) => realSetTimeout(resolve, ms));
+  return new Promise((resolve) => setRealTimer(resolve, ms));
 }

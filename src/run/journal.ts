@@ -9,10 +9,11 @@
  * (none of them delivered yet) take its number, so every listener sees a dense sequence that the
  * store agrees with.
  */
-import { setTimeout as realSetTimeout } from 'node:timers';
 import { ErrorCode, FlowError } from '../errors/errors.js';
 import type { WeirEvent } from '../model/events.js';
-import type { CommitBatch, NewRunRecord, OutputWrite, RunPatch, RunStore, StepRecord } from '../storage/journal/run-store.js';
+import type { CommitBatch, NewRunRecord, OutputWrite, RunOwner, RunPatch, RunStore, StepRecord } from '../storage/journal/run-store.js';
+import type { InputEntry } from '../model/waits.js';
+import { setRealTimer, type TimerHandle } from '../util/clock.js';
 import type { Mutable } from '../util/types.js';
 
 /** How long a change that no one waits for (a step's start, progress) may stay in memory, in ms. */
@@ -33,7 +34,7 @@ interface Checkpoint {
 
 /** Journals with changes no one waits for, flushed together by one timer. */
 const lazy = new Set<RunJournal>();
-let lazyTimer: ReturnType<typeof realSetTimeout> | undefined;
+let lazyTimer: TimerHandle | undefined;
 
 function flushLazy(): void {
   lazyTimer = undefined;
@@ -51,6 +52,9 @@ export interface JournalSink {
   /** The store refused a commit because another context holds the run's lease now. */
   leaseLost(error: FlowError): void;
 }
+
+/** The sink of a stored run's journal: nothing live hears it. */
+const STORED_SINK: JournalSink = { deliver: () => undefined, changedSteps: () => [], leaseLost: () => undefined };
 
 /** One run's batching writer to the run store. */
 export class RunJournal {
@@ -93,6 +97,14 @@ export class RunJournal {
     this.#sink = sink;
     this.#token = leaseToken;
     this.#nextSeq = lastSeq + 1;
+  }
+
+  /**
+   * The journal of a run not live here, to write under a lease just taken (a skip of an ended run,
+   * a retry's link, a run that cannot be recovered): its events go to no listener.
+   */
+  static ofStored(store: RunStore, runId: string, leaseToken: number, lastSeq: number): RunJournal {
+    return new RunJournal(runId, store, STORED_SINK, leaseToken, lastSeq);
   }
 
   /** The lease token commits carry. */
@@ -196,6 +208,39 @@ export class RunJournal {
     return this.#checkpoint(undefined, undefined, event, patch);
   }
 
+  /**
+   * Stores how one of the run's waits for input ended, first come first served (not fenced: anyone
+   * may answer a run, whoever runs it).
+   * @returns whether it was stored (false when the key had an entry already).
+   */
+  putInput(entry: InputEntry): Promise<boolean> {
+    return this.#store.putInput(this.runId, entry);
+  }
+
+  /** Forgets how the waits of `keys` ended, so they can be asked and answered again. */
+  clearInputs(keys: readonly string[]): Promise<void> {
+    return this.#store.clearInputs(this.runId, keys);
+  }
+
+  /** Gives up the run's lease (the run stays as it is in the store). @returns whether it was held with this journal's token. */
+  releaseLease(owner: RunOwner): Promise<boolean> {
+    return this.#store.releaseLease(this.runId, owner, this.#token);
+  }
+
+  /**
+   * Commits a change of the run's own fields now, after anything pending. Unlike `patchRun`, it
+   * rejects with the store's error, for a caller that must know (a stored run's journal).
+   */
+  async patchNow(patch: RunPatch): Promise<void> {
+    await this.settled();
+    if (this.#lost !== undefined) throw this.#lost;
+    try {
+      await this.#store.commit({ runId: this.runId, leaseToken: this.#token, run: patch });
+    } catch (thrown) {
+      throw toFlowError(thrown);
+    }
+  }
+
   /** Resolves once everything recorded so far was committed, or could not be. */
   settled(): Promise<void> {
     if (!this.#busy()) return Promise.resolve();
@@ -232,7 +277,7 @@ export class RunJournal {
     if (this.#inFlight || this.#lost !== undefined) return;
     lazy.add(this);
     // One real timer for every journal: fake timers in tests must not hold back what is written.
-    lazyTimer ??= realSetTimeout(flushLazy, LAZY_FLUSH_MS).unref();
+    lazyTimer ??= setRealTimer(flushLazy, LAZY_FLUSH_MS, { unref: true });
   }
 
   /** Called by the shared lazy timer: commits what is pending. */

@@ -2,7 +2,7 @@
  * Every timer weir sets goes through here, so fake timers drive backoff, timeouts and leases in
  * tests. Globals are read at call time on purpose: `vi.useFakeTimers()` replaces them later.
  */
-import { clearTimeout as realClearTimeout, setTimeout as realSetTimeout } from 'node:timers';
+import { clearTimeout as realClearTimeout, setImmediate as realImmediate, setTimeout as realSetTimeout } from 'node:timers';
 
 /** The longest delay one host timer takes (2^31 - 1 ms, about 24.8 days); past it Node fires after 1 ms. */
 export const MAX_TIMER_DELAY = 2 ** 31 - 1;
@@ -73,6 +73,11 @@ export function setRealTimer(fn: () => void, ms: number, options: { readonly unr
 /** Cancels a timer from `setRealTimer`; a no-op for `undefined`. */
 export function clearRealTimer(handle: TimerHandle | undefined): void {
   if (handle !== undefined) realClearTimeout(handle instanceof ChainedTimer ? handle.current : handle);
+}
+
+/** Calls `fn` on the event loop's next turn, on the host's own timers even under fake timers. */
+export function setRealImmediate(fn: () => void): void {
+  realImmediate(fn);
 }
 
 /** Milliseconds since the epoch. */

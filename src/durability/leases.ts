@@ -1,0 +1,98 @@
+/**
+ * Leases: taking a run's free lease (a compare-and-set on its token, so of two contexts exactly one
+ * goes on), giving it back when what was to be done under it fails, and renewing the leases of a
+ * context's live runs on a timer, apart from their step events.
+ */
+import { ErrorCode, FlowError, WarningCode } from '../errors/errors.js';
+import { FlowStatus } from '../model/status.js';
+import type { RunRecord } from '../storage/journal/run-store.js';
+import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
+import { messageOf } from '../util/message-of.js';
+import type { ContextCore } from '../context/context-core.js';
+
+/**
+ * Takes the lease of a run that nobody holds (it ended, or waits for input), unless another context
+ * took it since `run` was read: each taking raises the token by one, so the token must be `run`'s
+ * plus one. A lease taken too late is given back at once; one a run live here holds (this context's
+ * own lease, which taking "again" returns) is left to it.
+ * @returns the token to write with, or `undefined` when another context (or a run here) was first.
+ */
+export async function takeFreeLease(core: ContextCore, run: RunRecord): Promise<number | undefined> {
+  const token = await core.store.acquireLease(run.runId, core.owner, core.settings.leaseMs, now());
+  if (token === undefined || core.runs.has(run.runId)) return undefined;
+  if (token !== run.leaseToken + 1) {
+    await releaseLease(core, run.runId, token);
+    return undefined;
+  }
+  return token;
+}
+
+/**
+ * `takeFreeLease`, for a caller that must have it.
+ * @throws FlowError `WEIR_RUN_STATE` naming `action` when another context took the run first.
+ */
+export async function takeFreeLeaseOrFail(core: ContextCore, run: RunRecord, action: string): Promise<number> {
+  const token = await takeFreeLease(core, run);
+  if (token === undefined) throw new FlowError(`cannot ${action}: another context took the run first`, { code: ErrorCode.RUN_STATE });
+  return token;
+}
+
+/** Gives a lease back; a failure is left to the lease's expiry. */
+export async function releaseLease(core: ContextCore, runId: string, token: number): Promise<void> {
+  await core.store.releaseLease(runId, core.owner, token).catch(() => false);
+}
+
+/**
+ * Does `work` under a lease just taken; if it fails, the lease is given back (unless `keep` says a
+ * run now holds it) and the error thrown on.
+ */
+export async function underLease<T>(core: ContextCore, runId: string, token: number, work: () => Promise<T>, keep: () => boolean = () => false): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (!keep()) await releaseLease(core, runId, token);
+    throw error;
+  }
+}
+
+/** Renews the leases of a context's live runs every third of `leaseTimeout`, while it has any. */
+export class LeaseRenewal {
+  readonly #core: ContextCore;
+  #timer: TimerHandle | undefined;
+
+  constructor(core: ContextCore) {
+    this.#core = core;
+  }
+
+  /** Keeps renewing while the context runs something (called whenever a run is launched). */
+  start(): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = setTimer(() => void this.#renew(), Math.max(10, Math.floor(this.#core.settings.leaseMs / 3)), { unref: true });
+  }
+
+  stop(): void {
+    clearTimer(this.#timer);
+    this.#timer = undefined;
+  }
+
+  async #renew(): Promise<void> {
+    this.#timer = undefined;
+    const core = this.#core;
+    const runs = [...core.runs.values()].filter((run) => run.status === FlowStatus.RUNNING);
+    if (runs.length === 0) return;
+    this.start();
+    try {
+      const { lost } = await core.store.renewLeases(
+        core.owner,
+        runs.map((run) => ({ runId: run.runId, leaseToken: run.leaseToken })),
+        now() + core.settings.leaseMs,
+      );
+      for (const runId of lost) {
+        core.runs.get(runId)?.leaseLost(new FlowError(`run "${runId}": its lease was taken over by another context`, { code: ErrorCode.LEASE_LOST }));
+      }
+    } catch (error) {
+      // The next renewal tries again; a run whose lease runs out meanwhile may be taken over, and its commits are then refused.
+      process.emitWarning(`weir: renewing run leases failed: ${messageOf(error)}`, { code: WarningCode.LEASE_RENEWAL });
+    }
+  }
+}

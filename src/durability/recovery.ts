@@ -1,0 +1,146 @@
+/**
+ * Recovery: taking over the stale runs of registered flows (their lease ran out, or their owner's
+ * process on this host is gone) and going on with them from their last completed steps; looking
+ * again at runs that wait for input; doing so by itself with `recover: true`.
+ */
+import { toErrorData } from '../errors/error-data.js';
+import { ErrorCode, FlowError, WarningCode } from '../errors/errors.js';
+import type { Answers } from '../human/answers.js';
+import { FlowStatus } from '../model/status.js';
+import type { Run } from '../run/run.js';
+import type { LoadedRun, RunRecord } from '../storage/journal/run-store.js';
+import { clearTimer, now, setRealImmediate, setTimer, type TimerHandle } from '../util/clock.js';
+import { messageOf } from '../util/message-of.js';
+import type { ContextCore } from '../context/context-core.js';
+import { HOST } from '../util/host.js';
+import { isStale, outputsOf } from './history.js';
+import { releaseLease } from './leases.js';
+import { changedGraph, restoreRun } from './restore.js';
+
+/** A context's recovery of stale runs. */
+export class Recovery {
+  readonly #core: ContextCore;
+  readonly #answers: Answers;
+  /** Runs this context is taking over right now: two overlapping `recover()` calls take each once. */
+  readonly #takingOver = new Set<string>();
+  #scheduled = false;
+  #timer: TimerHandle | undefined;
+
+  constructor(core: ContextCore, answers: Answers) {
+    this.#core = core;
+    this.#answers = answers;
+  }
+
+  /** Takes over the stale runs of registered flows and looks at the waiting ones; resolves to the runs it goes on with. */
+  async recover(): Promise<Run[]> {
+    const core = this.#core;
+    const runs: Run[] = [];
+    let before: string | undefined;
+    do {
+      const at = now();
+      const page = await core.store.listRuns({ status: FlowStatus.RUNNING, limit: 500, ...(before === undefined ? {} : { before }), now: at });
+      before = page.next;
+      const taken = await Promise.allSettled(page.runs.map((run) => this.#takeOver(run, at)));
+      for (const outcome of taken) {
+        if (outcome.status === 'fulfilled') {
+          if (outcome.value !== undefined) runs.push(outcome.value);
+        } else if (!(outcome.reason instanceof FlowError && outcome.reason.code === ErrorCode.CONTEXT_CLOSED)) {
+          process.emitWarning(`weir: a run could not be recovered: ${messageOf(outcome.reason)}`, { code: WarningCode.RECOVERY });
+        }
+      }
+    } while (before !== undefined && core.state === 'open');
+    // Runs waiting for input: those whose wait ended go on; the others are looked at again when due.
+    before = undefined;
+    do {
+      const page = await core.store.listRuns({ status: FlowStatus.WAITING, limit: 500, ...(before === undefined ? {} : { before }), now: now() });
+      before = page.next;
+      const due = page.runs.filter((run) => core.registry.named(run.flow) !== undefined && !this.#answers.scheduled(run.runId) && !core.runs.has(run.runId));
+      await Promise.all(due.map((run) => this.#answers.review(run.runId)));
+      for (const run of due) {
+        const live = core.runs.get(run.runId);
+        if (live !== undefined) runs.push(live);
+      }
+    } while (before !== undefined && core.state === 'open');
+    return runs;
+  }
+
+  /**
+   * Recovers by itself: on the next turn (so flows registered right after are known), then again
+   * every `leaseTimeout` (so runs another process leaves behind later are taken too).
+   */
+  schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    const core = this.#core;
+    setRealImmediate(() => {
+      this.#scheduled = false;
+      if (core.state !== 'open') return;
+      core.chore(this.recover()).catch((error: unknown) => {
+        process.emitWarning(`weir: recovering runs failed: ${messageOf(error)}`, { code: WarningCode.RECOVERY });
+      });
+      clearTimer(this.#timer);
+      this.#timer = setTimer(() => this.schedule(), core.settings.leaseMs, { unref: true });
+    });
+  }
+
+  stop(): void {
+    clearTimer(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Takes over one stale run of a registered flow; `undefined` when it is not stale, not ours to run, or taken first. */
+  async #takeOver(run: RunRecord, at: number): Promise<Run | undefined> {
+    const core = this.#core;
+    if (core.runs.has(run.runId) || this.#takingOver.has(run.runId) || !isStale(run, at, HOST) || core.state !== 'open') return undefined;
+    this.#takingOver.add(run.runId);
+    try {
+      return await this.#takeOverNow(run, at);
+    } finally {
+      this.#takingOver.delete(run.runId);
+    }
+  }
+
+  async #takeOverNow(run: RunRecord, at: number): Promise<Run | undefined> {
+    const core = this.#core;
+    const flow = core.registry.registered(run.flow);
+    if (flow === undefined) return undefined;
+    const graph = core.registry.graphOf(flow);
+    // A live lease is taken only from an owner known to be dead, and only if nobody took it since.
+    const token = await core.store.acquireLease(run.runId, core.owner, core.settings.leaseMs, now(), {
+      takeover: true,
+      ...(run.leaseExpiresAt > at ? { fromToken: run.leaseToken } : {}),
+    });
+    if (token === undefined) return undefined;
+    if (core.runs.has(run.runId) || core.state !== 'open') {
+      await releaseLease(core, run.runId, token);
+      return undefined;
+    }
+    let loaded: LoadedRun;
+    let outputs: Map<string, unknown>;
+    try {
+      loaded = await core.load(run.runId);
+      // Outputs too: one that cannot be read fails this run, not the recovery of the others.
+      outputs = await outputsOf(core.store, loaded);
+    } catch (error) {
+      // A record that cannot be read fails its run, with the error naming it; other runs go on.
+      const data = toErrorData(error);
+      const failedAt = now();
+      await core
+        .journalOf(run.runId, token, run.lastSeq)
+        .patchNow({ status: FlowStatus.FAILED, error: data, endedAt: failedAt, updatedAt: failedAt })
+        .catch((commitError: unknown) =>
+          process.emitWarning(`weir: run "${run.runId}" cannot be recovered (${data.message}) nor marked failed: ${messageOf(commitError)}`, { code: WarningCode.RECOVERY }),
+        );
+      return undefined;
+    }
+    const recoveries = loaded.run.recoveries;
+    const { maxRecoveries } = core.settings;
+    const failWith =
+      recoveries > maxRecoveries
+        ? new FlowError(`run "${run.runId}" lost its owner ${recoveries} times, more than maxRecoveries (${maxRecoveries}); it is not taken over again`, {
+            code: ErrorCode.RECOVERY_LIMIT,
+          })
+        : changedGraph(core, graph, loaded.run);
+    return restoreRun(core, graph, loaded, token, { reason: 'recovered', failWith }, outputs);
+  }
+}

@@ -1,0 +1,281 @@
+/**
+ * One attempt of a leaf: its step context, the executor call bounded by the step's timeout and
+ * heartbeat timeout, the commit of its output, and on failure the retry decision (backoff, or the
+ * step fails for good). It is also what a step context reports to (`StepHost`).
+ */
+import { toErrorData } from '../errors/error-data.js';
+import { ErrorCode, FatalError, TimeoutError } from '../errors/errors.js';
+import type { InputAnswer } from '../executors/executor.js';
+import type { GraphNode } from '../graph/compile.js';
+import { isInputWaitSignal, type InputAsk } from '../human/ask.js';
+import type { AnySchema } from '../model/processor.js';
+import { backoffDelay, isRetryable } from '../model/retry-policy.js';
+import { FlowStatus } from '../model/status.js';
+import type { InputEntry } from '../model/waits.js';
+import { clearRealTimer, clearTimer, now, setRealTimer, setTimer, type TimerHandle } from '../util/clock.js';
+import type { RunState } from './run-state.js';
+import type { Scheduler } from './scheduler.js';
+import { StepContext, type StepHost } from './step-context.js';
+
+const { PENDING, RUNNING, COMPLETED, FAILED } = FlowStatus;
+
+/** What attempts need of the run's waits for input. */
+export interface AttemptWaits {
+  /** Whether an unanswered ask waits for a person now. */
+  readonly personInLoop: boolean;
+  answer(key: string): InputEntry | undefined;
+  answers(): Readonly<Record<string, InputAnswer>> | undefined;
+  /** Records an ask of the current attempt that waits. */
+  ask(index: number, attempt: number, ask: InputAsk, schema: AnySchema | undefined): void;
+  /** The attempt ended to wait: the step waits, holding no slot. */
+  enterWaiting(index: number, attempt: number, started: number): void;
+}
+
+/** Runs a run's attempts, and hears what they report. */
+export class Attempts implements StepHost {
+  readonly runId: string;
+  readonly #state: RunState;
+  readonly #scheduler: Scheduler;
+  readonly #waits: AttemptWaits;
+  /** Heartbeat deadlines of running attempts, by step index. */
+  readonly #heartbeats = new Map<number, TimerHandle>();
+
+  constructor(state: RunState, scheduler: Scheduler, waits: AttemptWaits) {
+    this.runId = state.runId;
+    this.#state = state;
+    this.#scheduler = scheduler;
+    this.#waits = waits;
+  }
+
+  /** Runs the next attempt of leaf `index`, in a queue slot; settles once the attempt is over here. */
+  async run(index: number): Promise<void> {
+    const state = this.#state;
+    const s = state.steps[index]!;
+    if (s.status !== PENDING || !state.live) return;
+    const node = s.node;
+    const attempt = s.attempts.length + 1;
+    const started = now();
+    s.status = RUNNING;
+    s.attemptStarted = started;
+    s.retryAt = undefined;
+    s.waits = undefined;
+    if (s.startTime === undefined) s.startTime = started;
+    const step = new StepContext(this, index, node.name, attempt, node.dependencyNames);
+    state.running.set(index, step);
+    state.journal.append({ type: 'step_start', runId: this.runId, seq: state.journal.nextSeq(), time: started, step: node.name, attempt });
+    state.touch(index);
+
+    let timer: TimerHandle | undefined;
+    let startGuard: TimerHandle | undefined;
+    // Set once the processor has started, or the attempt is over: a late start arms nothing.
+    let begun = false;
+    try {
+      // A listener of step_start may have cancelled the run: then the processor never runs.
+      if (!state.isCurrent(index, attempt)) return;
+      const executor = state.env.executors.get(node.type)!;
+      // The step's timeouts count from the processor's start, not a worker's start-up before it.
+      const onStart =
+        node.timeout === undefined && node.heartbeatTimeout === undefined
+          ? undefined
+          : (): void => {
+              if (begun) return;
+              begun = true;
+              clearRealTimer(startGuard);
+              if (node.timeout !== undefined) {
+                const timeout = node.timeout;
+                timer = setTimer(() => {
+                  step.abort(new TimeoutError(`flow "${node.name}": attempt ${attempt} exceeded its timeout of ${timeout} ms`, { timeout }));
+                }, timeout);
+              }
+              if (node.heartbeatTimeout !== undefined) this.#armHeartbeat(index, attempt);
+            };
+      const pending = executor.execute({ processor: node.processor!, input: s.input, step, abort: step, inputs: step, started: onStart });
+      if (onStart !== undefined && !begun) {
+        // Until then the same limit bounds the wait (for a slot, a worker, its module), so a module that never loads
+        // still fails the attempt. On the real clock: start-up takes real time, which fake timers in tests must not see.
+        const limit = node.timeout ?? node.heartbeatTimeout!;
+        startGuard = setRealTimer(() => {
+          step.abort(
+            new TimeoutError(
+              `flow "${node.name}": attempt ${attempt} did not start within ${limit} ms (waiting for a free worker, for one to start, or for it to load the processor's module)`,
+              { timeout: limit },
+            ),
+          );
+        }, limit);
+      }
+      // An abort (timeout or cancel) ends the wait even when the processor ignores its signal, so the slot is freed.
+      const output = await new Promise<unknown>((resolve, reject) => {
+        step.onAbort(reject);
+        pending.then(resolve, reject);
+      });
+      clearTimer(timer);
+      this.#disarmHeartbeat(index);
+      if (!state.isCurrent(index, attempt)) return;
+      const ended = now();
+      const attempts = [...s.attempts, { attempt, startTime: started, endTime: ended, duration: ended - started }];
+      // The output, the step's record and its step_complete are one commit; dependants start once it is durable.
+      state.untouch(index);
+      state.committing.add(index);
+      await state.journal.complete(
+        {
+          runId: this.runId,
+          step: node.name,
+          status: COMPLETED,
+          attempts,
+          startTime: s.startTime,
+          endTime: ended,
+          hasOutput: true,
+          updatedAt: ended,
+          ...(s.progress === undefined ? {} : { progress: s.progress }),
+        },
+        output,
+        { type: 'step_complete', runId: this.runId, seq: state.journal.nextSeq(), time: ended, step: node.name, attempt, duration: ended - started },
+      );
+      state.committing.delete(index);
+      // Durable: it completed, even if the run was stopped meanwhile (a stop leaves committing steps be).
+      if (!state.isCurrent(index, attempt)) return;
+      s.attempts = attempts;
+      s.output = output;
+      this.#scheduler.finish(index, COMPLETED, ended);
+    } catch (error) {
+      state.committing.delete(index);
+      if (!state.isCurrent(index, attempt)) return;
+      if (isInputWaitSignal(error) && s.waits !== undefined) {
+        this.#waits.enterWaiting(index, attempt, started);
+        return;
+      }
+      this.#failed(node, attempt, started, error);
+    } finally {
+      begun = true;
+      clearRealTimer(startGuard);
+      clearTimer(timer);
+      this.#disarmHeartbeat(index);
+      if (state.running.get(index) === step) state.running.delete(index);
+    }
+  }
+
+  /** Drops every heartbeat deadline: the run has stopped here. */
+  clear(): void {
+    for (const timer of this.#heartbeats.values()) clearTimer(timer);
+    this.#heartbeats.clear();
+  }
+
+  /** (Re)starts the wait for the next heartbeat of a step's current attempt. */
+  #armHeartbeat(index: number, attempt: number): void {
+    const node = this.#state.graph.nodes[index]!;
+    const limit = node.heartbeatTimeout;
+    if (limit === undefined) return;
+    clearTimer(this.#heartbeats.get(index));
+    this.#heartbeats.set(
+      index,
+      setTimer(() => {
+        this.#heartbeats.delete(index);
+        if (!this.#state.isCurrent(index, attempt)) return;
+        this.#state.running.get(index)?.abort(new TimeoutError(`flow "${node.name}": attempt ${attempt} sent no heartbeat for ${limit} ms`, { timeout: limit }));
+      }, limit),
+    );
+  }
+
+  #disarmHeartbeat(index: number): void {
+    const timer = this.#heartbeats.get(index);
+    if (timer === undefined) return;
+    clearTimer(timer);
+    this.#heartbeats.delete(index);
+  }
+
+  /** An attempt failed: the step is tried again after its backoff, or fails for good. */
+  #failed(node: GraphNode, attempt: number, started: number, thrown: unknown): void {
+    const state = this.#state;
+    const ended = now();
+    const policy = node.retry;
+    const index = node.index;
+    const s = state.steps[index]!;
+    // The policy counts the attempts of this run of the step: a resume or a recovery starts afresh.
+    const counted = attempt - s.attemptBase;
+    let error = thrown;
+    let retryable: boolean;
+    try {
+      retryable = isRetryable(policy, error, counted);
+    } catch (predicateError) {
+      const original = toErrorData(thrown);
+      error = new FatalError(`flow "${node.name}": retryOn threw while classifying ${original.name}: ${original.message}`, {
+        code: ErrorCode.INVALID_CONFIG,
+        cause: predicateError,
+      });
+      retryable = false;
+    }
+    const data = toErrorData(error);
+    s.attempts.push({ attempt, startTime: started, endTime: ended, duration: ended - started, error: data });
+    if (retryable) {
+      const delay = backoffDelay(policy, counted);
+      s.status = PENDING;
+      s.retryAt = ended + delay;
+      state.emit({
+        type: 'step_retry',
+        step: node.name,
+        attempt,
+        maxAttempts: policy.maxAttempts,
+        delay,
+        error: data,
+        message: `will retry in ${delay} ms (attempt ${counted + 1} of ${policy.maxAttempts})`,
+      });
+      state.touch(index);
+      this.#scheduler.after(index, delay);
+      return;
+    }
+    s.error = data;
+    s.culprit = node.name;
+    s.status = FAILED;
+    s.endTime = ended;
+    state.emit({ type: 'step_failed', step: node.name, attempt, error: data });
+    state.touch(index);
+    this.#scheduler.noteFailure(node, data);
+    this.#scheduler.finish(index, FAILED, ended);
+  }
+
+  // ---- StepHost: what a step context reports ---------------------------------------------------
+
+  /** A dependency's output: kept in memory once durable (or read back from the journal on restore). */
+  async dependencyOutput(index: number): Promise<unknown> {
+    const step = this.#state.steps[index]!;
+    return step.status === COMPLETED ? step.output : undefined;
+  }
+
+  progress(index: number, attempt: number, fraction: number, message: string | undefined): void {
+    const state = this.#state;
+    if (!state.isCurrent(index, attempt)) return;
+    const step = state.graph.nodes[index]!.name;
+    state.steps[index]!.progress = message === undefined ? { fraction } : { fraction, message };
+    state.emit(message === undefined ? { type: 'step_progress', step, attempt, progress: fraction } : { type: 'step_progress', step, attempt, progress: fraction, message });
+    state.touch(index);
+  }
+
+  /**
+   * @throws FlowError `WEIR_SERIALIZATION` when the store cannot store `details` (the event
+   * would otherwise hold back every later commit of the run).
+   */
+  heartbeat(index: number, attempt: number, details: unknown): void {
+    const state = this.#state;
+    if (!state.isCurrent(index, attempt)) return;
+    const step = state.graph.nodes[index]!.name;
+    if (details !== undefined) state.env.store.checkStorable(details, `heartbeat details of flow ${step}`);
+    this.#armHeartbeat(index, attempt);
+    state.emit(details === undefined ? { type: 'step_heartbeat', step, attempt } : { type: 'step_heartbeat', step, attempt, details });
+  }
+
+  get personInLoop(): boolean {
+    return this.#waits.personInLoop;
+  }
+
+  inputAnswer(key: string): InputEntry | undefined {
+    return this.#waits.answer(key);
+  }
+
+  inputAnswers(): Readonly<Record<string, InputAnswer>> | undefined {
+    return this.#waits.answers();
+  }
+
+  inputWait(index: number, attempt: number, ask: InputAsk, schema: AnySchema | undefined): void {
+    this.#waits.ask(index, attempt, ask, schema);
+  }
+}

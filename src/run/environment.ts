@@ -1,0 +1,56 @@
+/**
+ * What a run is given by the context that owns it (its settings, the store, the executors, the
+ * queue, the event bus), and the one narrow way it reports back: `RunKeeper`.
+ */
+import type PQueue from 'p-queue';
+import type { FlowError } from '../errors/errors.js';
+import type { Executor } from '../executors/executor.js';
+import type { WeirEvent } from '../model/events.js';
+import type { FlowResult } from '../model/result.js';
+import type { RunMode } from '../model/status.js';
+import type { RunOwner, RunStore } from '../storage/journal/run-store.js';
+import type { RestoredRun } from './restored.js';
+import type { Run } from './run.js';
+
+/** The settings of one run, already validated. */
+export interface RunSettings {
+  readonly runId: string;
+  readonly mode: RunMode;
+  /** Whether an unanswered ask waits for a person (interactive, or hybrid with a person in the loop). */
+  readonly humanInLoop: boolean;
+  readonly timeout: number | undefined;
+  readonly signal: AbortSignal | undefined;
+  /** The most steps of this run that run at once, inside the context's limit (`Infinity` for none). */
+  readonly concurrency: number;
+  /** The run this one retries. */
+  readonly retryOf?: string | undefined;
+  readonly restore?: RestoredRun | undefined;
+}
+
+/** What a run borrows from its context: all of it downward, none of it a way back. */
+export interface RunEnvironment {
+  /** The journal's store: the run reads from it; it writes only through its `RunJournal`. */
+  readonly store: RunStore;
+  /** Who holds the run's lease. */
+  readonly owner: RunOwner;
+  /** How long a lease lasts without renewal, in milliseconds. */
+  readonly leaseMs: number;
+  readonly executors: ReadonlyMap<string, Executor>;
+  /** The context-wide concurrency limit. */
+  readonly queue: PQueue;
+  /** This process, as `host:pid`: `FlowResult.processId`. */
+  readonly processId: string;
+  /** Publishes an event to the context's listeners. */
+  readonly publish: (event: WeirEvent) => void;
+}
+
+/** The run's one way back to the context that owns it. */
+export interface RunKeeper {
+  /**
+   * The run no longer runs here: it ended, it parked to wait for input (its status is then
+   * `waiting`), or it gave way to a stored run of the same id.
+   */
+  released(run: Run): void;
+  /** The store already has a run with this id: how this one settles (an idempotent start). */
+  adopt(run: Run, error: FlowError): Promise<FlowResult>;
+}

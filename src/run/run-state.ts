@@ -1,0 +1,101 @@
+/**
+ * What the parts of one run share (its lifecycle, its scheduler, its attempts, its waits): the
+ * graph, one `StepState` per node, the run's status and first error, and the journal every record
+ * and event goes through.
+ */
+import type { ErrorData } from '../errors/error-data.js';
+import type { CompiledGraph } from '../graph/compile.js';
+import type { EventInput } from '../model/events.js';
+import { FlowStatus } from '../model/status.js';
+import type { StepRecord } from '../storage/journal/run-store.js';
+import { now } from '../util/clock.js';
+import type { RunEnvironment, RunSettings } from './environment.js';
+import { EventLog } from './event-log.js';
+import { RunJournal, type JournalSink } from './journal.js';
+import type { StepContext } from './step-context.js';
+import { StepState } from './step-state.js';
+
+const { PENDING, RUNNING, COMPLETED } = FlowStatus;
+
+/** One run's shared state. Its parts read and change it; only the journal writes to the store. */
+export class RunState {
+  readonly runId: string;
+  readonly graph: CompiledGraph;
+  readonly input: unknown;
+  readonly settings: RunSettings;
+  readonly env: RunEnvironment;
+  readonly journal: RunJournal;
+  readonly events: EventLog;
+  readonly steps: readonly StepState[];
+  readonly startTime: number;
+  /** The run's own status (its steps have theirs). */
+  status: FlowStatus = PENDING;
+  /** The first failing step's error whose failure is not tolerated on the way up: the run's error if it fails. */
+  runError: ErrorData | undefined;
+  /** Attempts running now, by step index. */
+  readonly running = new Map<number, StepContext>();
+  /** Leaves whose completion (output and record) is being committed: a cancel or a skip leaves them be. */
+  readonly committing = new Set<number>();
+  /** Steps whose record changed since the last commit. */
+  readonly #changed = new Set<number>();
+
+  constructor(graph: CompiledGraph, input: unknown, settings: RunSettings, env: RunEnvironment, sink: JournalSink) {
+    this.runId = settings.runId;
+    this.graph = graph;
+    this.input = input;
+    this.settings = settings;
+    this.env = env;
+    const restore = settings.restore;
+    const lastSeq = restore?.record.lastSeq ?? 0;
+    this.startTime = restore?.record.createdAt ?? now();
+    this.events = new EventLog(lastSeq);
+    this.journal = new RunJournal(this.runId, env.store, sink, restore?.leaseToken ?? 1, lastSeq);
+    this.steps = graph.nodes.map((node) => new StepState(node));
+  }
+
+  /** Whether the run goes on here now. */
+  get live(): boolean {
+    return this.status === RUNNING;
+  }
+
+  /** Whether `attempt` is the current attempt of step `index`, still running. */
+  isCurrent(index: number, attempt: number): boolean {
+    const step = this.steps[index]!;
+    return step.status === RUNNING && step.attempts.length === attempt - 1;
+  }
+
+  /** Numbers an event and records it. */
+  emit(event: EventInput): void {
+    this.journal.append({ ...event, runId: this.runId, seq: this.journal.nextSeq(), time: now() });
+  }
+
+  /** Marks a step's record to be written with the run's next commit, in its state then. */
+  touch(index: number): void {
+    this.#changed.add(index);
+    this.journal.changed();
+  }
+
+  /** Takes a step out of the next commit's changes: its record goes with a checkpoint of its own. */
+  untouch(index: number): void {
+    this.#changed.delete(index);
+  }
+
+  /** The records of the steps that changed since the last call. */
+  changedSteps(): StepRecord[] {
+    const records: StepRecord[] = [];
+    const at = now();
+    for (const index of this.#changed) records.push(this.steps[index]!.record(this.runId, at));
+    this.#changed.clear();
+    return records;
+  }
+
+  /** A composite's completed children's outputs (all of them once it completed). */
+  partialOutput(index: number): Record<string, unknown> {
+    const output: Record<string, unknown> = {};
+    for (const child of this.graph.nodes[index]!.children) {
+      const step = this.steps[child]!;
+      if (step.status === COMPLETED) output[step.node.name] = step.output;
+    }
+    return output;
+  }
+}
