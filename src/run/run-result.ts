@@ -1,5 +1,7 @@
-/** A run's `FlowResult`, built from its step states. */
+/** What a run records of itself: its first record and event, its last patch and event, and its `FlowResult`. */
 import type { ErrorData } from '../errors/error-data.js';
+import type { WeirEvent } from '../model/events.js';
+import type { NewRunRecord, RunPatch } from '../storage/journal/run-store.js';
 import type { FlowResult, StepResult } from '../model/result.js';
 import { FlowStatus } from '../model/status.js';
 import type { RunState } from './run-state.js';
@@ -25,4 +27,49 @@ export function resultOf(state: RunState, status: FlowStatus, error: ErrorData |
     attempts: rootStep.attempts,
     steps,
   };
+}
+
+/** A new run's record and its `run_start` event, numbered by the journal. */
+export function startOf(state: RunState, humanInLoop: boolean): { record: NewRunRecord; event: WeirEvent } {
+  const { settings, graph } = state;
+  const created = state.startTime;
+  const event: WeirEvent = { type: 'run_start', runId: state.runId, seq: state.journal.nextSeq(), time: created, flow: graph.root.name, mode: settings.mode };
+  const record: NewRunRecord = {
+    runId: state.runId,
+    flow: graph.root.name,
+    fingerprint: graph.fingerprint,
+    input: state.input,
+    mode: settings.mode,
+    humanInLoop,
+    status: FlowStatus.RUNNING,
+    createdAt: created,
+    updatedAt: created,
+    owner: state.env.owner,
+    leaseExpiresAt: created + state.env.leaseMs,
+    ...(settings.retryOf === undefined ? {} : { retryOf: settings.retryOf }),
+  };
+  return { record, event };
+}
+
+/** The patch and the last event of a run that ends with `status` at `ended`, numbered by the journal. */
+export function endOf(state: RunState, status: FlowStatus, error: ErrorData | undefined, ended: number): { patch: RunPatch; event: WeirEvent } {
+  const { runId } = state;
+  const duration = ended - state.startTime;
+  const seq = state.journal.nextSeq();
+  const event: WeirEvent =
+    status === FlowStatus.COMPLETED
+      ? { type: 'run_complete', runId, seq, time: ended, duration }
+      : status === FlowStatus.CANCELLED
+        ? { type: 'run_cancelled', runId, seq, time: ended, duration, error: error! }
+        : { type: 'run_failed', runId, seq, time: ended, duration, error: error! };
+  const patch: RunPatch = {
+    status,
+    updatedAt: ended,
+    endedAt: ended,
+    ranBy: state.env.processId,
+    error,
+    // A composite's output is its children's, already stored with them.
+    output: state.graph.root.processor !== undefined && status === FlowStatus.COMPLETED ? state.steps[0]!.output : undefined,
+  };
+  return { patch, event };
 }

@@ -6,7 +6,7 @@
  * `RunJournal`; a step's output is durable before any dependant starts.
  */
 import { toErrorData, type ErrorData } from '../errors/error-data.js';
-import { CancelledError, ErrorCode, FlowError, TimeoutError, UpstreamFailedError, WarningCode } from '../errors/errors.js';
+import { CancelledError, ErrorCode, FlowError, TimeoutError, WarningCode } from '../errors/errors.js';
 import { validate } from '../executors/invoke.js';
 import type { CompiledGraph, GraphNode } from '../graph/compile.js';
 import { RunWaits } from '../human/waits.js';
@@ -20,13 +20,14 @@ import { Attempts } from './attempt.js';
 import type { RunEnvironment, RunKeeper, RunSettings } from './environment.js';
 import type { EventLog } from './event-log.js';
 import { applyRestore, type RestoredRun } from './restored.js';
-import { resultOf } from './run-result.js';
+import { endOf, resultOf, startOf } from './run-result.js';
 import { RunState } from './run-state.js';
 import { Scheduler } from './scheduler.js';
-import type { StepContext } from './step-context.js';
+import { skipStep } from './skip.js';
+import { refuseInput, skipUnfinished, stopSteps, takeRunning } from './stopping.js';
 import type { StepRecord } from '../storage/journal/run-store.js';
 
-const { PENDING, RUNNING, WAITING, COMPLETED, FAILED, CANCELLED, SKIPPED } = FlowStatus;
+const { PENDING, RUNNING, WAITING, COMPLETED, FAILED, CANCELLED } = FlowStatus;
 
 /** What `Run.ended()` gives for a run that parked to wait for input: it goes on later, here or elsewhere. */
 export const PARKED: unique symbol = Symbol('weir.parked');
@@ -34,20 +35,6 @@ export const PARKED: unique symbol = Symbol('weir.parked');
 export type RunOutcome = FlowResult | typeof PARKED;
 
 const noop = (): void => undefined;
-
-/**
- * Checks that `ctx.skip` may mark this step done with `output`: a leaf that has not completed, and
- * an output its processor's schema accepts.
- * @returns the output as the schema parsed it.
- * @throws FlowError `WEIR_RUN_STATE` for a composite or a completed step; ValidationError `WEIR_VALIDATION` for a bad output.
- */
-export function checkSkip(node: GraphNode, runId: string, status: FlowStatus | undefined, output: unknown): unknown {
-  if (node.processor === undefined) {
-    throw new FlowError(`cannot skip "${node.name}" in run "${runId}": it is a composite; skip the steps in it`, { code: ErrorCode.RUN_STATE });
-  }
-  if (status === COMPLETED) throw new FlowError(`cannot skip "${node.name}" in run "${runId}": it completed`, { code: ErrorCode.RUN_STATE });
-  return validate(node.processor.output, output, `ctx.skip: the output given for flow "${node.name}"`);
-}
 
 /** One execution of a compiled graph with one input. */
 export class Run {
@@ -209,27 +196,9 @@ export class Run {
       this.#begin(settings.restore);
       return;
     }
-    const { owner, leaseMs } = state.env;
-    const created = state.startTime;
-    const event: WeirEvent = { type: 'run_start', runId: this.runId, seq: state.journal.nextSeq(), time: created, flow: this.graph.root.name, mode: settings.mode };
+    const { record, event } = startOf(state, this.#waits.personInLoop);
     state.journal
-      .create(
-        {
-          runId: this.runId,
-          flow: this.graph.root.name,
-          fingerprint: this.graph.fingerprint,
-          input: this.input,
-          mode: settings.mode,
-          humanInLoop: this.#waits.personInLoop,
-          status: RUNNING,
-          createdAt: created,
-          updatedAt: created,
-          owner,
-          leaseExpiresAt: created + leaseMs,
-          ...(settings.retryOf === undefined ? {} : { retryOf: settings.retryOf }),
-        },
-        event,
-      )
+      .create(record, event)
       .then(
         () => this.#begin(undefined),
         (error: FlowError) => this.#notCreated(error, event),
@@ -239,65 +208,10 @@ export class Run {
   /**
    * Marks a step of this running run done with `output`: a running attempt is stopped, and the
    * dependants go on once the output is durable.
-   * @throws as `checkSkip` does.
+   * @throws as `skipStep` does.
    */
-  async skip(name: string, output: unknown): Promise<void> {
-    const state = this.#state;
-    const node = this.graph.byName.get(name);
-    if (node === undefined || (node.index === 0 && node.processor === undefined)) {
-      throw new FlowError(`run "${this.runId}" has no step "${name}"`, { code: ErrorCode.INVALID_OPTIONS });
-    }
-    const index = node.index;
-    const s = state.steps[index]!;
-    const value = checkSkip(node, this.runId, s.status, output);
-    if (!state.live) throw new FlowError(`cannot skip "${name}": run "${this.runId}" has ended`, { code: ErrorCode.RUN_STATE });
-    const before = s.status;
-    if (before !== PENDING && before !== RUNNING && before !== WAITING) {
-      throw new FlowError(`cannot skip "${name}" in run "${this.runId}": it has ended (${before}) and its end was passed on; skip it once the run has ended, then resume the run`, {
-        code: ErrorCode.RUN_STATE,
-      });
-    }
-    if (state.committing.has(index)) {
-      throw new FlowError(`cannot skip "${name}" in run "${this.runId}": its output is being recorded`, { code: ErrorCode.RUN_STATE });
-    }
-    const wasReadied = s.readied;
-    const ended = now();
-    const step = state.running.get(index);
-    state.running.delete(index);
-    if (step !== undefined) {
-      const reason = new CancelledError(`flow "${name}" was skipped by ctx.skip`);
-      s.attempts.push({ attempt: s.attempts.length + 1, startTime: s.attemptStarted, endTime: ended, duration: ended - s.attemptStarted, error: toErrorData(reason) });
-      s.status = CANCELLED;
-      step.abort(reason);
-    }
-    this.#scheduler.cancelTimer(index);
-    this.#waits.drop(index);
-    s.status = RUNNING;
-    // Not current for any attempt: a late result of the stopped attempt is ignored.
-    s.readied = true;
-    state.untouch(index);
-    state.committing.add(index);
-    try {
-      await state.journal.complete(
-        { runId: this.runId, step: name, status: COMPLETED, attempts: s.attempts.slice(), ...(s.startTime === undefined ? {} : { startTime: s.startTime }), endTime: ended, hasOutput: true, updatedAt: ended },
-        value,
-        { type: 'step_complete', runId: this.runId, seq: state.journal.nextSeq(), time: ended, step: name, attempt: s.attempts.length, duration: 0, skipped: true },
-      );
-    } catch (error) {
-      // Not recorded: the step goes back to waiting for its turn (a stopped attempt counts as a cancelled one).
-      if (state.live && s.status === RUNNING) {
-        s.status = PENDING;
-        s.readied = wasReadied;
-        state.touch(index);
-        if (wasReadied) this.#scheduler.schedule(index);
-      }
-      throw error;
-    } finally {
-      state.committing.delete(index);
-    }
-    if (s.status !== RUNNING) return;
-    s.output = value;
-    this.#scheduler.finish(index, COMPLETED, ended);
+  skip(name: string, output: unknown): Promise<void> {
+    return skipStep(this.#state, this.#scheduler, this.#waits, name, output);
   }
 
   /** Cancels the run: running steps see their signal abort, pending ones never start. */
@@ -341,7 +255,7 @@ export class Run {
     if (!state.live) return this.#done.then(noop, noop);
     state.status = CANCELLED;
     this.#clearTimers();
-    const running = this.#takeRunning();
+    const running = takeRunning(state);
     // Not current any more, and not recorded: in the store these steps stay as they were. A step
     // whose output is being committed is left be: the wait below lets that commit land.
     state.steps.forEach((step, i) => {
@@ -421,87 +335,28 @@ export class Run {
 
   /** Ends the run before any (more) step runs: every unfinished step is skipped with `error`. */
   #failUnfinished(error: ErrorData): void {
-    const state = this.#state;
-    const ended = now();
-    state.steps.forEach((step, i) => {
-      if (step.kept === COMPLETED) {
-        step.status = COMPLETED;
-        return;
-      }
-      step.status = SKIPPED;
-      step.error = error;
-      step.endTime = ended;
-      state.touch(i);
-    });
+    skipUnfinished(this.#state, error, now());
     this.#finish(FAILED, error);
   }
 
-  /** Fails a run whose input an entry step refuses: that step failed, its composites with it, every other step skipped. */
+  /** Fails a run whose input an entry step refuses. */
   #rejectInput(entry: GraphNode, error: ErrorData): void {
-    const state = this.#state;
-    const ended = now();
-    const skipped = toErrorData(new UpstreamFailedError(`skipped because the run's input failed validation for flow "${entry.name}"`, { upstream: entry.name }));
-    for (const step of state.steps) {
-      step.status = SKIPPED;
-      step.error = skipped;
-      step.culprit = entry.name;
-      step.endTime = ended;
-    }
-    for (let i = entry.index; i !== -1; i = this.graph.nodes[i]!.parent) {
-      state.steps[i]!.status = FAILED;
-      state.steps[i]!.error = error;
-    }
-    for (let i = 0; i < state.steps.length; i++) state.touch(i);
+    refuseInput(this.#state, entry, error, now());
     this.#finish(FAILED, { ...error, step: entry.name });
   }
 
   // ---- stopping and ending ----------------------------------------------------------------------
-
-  /** Takes the running attempts out, to stop them; a step whose output is being committed is left be: it completes once that commit lands. */
-  #takeRunning(): [index: number, step: StepContext][] {
-    const state = this.#state;
-    const running = [...state.running].filter(([index]) => !state.committing.has(index));
-    for (const [index] of running) state.running.delete(index);
-    return running;
-  }
 
   /** Ends the run early: cancel or run timeout. */
   #stop(status: typeof CANCELLED | typeof FAILED, reason: CancelledError | TimeoutError): void {
     const state = this.#state;
     if (!state.live) return;
     const data = toErrorData(reason);
-    const ended = now();
-    const running = this.#takeRunning();
-    for (const [index] of running) this.#cancelStep(index, data, ended);
-    state.steps.forEach((step, i) => {
-      if (state.committing.has(i)) return;
-      if (step.status === PENDING && step.attempts.length > step.attemptBase) {
-        // Between attempts (waiting on backoff or back in the queue): it did start, so it is reported.
-        this.#cancelStep(i, data, ended);
-      } else if (step.status === PENDING || step.status === RUNNING || step.status === WAITING) {
-        step.status = CANCELLED;
-        step.endTime = ended;
-        state.touch(i);
-      }
-    });
+    const running = stopSteps(state, data, now());
     // Abort after the statuses changed, so the attempts see they are no longer current.
     for (const [, step] of running) step.abort(reason);
     // A run that already had a failing step fails with that step's error; the timeout only stopped the rest.
     this.#finish(status, status === FAILED ? (state.runError ?? data) : data);
-  }
-
-  #cancelStep(index: number, data: ErrorData, ended: number): void {
-    const state = this.#state;
-    const step = state.steps[index]!;
-    const attempts = step.attempts;
-    if (step.status === RUNNING) {
-      attempts.push({ attempt: attempts.length + 1, startTime: step.attemptStarted, endTime: ended, duration: ended - step.attemptStarted, error: data });
-    }
-    step.status = CANCELLED;
-    step.error = data;
-    step.endTime = ended;
-    state.emit({ type: 'step_cancelled', step: step.node.name, attempt: attempts.length, error: data });
-    state.touch(index);
   }
 
   #clearTimers(): void {
@@ -519,24 +374,7 @@ export class Run {
     state.status = status;
     this.#clearTimers();
     const ended = now();
-    const duration = ended - state.startTime;
-    const seq = state.journal.nextSeq();
-    const event: WeirEvent =
-      status === COMPLETED
-        ? { type: 'run_complete', runId: this.runId, seq, time: ended, duration }
-        : status === CANCELLED
-          ? { type: 'run_cancelled', runId: this.runId, seq, time: ended, duration, error: error! }
-          : { type: 'run_failed', runId: this.runId, seq, time: ended, duration, error: error! };
-    const root = state.steps[0]!;
-    const patch = {
-      status,
-      updatedAt: ended,
-      endedAt: ended,
-      ranBy: state.env.processId,
-      error,
-      // A composite's output is its children's, already stored with them.
-      output: this.graph.root.processor !== undefined && status === COMPLETED ? root.output : undefined,
-    };
+    const { patch, event } = endOf(state, status, error, ended);
     state.journal.finish(patch, event).then(
       () => this.#settleWith(resultOf(state, status, error, ended)),
       (thrown: FlowError) => {
