@@ -1,5 +1,5 @@
 /** The `Step` object a processor receives, backed by its run. */
-import { setImmediate as realSetImmediate } from 'node:timers';
+import { setRealImmediate } from '../util/clock.js';
 import type { z } from 'zod';
 import { DependencyError } from '../errors/errors.js';
 import type { AbortWatch, InputAnswer } from '../executors/executor.js';
@@ -157,7 +157,7 @@ export class StepContext implements Step, StepDeps, AbortWatch, InputPort {
         if (this.#endingToWait) return;
         this.#endingToWait = true;
         // A real timer: the attempt must end even under fake timers.
-        realSetImmediate(() => this.abort(inputWaitSignal(this.name)));
+        setRealImmediate(() => this.abort(inputWaitSignal(this.name)));
       },
     });
   }

@@ -5,7 +5,7 @@
  * Its classes are then taken from those it built before it asked, as `Processor` notes each one.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { setImmediate as realSetImmediate } from 'node:timers';
+import { setRealImmediate } from '../../util/clock.js';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isAbsolute } from 'node:path';
 import { ErrorCode, FatalError } from '../../errors/errors.js';
@@ -112,7 +112,7 @@ function holdRun(): boolean {
   if (!load.held && !load.settled) {
     load.held = true;
     // After the code that asked has run to its next await: a class it builds right after still counts.
-    realSetImmediate(() => {
+    setRealImmediate(() => {
       if (load.settled) return;
       for (const waiter of load.waiters) waiter.reject(neverBuilt(waiter.ref));
       load.waiters.clear();

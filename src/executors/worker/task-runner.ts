@@ -8,7 +8,7 @@ import type { AnySchema, Processor, Step, StepDeps, WaitForInputOptions } from '
 import { invokeProcessor } from '../invoke.js';
 import { installProcessorLoader, processorClass } from './processor-loader.js';
 import { processorKey, type AbortTaskMessage, type DepsReplyMessage, type FromWorker, type ProcessorRef, type ResultMessage, type RunTaskMessage } from '../protocol.js';
-import { setImmediate as realSetImmediate } from 'node:timers';
+import { setRealImmediate } from '../../util/clock.js';
 import { askForInput, inputWaitSignal } from '../../human/ask.js';
 
 type Send = (message: FromWorker) => void;
@@ -185,7 +185,7 @@ class WorkerStep implements Step, StepDeps {
         if (end === undefined) return;
         this.#endWait = undefined;
         // On the next turn, so asks made together (Promise.all) wait together.
-        realSetImmediate(() => end(inputWaitSignal(this.name)));
+        setRealImmediate(() => end(inputWaitSignal(this.name)));
       },
     });
   }
