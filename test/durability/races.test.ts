@@ -3,7 +3,7 @@
  * A slow or stalled commit is made by wrapping the real store's `commit`: the one fault the real
  * store cannot be asked for.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { FatalError, Flow, FlowContext, ResultsManager } from '../../src/index.js';
 import { runStoreOf } from '../../src/results/results-manager.js';
 import { deferred, Fn } from '../fixtures/processors.js';
@@ -11,15 +11,16 @@ import { sqliteContexts } from '../fixtures/sqlite-contexts.js';
 
 const temp = sqliteContexts('races');
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A memory store whose commits of `step`'s output wait for `gate`. */
-function slowOutputOf(step: string, gate: Promise<void>): ResultsManager {
+/** A memory store whose commits of `step`'s output wait for `gate`; `reached` resolves when one does. */
+function slowOutputOf(step: string, gate: Promise<void>, reached?: () => void): ResultsManager {
   const results = ResultsManager.memory();
   const store = runStoreOf(results);
   const commit = store.commit.bind(store);
   store.commit = async (batch) => {
-    if (batch.outputs?.some((o) => o.step === step)) await gate;
+    if (batch.outputs?.some((o) => o.step === step)) {
+      reached?.();
+      await gate;
+    }
     return commit(batch);
   };
   return results;
@@ -28,20 +29,17 @@ function slowOutputOf(step: string, gate: Promise<void>): ResultsManager {
 describe('a step whose completion is being committed', () => {
   it('is not cancelled by a cancel that lands meanwhile: it completes, and a resume does not run it again', async () => {
     const landed = deferred();
-    const ctx = new FlowContext({ results: slowOutputOf('x', landed.promise) });
+    const committing = deferred();
+    const ctx = new FlowContext({ results: slowOutputOf('x', landed.promise, committing.resolve) });
     temp.track(ctx);
     let xRuns = 0;
-    const returned = deferred();
     const root = Flow.sequential('root');
-    new Flow(new Fn(() => {
-      returned.resolve();
-      return ++xRuns;
-    }), { name: 'x' }).registerTo(root);
+    new Flow(new Fn(() => ++xRuns), { name: 'x' }).registerTo(root);
     new Flow(new Fn((i) => i), { name: 'y' }).registerTo(root);
     ctx.register(root);
     const handle = ctx.start(root, {});
-    await returned.promise;
-    await sleep(5); // x's output is validated and its commit waits
+    // x's output is validated and its commit waits.
+    await committing.promise;
     const cancelled = ctx.cancel(handle.runId);
     landed.resolve();
     await cancelled;
@@ -55,18 +53,14 @@ describe('a step whose completion is being committed', () => {
 
   it('cannot be skipped meanwhile', async () => {
     const landed = deferred();
-    const ctx = new FlowContext({ results: slowOutputOf('x', landed.promise) });
+    const committing = deferred();
+    const ctx = new FlowContext({ results: slowOutputOf('x', landed.promise, committing.resolve) });
     temp.track(ctx);
-    const returned = deferred();
     const root = Flow.sequential('root');
-    new Flow(new Fn(() => {
-      returned.resolve();
-      return 'real';
-    }), { name: 'x' }).registerTo(root);
+    new Flow(new Fn(() => 'real'), { name: 'x' }).registerTo(root);
     new Flow(new Fn((i) => i), { name: 'y' }).registerTo(root);
     const handle = ctx.start(root, {});
-    await returned.promise;
-    await sleep(5);
+    await committing.promise;
     await expect(ctx.skip(handle.runId, 'x', 'given')).rejects.toMatchObject({ code: 'WEIR_RUN_STATE', message: expect.stringMatching(/being recorded/) });
     landed.resolve();
     expect(await handle.result()).toMatchObject({ status: 'completed', output: { x: 'real', y: 'real' } });
@@ -113,7 +107,8 @@ describe('skip in a running run', () => {
     const handle = ctx.start(root, {});
     await firstStarted.promise;
     await ctx.skip(handle.runId, 'x', 'given');
-    await sleep(20); // time for y to start, were it (wrongly) ready
+    // Everything the skip set going is recorded by now: y would have started, were it (wrongly) ready.
+    expect((await ctx.getRun(handle.runId)).steps.y?.status ?? 'pending').toBe('pending');
     firstDone = true;
     gate.resolve('first');
     const result = await handle.result();
@@ -151,11 +146,13 @@ describe('recovery', () => {
     const aFailed = deferred();
     owner.on('step_failed', (e) => e.step === 'a' && aFailed.resolve());
     await aFailed.promise;
-    await sleep(60); // its record is flushed (at the latest 20 ms later); b still runs
+    // Its record is flushed; b still runs.
+    expect((await owner.getRun(handle.runId)).steps.a?.status).toBe('failed');
     dead = true;
-    await sleep(250); // the lease runs out
     const next = new FlowContext({ results: ResultsManager.sqlite(temp.file()) }).register(make());
     temp.track(next);
+    // Until the lease runs out.
+    await vi.waitFor(async () => expect((await next.listRuns({ stale: true })).runs).toHaveLength(1), { timeout: 5_000 });
     const [taken] = await next.recover();
     gate.resolve();
     const result = await taken!.result();

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { FatalError, Flow, type Step } from '../../src/index.js';
 import { Fn } from '../fixtures/processors.js';
 import { sqliteContexts } from '../fixtures/sqlite-contexts.js';
@@ -71,10 +71,9 @@ describe('waits in composites, with retries, and under manual control', () => {
     new Flow(new Fn(async (_i, step: Step) => step.waitForInput('k', z.string())), { name: 'asks' }).registerTo(p);
     let release!: () => void;
     new Flow(new Fn(() => new Promise<string>((r) => (release = () => r('slow')))), { name: 'slow' }).registerTo(p);
-    const asked = new Promise((resolve) => ctx.once('input_required', resolve));
     const handle = ctx.start(p, {}, { mode: 'interactive' });
-    await asked;
-    await new Promise((r) => setTimeout(r, 20));
+    // The asking attempt ended to wait; the run goes on (its other step is busy).
+    await vi.waitFor(async () => expect((await ctx.getRun(handle.runId)).steps.asks?.status).toBe('waiting'));
     await ctx.skip(handle.runId, 'asks', 'given');
     release();
     const result = await handle.result();

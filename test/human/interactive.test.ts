@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Flow, FlowContext, ResultsManager, type FlowContextOptions, type WeirEvent } from '../../src/index.js';
 import { deferred, Fn } from '../fixtures/processors.js';
 import { sqliteContexts } from '../fixtures/sqlite-contexts.js';
@@ -130,10 +130,12 @@ describe.each(stores)('interactive runs ($name store)', ({ context }) => {
     const waiting = nextWaiting(ctx);
     const handle = ctx.start(p, {}, { mode: 'interactive' });
     // Both asks are out while compute still runs: the run is running, its two steps wait.
-    await vi_waitFor(() => asked.length === 2);
+    await vi.waitFor(async () => {
+      const info = await ctx.getRun(handle.runId);
+      expect(Object.fromEntries(Object.entries(info.steps).map(([k, v]) => [k, v.status]))).toMatchObject({ legal: 'waiting', finance: 'waiting', compute: 'running' });
+    });
+    expect(asked.sort()).toEqual(['finance-ok', 'legal-ok']);
     expect((await ctx.getRun(handle.runId)).status).toBe('running');
-    const info = await ctx.getRun(handle.runId);
-    expect(Object.fromEntries(Object.entries(info.steps).map(([k, v]) => [k, v.status]))).toMatchObject({ legal: 'waiting', finance: 'waiting', compute: 'running' });
     // Answered while the run still runs here: the step goes on at once.
     await ctx.submitInput(handle.runId, 'legal-ok', true);
     gate.resolve();
@@ -177,11 +179,6 @@ describe.each(stores)('interactive runs ($name store)', ({ context }) => {
     expect(seen).toContain('input_received');
   });
 });
-
-async function vi_waitFor(check: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
-  expect(check()).toBe(true);
-}
 
 describe('cancelling and closing', () => {
   it('cancels a waiting run from any context on the store: its handle settles as cancelled', async () => {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Flow, FlowContext, ResultsManager, type FlowContextOptions, type Step, type WeirEvent } from '../../src/index.js';
 import { Fn } from '../fixtures/processors.js';
 import { sqliteContexts } from '../fixtures/sqlite-contexts.js';
@@ -42,17 +42,12 @@ describe.each(stores)('answers racing each other and the run ($name store)', ({ 
 
   it('close() while a run parks returns at once; its handle settles (cancelled over memory, waiting over SQLite)', async () => {
     const calls = { n: 0 };
-    const ctx = make().register(twoKeys(calls));
-    let closing: Promise<void> | undefined;
-    ctx.once('input_required', () => {
-      closing ??= ctx.close();
-    });
+    // Waiting for the run to end instead would outlast the test's own timeout.
+    const ctx = make({ closeTimeout: 600_000 }).register(twoKeys(calls));
+    const closing = new Promise<void>((resolve, reject) => ctx.once('input_required', () => void ctx.close().then(resolve, reject)));
     const handle = ctx.start(ctx.getFlow('two-keys')!, {}, { mode: 'interactive' });
     const result = handle.result();
-    while (closing === undefined) await new Promise((r) => setTimeout(r, 5));
-    const started = Date.now();
     await closing;
-    expect(Date.now() - started).toBeLessThan(2000);
     const settled = await result;
     expect(settled.status).toBe(ctx.results.durable ? 'waiting' : 'cancelled');
     if (ctx.results.durable) expect(settled.error).toMatchObject({ code: 'WEIR_CONTEXT_CLOSED' });
@@ -102,15 +97,23 @@ describe('two contexts looking at the same waiting runs', () => {
       );
     const first = temp.context().register(asker());
     const n = 12;
+    const deadlines: number[] = [];
     let parked = 0;
-    first.on('run_waiting', () => parked++);
+    const allParked = new Promise<void>((resolve) =>
+      first.on('run_waiting', (e) => {
+        deadlines.push(...e.waitingFor.flatMap((w) => (w.deadline === undefined ? [] : [w.deadline])));
+        if (++parked === n) resolve();
+      }),
+    );
     for (let i = 0; i < n; i++) first.start(first.getFlow('asker')!, i % 3 === 0 ? { timeout: 50 } : {}, { runId: `r${i}`, mode: 'interactive' });
-    while (parked < n) await new Promise((r) => setTimeout(r, 10));
+    await allParked;
     await first.close();
     // Answered by a context that does not know the flow: stored, the run left for a context that does.
     const stranger = temp.context();
     for (let i = 1; i < n; i += 3) await stranger.submitInput(`r${i}`, 'k', i);
-    await new Promise((r) => setTimeout(r, 80));
+    // The short waits must have expired before the others recover them.
+    const lastDeadline = Math.max(...deadlines);
+    await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(lastDeadline));
     const a = temp.context().register(asker());
     const b = temp.context().register(asker());
     const [ha, hb] = await Promise.all([a.recover(), b.recover()]);
