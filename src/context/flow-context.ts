@@ -2,6 +2,7 @@
  * `FlowContext`: the public face of weir's runtime, and its lifecycle (`open`, `closing`, `closed`).
  * It holds its parts and hands each call to the one that owns it: the flow registry, the live runs,
  * durability (recovery, manual control, history, leases), human input (answers) and the event bus.
+ * Over 400 lines for one reason: the TSDoc of the public API; each method is a short delegation.
  */
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';

@@ -8,6 +8,9 @@
  * holding it is durable. If that commit fails, the held event is withdrawn and the events after it
  * (none of them delivered yet) take its number, so every listener sees a dense sequence that the
  * store agrees with.
+ *
+ * Over 400 lines for one reason: the numbering, holding, batching and failure handling of events
+ * and checkpoints are one state machine, and are kept whole so its invariants can be read in one place.
  */
 import { ErrorCode, FlowError } from '../errors/errors.js';
 import type { WeirEvent } from '../model/events.js';
