@@ -1,45 +1,7 @@
 /** The options of the thread and process pools, as `FlowContextOptions.threads` and `.processes`. */
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { duration, expecting } from '../util/parse.js';
-
-/** `FlowContextOptions.threads`: the context's pool of worker threads (Piscina). */
-export interface ThreadPoolOptions {
-  /** The most threads at once, across all runs of the context. @default os.availableParallelism() */
-  readonly max?: number | undefined;
-  /** How long an idle thread is kept before it is ended, in milliseconds. @default 10000 */
-  readonly idleTimeout?: number | undefined;
-  /**
-   * After a step's signal aborts (timeout or cancel), how long it may take to stop by itself before
-   * its thread is terminated, in milliseconds. @default 250
-   */
-  readonly abortGrace?: number | undefined;
-  /** V8 limits of each thread, as `worker_threads` takes them: `maxOldGenerationSizeMb` and so on. @default Node's */
-  readonly resourceLimits?: ThreadResourceLimits | undefined;
-}
-
-/** Per-thread V8 heap and stack limits, in megabytes. */
-export interface ThreadResourceLimits {
-  readonly maxOldGenerationSizeMb?: number | undefined;
-  readonly maxYoungGenerationSizeMb?: number | undefined;
-  readonly codeRangeSizeMb?: number | undefined;
-  readonly stackSizeMb?: number | undefined;
-}
-
-/** `FlowContextOptions.processes`: the context's pool of forked Node processes. */
-export interface ProcessPoolOptions {
-  /** The most child processes at once, across all runs of the context. @default os.availableParallelism() */
-  readonly max?: number | undefined;
-  /** How long an idle child is kept before it is ended, in milliseconds. @default 10000 */
-  readonly idleTimeout?: number | undefined;
-  /**
-   * After a step's signal aborts (timeout or cancel), how long it may take to stop by itself before
-   * its child is killed with SIGKILL, in milliseconds. @default 250
-   */
-  readonly abortGrace?: number | undefined;
-  /** Node options of each child, such as `['--max-old-space-size=512']`. @default [] */
-  readonly execArgv?: readonly string[] | undefined;
-}
+import { duration, expecting, type OptionsOf } from '../util/parse.js';
 
 /** A pool's settings with the defaults filled in. */
 export interface PoolSettings {
@@ -58,23 +20,74 @@ export interface ProcessPoolSettings extends PoolSettings {
 
 const ms = duration({ min: 0 });
 const mb = expecting(z.number().positive(), 'a positive number of megabytes').optional();
-const common = {
-  max: z.number().int().positive().optional(),
-  idleTimeout: ms.optional(),
-  abortGrace: ms.optional(),
+
+// The shapes are consts of their own so their TSDoc reaches the published types.
+const resourceLimitsShape = {
+  /** The most the main heap may grow to, in megabytes. @default Node's */
+  maxOldGenerationSizeMb: mb,
+  /** The most the heap for recently made objects may grow to, in megabytes. @default Node's */
+  maxYoungGenerationSizeMb: mb,
+  /** The size of the range reserved for generated code, in megabytes. @default Node's */
+  codeRangeSizeMb: mb,
+  /** The most the thread's stack may take, in megabytes. @default 4 */
+  stackSizeMb: mb,
 };
 
-export const threadPoolSchema = z.strictObject({
-  ...common,
-  resourceLimits: z
-    .strictObject({ maxOldGenerationSizeMb: mb, maxYoungGenerationSizeMb: mb, codeRangeSizeMb: mb, stackSizeMb: mb })
-    .optional(),
-});
+// Typed with its shape (zod's inferred type copies it and drops its docs), so the published types keep
+// them where it is nested; readonly, as OptionsOf makes the same options given on their own.
+const resourceLimitsSchema: z.ZodReadonly<z.ZodObject<typeof resourceLimitsShape, z.core.$strict>> = z.strictObject(resourceLimitsShape).readonly();
 
-export const processPoolSchema = z.strictObject({
-  ...common,
+const threadPoolShape = {
+  /** The most threads at once, across all runs of the context. @default os.availableParallelism() */
+  max: z.number().int().positive().optional(),
+  /** How long an idle thread is kept before it is ended, in milliseconds. @default 10000 */
+  idleTimeout: ms.optional(),
+  /**
+   * After a step's signal aborts (timeout or cancel), how long it may take to stop by itself before
+   * its thread is terminated, in milliseconds. @default 250
+   */
+  abortGrace: ms.optional(),
+  /** V8 limits of each thread, as `worker_threads` takes them: `maxOldGenerationSizeMb` and so on. @default Node's */
+  resourceLimits: resourceLimitsSchema.optional(),
+};
+
+const processPoolShape = {
+  /** The most child processes at once, across all runs of the context. @default os.availableParallelism() */
+  max: z.number().int().positive().optional(),
+  /** How long an idle child is kept before it is ended, in milliseconds. @default 10000 */
+  idleTimeout: ms.optional(),
+  /**
+   * After a step's signal aborts (timeout or cancel), how long it may take to stop by itself before
+   * its child is killed with SIGKILL, in milliseconds. @default 250
+   */
+  abortGrace: ms.optional(),
+  /** Node options of each child, such as `['--max-old-space-size=512']`. @default [] */
   execArgv: expecting(z.array(z.string()), 'an array of strings').readonly().optional(),
-});
+};
+
+/** Per-thread V8 heap and stack limits, in megabytes. */
+export type ThreadResourceLimits = OptionsOf<typeof resourceLimitsShape>;
+
+/** `FlowContextOptions.threads`: the context's pool of worker threads (Piscina). */
+export type ThreadPoolOptions = OptionsOf<typeof threadPoolShape>;
+
+/** `FlowContextOptions.processes`: the context's pool of forked Node processes. */
+export type ProcessPoolOptions = OptionsOf<typeof processPoolShape>;
+
+/**
+ * The schema of `FlowContextOptions.threads`: readonly, as `OptionsOf` makes the options given on
+ * their own. An interface (zod's inferred type copies the shape and drops its docs), so the published
+ * types name it in the context's options and keep the docs of its fields.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface ThreadPoolSchema extends z.ZodReadonly<z.ZodObject<typeof threadPoolShape, z.core.$strict>> {}
+
+/** The schema of `FlowContextOptions.processes`; an interface for the same reason as `ThreadPoolSchema`. */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface ProcessPoolSchema extends z.ZodReadonly<z.ZodObject<typeof processPoolShape, z.core.$strict>> {}
+
+export const threadPoolSchema: ThreadPoolSchema = z.strictObject(threadPoolShape).readonly();
+export const processPoolSchema: ProcessPoolSchema = z.strictObject(processPoolShape).readonly();
 
 const DEFAULT_IDLE_TIMEOUT = 10_000;
 const DEFAULT_ABORT_GRACE = 250;

@@ -7,10 +7,10 @@
 import { z } from 'zod';
 import { toErrorData, type ErrorData } from '../errors/error-data.js';
 import { ErrorCode, FatalError, FlowError, InputRequiredError } from '../errors/errors.js';
-import type { AnySchema, WaitForInputOptions } from '../model/processor.js';
+import { waitForInputSchema, type AnySchema, type WaitForInputOptions } from '../model/processor.js';
 import type { InputEntry } from '../model/waits.js';
 import { validate } from '../executors/invoke.js';
-import { describeValue, duration, optionProblems, optionsMessage } from '../util/parse.js';
+import { describeValue, optionProblems, optionsMessage } from '../util/parse.js';
 
 /** One ask that waits for a person, as it travels and is stored. */
 export interface InputAsk {
@@ -46,11 +46,6 @@ export function inputWaitSignal(step: string): FlowError {
 export function isInputWaitSignal(error: unknown): boolean {
   return error instanceof FlowError && error.code === ErrorCode.INPUT_WAITING;
 }
-
-const askOptionsSchema = z.strictObject({
-  timeout: duration().optional(),
-  default: z.unknown().optional(),
-});
 
 /** The JSON Schema of what a person must submit: the input side of `schema`. */
 export function jsonSchemaOf(schema: AnySchema): unknown {
@@ -99,9 +94,9 @@ export async function askForInput<S extends AnySchema>(
       code: ErrorCode.INVALID_OPTIONS,
     });
   }
-  const parsed = askOptionsSchema.safeParse(options ?? {});
+  const parsed = waitForInputSchema.safeParse(options ?? {});
   if (!parsed.success) {
-    throw new FatalError(optionsMessage(`flow "${stepName}": waitForInput("${key}") options`, optionProblems(askOptionsSchema, options, parsed.error.issues)), {
+    throw new FatalError(optionsMessage(`flow "${stepName}": waitForInput("${key}") options`, optionProblems(waitForInputSchema, options, parsed.error.issues)), {
       code: ErrorCode.INVALID_OPTIONS,
     });
   }

@@ -6,48 +6,13 @@ import { z } from 'zod';
 import { CycleError, DependencyError, ErrorCode, FlowError } from '../errors/errors.js';
 import type { FlowResult } from './result.js';
 import type { Processor } from './processor.js';
-import { retryOptionSchema, type RetryOption } from './retry-policy.js';
+import { retryOptionSchema } from './retry-policy.js';
 import { FlowType } from './status.js';
-import { duration, expecting, parseOptions } from '../util/parse.js';
+import { duration, expecting, parseOptions, type OptionsOf } from '../util/parse.js';
 import { findCycle } from './cycle.js';
 import type { RunOptions } from './run-options.js';
 import { stripUndefined } from '../util/types.js';
 import { workerLoading } from '../util/worker-loading.js';
-
-/** Where a leaf flow's processor runs. */
-export type LeafType = Extract<FlowType, 'inline' | 'thread' | 'process'>;
-
-/** The configuration of a leaf flow, as a user writes it. */
-export interface FlowConfig {
-  /** Unique within the tree of flows it runs in; names the step, its result and its events. */
-  readonly name: string;
-  /** For people reading the graph. */
-  readonly description?: string | undefined;
-  /** The most one attempt may take, in milliseconds; past it the attempt fails with `TimeoutError`. */
-  readonly timeout?: number | undefined;
-  /** Attempts after the first, or a retry policy; overrides the composite's and the context's. */
-  readonly retry?: RetryOption | undefined;
-  /**
-   * The longest an attempt may go without `step.heartbeat()` (counted from its start), in
-   * milliseconds; past it the attempt fails with a retryable `TimeoutError`. @default none
-   */
-  readonly heartbeatTimeout?: number | undefined;
-  /** Where the processor runs. @default 'inline' */
-  readonly type?: LeafType | undefined;
-  /**
-   * Whether this flow may fail without failing its composite (and so the run): it is recorded as
-   * failed with its error, dependants that require it are skipped (and those skips fail nothing
-   * either), optional ones see `undefined`. For a composite, it is about the composite's own
-   * failure, not a default for its children. No effect on the run's root flow. @default false
-   */
-  readonly allowFailure?: boolean | undefined;
-}
-
-/**
- * The configuration of a composite: `timeout`, `retry` and `heartbeatTimeout` are defaults for the
- * flows under it; `allowFailure` is the composite's own.
- */
-export type CompositeConfig = Omit<FlowConfig, 'name' | 'type'>;
 
 const NAME = expecting(
   z
@@ -60,40 +25,67 @@ const NAME = expecting(
 
 const timeoutSchema = duration();
 
-const leafConfigSchema = z.strictObject({
+// The shape is a const of its own so its TSDoc reaches the published types.
+const flowConfigShape = {
+  /** Unique within the tree of flows it runs in; names the step, its result and its events. */
   name: NAME,
+  /** For people reading the graph. */
   description: z.string().optional(),
+  /** The most one attempt may take, in milliseconds; past it the attempt fails with `TimeoutError`. @default none */
   timeout: timeoutSchema.optional(),
+  /** Attempts after the first, or a retry policy; overrides the composite's and the context's. @default the composite's, else the context's */
   retry: retryOptionSchema.optional(),
+  /**
+   * The longest an attempt may go without `step.heartbeat()` (counted from its start), in
+   * milliseconds; past it the attempt fails with a retryable `TimeoutError`. @default none
+   */
   heartbeatTimeout: timeoutSchema.optional(),
-  type: z.enum(['inline', 'thread', 'process']).optional(),
+  /** Where the processor runs. @default 'inline' */
+  type: z.enum([FlowType.INLINE, FlowType.THREAD, FlowType.PROCESS]).optional(),
+  /**
+   * Whether this flow may fail without failing its composite (and so the run): it is recorded as
+   * failed with its error, dependants that require it are skipped (and those skips fail nothing
+   * either), optional ones see `undefined`. For a composite, it is about the composite's own
+   * failure, not a default for its children. No effect on the run's root flow. @default false
+   */
   allowFailure: z.boolean().optional(),
-});
+};
 
-const compositeConfigSchema = z.strictObject({
-  description: z.string().optional(),
-  timeout: timeoutSchema.optional(),
-  retry: retryOptionSchema.optional(),
-  heartbeatTimeout: timeoutSchema.optional(),
-  allowFailure: z.boolean().optional(),
-});
+// A composite takes the same fields but its name (an argument of its own) and its type (set by the factory).
+const { name: _name, type: _type, ...compositeConfigShape } = flowConfigShape;
+
+const leafConfigSchema = z.strictObject(flowConfigShape);
+const compositeConfigSchema = z.strictObject(compositeConfigShape);
+
+/** The configuration of a leaf flow, as a user writes it. */
+export type FlowConfig = OptionsOf<typeof flowConfigShape>;
+
+/** Where a leaf flow's processor runs. */
+export type LeafType = NonNullable<FlowConfig['type']>;
+
+/**
+ * The configuration of a composite: `timeout`, `retry` and `heartbeatTimeout` are defaults for the
+ * flows under it; `allowFailure` is the composite's own.
+ */
+export type CompositeConfig = OptionsOf<typeof compositeConfigShape>;
 
 /** A dependency as `registerTo` takes it: the sibling `Flow` itself, or its name. */
 export type DependencyRef = AnyFlow | string;
 
-/** The dependencies given to `registerTo`. */
-export interface RegisterOptions {
-  /** Siblings that must complete first; their failure skips this flow. */
-  readonly required?: readonly DependencyRef[] | undefined;
-  /** Siblings waited for, whose failure or absence does not block; `deps.get` gives `undefined`. */
-  readonly optional?: readonly DependencyRef[] | undefined;
-}
+// Each one is checked by `registerTo`, which says what is wrong with it (a `DependencyError`); the
+// type parameter names what it takes, since a Flow's type cannot be derived from a zod schema.
+const dependencies = expecting(z.array(z.custom<DependencyRef>()), 'an array of sibling flows or their names').readonly();
 
-const dependencies = expecting(z.array(z.unknown()), 'an array of sibling flows or their names');
-const registerSchema = z.strictObject({
+const registerOptionsShape = {
+  /** Siblings that must complete first; their failure skips this flow. @default [] */
   required: dependencies.optional(),
+  /** Siblings waited for, whose failure or absence does not block; `deps.get` gives `undefined`. @default [] */
   optional: dependencies.optional(),
-});
+};
+const registerSchema = z.strictObject(registerOptionsShape);
+
+/** The dependencies given to `registerTo`. */
+export type RegisterOptions = OptionsOf<typeof registerOptionsShape>;
 
 /** A dependency edge as stored on the dependant. */
 export interface DependencyEdge {

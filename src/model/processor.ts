@@ -2,7 +2,8 @@
  * The user's side of the contract: a `Processor` class with zod schemas, and the `Step` context
  * its `process` method receives.
  */
-import type { z } from 'zod';
+import { z } from 'zod';
+import { duration, type OptionsOf } from '../util/parse.js';
 import { workerLoading } from '../util/worker-loading.js';
 
 /** A zod schema of any type. */
@@ -20,13 +21,23 @@ export interface StepDeps {
   getAll(): Promise<Readonly<Record<string, unknown>>>;
 }
 
-/** Options of `step.waitForInput`. */
-export interface WaitForInputOptions<T> {
-  /** How long to wait for a person, in milliseconds. */
-  readonly timeout?: number;
-  /** The value to use when no person answers (and in `batch` mode). */
-  readonly default?: T;
-}
+// The shape is a const of its own so its TSDoc reaches the published types.
+const waitForInputShape = {
+  /** How long to wait for a person, in milliseconds; then the ask takes its default, or fails. @default none (no limit of its own) */
+  timeout: duration().optional(),
+  /** The value to use when no person answers (and in `batch` mode); typed by `WaitForInputOptions`. */
+  default: z.unknown().optional(),
+};
+
+/** The schema of `step.waitForInput`'s options (the default is checked against the ask's own schema). */
+export const waitForInputSchema = z.strictObject(waitForInputShape);
+
+// The default's type is a type parameter (the ask's schema's output), which a zod schema cannot carry: it is written here.
+/** Options of `step.waitForInput`; `T` is the type of the answer. */
+export type WaitForInputOptions<T> = Omit<OptionsOf<typeof waitForInputShape>, 'default'> & {
+  /** The value to use when no person answers (and in `batch` mode). @default none (the step fails with `InputRequiredError`) */
+  readonly default?: T | undefined;
+};
 
 /** What a processor sees while it runs: its dependencies, its signal, and ways to report. */
 export interface Step {

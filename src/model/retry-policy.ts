@@ -4,29 +4,10 @@
  */
 import { z } from 'zod';
 import { FlowError } from '../errors/errors.js';
-import { duration, expecting } from '../util/parse.js';
+import { duration, expecting, type OptionsOf } from '../util/parse.js';
 
 /** Decides whether a plain (non-FlowError) error may be retried. */
 export type RetryPredicate = (error: unknown, attempt: number) => boolean;
-
-/** A retry policy as a user writes it; every field is optional and inherits. */
-export interface RetryPolicyInput {
-  /** Total attempts, the first included. `retry: 3` means `{ maxAttempts: 4 }`. @default 1 */
-  readonly maxAttempts?: number | undefined;
-  /** Wait before the second attempt, in milliseconds. @default 1000 */
-  readonly initialInterval?: number | undefined;
-  /** Each wait is the previous one times this. @default 2 */
-  readonly backoffFactor?: number | undefined;
-  /** The longest wait, in milliseconds; not below `initialInterval` when both are given. @default 60000 */
-  readonly maxInterval?: number | undefined;
-  /** Randomises each wait down by up to this fraction (0 to 1), so retries spread out. @default 0.2 */
-  readonly jitter?: number | undefined;
-  /** Classifies plain errors; `FlowError`s go by their `retryable` flag. @default retries all but TypeError, ReferenceError, SyntaxError and RangeError */
-  readonly retryOn?: RetryPredicate | undefined;
-}
-
-/** `FlowConfig.retry`: attempts after the first, or a policy. */
-export type RetryOption = number | RetryPolicyInput;
 
 /** A policy with every field filled in. */
 export interface RetryPolicy {
@@ -56,27 +37,49 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
 
 const ms = duration({ min: 0, whole: false });
 
-const policySchema = expecting(
-  z
-    .strictObject({
-      maxAttempts: expecting(z.number().int().min(1), 'a whole number of attempts >= 1').optional(),
-      initialInterval: ms.optional(),
-      backoffFactor: z.number().min(1).optional(),
-      maxInterval: ms.optional(),
-      jitter: z.number().min(0).max(1).optional(),
-      retryOn: z.custom<RetryPredicate>((v) => typeof v === 'function', 'a function (error, attempt) => boolean').optional(),
-    })
-    .superRefine((policy, ctx) => {
-      const { initialInterval, maxInterval } = policy;
-      // Capped below its first wait, every wait would be maxInterval: surely a slip.
-      if (initialInterval !== undefined && maxInterval !== undefined && maxInterval < initialInterval) {
-        ctx.addIssue({ code: 'custom', path: ['maxInterval'], input: maxInterval, message: `a number of milliseconds >= initialInterval (${initialInterval})` });
-      }
-    }),
-  'a retry policy object',
-);
+// The shape is a const of its own so its TSDoc reaches the published types.
+const retryPolicyShape = {
+  /** Total attempts, the first included. `retry: 3` means `{ maxAttempts: 4 }`. @default 1 */
+  maxAttempts: expecting(z.number().int().min(1), 'a whole number of attempts >= 1').optional(),
+  /** Wait before the second attempt, in milliseconds. @default 1000 */
+  initialInterval: ms.optional(),
+  /** Each wait is the previous one times this (at least 1). @default 2 */
+  backoffFactor: z.number().min(1).optional(),
+  /** The longest wait, in milliseconds; not below `initialInterval` when both are given. @default 60000 */
+  maxInterval: ms.optional(),
+  /** Randomises each wait down by up to this fraction (0 to 1), so retries spread out. @default 0.2 */
+  jitter: z.number().min(0).max(1).optional(),
+  // A function's type cannot be derived from a zod schema: `RetryPredicate` names it.
+  /** Classifies plain errors; `FlowError`s go by their `retryable` flag. @default retries all but TypeError, ReferenceError, SyntaxError and RangeError */
+  retryOn: z.custom<RetryPredicate>((v) => typeof v === 'function', 'a function (error, attempt) => boolean').optional(),
+};
 
-/** The schema of `retry` in `FlowConfig` and the context's options. */
+/** A retry policy as a user writes it; every field is optional and inherits. */
+export type RetryPolicyInput = OptionsOf<typeof retryPolicyShape>;
+
+/** `FlowConfig.retry`: attempts after the first (a whole number >= 0), or a policy. */
+export type RetryOption = number | RetryPolicyInput;
+
+/**
+ * The schema of a retry policy: readonly, as `OptionsOf` makes a policy given on its own. An interface
+ * (zod's inferred type copies the shape and drops its docs), so the published types name it where a
+ * `retry` option is nested and keep the docs of its fields.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface RetryPolicySchema extends z.ZodReadonly<z.ZodObject<typeof retryPolicyShape, z.core.$strict>> {}
+
+const policySchema: RetryPolicySchema = expecting(
+  z.strictObject(retryPolicyShape).superRefine((policy, ctx) => {
+    const { initialInterval, maxInterval } = policy;
+    // Capped below its first wait, every wait would be maxInterval: surely a slip.
+    if (initialInterval !== undefined && maxInterval !== undefined && maxInterval < initialInterval) {
+      ctx.addIssue({ code: 'custom', path: ['maxInterval'], input: maxInterval, message: `a number of milliseconds >= initialInterval (${initialInterval})` });
+    }
+  }),
+  'a retry policy object',
+).readonly();
+
+/** The schema of `retry` in `FlowConfig`, `CompositeConfig` and the context's options. */
 export const retryOptionSchema = z.union([expecting(z.number().int().nonnegative(), 'a whole number of retries >= 0'), policySchema]);
 
 function toPolicyInput(option: RetryOption): RetryPolicyInput {

@@ -1,28 +1,17 @@
-/** The options of `ctx.run` / `ctx.start` / `flow.execute`. */
+/** The options of `ctx.run` / `ctx.start` / `flow.execute`, `ctx.resume`, `ctx.listRuns` and `ctx.prune`. */
 import { z } from 'zod';
-import { duration, expectedOf, expecting } from '../util/parse.js';
-import type { FlowStatus, RunMode } from './status.js';
+import { duration, expectedOf, expecting, type OptionsOf } from '../util/parse.js';
+import { FlowStatus, RunMode } from './status.js';
 
-/** Options for one run. */
-export interface RunOptions {
-  /** How `step.waitForInput` behaves. @default 'batch' */
-  readonly mode?: RunMode | undefined;
+// Each shape is a const of its own so its TSDoc reaches the published types.
+const runOptionsShape = {
+  /** How `step.waitForInput` behaves: `batch`, `interactive` or `hybrid` (see `RunMode`). @default 'batch' */
+  mode: z.enum(RunMode).optional(),
   /** For a `hybrid` run: whether it starts with a person in the loop. @default true */
-  readonly humanInLoop?: boolean | undefined;
-  /** The most the whole run may take, in milliseconds; past it the run fails with `WEIR_RUN_TIMEOUT`. */
-  readonly timeout?: number | undefined;
-  /** Your own id for the run (for example a request id). @default a random UUID */
-  readonly runId?: string | undefined;
-  /** Aborting it cancels the run. */
-  readonly signal?: AbortSignal | undefined;
-  /** The most steps of this run that may run at once, within the context's limit. @default unbounded */
-  readonly concurrency?: number | undefined;
-}
-
-export const runOptionsSchema = z.strictObject({
-  mode: z.enum(['batch', 'interactive', 'hybrid']).optional(),
   humanInLoop: z.boolean().optional(),
+  /** The most the whole run may take, in milliseconds; past it the run fails with `WEIR_RUN_TIMEOUT`. @default none */
   timeout: duration().optional(),
+  /** Your own id for the run (for example a request id): 1 to 200 characters, without `/` or control characters. @default a random UUID */
   runId: expecting(
     z
       .string()
@@ -31,48 +20,53 @@ export const runOptionsSchema = z.strictObject({
       .regex(/^[^/\p{Cc}]+$/u),
     'a string of 1 to 200 characters without "/" or control characters',
   ).optional(),
+  /** Aborting it cancels the run. */
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'an AbortSignal').optional(),
+  /** The most steps of this run that may run at once, within the context's limit. @default unbounded */
   concurrency: z.number().int().positive().optional(),
-});
+};
+
+/** Options for one run. */
+export type RunOptions = OptionsOf<typeof runOptionsShape>;
+
+export const runOptionsSchema = z.strictObject(runOptionsShape);
+
+const resumeOptionsShape = {
+  /** Run this step, and everything downstream of it, again. @default none (continue where the run stopped) */
+  from: z.string().min(1).optional(),
+};
 
 /** Options of `ctx.resume`. */
-export interface ResumeOptions {
-  /** Run this step, and everything downstream of it, again. */
-  readonly from?: string | undefined;
-}
+export type ResumeOptions = OptionsOf<typeof resumeOptionsShape>;
 
-export const resumeOptionsSchema = z.strictObject({ from: z.string().min(1).optional() });
+export const resumeOptionsSchema = z.strictObject(resumeOptionsShape);
+
+const statusSchema = z.enum(FlowStatus);
+
+const listRunsShape = {
+  /** Only runs in this status, or in one of these. @default any */
+  status: expecting(z.union([statusSchema, z.array(statusSchema).readonly()]), `${expectedOf(statusSchema)}, or an array of them`).optional(),
+  /** Only runs of this root flow. @default any */
+  flow: z.string().min(1).optional(),
+  /** At most this many runs (up to 10000). @default 100 */
+  limit: z.number().int().positive().max(10_000).optional(),
+  /** The `next` cursor of the previous page. @default the first page */
+  before: z.string().min(1).optional(),
+  /** Only running runs whose owner is gone (lease expired, or its process dead on this host). @default false */
+  stale: z.boolean().optional(),
+};
 
 /** What `ctx.listRuns` selects. */
-export interface ListRunsOptions {
-  /** Only runs in this status, or in one of these. */
-  readonly status?: FlowStatus | readonly FlowStatus[] | undefined;
-  /** Only runs of this root flow. */
-  readonly flow?: string | undefined;
-  /** At most this many runs. @default 100 */
-  readonly limit?: number | undefined;
-  /** The `next` cursor of the previous page. */
-  readonly before?: string | undefined;
-  /** Only running runs whose owner is gone (lease expired, or its process dead on this host). */
-  readonly stale?: boolean | undefined;
-}
+export type ListRunsOptions = OptionsOf<typeof listRunsShape>;
 
-const statusSchema = z.enum(['pending', 'running', 'waiting', 'completed', 'failed', 'cancelled', 'skipped']);
+export const listRunsSchema = z.strictObject(listRunsShape);
 
-export const listRunsSchema = z.strictObject({
-  status: expecting(z.union([statusSchema, z.array(statusSchema).readonly()]), `${expectedOf(statusSchema)}, or an array of them`).optional(),
-  flow: z.string().min(1).optional(),
-  limit: z.number().int().positive().max(10_000).optional(),
-  before: z.string().min(1).optional(),
-  stale: z.boolean().optional(),
-});
+const pruneRunsShape = {
+  /** Delete runs that ended before this: an age in milliseconds, or a Date. */
+  olderThan: expecting(z.union([z.number().nonnegative(), z.date()]), 'an age in milliseconds >= 0 or a valid Date'),
+};
 
 /** Options of `ctx.prune`. */
-export interface PruneRunsOptions {
-  /** Delete runs that ended before this: an age in milliseconds, or a Date. */
-  readonly olderThan: number | Date;
-}
+export type PruneRunsOptions = OptionsOf<typeof pruneRunsShape>;
 
-export const pruneSchema = z.strictObject({
-  olderThan: expecting(z.union([z.number().nonnegative(), z.date()]), 'an age in milliseconds >= 0 or a valid Date'),
-});
+export const pruneSchema = z.strictObject(pruneRunsShape);

@@ -15,67 +15,23 @@ import type { RunStore } from '../storage/journal/run-store.js';
 import { SqliteRunStore } from '../storage/journal/sqlite/sqlite-run-store.js';
 import { messageOf } from '../util/message-of.js';
 import { describeValue, expecting, invalidOptions, parseOptions } from '../util/parse.js';
+import {
+  cleanupSchema as CleanupSchema,
+  memoryResultsSchema as MemoryOptions,
+  sqliteResultsSchema as SqliteOptions,
+  type CleanupOptions,
+  type MemoryResultsOptions,
+  type SqliteResultsOptions,
+} from './options.js';
 
 export type { ResultsKind } from '../storage/kv/backend.js';
-
-/** Options of `ResultsManager.sqlite`. */
-export interface SqliteResultsOptions {
-  /** The table to keep results in: letters, digits and `_`, not starting with a digit. @default 'weir_results' */
-  readonly table?: string;
-  /**
-   * SQLite's `synchronous` setting. `NORMAL` (with WAL) survives a process crash but may lose the
-   * last writes on power loss; `FULL` also survives power loss, at the cost of an fsync per write.
-   * @default 'NORMAL'
-   */
-  readonly synchronous?: 'NORMAL' | 'FULL';
-  /** How long to wait for another connection's lock before failing, in milliseconds. @default 5000 */
-  readonly busyTimeout?: number;
-}
-
-/** Options of `ResultsManager.memory`. */
-export interface MemoryResultsOptions {
-  /** How many finished runs (completed, failed, cancelled) the run journal keeps; the oldest are forgotten. @default 10000 */
-  readonly keepFinishedRuns?: number;
-  /**
-   * Refuse, with `WEIR_SERIALIZATION`, the values a durable store could not serialise (a function,
-   * a symbol, a `WeakMap`, a `WeakSet`, a `WeakRef` or a `Promise`, anywhere inside), where a
-   * durable store would: a step output (the step fails), a run's input (the run fails), heartbeat
-   * details, an answer to `submitInput`, `set`. So tests on memory fail where SQLite would. Only
-   * walks the value; it is still kept by reference, not copied. Turn it off to keep any value.
-   * @default true
-   */
-  readonly checkSerializable?: boolean;
-}
-
-/** Options of `ResultsManager.cleanup`. */
-export interface CleanupOptions {
-  /** Delete entries older than this: an age in milliseconds, or a Date written before which entries go. */
-  readonly olderThan: number | Date;
-}
+export type { CleanupOptions, MemoryResultsOptions, SqliteResultsOptions } from './options.js';
 
 const path = expecting(z.string().min(1), 'a non-empty path');
 
 const DiskArgs = z.strictObject({ dir: path });
-const MemoryOptions = z.strictObject({
-  keepFinishedRuns: expecting(
-    z.number().refine((n) => n === Infinity || (Number.isInteger(n) && n >= 0)),
-    'a whole number >= 0 or Infinity',
-  ).default(10_000),
-  checkSerializable: z.boolean().default(true),
-});
-const SqliteOptions = z.strictObject({
-  table: expecting(
-    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/),
-    'a SQL identifier (letters, digits and _, not starting with a digit)',
-  ).default('weir_results'),
-  synchronous: z.enum(['NORMAL', 'FULL']).default('NORMAL'),
-  busyTimeout: expecting(z.number().int().min(0), 'a whole number of milliseconds >= 0').default(5000),
-});
 const SqliteArgs = z.strictObject({ file: path, options: SqliteOptions.prefault({}) });
 const KeyvArgs = z.strictObject({ keyv: z.custom<Keyv>((v) => v instanceof Keyv, 'a Keyv instance') });
-const CleanupSchema = z.strictObject({
-  olderThan: expecting(z.union([z.number().nonnegative(), z.date()]), 'an age in milliseconds >= 0 or a valid Date'),
-});
 
 const journals = new WeakMap<ResultsManager, RunStore>();
 

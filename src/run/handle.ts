@@ -3,22 +3,21 @@ import { z } from 'zod';
 import type { WeirEvent } from '../model/events.js';
 import type { FlowResult } from '../model/result.js';
 import { setRealTimer } from '../util/clock.js';
-import { parseOptions } from '../util/parse.js';
+import { parseOptions, type OptionsOf } from '../util/parse.js';
 import { isAborted } from './event-log.js';
 import { PARKED, type Run } from './run.js';
 
-/** Options of `handle.events()`. */
-export interface EventsOptions {
-  /** Replay only events with a `seq` greater than this. @default 0 (everything) */
-  readonly after?: number;
-  /** Stops the iteration when aborted. */
-  readonly signal?: AbortSignal;
-}
-
-const eventsOptionsSchema = z.strictObject({
+// The shape is a const of its own so its TSDoc reaches the published types.
+const eventsOptionsShape = {
+  /** Replay only events with a `seq` greater than this (a whole number >= 0). @default 0 (everything) */
   after: z.number().int().nonnegative().optional(),
-  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'expected an AbortSignal').optional(),
-});
+  /** Stops the iteration when aborted. */
+  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'an AbortSignal').optional(),
+};
+const eventsOptionsSchema = z.strictObject(eventsOptionsShape);
+
+/** Options of `handle.events()`. */
+export type EventsOptions = OptionsOf<typeof eventsOptionsShape>;
 
 /** A started run. */
 export interface RunHandle<O = unknown> {
