@@ -1,3 +1,4 @@
+/** weir's public surface: named exports, and the one wiring of the model to the runtime (`flow.execute`). */
 export { Processor } from './model/processor.js';
 export type { AnySchema, Step, StepDeps, WaitForInputOptions, ProcessorInput, ProcessorOutput } from './model/processor.js';
 export { Flow } from './model/flow.js';
@@ -55,3 +56,8 @@ export type {
   WeirEventType,
   WeirEventMap,
 } from './model/events.js';
+
+import { FlowContext as DefaultContext } from './context/flow-context.js';
+import { setDefaultRunner } from './model/flow.js';
+// `flow.execute(input)` runs on the default context: wired in the entry, so the model never imports the context.
+setDefaultRunner((flow, input, options) => DefaultContext.getInstance().run(flow, input, options));

@@ -18,7 +18,7 @@ import { LeaseRenewal } from '../durability/leases.js';
 import { ManualControl } from '../durability/manual-control.js';
 import { Recovery } from '../durability/recovery.js';
 import type { WeirEvent, WeirEventMap } from '../model/events.js';
-import { Flow, setDefaultRunner, type AnyFlow } from '../model/flow.js';
+import { Flow, type AnyFlow } from '../model/flow.js';
 import type { FlowResult } from '../model/result.js';
 import { listRunsSchema, pruneSchema, resumeOptionsSchema, runOptionsSchema, type ListRunsOptions, type PruneRunsOptions, type ResumeOptions, type RunOptions } from '../model/run-options.js';
 import { FlowStatus, RunMode } from '../model/status.js';
@@ -464,4 +464,3 @@ function heldHandle<O>(options: RunOptions): RunHandle<O> {
   };
 }
 
-setDefaultRunner((flow, input, options) => FlowContext.getInstance().run(flow, input, options));

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { CycleError, DependencyError, ErrorCode, FlowError } from '../errors/errors.js';
 import type { FlowResult } from './result.js';
-import type { Processor } from './processor.js';
+import type { flowInput, flowOutput, Processor } from './processor.js';
 import { retryOptionSchema } from './retry-policy.js';
 import { FlowType } from './status.js';
 import { duration, expecting, parseOptions, type OptionsOf } from '../util/parse.js';
@@ -121,10 +121,10 @@ export function graphVersionOf(flow: AnyFlow): number {
   return flowInternals(flow).version;
 }
 
-/** Runs a flow on the process-wide default context; set by the context module. */
+/** Runs a flow on the process-wide default context. */
 type DefaultRunner = (flow: AnyFlow, input: unknown, options?: RunOptions) => Promise<FlowResult>;
 let defaultRunner: DefaultRunner | undefined;
-/** Lets the context module provide `Flow.execute` without a circular import. */
+/** Lets weir's entry point give `Flow.execute` its default context, so the model does not import the context. */
 export function setDefaultRunner(runner: DefaultRunner): void {
   defaultRunner = runner;
 }
@@ -148,9 +148,9 @@ export class Flow<I = unknown, O = unknown> {
   readonly config: Readonly<FlowConfig>;
   /** The processor, or `undefined` for a composite. */
   readonly processor: Processor | undefined;
-  /** Carries the output type for `step.deps.get(flow)`; never set at run time. */
-  declare readonly __output?: O;
-  declare readonly __input?: I;
+  /** Carry the types for `step.deps.get(flow)` and `ctx.run`; never set at run time. */
+  declare readonly [flowOutput]?: O;
+  declare readonly [flowInput]?: I;
 
   /**
    * Wraps a processor.
@@ -297,11 +297,17 @@ export class Flow<I = unknown, O = unknown> {
   /**
    * Runs this flow alone on `FlowContext.getInstance()`; resolves to its `FlowResult` (a failed
    * step fails the result, it does not throw).
-   * @throws FlowError rejects as `ctx.run` does (see `FlowContext.run`).
+   * @throws FlowError rejects as `ctx.run` does (see `FlowContext.run`); `WEIR_UNSUPPORTED` when
+   * `Flow` was imported from one of weir's internal files rather than from `weir`, which sets up
+   * the default context.
    */
   execute(input: I, options?: RunOptions): Promise<FlowResult<O>> {
     if (defaultRunner === undefined) {
-      return Promise.reject(new FlowError('no FlowContext is loaded; import FlowContext from "weir"', { code: ErrorCode.CONTEXT_CLOSED }));
+      return Promise.reject(
+        new FlowError(`flow "${this.name}": execute() runs on FlowContext.getInstance(), which the package entry sets up; import Flow from "weir", or run it with ctx.run(flow, input)`, {
+          code: ErrorCode.UNSUPPORTED,
+        }),
+      );
     }
     return defaultRunner(this, input, options) as Promise<FlowResult<O>>;
   }

@@ -9,13 +9,28 @@ import { workerLoading } from '../util/worker-loading.js';
 /** A zod schema of any type. */
 export type AnySchema = z.ZodType;
 
+/**
+ * The keys under which a `Flow` carries its input and output types, for `step.deps.get(flow)` and
+ * `ctx.run`: symbols no value ever has, so they stay out of a flow's properties. Types only.
+ * @internal
+ */
+export declare const flowInput: unique symbol;
+/** @internal */
+export declare const flowOutput: unique symbol;
+
+/** Anything that carries a flow's output type: a `Flow`. */
+export interface TypedFlow<O = unknown> {
+  readonly name: string;
+  readonly [flowOutput]?: O;
+}
+
 /** Reads the outputs of a step's dependencies. */
 export interface StepDeps {
   /**
    * The output of a dependency, by name or by `Flow`; `undefined` when it is an optional
    * dependency that failed, was skipped or is not registered.
    */
-  get<F extends { readonly name: string; readonly __output?: unknown }>(flow: F): Promise<NonNullable<F['__output']> | undefined>;
+  get<F extends TypedFlow>(flow: F): Promise<NonNullable<F[typeof flowOutput]> | undefined>;
   get<T = unknown>(name: string): Promise<T | undefined>;
   /** Every dependency's output by name (failed optional ones are absent). */
   getAll(): Promise<Readonly<Record<string, unknown>>>;

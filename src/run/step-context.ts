@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import { DependencyError } from '../errors/errors.js';
 import type { AbortWatch, InputAnswer } from '../executors/executor.js';
 import { askForInput, inputWaitSignal, type InputAsk, type InputPort } from '../human/ask.js';
-import type { AnySchema, Step, StepDeps, WaitForInputOptions } from '../model/processor.js';
+import type { AnySchema, flowOutput, Step, StepDeps, TypedFlow, WaitForInputOptions } from '../model/processor.js';
 import type { InputEntry } from '../model/waits.js';
 
 /** What a step context needs from its run. */
@@ -100,7 +100,7 @@ export class StepContext implements Step, StepDeps, AbortWatch, InputPort {
     return this;
   }
 
-  get<F extends { readonly name: string; readonly __output?: unknown }>(flow: F): Promise<NonNullable<F['__output']> | undefined>;
+  get<F extends TypedFlow>(flow: F): Promise<NonNullable<F[typeof flowOutput]> | undefined>;
   get<T = unknown>(name: string): Promise<T | undefined>;
   async get(dependency: string | { readonly name: string }): Promise<unknown> {
     const name = typeof dependency === 'string' ? dependency : dependency.name;

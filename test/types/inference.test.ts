@@ -51,6 +51,13 @@ describe('types flow from the zod schemas', () => {
     void ctx.close();
   });
 
+  it('keeps the type carriers of a flow out of its string keys', () => {
+    type Keys = Extract<keyof Flow<{ a: number }, { b: string }>, string>;
+    expectTypeOf<'__output'>().not.toMatchTypeOf<Keys>();
+    expectTypeOf<'__input'>().not.toMatchTypeOf<Keys>();
+    expectTypeOf<Keys>().toEqualTypeOf<'name' | 'type' | 'config' | 'processor' | 'isComposite' | 'parent' | 'children' | 'dependencies' | 'registerTo' | 'execute'>();
+  });
+
   it('types a composite output as a record of children outputs', () => {
     expectTypeOf(Flow.parallel('p')).toEqualTypeOf<Flow<unknown, Record<string, unknown>>>();
   });

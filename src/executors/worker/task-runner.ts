@@ -4,7 +4,7 @@
  */
 import { fromErrorData, toErrorData } from '../../errors/error-data.js';
 import { DependencyError } from '../../errors/errors.js';
-import type { AnySchema, Processor, Step, StepDeps, WaitForInputOptions } from '../../model/processor.js';
+import type { AnySchema, flowOutput, Processor, Step, StepDeps, TypedFlow, WaitForInputOptions } from '../../model/processor.js';
 import { invokeProcessor } from '../invoke.js';
 import { installProcessorLoader, processorClass } from './processor-loader.js';
 import { processorKey, type AbortTaskMessage, type DepsReplyMessage, type FromWorker, type ProcessorRef, type ResultMessage, type RunTaskMessage } from '../protocol.js';
@@ -149,7 +149,7 @@ class WorkerStep implements Step, StepDeps {
     else call.resolve(message.value);
   }
 
-  get<F extends { readonly name: string; readonly __output?: unknown }>(flow: F): Promise<NonNullable<F['__output']> | undefined>;
+  get<F extends TypedFlow>(flow: F): Promise<NonNullable<F[typeof flowOutput]> | undefined>;
   get<T = unknown>(name: string): Promise<T | undefined>;
   async get(dependency: string | { readonly name: string }): Promise<unknown> {
     const name = typeof dependency === 'string' ? dependency : dependency?.name;
