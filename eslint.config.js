@@ -3,6 +3,7 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', '.weir/**', 'coverage/**', '*.config.js', '.ci/**', 'src/executors/worker/*.mjs'] },
+  { ignores: ['src/storage/journal/sqlite/*.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
