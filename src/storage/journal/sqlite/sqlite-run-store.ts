@@ -83,8 +83,8 @@ export class SqliteRunStore implements RunStore {
     this.file = file;
     this.#synchronous = options.synchronous ?? 'NORMAL';
     this.#busyTimeout = options.busyTimeout ?? 5000;
-    const checkpointer = this.#synchronous === 'NORMAL' && file !== ':memory:' && file !== '';
-    this.#checkpointer = checkpointer ? new Checkpointer({ file, synchronous: this.#synchronous, busyTimeout: this.#busyTimeout }) : undefined;
+    const offThread = this.#synchronous === 'NORMAL' && file !== ':memory:' && file !== '';
+    this.#checkpointer = offThread ? new Checkpointer({ file, synchronous: this.#synchronous, busyTimeout: this.#busyTimeout }) : undefined;
     this.#writes = new WriteQueue<Work>({
       connect: () => this.#connect(),
       apply: (work) => applyWork(this.#statements!, work, this.#committed),
