@@ -51,6 +51,7 @@ const zones = [
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', '.weir/**', 'coverage/**', '*.config.js', '.ci/**', 'src/executors/worker/*.mjs'] },
+  { ignores: ['src/storage/journal/sqlite/*.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -2,7 +2,8 @@
 const assert = require('node:assert/strict');
 const { z } = require('zod');
 const { Flow, FlowContext, Processor, ResultsManager } = require('weir');
-const { mkdtempSync, rmSync } = require('node:fs');
+const { mkdtempSync, rmSync, statSync } = require('node:fs');
+const { setTimeout: sleep } = require('node:timers/promises');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { Scale } = require('./processors.cjs');
@@ -30,6 +31,17 @@ class Double extends Processor {
   assert.deepEqual(stored.steps.one.output, { n: 2 });
   assert.equal((await ctx.getRun(result.runId)).status, 'completed');
   await ctx.close();
+
+  // A SQLite run long enough to ask for a checkpoint: the checkpointer thread, built as an entry of its own,
+  // must start from dist/ and copy the WAL into the file (the connection's own autocheckpoint waits for 10,000 pages).
+  const file = join(dir, 'chain.db');
+  const durable = new FlowContext({ results: ResultsManager.sqlite(file) });
+  const chain = Flow.sequential('chain');
+  for (let i = 0; i < 300; i++) new Flow(new Double(), { name: `s${i}` }).registerTo(chain);
+  assert.equal((await durable.run(chain, { n: 1 })).status, 'completed');
+  for (let waited = 0; statSync(file).size < 64 * 1024 && waited < 10_000; waited += 20) await sleep(20);
+  assert.ok(statSync(file).size >= 64 * 1024, `the checkpointer thread left ${file} at ${statSync(file).size} bytes`);
+  await durable.close();
 
   // A thread flow and a process flow from the built package, the second reading the first's output.
   const remote = new FlowContext({ threads: { max: 1 }, processes: { max: 1 } });

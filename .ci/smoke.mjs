@@ -1,7 +1,11 @@
 // Imports the built package as ESM (through its own name) and runs a small flow.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { Flow, FlowContext, Processor, FatalError, FlowError } from 'weir';
+import { Flow, FlowContext, Processor, FatalError, FlowError, ResultsManager } from 'weir';
 import { Scale } from './processors.mjs';
 
 const N = z.object({ n: z.number() });
@@ -36,4 +40,17 @@ assert.deepEqual(both.output, { thread: { n: 6 }, process: { n: 8 } });
 assert.deepEqual(progress.sort(), ['process', 'thread']);
 await remote.close();
 await ctx.close();
+
+// A SQLite run long enough to ask for a checkpoint: the checkpointer thread, built as an entry of its own,
+// must start from dist/ and copy the WAL into the file (the connection's own autocheckpoint waits for 10,000 pages).
+const dir = mkdtempSync(join(tmpdir(), 'weir-smoke-'));
+const file = join(dir, 'runs.db');
+const durable = new FlowContext({ results: ResultsManager.sqlite(file) });
+const chain = Flow.sequential('chain');
+for (let i = 0; i < 300; i++) new Flow(new Double(), { name: `s${i}` }).registerTo(chain);
+assert.equal((await durable.run(chain, { n: 1 })).status, 'completed');
+for (let waited = 0; statSync(file).size < 64 * 1024 && waited < 10_000; waited += 20) await sleep(20);
+assert.ok(statSync(file).size >= 64 * 1024, `the checkpointer thread left ${file} at ${statSync(file).size} bytes`);
+await durable.close();
+rmSync(dir, { recursive: true, force: true });
 console.log('smoke esm: ok');

@@ -1,18 +1,14 @@
-/** ResultsManager: the public face of the results layer, over a memory, disk, SQLite or Keyv backend. */
-import { join } from 'node:path';
+/**
+ * ResultsManager: the user's key-value store, over a memory, disk, SQLite or Keyv storage. The run
+ * journal of that storage is the context's, reached through `runStoreOf`.
+ */
 import { Keyv } from 'keyv';
 import { z } from 'zod';
 import { ErrorCode, FlowError, RetryableError } from '../errors/errors.js';
 import { now } from '../util/clock.js';
-import type { ResultsBackend, ResultsKind } from '../storage/kv/backend.js';
-import { DiskBackend } from '../storage/kv/disk-backend.js';
-import { KeyvBackend } from '../storage/kv/keyv-backend.js';
-import { MemoryBackend } from '../storage/kv/memory-backend.js';
-import { SqliteBackend } from '../storage/kv/sqlite-backend.js';
-import { KvRunStore } from '../storage/journal/kv-run-store.js';
-import { MemoryRunStore } from '../storage/journal/memory-run-store.js';
+import type { ResultsKind } from '../storage/kv/backend.js';
 import type { RunStore } from '../storage/journal/run-store.js';
-import { SqliteRunStore } from '../storage/journal/sqlite/sqlite-run-store.js';
+import { diskStorage, keyvStorage, memoryStorage, sqliteStorage, type Storage } from '../storage/storage.js';
 import { messageOf } from '../util/message-of.js';
 import { describeValue, expecting, invalidOptions, parseOptions } from '../util/parse.js';
 import {
@@ -33,7 +29,8 @@ const DiskArgs = z.strictObject({ dir: path });
 const SqliteArgs = z.strictObject({ file: path, options: SqliteOptions.prefault({}) });
 const KeyvArgs = z.strictObject({ keyv: z.custom<Keyv>((v) => v instanceof Keyv, 'a Keyv instance') });
 
-const journals = new WeakMap<ResultsManager, RunStore>();
+/** Reads a manager's storage; set by the class's static block, the one place that can read its private field. */
+let storageOf: (results: ResultsManager) => Storage;
 
 /**
  * The run journal that goes with a results manager: a `MemoryRunStore` for memory, a
@@ -42,7 +39,7 @@ const journals = new WeakMap<ResultsManager, RunStore>();
  * @internal
  */
 export function runStoreOf(results: ResultsManager): RunStore {
-  return journals.get(results)!;
+  return storageOf(results).journal;
 }
 
 /**
@@ -54,14 +51,17 @@ export class ResultsManager {
   readonly kind: ResultsKind;
   /** Whether values survive the process: false for memory, true for the others. */
   readonly durable: boolean;
-  readonly #backend: ResultsBackend;
+  readonly #storage: Storage;
   #closing: Promise<void> | undefined;
 
-  private constructor(backend: ResultsBackend, journal: RunStore) {
-    this.#backend = backend;
-    journals.set(this, journal);
-    this.kind = backend.kind;
-    this.durable = backend.kind !== 'memory';
+  static {
+    storageOf = (results) => results.#storage;
+  }
+
+  private constructor(storage: Storage) {
+    this.#storage = storage;
+    this.kind = storage.kind;
+    this.durable = storage.durable;
   }
 
   /**
@@ -74,9 +74,7 @@ export class ResultsManager {
    * const results = ResultsManager.memory({ keepFinishedRuns: 100 });
    */
   static memory(options: MemoryResultsOptions = {}): ResultsManager {
-    const parsed = parseOptions(MemoryOptions, options, 'ResultsManager.memory()');
-    const check = parsed.checkSerializable;
-    return new ResultsManager(new MemoryBackend(check), new MemoryRunStore({ keepFinished: parsed.keepFinishedRuns, checkSerializable: check }));
+    return new ResultsManager(memoryStorage(parseOptions(MemoryOptions, options, 'ResultsManager.memory()')));
   }
 
   /**
@@ -86,13 +84,7 @@ export class ResultsManager {
    * const results = ResultsManager.disk('.weir/results');
    */
   static disk(dir: string): ResultsManager {
-    const args = parseOptions(DiskArgs, { dir }, 'ResultsManager.disk()');
-    // The journal lives in a subdirectory, run records apart, so listing runs reads only them.
-    const journal = new KvRunStore({
-      runs: new DiskBackend(join(args.dir, 'journal', 'runs')),
-      data: new DiskBackend(join(args.dir, 'journal', 'data')),
-    });
-    return new ResultsManager(new DiskBackend(args.dir), journal);
+    return new ResultsManager(diskStorage(parseOptions(DiskArgs, { dir }, 'ResultsManager.disk()').dir));
   }
 
   /**
@@ -104,9 +96,7 @@ export class ResultsManager {
    */
   static sqlite(file: string, options?: SqliteResultsOptions): ResultsManager {
     const args = parseOptions(SqliteArgs, { file, options }, 'ResultsManager.sqlite()');
-    const parsed = Object.freeze(args.options);
-    const journal = new SqliteRunStore(args.file, { synchronous: parsed.synchronous, busyTimeout: parsed.busyTimeout });
-    return new ResultsManager(new SqliteBackend(journal, parsed.table), journal);
+    return new ResultsManager(sqliteStorage(args.file, Object.freeze(args.options)));
   }
 
   /**
@@ -117,9 +107,7 @@ export class ResultsManager {
    * const results = ResultsManager.keyv(new Keyv(new KeyvRedis('redis://localhost'), { throwOnErrors: true }));
    */
   static keyv(keyv: Keyv): ResultsManager {
-    const args = parseOptions(KeyvArgs, { keyv }, 'ResultsManager.keyv()');
-    const backend = new KeyvBackend('keyv', args.keyv);
-    return new ResultsManager(backend, new KvRunStore({ runs: backend }));
+    return new ResultsManager(keyvStorage(parseOptions(KeyvArgs, { keyv }, 'ResultsManager.keyv()').keyv));
   }
 
   /**
@@ -133,9 +121,9 @@ export class ResultsManager {
    */
   async ready(): Promise<void> {
     if (this.#closing !== undefined) throw this.#closed('open');
-    await runStoreOf(this).open();
+    await this.#storage.journal.open();
     try {
-      await this.#backend.open();
+      await this.#storage.backend.open();
     } catch (error) {
       throw this.#wrap('could not open the store', error);
     }
@@ -149,7 +137,7 @@ export class ResultsManager {
   async get<T = unknown>(key: string): Promise<T | undefined> {
     this.#check('get', key);
     try {
-      return (await this.#backend.get(key))?.value as T | undefined;
+      return (await this.#storage.backend.get(key))?.value as T | undefined;
     } catch (error) {
       throw this.#wrap(`could not read ${JSON.stringify(key)}`, error);
     }
@@ -163,7 +151,7 @@ export class ResultsManager {
   async set(key: string, value: unknown): Promise<void> {
     this.#check('set', key);
     try {
-      await this.#backend.set(key, { value, writtenAt: now() });
+      await this.#storage.backend.set(key, { value, writtenAt: now() });
     } catch (error) {
       throw this.#wrap(`could not write ${JSON.stringify(key)}`, error);
     }
@@ -177,7 +165,7 @@ export class ResultsManager {
   async delete(key: string): Promise<boolean> {
     this.#check('delete', key);
     try {
-      return await this.#backend.delete(key);
+      return await this.#storage.backend.delete(key);
     } catch (error) {
       throw this.#wrap(`could not delete ${JSON.stringify(key)}`, error);
     }
@@ -191,7 +179,7 @@ export class ResultsManager {
   async has(key: string): Promise<boolean> {
     this.#check('has', key);
     try {
-      return await this.#backend.has(key);
+      return await this.#storage.backend.has(key);
     } catch (error) {
       throw this.#wrap(`could not read ${JSON.stringify(key)}`, error);
     }
@@ -209,7 +197,7 @@ export class ResultsManager {
     const { olderThan } = parseOptions(CleanupSchema, options, `results (${this.kind}): cleanup`);
     const cutoff = olderThan instanceof Date ? olderThan.getTime() : now() - olderThan;
     try {
-      return await this.#backend.deleteOlderThan(cutoff);
+      return await this.#storage.backend.deleteOlderThan(cutoff);
     } catch (error) {
       throw this.#wrap('cleanup failed', error);
     }
@@ -217,10 +205,7 @@ export class ResultsManager {
 
   /** Releases the backend's handles (files, database connections). Idempotent: later calls resolve at once. */
   close(): Promise<void> {
-    // The journal first: it finishes its pending commits, which may need the backend.
-    this.#closing ??= runStoreOf(this)
-      .close()
-      .finally(() => this.#backend.close());
+    this.#closing ??= this.#storage.close();
     return this.#closing;
   }
 

@@ -3,13 +3,16 @@ import { ErrorCode, FlowError, RetryableError } from '../../errors/errors.js';
 import type { WeirEvent } from '../../model/events.js';
 import { FlowStatus } from '../../model/status.js';
 import { messageOf } from '../../util/message-of.js';
-import type { CommitBatch, ListRunsQuery, RunPatch, RunRecord, RunStoreKind } from './run-store.js';
+import type { CommitBatch, InputEntry, ListRunsQuery, RunPatch, RunRecord, RunStoreKind } from './run-store.js';
 
 /** Which kind of record an error is about. */
 export type RecordKind = 'run' | 'step' | 'output' | 'event' | 'input';
 
 /** The statuses a run can be pruned in. */
 export const FINISHED: ReadonlySet<FlowStatus> = new Set<FlowStatus>(['completed', 'failed', 'cancelled']);
+
+/** The outcomes an input entry may have. */
+export const INPUT_OUTCOMES: ReadonlySet<unknown> = new Set<InputEntry['outcome']>(['answered', 'expired', 'refused']);
 
 /** @default 100 */
 export const DEFAULT_LIMIT = 100;

@@ -1,0 +1,84 @@
+/**
+ * Checkpoints on a thread of their own (`checkpointer-thread`), asked for every so many commits.
+ * The main connection's autocheckpoint stays as the fallback: it finds little left to copy, and
+ * takes over if the thread cannot run.
+ * @internal
+ */
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { CheckpointerData, CheckpointerRequest } from './checkpointer-protocol.js';
+
+/** Commits between two checkpoints on the checkpointer thread (a step commit writes ~3 pages). */
+const CHECKPOINT_EVERY = 256;
+
+const here = import.meta.url;
+
+/**
+ * The thread's entry file, in the format of the code now running: built JavaScript next to it in
+ * `dist/`, or, from TypeScript sources, a shim that loads the entry through tsx (a worker thread on
+ * Node 20 ignores `--import tsx`).
+ */
+export function checkpointerEntry(): string {
+  if (here.endsWith('.ts')) return fileURLToPath(new URL('./ts-checkpointer-thread.mjs', here));
+  return fileURLToPath(new URL(`./checkpointer-thread${here.endsWith('.cjs') ? '.cjs' : '.js'}`, here));
+}
+
+/** Asks one database file's checkpointer thread for checkpoints; starts it on the first. */
+export class Checkpointer {
+  readonly #data: CheckpointerData;
+  #worker: Worker | undefined;
+  /** A checkpoint was asked for and has not finished; none is asked for again meanwhile. */
+  #checkpointing = false;
+  #failed = false;
+  #closed = false;
+  #sinceCheckpoint = 0;
+
+  constructor(data: CheckpointerData) {
+    this.#data = data;
+  }
+
+  /** Counts commits; asks for a checkpoint once enough have been made since the last. */
+  committed(count: number): void {
+    this.#sinceCheckpoint += count;
+    if (this.#sinceCheckpoint >= CHECKPOINT_EVERY) this.#request();
+  }
+
+  #request(): void {
+    if (this.#checkpointing || this.#failed || this.#closed) return;
+    this.#sinceCheckpoint = 0;
+    this.#checkpointing = true;
+    try {
+      this.#worker ??= this.#start();
+      this.#worker.postMessage('checkpoint' satisfies CheckpointerRequest);
+    } catch {
+      this.#failed = true;
+    }
+  }
+
+  #start(): Worker {
+    const worker = new Worker(checkpointerEntry(), { workerData: this.#data });
+    worker.on('message', () => {
+      this.#checkpointing = false;
+    });
+    worker.on('error', () => {
+      this.#failed = true;
+    });
+    worker.on('exit', () => {
+      if (this.#worker === worker) this.#worker = undefined;
+    });
+    worker.unref(); // after the listeners: adding a 'message' listener refs the worker again
+    return worker;
+  }
+
+  /** Closes the thread's connection and waits for the thread to end; asks for no checkpoint after. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const worker = this.#worker;
+    if (worker === undefined) return;
+    const exited = once(worker, 'exit').catch(() => undefined);
+    worker.ref(); // so the wait for it keeps the process alive
+    worker.postMessage('close' satisfies CheckpointerRequest);
+    await exited;
+  }
+}

@@ -1,0 +1,260 @@
+/**
+ * Rows of the SQLite journal and the records they hold: a `weir_runs` row to and from a
+ * `RunRecord`, a run patch as columns and values, events as insert parameters with the step records
+ * that ride on the last one, and a commit batch encoded before its transaction.
+ * @internal
+ */
+import type { ErrorData } from '../../../errors/error-data.js';
+import { FlowError } from '../../../errors/errors.js';
+import type { WeirEvent } from '../../../model/events.js';
+import { decodeCompact, encodeCompact } from '../../codec.js';
+import type { CommitBatch, InputEntry, RunOwner, RunPatch, RunRecord, StepRecord } from '../run-store.js';
+import { KEPT, checkBatch, corruptError, isObject, type RecordKind, releases } from '../store-support.js';
+
+const KIND = 'sqlite';
+
+/** A `weir_runs` row as read, with `cur_seq` (see `CURRENT_SEQ`). */
+export interface RunRow {
+  run_id: string;
+  flow: string;
+  fingerprint: string;
+  mode: string;
+  human_in_loop: number;
+  status: string;
+  created_at: number;
+  updated_at: number;
+  ended_at: number | null;
+  error: string | null;
+  output: string | null;
+  retry_of: string | null;
+  retried_by: string | null;
+  ran_by: string | null;
+  owner_id: string | null;
+  owner: string | null;
+  lease_token: number;
+  lease_expires_at: number;
+  recoveries: number;
+  /** Written by `createRun` and never since: the run's last seq is its last event's, read as `cur_seq`. */
+  last_seq: number;
+  input: string;
+  cur_seq: number;
+}
+
+/** Decodes a stored value. @throws `WEIR_CORRUPT_RECORD` naming the record when it cannot be read. */
+export function decodeText(record: RecordKind, key: string, text: string): unknown {
+  try {
+    return decodeCompact(text, key);
+  } catch (error) {
+    throw corruptError(KIND, record, key, error instanceof FlowError && error.cause !== undefined ? error.cause : error);
+  }
+}
+
+function parseJson<T>(record: RecordKind, key: string, text: string | null, valid: (value: Record<string, unknown>) => boolean): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(text ?? 'null');
+  } catch (error) {
+    throw corruptError(KIND, record, key, error);
+  }
+  if (!isObject(value) || !valid(value)) throw corruptError(KIND, record, key);
+  return value as T;
+}
+
+/** The record a run row holds. @throws `WEIR_CORRUPT_RECORD` when a column cannot be read. */
+export function toRun(row: RunRow): RunRecord {
+  const key = row.run_id;
+  const run: Record<string, unknown> = {
+    runId: row.run_id,
+    flow: row.flow,
+    fingerprint: row.fingerprint,
+    input: decodeText('run', key, row.input),
+    mode: row.mode,
+    humanInLoop: row.human_in_loop === 1,
+    status: row.status,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    leaseToken: row.lease_token,
+    leaseExpiresAt: row.lease_expires_at,
+    recoveries: row.recoveries,
+    lastSeq: row.cur_seq,
+  };
+  if (row.ended_at !== null) run.endedAt = row.ended_at;
+  if (row.error !== null) run.error = parseJson<ErrorData>('run', key, row.error, (v) => typeof v.message === 'string');
+  if (row.output !== null) run.output = decodeText('run', key, row.output);
+  if (row.retry_of !== null) run.retryOf = row.retry_of;
+  if (row.retried_by !== null) run.retriedBy = row.retried_by;
+  if (row.ran_by !== null && row.ran_by !== undefined) run.ranBy = row.ran_by;
+  if (row.owner !== null) run.owner = parseJson<RunOwner>('run', key, row.owner, (v) => typeof v.processId === 'string');
+  return run as unknown as RunRecord;
+}
+
+/** The parameters of `insertRun`, in its column order. */
+export function runRowParams(run: RunRecord): unknown[] {
+  const input = encodeCompact(run.input, `input of run ${run.runId}`);
+  const output = 'output' in run ? encodeCompact(run.output, `output of run ${run.runId}`) : null;
+  return [
+    run.runId,
+    run.flow,
+    run.fingerprint,
+    run.mode,
+    run.humanInLoop ? 1 : 0,
+    run.status,
+    run.createdAt,
+    run.updatedAt,
+    run.endedAt ?? null,
+    run.error === undefined ? null : JSON.stringify(run.error),
+    output,
+    run.retryOf ?? null,
+    run.retriedBy ?? null,
+    run.ranBy ?? null,
+    run.owner?.processId ?? null,
+    run.owner === undefined ? null : JSON.stringify(run.owner),
+    run.leaseToken,
+    run.leaseExpiresAt,
+    run.recoveries,
+    run.lastSeq,
+    input,
+  ];
+}
+
+/** Marks a patch key whose update also releases the lease (status `waiting`, or an end). */
+export const RELEASE_KEY = ';release';
+
+/** The patchable run fields and their columns. */
+export const PATCH_COLUMNS: Readonly<Record<keyof RunPatch, string>> = {
+  status: 'status',
+  updatedAt: 'updated_at',
+  humanInLoop: 'human_in_loop',
+  endedAt: 'ended_at',
+  error: 'error',
+  output: 'output',
+  retriedBy: 'retried_by',
+  ranBy: 'ran_by',
+};
+
+function patchValue(key: keyof RunPatch, value: unknown): unknown {
+  if (value === undefined) return null;
+  if (key === 'humanInLoop') return value === true ? 1 : 0;
+  if (key === 'error') return JSON.stringify(value);
+  if (key === 'output') return encodeCompact(value, 'run output');
+  return value;
+}
+
+/** Events as the flat parameters of multi-row inserts: run id, seq, data, records for each. */
+export interface EncodedEvents {
+  readonly count: number;
+  readonly params: unknown[];
+}
+
+export const NO_EVENTS: EncodedEvents = { count: 0, params: [] };
+
+/** `records`, when given, rides on the last event. */
+export function encodeEvents(runId: string, events: readonly WeirEvent[] | undefined, records: string | null): EncodedEvents {
+  if (events === undefined || events.length === 0) return NO_EVENTS;
+  const params: unknown[] = new Array(events.length * 4);
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i]!;
+    params[4 * i] = runId;
+    params[4 * i + 1] = e.seq;
+    params[4 * i + 2] = encodeCompact(e, `event ${e.seq}`);
+    params[4 * i + 3] = null;
+  }
+  params[4 * events.length - 1] = records;
+  return { count: events.length, params };
+}
+
+/** What rides on a batch's last event: its step records, and its outputs still encoded (so `undefined` stays a value). */
+export interface CarriedRecords {
+  readonly s: readonly StepRecord[];
+  readonly o: readonly (readonly [step: string, value: string])[];
+}
+
+/** Reads the records the event at `seq` carries. @throws `WEIR_CORRUPT_RECORD` when they cannot be read. */
+export function decodeCarried(runId: string, seq: number, text: string): CarriedRecords {
+  const key = `${runId}#${seq} records`;
+  const value = decodeText('step', key, text);
+  const valid =
+    isObject(value) &&
+    Array.isArray(value.s) &&
+    Array.isArray(value.o) &&
+    value.s.every((r) => isObject(r) && typeof r.step === 'string') &&
+    value.o.every((o) => Array.isArray(o) && o.length === 2 && typeof o[0] === 'string' && typeof o[1] === 'string');
+  if (!valid) throw corruptError(KIND, 'step', key);
+  return value as unknown as CarriedRecords;
+}
+
+/** A commit with its values already serialised, so nothing can fail to serialise inside the transaction. */
+export interface EncodedCommit {
+  readonly type: 'commit';
+  readonly batch: CommitBatch;
+  /** The sorted patched columns' keys, with `RELEASE_KEY` when the update releases the lease; empty for no patch. */
+  readonly patchKey: string;
+  readonly patchValues: unknown[];
+  /** For a batch without events only: its step records (with whether each has an output) and outputs go to their own tables. */
+  readonly steps: [step: string, data: string, hasOutput: number][];
+  readonly outputs: [step: string, value: string][];
+  /** With the batch's step records and outputs on the last event's `records` column. */
+  readonly events: EncodedEvents;
+}
+
+export interface EncodedCreate {
+  readonly type: 'create';
+  readonly record: RunRecord;
+  readonly row: unknown[];
+  readonly events: EncodedEvents;
+}
+
+/** An input entry with its value already serialised; `value` is null when the entry has none. */
+export interface EncodedInput {
+  readonly type: 'input';
+  readonly runId: string;
+  readonly key: string;
+  readonly outcome: InputEntry['outcome'];
+  readonly value: string | null;
+  readonly at: number;
+}
+
+/** Input entries to delete. */
+export interface ClearInputs {
+  readonly type: 'clear-inputs';
+  readonly runId: string;
+  readonly keys: readonly string[];
+}
+
+/** A write the queue holds. */
+export type Work = EncodedCommit | EncodedCreate | EncodedInput | ClearInputs;
+
+/** What a refused write reports, for a failure of SQLite itself. */
+export function failureOf(work: Work): string {
+  if (work.type === 'input') return `could not store input ${JSON.stringify(work.key)} of run ${JSON.stringify(work.runId)}`;
+  return work.type === 'clear-inputs' ? `could not clear inputs of run ${JSON.stringify(work.runId)}` : 'commit failed';
+}
+
+/** Checks a batch's shape and serialises everything it writes. @throws what `checkBatch` and the codec throw. */
+export function encodeCommit(batch: CommitBatch): EncodedCommit {
+  checkBatch(KIND, batch);
+  let patchKey = '';
+  const patchValues: unknown[] = [];
+  if (batch.run !== undefined) {
+    const patch = batch.run;
+    const keys = (Object.keys(patch) as (keyof RunPatch)[]).filter((k) => Object.hasOwn(PATCH_COLUMNS, k) && !(patch[k] === undefined && KEPT.has(k))).sort();
+    patchKey = keys.join(',');
+    for (const key of keys) patchValues.push(patchValue(key, batch.run[key]));
+    // A run that waits, or ends, releases its lease in the same update.
+    if (releases(patch.status)) patchKey += RELEASE_KEY;
+  }
+  const outputs: [string, string][] = [];
+  if (batch.outputs !== undefined) {
+    for (const output of batch.outputs) outputs.push([output.step, encodeCompact(output.value, `output of ${batch.runId}/${output.step}`)]);
+  }
+  const hasRecords = (batch.steps !== undefined && batch.steps.length > 0) || outputs.length > 0;
+  if (batch.events !== undefined && batch.events.length > 0) {
+    // The usual batch: its records ride on its last event, so the commit writes one table.
+    const carried: CarriedRecords = { s: batch.steps ?? [], o: outputs };
+    const records = hasRecords ? encodeCompact(carried, `step records of ${batch.runId}`) : null;
+    return { type: 'commit', batch, patchKey, patchValues, steps: [], outputs: [], events: encodeEvents(batch.runId, batch.events, records) };
+  }
+  const steps: [string, string, number][] = [];
+  if (batch.steps !== undefined) for (const step of batch.steps) steps.push([step.step, encodeCompact(step, `step ${batch.runId}/${step.step}`), step.hasOutput ? 1 : 0]);
+  return { type: 'commit', batch, patchKey, patchValues, steps, outputs, events: NO_EVENTS };
+}
