@@ -8,7 +8,7 @@ const entry = {
   index: 'src/index.ts',
   'thread-worker': 'src/executors/worker/thread-worker.ts',
   'process-worker': 'src/executors/worker/process-worker.ts',
-  'checkpointer-thread': 'src/storage/journal/sqlite/checkpointer-thread.ts',
+  'checkpointer-thread': 'src/storage/journal/sqlite/checkpointer-thread.mjs',
 };
 
 export default defineConfig([

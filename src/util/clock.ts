@@ -1,6 +1,9 @@
 /**
- * Every timer weir sets goes through here, so fake timers drive backoff, timeouts and leases in
- * tests. Globals are read at call time on purpose: `vi.useFakeTimers()` replaces them later.
+ * Every timer, immediate and clock read of weir goes through here, so one place decides what fake
+ * (or, later, virtual) time drives: backoff, timeouts, leases and input deadlines follow the global
+ * timers, read at call time on purpose (`vi.useFakeTimers()` replaces them later); waits on real work
+ * (a worker starting, a store flushing, a poll of the store) use the host's own timers
+ * (`setRealTimer`, `setRealImmediate`), which no fake clock holds back.
  */
 import { clearTimeout as realClearTimeout, setImmediate as realImmediate, setTimeout as realSetTimeout } from 'node:timers';
 

@@ -16,11 +16,10 @@ const here = import.meta.url;
 
 /**
  * The thread's entry file, in the format of the code now running: built JavaScript next to it in
- * `dist/`, or, from TypeScript sources, a shim that loads the entry through tsx (a worker thread on
- * Node 20 ignores `--import tsx`).
+ * `dist/`, or, from weir's sources, the plain JavaScript module itself.
  */
 export function checkpointerEntry(): string {
-  if (here.endsWith('.ts')) return fileURLToPath(new URL('./ts-checkpointer-thread.mjs', here));
+  if (here.endsWith('.ts')) return fileURLToPath(new URL('./checkpointer-thread.mjs', here));
   return fileURLToPath(new URL(`./checkpointer-thread${here.endsWith('.cjs') ? '.cjs' : '.js'}`, here));
 }
 

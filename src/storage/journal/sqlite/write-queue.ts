@@ -4,8 +4,8 @@
  * write goes again in a transaction of its own, so one bad write fails alone.
  * @internal
  */
-// Captured from the module, not the global, so fake timers in tests never hold back a commit.
-import { setImmediate } from 'node:timers';
+// On the host's own timers, so fake timers in tests never hold back a commit.
+import { setRealImmediate } from '../../../util/clock.js';
 import type BetterSqlite3 from 'better-sqlite3';
 import { FlowError } from '../../../errors/errors.js';
 import { wrapError } from '../store-support.js';
@@ -75,12 +75,12 @@ export class WriteQueue<W> {
       this.#scheduled = true;
       if (this.#turnFlushed) {
         // Writes keep coming in this turn (from other callbacks): gather them until its end.
-        setImmediate(this.#flushNow);
+        setRealImmediate(this.#flushNow);
       } else {
         // The first write of the turn goes once the current tick's writes have joined it, without
         // waiting a loop turn; a promise job, because no fake timer can hold it back.
         this.#turnFlushed = true;
-        setImmediate(this.#newTurn);
+        setRealImmediate(this.#newTurn);
         void RESOLVED.then(this.#flushNow);
       }
     });

@@ -1,20 +1,21 @@
 /**
  * The checkpointer thread's entry: its own connection to the journal's file, and a passive
  * checkpoint on each request, so the fsyncs of a checkpoint never stall the event loop or a commit.
- * Built as an entry of its own next to `index`; imports nothing of weir but the protocol's types.
- * @internal
+ * Plain JavaScript, so it starts from weir's sources without a TypeScript loader (which would cost
+ * the thread a quarter of a second); built as an entry of its own next to `index`. Its messages are
+ * those of `checkpointer-protocol.ts`. @internal
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import type { CheckpointerData, CheckpointerReply, CheckpointerRequest } from './checkpointer-protocol.js';
 
-const data = workerData as CheckpointerData;
-const port = parentPort!;
+/** @type {{ file: string, synchronous: 'NORMAL' | 'FULL', busyTimeout: number }} */
+const data = workerData;
+const port = parentPort;
 const db = new Database(data.file, { fileMustExist: true, timeout: data.busyTimeout });
 db.pragma(`synchronous = ${data.synchronous}`);
 db.pragma('wal_autocheckpoint = 0');
 
-port.on('message', (message: CheckpointerRequest) => {
+port.on('message', (/** @type {'checkpoint' | 'close'} */ message) => {
   if (message === 'close') {
     db.close();
     port.close();
@@ -25,5 +26,5 @@ port.on('message', (message: CheckpointerRequest) => {
   } catch {
     // Busy or failing: the writer's own autocheckpoint still runs.
   }
-  port.postMessage('done' satisfies CheckpointerReply);
+  port.postMessage('done');
 });
