@@ -1,6 +1,6 @@
 /** The options of `ctx.run` / `ctx.start` / `flow.execute`, `ctx.resume`, `ctx.listRuns` and `ctx.prune`. */
 import { z } from 'zod';
-import { duration, expectedOf, expecting, type OptionsOf } from '../util/parse.js';
+import { ageOrDate, duration, expectedOf, expecting, type OptionsOf } from '../util/parse.js';
 import { FlowStatus, RunMode } from './status.js';
 
 // Each shape is a const of its own so its TSDoc reaches the published types.
@@ -63,7 +63,7 @@ export const listRunsSchema = z.strictObject(listRunsShape);
 
 const pruneRunsShape = {
   /** Delete runs that ended before this: an age in milliseconds, or a Date. */
-  olderThan: expecting(z.union([z.number().nonnegative(), z.date()]), 'an age in milliseconds >= 0 or a valid Date'),
+  olderThan: ageOrDate(),
 };
 
 /** Options of `ctx.prune`. */

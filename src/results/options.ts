@@ -1,6 +1,6 @@
 /** The options of `ResultsManager.memory`, `ResultsManager.sqlite` and `results.cleanup`. */
 import { z } from 'zod';
-import { expecting, type OptionsOf } from '../util/parse.js';
+import { ageOrDate, expecting, type OptionsOf } from '../util/parse.js';
 
 // Each shape is a const of its own so its TSDoc reaches the published types.
 const memoryResultsShape = {
@@ -47,7 +47,7 @@ export const sqliteResultsSchema = z.strictObject(sqliteResultsShape);
 
 const cleanupShape = {
   /** Delete entries older than this: an age in milliseconds, or a Date written before which entries go. */
-  olderThan: expecting(z.union([z.number().nonnegative(), z.date()]), 'an age in milliseconds >= 0 or a valid Date'),
+  olderThan: ageOrDate(),
 };
 
 /** Options of `ResultsManager.cleanup`. */

@@ -24,6 +24,11 @@ export interface OptionProblem {
 
 const expectations = z.registry<{ expected: string }>();
 
+/** The schema of an `olderThan` option (`prune`, `cleanup`): an age in milliseconds, or a Date. */
+export function ageOrDate(): z.ZodUnion<[z.ZodNumber, z.ZodDate]> {
+  return expecting(z.union([z.number().nonnegative(), z.date()]), 'an age in milliseconds >= 0 or a valid Date');
+}
+
 /**
  * The public type of an options object written once as a zod shape: what callers may pass. Keep the
  * shape a `const` of its own (not inline in `z.strictObject`), so its TSDoc reaches the published types.
