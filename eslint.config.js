@@ -42,10 +42,13 @@ const zones = [
   ]),
   zone('the shared ask is below the run', ['src/human/ask.ts'], [[layer('run', 'durability', 'context', 'storage', 'results', 'graph'), 'the ask runs on the main thread and in workers alike']]),
   zone('a run\'s waits are part of the run', ['src/human/waits.ts'], [[layer('context', 'durability', 'results'), 'a run\'s waits know nothing of the context']]),
-  zone('context parts never import the facade', ['src/durability/**', 'src/human/answers.ts'], [
+  zone('durability and answers are parts of the context, under its facade', ['src/durability/**', 'src/human/answers.ts'], [
     ['(^|/)context/flow-context\\.js$', 'the FlowContext facade sits on its parts, never under them'],
     [layer('results'), 'context parts reach the store through ContextCore'],
   ]),
+  zone('the context\'s own parts are under its facade', ['src/context/**'], [['(^|/)flow-context\\.js$', 'the FlowContext facade sits on its parts, never under them']], {
+    ignores: ['src/context/flow-context.ts'],
+  }),
   zone('results sit on storage', ['src/results/**'], [[layer('context', 'run', 'durability', 'human', 'executors', 'graph'), 'ResultsManager is the user\'s key-value store over storage']]),
 ];
 

@@ -83,7 +83,15 @@ export class FlowContext {
     this.#control = new ManualControl(core, this.#answers);
     this.#recovery = new Recovery(core, this.#answers);
     this.#history = new History(core);
-    if (settings.recover) this.#recovery.schedule();
+    if (this.#recovers) this.#recovery.schedule();
+  }
+
+  /**
+   * Whether this context recovers runs by itself (`recover: true`): never in a weir worker, where a
+   * context made by a module the worker imported must not take over the main process's runs.
+   */
+  get #recovers(): boolean {
+    return this.#core.settings.recover && workerLoading() === undefined;
   }
 
   /** The process-wide default context (memory results), made on first use and again after it is closed. */
@@ -134,7 +142,7 @@ export class FlowContext {
   register(flow: AnyFlow): this {
     this.#core.assertOpen('register');
     this.#core.registry.register(flow);
-    if (this.#core.settings.recover) this.#recovery.schedule();
+    if (this.#recovers) this.#recovery.schedule();
     return this;
   }
 
@@ -430,13 +438,14 @@ export class FlowContext {
     this.#recovery.stop();
     this.#answers.stop();
     this.#queue.clear();
-    await Promise.all([...this.#executors.values()].map((executor) => executor.close()));
-    await this.results.close();
-    runs.closed(
+    runs.closing(
       new FlowError('the FlowContext was closed while the run waited for input; it stays waiting in the store, and ctx.handle(runId) of a new context follows it', {
         code: ErrorCode.CONTEXT_CLOSED,
       }),
     );
+    await Promise.all([...this.#executors.values()].map((executor) => executor.close()));
+    await this.results.close();
+    runs.closed();
     this.#bus.clear();
     core.state = 'closed';
   }

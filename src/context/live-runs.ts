@@ -6,7 +6,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { ErrorCode, FlowError } from '../errors/errors.js';
 import type { CompiledGraph } from '../graph/compile.js';
-import { storedResult } from '../durability/history.js';
+import { storedResult } from '../run/stored-run.js';
 import type { AnyFlow } from '../model/flow.js';
 import type { FlowResult } from '../model/result.js';
 import { FlowStatus } from '../model/status.js';
@@ -90,7 +90,9 @@ export class LiveRuns implements RunKeeper {
 
   /** The handle of a run live here. */
   handle<O>(run: Run): RunHandle<O> {
-    return handleOf<O>(run, () => this.stored<O>(run.runId, undefined, run));
+    // One follower per handle, however often its result or events are asked for.
+    let follower: RunHandle<O> | undefined;
+    return handleOf<O>(run, () => (follower ??= this.stored<O>(run.runId, undefined, run)));
   }
 
   /**
@@ -167,15 +169,19 @@ export class LiveRuns implements RunKeeper {
   }
 
   /**
-   * The context closed: the handles of runs that parked here settle as the run waits (status
-   * `waiting`, `reason` as the error), and followers of other runs stop waiting for this context.
+   * The context is closing: the handles of runs that parked here settle as the run waits (status
+   * `waiting`, `reason` as the error), before the store closes under their followers.
    */
-  closed(reason: FlowError): void {
+  closing(reason: FlowError): void {
     for (const [runId, parked] of this.#parked) {
       const run = parked.deref();
       if (run !== undefined) this.#closed.set(runId, run.waitingResult(reason));
     }
     this.#parked.clear();
+  }
+
+  /** The context closed: followers waiting for this context to take a run look once more, and stop. */
+  closed(): void {
     for (const launched of this.#launched.values()) launched.resolve();
     this.#launched.clear();
   }

@@ -1,5 +1,5 @@
 /**
- * Leases: taking a run's free lease (a compare-and-set on its token, so of two contexts exactly one
+ * Leases: taking a run's free lease (a compare-and-set on its token, so of two takers exactly one
  * goes on), giving it back when what was to be done under it fails, and renewing the leases of a
  * context's live runs on a timer, apart from their step events.
  */
@@ -11,20 +11,14 @@ import { messageOf } from '../util/message-of.js';
 import type { ContextCore } from '../context/context-core.js';
 
 /**
- * Takes the lease of a run that nobody holds (it ended, or waits for input), unless another context
- * took it since `run` was read: each taking raises the token by one, so the token must be `run`'s
- * plus one. A lease taken too late is given back at once; one a run live here holds (this context's
- * own lease, which taking "again" returns) is left to it.
- * @returns the token to write with, or `undefined` when another context (or a run here) was first.
+ * Takes the lease of a run that nobody holds (it ended, or waits for input), unless anybody took it
+ * since `run` was read: one compare-and-set on its token in the store (`ifToken`), so of any two
+ * takers, other contexts or other calls of this one, exactly one goes on, and nothing taken too
+ * late has to be given back.
+ * @returns the token to write with, or `undefined` when somebody was first.
  */
 export async function takeFreeLease(core: ContextCore, run: RunRecord): Promise<number | undefined> {
-  const token = await core.store.acquireLease(run.runId, core.owner, core.settings.leaseMs, now());
-  if (token === undefined || core.runs.has(run.runId)) return undefined;
-  if (token !== run.leaseToken + 1) {
-    await releaseLease(core, run.runId, token);
-    return undefined;
-  }
-  return token;
+  return core.store.acquireLease(run.runId, core.owner, core.settings.leaseMs, now(), { ifToken: run.leaseToken });
 }
 
 /**
@@ -33,7 +27,7 @@ export async function takeFreeLease(core: ContextCore, run: RunRecord): Promise<
  */
 export async function takeFreeLeaseOrFail(core: ContextCore, run: RunRecord, action: string): Promise<number> {
   const token = await takeFreeLease(core, run);
-  if (token === undefined) throw new FlowError(`cannot ${action}: another context took the run first`, { code: ErrorCode.RUN_STATE });
+  if (token === undefined) throw new FlowError(`cannot ${action}: another call took the run first (here or in another context)`, { code: ErrorCode.RUN_STATE });
   return token;
 }
 

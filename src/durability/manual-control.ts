@@ -112,12 +112,17 @@ export class ManualControl {
     // Read again under the lease: the seq to continue is the one stored now.
     const journal = core.journalOf(runId, token, (await core.load(runId)).run.lastSeq);
     const at = now();
-    journal.patchRun({ updatedAt: at });
-    await journal.complete(
-      { runId, step, status: FlowStatus.COMPLETED, attempts: record?.attempts ?? [], ...(record?.startTime === undefined ? {} : { startTime: record.startTime }), endTime: at, hasOutput: true, updatedAt: at },
-      value,
-      { type: 'step_complete', runId, seq: journal.nextSeq(), time: at, step, attempt: record?.attempts.length ?? 0, duration: 0, skipped: true },
-    );
+    try {
+      await journal.complete(
+        { runId, step, status: FlowStatus.COMPLETED, attempts: record?.attempts ?? [], ...(record?.startTime === undefined ? {} : { startTime: record.startTime }), endTime: at, hasOutput: true, updatedAt: at },
+        value,
+        { type: 'step_complete', runId, seq: journal.nextSeq(), time: at, step, attempt: record?.attempts.length ?? 0, duration: 0, skipped: true },
+        { updatedAt: at },
+      );
+    } finally {
+      // Nothing more is written under this lease, which the caller gives back next.
+      journal.stop(new FlowError(`run "${runId}": the skip of "${step}" is done`, { code: ErrorCode.RUN_STATE }));
+    }
   }
 
   /** Cancels a run (see `FlowContext.cancel`); resolves once it has ended as `cancelled`. */

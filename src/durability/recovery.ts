@@ -13,7 +13,8 @@ import { clearTimer, now, setRealImmediate, setTimer, type TimerHandle } from '.
 import { messageOf } from '../util/message-of.js';
 import type { ContextCore } from '../context/context-core.js';
 import { HOST } from '../util/host.js';
-import { isStale, outputsOf } from './history.js';
+import { isStale } from './history.js';
+import { outputsOf } from '../run/stored-run.js';
 import { releaseLease } from './leases.js';
 import { changedGraph, restoreRun } from './restore.js';
 

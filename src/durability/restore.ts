@@ -8,7 +8,7 @@ import type { RestoredRun } from '../run/restored.js';
 import type { Run } from '../run/run.js';
 import type { LoadedRun, RunRecord } from '../storage/journal/run-store.js';
 import type { ContextCore } from '../context/context-core.js';
-import { outputsOf } from './history.js';
+import { outputsOf } from '../run/stored-run.js';
 import { underLease } from './leases.js';
 
 /** How a stored run goes on: why, and what is done to it first. */

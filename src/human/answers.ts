@@ -5,7 +5,7 @@
  */
 import { ErrorCode, FlowError, WarningCode, type CancelledError } from '../errors/errors.js';
 import { waitsOf } from '../durability/history.js';
-import { releaseLease, takeFreeLease } from '../durability/leases.js';
+import { takeFreeLease, underLease } from '../durability/leases.js';
 import { changedGraph, restoreRun } from '../durability/restore.js';
 import { FlowStatus, RunMode } from '../model/status.js';
 import type { InputEntry } from '../model/waits.js';
@@ -213,17 +213,24 @@ export class Answers {
     if (token === undefined) return undefined;
     // Nobody took the lease since `loaded` was read (the token rose by one), so nobody wrote the
     // run since: it is what goes on, unless this continuation writes a change first.
-    let fresh = loaded;
+    let fresh: LoadedRun;
     try {
-      // A closing context still cancels the runs that wait (a memory store's).
-      if (core.state !== 'open' && !(core.state === 'closing' && how.cancelWith !== undefined)) {
-        throw new FlowError(`cannot go on with run "${runId}": the FlowContext is ${core.state}`, { code: ErrorCode.CONTEXT_CLOSED });
-      }
-      if (how.patch !== undefined) await core.journalOf(runId, token, run.lastSeq).patchNow({ ...how.patch, updatedAt: now() });
-      if (how.apply !== undefined) await how.apply(token, loaded);
-      if (how.patch !== undefined || how.apply !== undefined) fresh = await core.load(runId);
+      fresh = await underLease(
+        core,
+        runId,
+        token,
+        async () => {
+          // A closing context still cancels the runs that wait (a memory store's).
+          if (core.state !== 'open' && !(core.state === 'closing' && how.cancelWith !== undefined)) {
+            throw new FlowError(`cannot go on with run "${runId}": the FlowContext is ${core.state}`, { code: ErrorCode.CONTEXT_CLOSED });
+          }
+          if (how.patch !== undefined) await core.journalOf(runId, token, run.lastSeq).patchNow({ ...how.patch, updatedAt: now() });
+          if (how.apply !== undefined) await how.apply(token, loaded);
+          return how.patch !== undefined || how.apply !== undefined ? core.load(runId) : loaded;
+        },
+        () => core.runs.has(runId),
+      );
     } catch (error) {
-      if (!core.runs.has(runId)) await releaseLease(core, runId, token);
       if (error instanceof FlowError && error.code === ErrorCode.CONTEXT_CLOSED) return undefined;
       throw error;
     }

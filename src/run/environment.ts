@@ -27,7 +27,7 @@ export interface RunSettings {
   readonly restore?: RestoredRun | undefined;
 }
 
-/** What a run borrows from its context: all of it downward, none of it a way back. */
+/** What a run borrows from its context: its tools. The one thing it sends up is its events, to the bus. */
 export interface RunEnvironment {
   /** The journal's store: the run reads from it; it writes only through its `RunJournal`. */
   readonly store: RunStore;

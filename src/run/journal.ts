@@ -183,13 +183,6 @@ export class RunJournal {
     this.#scheduleLazy();
   }
 
-  /** Records a step's state as given; it is committed with the next batch. */
-  putStep(record: StepRecord): void {
-    if (this.#detached) return;
-    this.#steps.set(record.step, record);
-    this.#scheduleLazy();
-  }
-
   /** Records a change of the run's own fields; it is committed with the next batch. */
   patchRun(patch: RunPatch): void {
     if (this.#detached) return;
@@ -199,11 +192,12 @@ export class RunJournal {
 
   /**
    * Commits a step's completion (its record, its output and its `step_complete`, numbered with
-   * `nextSeq()`) with everything pending before it. Resolves once it is durable; on failure the
-   * event is withdrawn and the promise rejects with the store's error.
+   * `nextSeq()`) with everything pending before it, and `patch` of the run's own fields if given.
+   * Resolves once it is durable; on failure the event is withdrawn and the promise rejects with the
+   * store's error.
    */
-  complete(record: StepRecord, output: unknown, event: WeirEvent): Promise<void> {
-    return this.#checkpoint(record, { step: record.step, value: output }, event, undefined);
+  complete(record: StepRecord, output: unknown, event: WeirEvent, patch?: RunPatch): Promise<void> {
+    return this.#checkpoint(record, { step: record.step, value: output }, event, patch);
   }
 
   /** Commits the run's end (its patch and last event, numbered with `nextSeq()`) with everything pending. */

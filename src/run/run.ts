@@ -13,7 +13,6 @@ import { RunWaits } from '../human/waits.js';
 import type { EventInput, WeirEvent } from '../model/events.js';
 import type { FlowResult } from '../model/result.js';
 import { FlowStatus, type RunMode } from '../model/status.js';
-import type { WaitInfo } from '../model/waits.js';
 import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
 import type { Mutable } from '../util/types.js';
 import { Attempts } from './attempt.js';
@@ -150,11 +149,6 @@ export class Run {
   /** Resolves once a run that began to park is committed as waiting (at once if it is not parking). */
   parked(): Promise<void> {
     return this.#waits.parked();
-  }
-
-  /** What the run's steps wait on now. */
-  waitingFor(): WaitInfo[] {
-    return this.#waits.waitingFor();
   }
 
   /** Events with `seq > after`: those stored before this run was restored read from the store, then the live log, until it ends or parks. */

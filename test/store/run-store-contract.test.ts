@@ -259,6 +259,22 @@ describe.each(stores)('RunStore ($kind)', ({ open }) => {
       expect((await store.loadRun('r1'))?.run).toMatchObject({ owner: BOB, recoveries: 1 });
     });
 
+    it('with ifToken, takes only a free lease whose token is still that one, raising it even for the same owner', async () => {
+      const token = await started('r1');
+      // Held (even by the caller itself): refused.
+      await expect(store.acquireLease('r1', ALICE, 30_000, T0 + 1, { ifToken: token })).resolves.toBeUndefined();
+      await store.releaseLease('r1', ALICE, token);
+      // Free, but the token moved on: refused.
+      await expect(store.acquireLease('r1', BOB, 30_000, T0 + 2, { ifToken: token - 1 })).resolves.toBeUndefined();
+      // Free with that token: taken, the token raised; a second taker with the same token (the same owner too) is refused.
+      await expect(store.acquireLease('r1', ALICE, 30_000, T0 + 3, { ifToken: token })).resolves.toBe(token + 1);
+      await expect(store.acquireLease('r1', ALICE, 30_000, T0 + 4, { ifToken: token })).resolves.toBeUndefined();
+      await expect(store.acquireLease('r1', BOB, 30_000, T0 + 4, { ifToken: token })).resolves.toBeUndefined();
+      // Expired counts as free.
+      await expect(store.acquireLease('r1', BOB, 30_000, T0 + 40_000, { ifToken: token + 1 })).resolves.toBe(token + 2);
+      expect((await store.loadRun('r1'))?.run).toMatchObject({ owner: BOB, leaseToken: token + 2, recoveries: 0 });
+    });
+
     it('releases a lease so another owner can take it at once, with a new token', async () => {
       const token = await started('r1');
       await expect(store.releaseLease('r1', BOB, token)).resolves.toBe(false);

@@ -50,6 +50,7 @@ import {
   FINISHED,
   leaseLostError,
   mayAcquire,
+  raisesToken,
   notFoundError,
   pageRuns,
   patchRun,
@@ -201,9 +202,9 @@ export class KvRunStore implements RunStore {
     this.#check(`acquire the lease of run ${JSON.stringify(runId)}`);
     return this.#locked(runId, 'acquire lease', async () => {
       const run = await this.#records.readRun(runId);
-      if (run === undefined || !mayAcquire(run, owner.processId, at, options?.fromToken)) return undefined;
+      if (run === undefined || !mayAcquire(run, owner.processId, at, options)) return undefined;
       const takeover = options?.takeover === true;
-      const token = takeover || run.owner?.processId !== owner.processId ? run.leaseToken + 1 : run.leaseToken;
+      const token = raisesToken(run, owner.processId, options) ? run.leaseToken + 1 : run.leaseToken;
       await this.#records.writeRun({ ...run, owner, leaseToken: token, leaseExpiresAt: at + leaseMs, recoveries: run.recoveries + (takeover ? 1 : 0) });
       // No compare-and-set here: read back, so a racing writer that came last is seen at once.
       const check = await this.#records.readRun(runId);

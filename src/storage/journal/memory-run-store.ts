@@ -33,6 +33,7 @@ import {
   FINISHED,
   leaseLostError,
   mayAcquire,
+  raisesToken,
   notFoundError,
   pageRuns,
   releaseIn,
@@ -189,9 +190,9 @@ export class MemoryRunStore implements RunStore {
   async acquireLease(runId: string, owner: RunOwner, leaseMs: number, now: number, options?: AcquireOptions): Promise<number | undefined> {
     this.#check(`acquire the lease of run ${JSON.stringify(runId)}`);
     const run = this.#runs.get(runId)?.run;
-    if (run === undefined || !mayAcquire(run, owner.processId, now, options?.fromToken)) return undefined;
+    if (run === undefined || !mayAcquire(run, owner.processId, now, options)) return undefined;
     const takeover = options?.takeover === true;
-    if (takeover || run.owner?.processId !== owner.processId) run.leaseToken += 1;
+    if (raisesToken(run, owner.processId, options)) run.leaseToken += 1;
     if (takeover) run.recoveries += 1;
     run.owner = owner;
     run.leaseExpiresAt = now + leaseMs;

@@ -161,6 +161,13 @@ export interface AcquireOptions {
    * gone (same host, its pid no longer alive), read with `loadRun` or `listRuns` just before.
    */
   readonly fromToken?: number;
+  /**
+   * Take the lease only if nobody holds it (it is released or expired, whoever held it, this owner
+   * included) and its token is still this one, and raise the token: a compare-and-set for taking an
+   * ended or waiting run read just before, so of any two takers, in one process or many, exactly one
+   * goes on, and nothing ever has to be given back.
+   */
+  readonly ifToken?: number;
 }
 
 /** One run whose lease an owner renews. */
@@ -256,7 +263,8 @@ export interface RunStore {
    * Takes the run's lease if nobody else holds a live one (it is released, expired or already
    * `owner`'s), or if its token is still `options.fromToken`: a compare-and-set, so of two
    * concurrent callers exactly one wins. The token grows
-   * unless `owner` already held the live lease; with `takeover`, `recoveries` grows too.
+   * unless `owner` already held the live lease; with `takeover`, `recoveries` grows too. With
+   * `options.ifToken`, only a free lease whose token is still that one is taken (see `AcquireOptions`).
    * @returns the lease token to commit with, or `undefined` when the lease is held by someone else
    * or the run does not exist.
    */

@@ -3,7 +3,7 @@ import { ErrorCode, FlowError, RetryableError } from '../../errors/errors.js';
 import type { WeirEvent } from '../../model/events.js';
 import { FlowStatus } from '../../model/status.js';
 import { messageOf } from '../../util/message-of.js';
-import type { CommitBatch, InputEntry, ListRunsQuery, RunPatch, RunRecord, RunStoreKind } from './run-store.js';
+import type { AcquireOptions, CommitBatch, InputEntry, ListRunsQuery, RunPatch, RunRecord, RunStoreKind } from './run-store.js';
 
 /** Which kind of record an error is about. */
 export type RecordKind = 'run' | 'step' | 'output' | 'event' | 'input';
@@ -189,6 +189,13 @@ export function pageRuns<R extends Omit<RunRecord, 'input'>>(kind: RunStoreKind,
 }
 
 /** Whether `owner` may take a lease held as stored. */
-export function mayAcquire(run: Pick<RunRecord, 'owner' | 'leaseExpiresAt' | 'leaseToken'>, processId: string, now: number, fromToken?: number): boolean {
-  return run.owner === undefined || run.leaseExpiresAt < now || run.owner.processId === processId || run.leaseToken === fromToken;
+export function mayAcquire(run: Pick<RunRecord, 'owner' | 'leaseExpiresAt' | 'leaseToken'>, processId: string, now: number, options?: AcquireOptions): boolean {
+  const free = run.owner === undefined || run.leaseExpiresAt < now;
+  if (options?.ifToken !== undefined) return free && run.leaseToken === options.ifToken;
+  return free || run.owner.processId === processId || run.leaseToken === options?.fromToken;
+}
+
+/** Whether taking the lease raises its token: a takeover, a compare-and-set take, or a new owner. */
+export function raisesToken(run: Pick<RunRecord, 'owner'>, processId: string, options?: AcquireOptions): boolean {
+  return options?.takeover === true || options?.ifToken !== undefined || run.owner?.processId !== processId;
 }

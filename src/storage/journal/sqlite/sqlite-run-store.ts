@@ -282,6 +282,7 @@ export class SqliteRunStore implements RunStore {
         now,
         takeover,
         fromToken: options?.fromToken ?? null,
+        ifToken: options?.ifToken ?? null,
       }) as { lease_token: number } | undefined;
       return row?.lease_token;
     } catch (error) {

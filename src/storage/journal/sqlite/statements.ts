@@ -48,10 +48,12 @@ const FIXED = {
   deleteInput: 'DELETE FROM weir_inputs WHERE run_id = ? AND key = ?',
   selectInputs: 'SELECT key, outcome, value, at FROM weir_inputs WHERE run_id = ? ORDER BY rowid',
   acquire: `UPDATE weir_runs SET
-       lease_token = lease_token + (CASE WHEN :takeover = 1 OR owner_id IS NOT :ownerId THEN 1 ELSE 0 END),
+       lease_token = lease_token + (CASE WHEN :takeover = 1 OR :ifToken IS NOT NULL OR owner_id IS NOT :ownerId THEN 1 ELSE 0 END),
        recoveries = recoveries + :takeover,
        owner_id = :ownerId, owner = :owner, lease_expires_at = :expires
-     WHERE run_id = :runId AND (owner_id IS NULL OR lease_expires_at < :now OR owner_id = :ownerId OR lease_token = :fromToken)
+     WHERE run_id = :runId AND CASE WHEN :ifToken IS NOT NULL
+       THEN lease_token = :ifToken AND (owner_id IS NULL OR lease_expires_at < :now)
+       ELSE (owner_id IS NULL OR lease_expires_at < :now OR owner_id = :ownerId OR lease_token = :fromToken) END
      RETURNING lease_token`,
   renew: 'UPDATE weir_runs SET lease_expires_at = ? WHERE run_id = ? AND lease_token = ? AND owner_id = ?',
   release: 'UPDATE weir_runs SET owner_id = NULL, owner = NULL, lease_expires_at = 0 WHERE run_id = ? AND lease_token = ? AND owner_id = ?',
