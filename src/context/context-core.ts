@@ -7,6 +7,7 @@ import type PQueue from 'p-queue';
 import { ErrorCode, FlowError } from '../errors/errors.js';
 import type { Executor } from '../executors/executor.js';
 import type { RunEnvironment } from '../run/environment.js';
+import type { Clock } from '../util/clock.js';
 import { RunJournal } from '../run/journal.js';
 import type { LoadedRun, RunOwner, RunStore } from '../storage/journal/run-store.js';
 import type { FlowRegistry } from './flow-registry.js';
@@ -38,7 +39,12 @@ export class ContextCore {
     this.store = store;
     this.registry = registry;
     this.owner = { processId: `${PROCESS_ID}:${++contextCount}`, host: HOST, pid: process.pid };
-    this.env = { store, owner: this.owner, leaseMs: settings.leaseMs, executors, queue, processId: PROCESS_ID, publish };
+    this.env = { store, owner: this.owner, leaseMs: settings.leaseMs, executors, queue, processId: PROCESS_ID, publish, clock: settings.clock };
+  }
+
+  /** The time the context and its runs run on. */
+  get clock(): Clock {
+    return this.settings.clock;
   }
 
   /** Tracks store work done outside a run, so `close()` waits for it. */

@@ -25,7 +25,7 @@ import { FlowStatus, RunMode } from '../model/status.js';
 import { runStoreOf, type ResultsManager } from '../results/results-manager.js';
 import type { EventsOptions, RunHandle } from '../run/handle.js';
 import type { ListRunsQuery } from '../storage/journal/run-store.js';
-import { clearTimer, now, setTimer } from '../util/clock.js';
+import { clearTimer, setTimer } from '../util/clock.js';
 import { parseOptions } from '../util/parse.js';
 import { stripUndefined } from '../util/types.js';
 import { workerLoading } from '../util/worker-loading.js';
@@ -369,7 +369,7 @@ export class FlowContext {
   async prune(options: PruneRunsOptions): Promise<number> {
     this.#core.assertOpen('prune runs');
     const { olderThan } = parseOptions(pruneSchema, options, 'prune options');
-    return this.#core.store.prune({ olderThan: olderThan instanceof Date ? olderThan.getTime() : now() - olderThan });
+    return this.#core.store.prune({ olderThan: olderThan instanceof Date ? olderThan.getTime() : this.#core.clock.now() - olderThan });
   }
 
   /** Listens to one event type of every run, or to all of them with `'event'`. */

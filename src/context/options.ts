@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { processPoolSchema, processSettings, threadPoolSchema, threadSettings, type ProcessPoolSettings, type ThreadPoolSettings } from '../executors/pool-options.js';
 import { DEFAULT_RETRY_POLICY, mergeRetry, retryOptionSchema, type RetryPolicy } from '../model/retry-policy.js';
 import { ResultsManager } from '../results/results-manager.js';
+import { CLOCK, systemClock, type Clock } from '../util/clock.js';
 import { duration, parseOptions, type OptionsOf } from '../util/parse.js';
 
 // The shape is a const of its own so its TSDoc reaches the published types.
@@ -78,6 +79,8 @@ export interface ContextSettings {
   readonly onFlowChange: 'fail' | 'continue';
   readonly inputTimeout: number | undefined;
   readonly inputFallback: InputFallback;
+  /** The time its runs run on: the host's, or a virtual one (`weir/testing`). */
+  readonly clock: Clock;
 }
 
 /**
@@ -100,5 +103,6 @@ export function contextSettings(options: FlowContextOptions): ContextSettings {
     onFlowChange: parsed.onFlowChange ?? 'fail',
     inputTimeout: parsed.inputTimeout,
     inputFallback: parsed.inputFallback ?? 'fail',
+    clock: (options as { readonly [CLOCK]?: Clock })[CLOCK] ?? systemClock,
   });
 }

@@ -8,7 +8,6 @@ import type { AttemptRecord } from '../model/result.js';
 import { FlowStatus, type RunMode } from '../model/status.js';
 import type { ListRunsQuery, LoadedRun, RunRecord, StepRecord } from '../storage/journal/run-store.js';
 import type { ContextCore } from '../context/context-core.js';
-import { now } from '../util/clock.js';
 import { HOST } from '../util/host.js';
 import type { InputWait, StepProgress, WaitInfo } from '../model/waits.js';
 
@@ -186,13 +185,13 @@ export class History {
     const live = core.runs.get(runId);
     if (live !== undefined) await live.flushed();
     const loaded = await core.load(runId);
-    return infoOf(loaded, core.registry.graphMatching(loaded.run), now(), HOST, await this.#endedWaits(loaded));
+    return infoOf(loaded, core.registry.graphMatching(loaded.run), this.#core.clock.now(), HOST, await this.#endedWaits(loaded));
   }
 
   /** Active and recent runs, newest first, one page at a time (see `FlowContext.listRuns`). */
   async listRuns(query: Omit<ListRunsQuery, 'now'>): Promise<RunList> {
     const core = this.#core;
-    const at = now();
+    const at = this.#core.clock.now();
     await Promise.all([...core.runs.values()].map((run) => run.flushed()));
     if (query.stale !== true) {
       const page = await core.store.listRuns({ ...query, stale: false, now: at });

@@ -6,7 +6,7 @@
 import { ErrorCode, FlowError, WarningCode } from '../errors/errors.js';
 import { FlowStatus } from '../model/status.js';
 import type { RunRecord } from '../storage/journal/run-store.js';
-import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
+import type { TimerHandle } from '../util/clock.js';
 import { messageOf } from '../util/message-of.js';
 import type { ContextCore } from '../context/context-core.js';
 
@@ -18,7 +18,7 @@ import type { ContextCore } from '../context/context-core.js';
  * @returns the token to write with, or `undefined` when somebody was first.
  */
 export async function takeFreeLease(core: ContextCore, run: RunRecord): Promise<number | undefined> {
-  return core.store.acquireLease(run.runId, core.owner, core.settings.leaseMs, now(), { ifToken: run.leaseToken });
+  return core.store.acquireLease(run.runId, core.owner, core.settings.leaseMs, core.clock.now(), { ifToken: run.leaseToken });
 }
 
 /**
@@ -61,11 +61,11 @@ export class LeaseRenewal {
   /** Keeps renewing while the context runs something (called whenever a run is launched). */
   start(): void {
     if (this.#timer !== undefined) return;
-    this.#timer = setTimer(() => void this.#renew(), Math.max(10, Math.floor(this.#core.settings.leaseMs / 3)), { unref: true });
+    this.#timer = this.#core.clock.setTimer(() => void this.#renew(), Math.max(10, Math.floor(this.#core.settings.leaseMs / 3)), { unref: true, background: true });
   }
 
   stop(): void {
-    clearTimer(this.#timer);
+    this.#core.clock.clearTimer(this.#timer);
     this.#timer = undefined;
   }
 
@@ -79,7 +79,7 @@ export class LeaseRenewal {
       const { lost } = await core.store.renewLeases(
         core.owner,
         runs.map((run) => ({ runId: run.runId, leaseToken: run.leaseToken })),
-        now() + core.settings.leaseMs,
+        this.#core.clock.now() + core.settings.leaseMs,
       );
       for (const runId of lost) {
         core.runs.get(runId)?.leaseLost(new FlowError(`run "${runId}": its lease was taken over by another context`, { code: ErrorCode.LEASE_LOST }));

@@ -11,7 +11,6 @@ import { FlowStatus, RunMode } from '../model/status.js';
 import type { Run } from '../run/run.js';
 import { checkSkip } from '../run/skip.js';
 import type { LoadedRun, StepRecord } from '../storage/journal/run-store.js';
-import { now } from '../util/clock.js';
 import type { ContextCore } from '../context/context-core.js';
 import { HOST } from '../util/host.js';
 import { isStale } from './history.js';
@@ -59,7 +58,7 @@ export class ManualControl {
     const retryId = randomUUID();
     const token = await takeFreeLeaseOrFail(core, old, `retry run "${runId}"`);
     try {
-      await core.journalOf(runId, token, old.lastSeq).patchNow({ retriedBy: retryId, updatedAt: now() });
+      await core.journalOf(runId, token, old.lastSeq).patchNow({ retriedBy: retryId, updatedAt: this.#core.clock.now() });
     } finally {
       await releaseLease(core, runId, token);
     }
@@ -111,7 +110,7 @@ export class ManualControl {
     const { runId } = loaded.run;
     // Read again under the lease: the seq to continue is the one stored now.
     const journal = core.journalOf(runId, token, (await core.load(runId)).run.lastSeq);
-    const at = now();
+    const at = this.#core.clock.now();
     try {
       await journal.complete(
         { runId, step, status: FlowStatus.COMPLETED, attempts: record?.attempts ?? [], ...(record?.startTime === undefined ? {} : { startTime: record.startTime }), endTime: at, hasOutput: true, updatedAt: at },
@@ -161,7 +160,7 @@ export class ManualControl {
     const loaded = await core.load(runId);
     const { run } = loaded;
     if (run.status === FlowStatus.RUNNING) {
-      const stale = isStale(run, now(), HOST);
+      const stale = isStale(run, this.#core.clock.now(), HOST);
       throw new FlowError(
         `cannot ${action} run "${runId}": it is running${stale ? ' but its owner is gone; recover() takes it over' : ` in another context (${run.owner?.processId ?? '?'})`}`,
         { code: ErrorCode.RUN_STATE },

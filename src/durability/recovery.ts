@@ -9,7 +9,7 @@ import type { Answers } from '../human/answers.js';
 import { FlowStatus } from '../model/status.js';
 import type { Run } from '../run/run.js';
 import type { LoadedRun, RunRecord } from '../storage/journal/run-store.js';
-import { clearTimer, now, setRealImmediate, setTimer, type TimerHandle } from '../util/clock.js';
+import { setRealImmediate, type TimerHandle } from '../util/clock.js';
 import { messageOf } from '../util/message-of.js';
 import type { ContextCore } from '../context/context-core.js';
 import { HOST } from '../util/host.js';
@@ -38,7 +38,7 @@ export class Recovery {
     const runs: Run[] = [];
     let before: string | undefined;
     do {
-      const at = now();
+      const at = this.#core.clock.now();
       const page = await core.store.listRuns({ status: FlowStatus.RUNNING, limit: 500, ...(before === undefined ? {} : { before }), now: at });
       before = page.next;
       const taken = await Promise.allSettled(page.runs.map((run) => this.#takeOver(run, at)));
@@ -53,7 +53,7 @@ export class Recovery {
     // Runs waiting for input: those whose wait ended go on; the others are looked at again when due.
     before = undefined;
     do {
-      const page = await core.store.listRuns({ status: FlowStatus.WAITING, limit: 500, ...(before === undefined ? {} : { before }), now: now() });
+      const page = await core.store.listRuns({ status: FlowStatus.WAITING, limit: 500, ...(before === undefined ? {} : { before }), now: this.#core.clock.now() });
       before = page.next;
       const due = page.runs.filter((run) => core.registry.named(run.flow) !== undefined && !this.#answers.scheduled(run.runId) && !core.runs.has(run.runId));
       await Promise.all(due.map((run) => this.#answers.review(run.runId)));
@@ -79,13 +79,13 @@ export class Recovery {
       core.chore(this.recover()).catch((error: unknown) => {
         process.emitWarning(`weir: recovering runs failed: ${messageOf(error)}`, { code: WarningCode.RECOVERY });
       });
-      clearTimer(this.#timer);
-      this.#timer = setTimer(() => this.schedule(), core.settings.leaseMs, { unref: true });
+      this.#core.clock.clearTimer(this.#timer);
+      this.#timer = this.#core.clock.setTimer(() => this.schedule(), core.settings.leaseMs, { unref: true, background: true });
     });
   }
 
   stop(): void {
-    clearTimer(this.#timer);
+    this.#core.clock.clearTimer(this.#timer);
     this.#timer = undefined;
   }
 
@@ -107,7 +107,7 @@ export class Recovery {
     if (flow === undefined) return undefined;
     const graph = core.registry.graphOf(flow);
     // A live lease is taken only from an owner known to be dead, and only if nobody took it since.
-    const token = await core.store.acquireLease(run.runId, core.owner, core.settings.leaseMs, now(), {
+    const token = await core.store.acquireLease(run.runId, core.owner, core.settings.leaseMs, this.#core.clock.now(), {
       takeover: true,
       ...(run.leaseExpiresAt > at ? { fromToken: run.leaseToken } : {}),
     });
@@ -125,7 +125,7 @@ export class Recovery {
     } catch (error) {
       // A record that cannot be read fails its run, with the error naming it; other runs go on.
       const data = toErrorData(error);
-      const failedAt = now();
+      const failedAt = this.#core.clock.now();
       await core
         .journalOf(run.runId, token, run.lastSeq)
         .patchNow({ status: FlowStatus.FAILED, error: data, endedAt: failedAt, updatedAt: failedAt })

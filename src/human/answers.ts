@@ -13,7 +13,7 @@ import type { ResumeReason } from '../run/restored.js';
 import type { Run } from '../run/run.js';
 import type { LoadedRun, RunPatch } from '../storage/journal/run-store.js';
 import { FINISHED } from '../storage/journal/store-support.js';
-import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
+import type { TimerHandle } from '../util/clock.js';
 import { messageOf } from '../util/message-of.js';
 import type { ContextCore } from '../context/context-core.js';
 import { validateAgainstJson } from './ask.js';
@@ -77,7 +77,7 @@ export class Answers {
     const wait = waits.find((w) => w.key === key);
     if (wait === undefined) throw notAwaited(runId, key, waits.map((w) => w.key));
     validateAgainstJson(wait.schema, value, `the value submitted for input "${key}" of run "${runId}"`);
-    const entry: InputEntry = { key, outcome: 'answered', value, at: now() };
+    const entry: InputEntry = { key, outcome: 'answered', value, at: this.#core.clock.now() };
     if (!(await core.store.putInput(runId, entry))) throw answeredAlready(runId, key);
     // Stored: a run that waits goes on (here, if its flow is); one that runs elsewhere reads it there.
     if (core.registry.named(run.flow) === undefined) return;
@@ -135,7 +135,7 @@ export class Answers {
 
   async #reviewNow(runId: string, read: LoadedRun | undefined): Promise<void> {
     const core = this.#core;
-    clearTimer(this.#timers.get(runId));
+    this.#core.clock.clearTimer(this.#timers.get(runId));
     this.#timers.delete(runId);
     if (core.state !== 'open' || core.runs.has(runId)) return;
     // The run the caller just read will do (going on checks under its lease that nobody wrote it
@@ -145,7 +145,7 @@ export class Answers {
     if (loaded === undefined || loaded.run.status !== FlowStatus.WAITING || core.registry.named(loaded.run.flow) === undefined) return;
     const ended = new Set((await core.store.readInputs(runId)).map((e) => e.key));
     const waits = waitsOf(loaded);
-    const at = now();
+    const at = this.#core.clock.now();
     for (const wait of waits) {
       if (!ended.has(wait.key) && wait.deadline !== undefined && wait.deadline <= at) {
         await core.store.putInput(runId, { key: wait.key, outcome: 'expired', at });
@@ -170,7 +170,7 @@ export class Answers {
       if (due !== Infinity && core.state === 'open') {
         this.#timers.set(
           runId,
-          setTimer(() => void core.chore(this.review(runId)), Math.max(0, due - now()), { unref: true }),
+          this.#core.clock.setTimer(() => void core.chore(this.review(runId)), Math.max(0, due - this.#core.clock.now()), { unref: true }),
         );
       }
       return;
@@ -207,7 +207,7 @@ export class Answers {
     const graph = core.registry.graphFor(run);
     // A run live here holds its own lease. A parked run holds no lease: one held now means another
     // context took it since (it reads the answers).
-    if (core.runs.has(runId) || (run.owner !== undefined && run.leaseExpiresAt >= now())) return undefined;
+    if (core.runs.has(runId) || (run.owner !== undefined && run.leaseExpiresAt >= this.#core.clock.now())) return undefined;
     // Only a free lease: of two contexts going on with one parked run, exactly one takes it.
     const token = await takeFreeLease(core, run);
     if (token === undefined) return undefined;
@@ -224,7 +224,7 @@ export class Answers {
           if (core.state !== 'open' && !(core.state === 'closing' && how.cancelWith !== undefined)) {
             throw new FlowError(`cannot go on with run "${runId}": the FlowContext is ${core.state}`, { code: ErrorCode.CONTEXT_CLOSED });
           }
-          if (how.patch !== undefined) await core.journalOf(runId, token, run.lastSeq).patchNow({ ...how.patch, updatedAt: now() });
+          if (how.patch !== undefined) await core.journalOf(runId, token, run.lastSeq).patchNow({ ...how.patch, updatedAt: this.#core.clock.now() });
           if (how.apply !== undefined) await how.apply(token, loaded);
           return how.patch !== undefined || how.apply !== undefined ? core.load(runId) : loaded;
         },
@@ -241,7 +241,7 @@ export class Answers {
   async cancelAll(reason: CancelledError): Promise<void> {
     const core = this.#core;
     // A store that fails (or was closed under the context) has nothing left to cancel.
-    const page = await core.store.listRuns({ status: FlowStatus.WAITING, limit: 10_000, now: now() }).catch(() => undefined);
+    const page = await core.store.listRuns({ status: FlowStatus.WAITING, limit: 10_000, now: this.#core.clock.now() }).catch(() => undefined);
     await Promise.allSettled(
       (page?.runs ?? []).map(async (run) => {
         const loaded = await core.load(run.runId);
@@ -252,7 +252,7 @@ export class Answers {
 
   /** Stops the review timers: the context closes. */
   stop(): void {
-    for (const timer of this.#timers.values()) clearTimer(timer);
+    for (const timer of this.#timers.values()) this.#core.clock.clearTimer(timer);
     this.#timers.clear();
   }
 }

@@ -14,7 +14,7 @@ import type { AttemptWaits } from '../run/attempt.js';
 import type { RunState } from '../run/run-state.js';
 import type { Scheduler } from '../run/scheduler.js';
 import type { Wait } from '../run/step-state.js';
-import { clearRealTimer, clearTimer, now, setRealTimer, setTimer, type TimerHandle } from '../util/clock.js';
+import { clearRealTimer, setRealTimer, type TimerHandle } from '../util/clock.js';
 import { validateAgainstJson, type InputAsk } from './ask.js';
 
 const { PENDING, RUNNING, WAITING } = FlowStatus;
@@ -92,7 +92,7 @@ export class RunWaits implements AttemptWaits {
     const what = `the value submitted for input "${key}" of run "${runId}"`;
     if (wait.zod !== undefined) validate(wait.zod, value, what);
     else validateAgainstJson(wait.schema, value, what);
-    const entry: InputEntry = { key, outcome: 'answered', value, at: now() };
+    const entry: InputEntry = { key, outcome: 'answered', value, at: this.#state.clock.now() };
     if (!(await this.#state.journal.putInput(entry))) {
       await this.#readInputs();
       throw answeredAlready(runId, key);
@@ -110,7 +110,7 @@ export class RunWaits implements AttemptWaits {
     if (!state.live) throw new FlowError(`cannot change run "${state.runId}": it is ${state.status}`, { code: ErrorCode.RUN_STATE });
     if (this.#humanInLoop !== on) {
       this.#humanInLoop = on;
-      state.journal.patchRun({ humanInLoop: on, updatedAt: now() });
+      state.journal.patchRun({ humanInLoop: on, updatedAt: this.#state.clock.now() });
       if (!on) for (let i = 0; i < state.steps.length; i++) if (state.steps[i]!.status === WAITING) this.#rerun(i);
     }
     await state.journal.settled();
@@ -134,7 +134,7 @@ export class RunWaits implements AttemptWaits {
     const waits = (step.waits ??= []);
     if (waits.some((w) => w.key === ask.key)) return;
     if (ask.rejected !== undefined) this.#dropAnswer(ask.key);
-    const askedAt = now();
+    const askedAt = this.#state.clock.now();
     const wait: Wait = {
       key: ask.key,
       schema: ask.schema,
@@ -162,7 +162,7 @@ export class RunWaits implements AttemptWaits {
   enterWaiting(index: number, attempt: number, started: number): void {
     const state = this.#state;
     const step = state.steps[index]!;
-    const ended = now();
+    const ended = this.#state.clock.now();
     step.attempts.push({ attempt, startTime: started, endTime: ended, duration: ended - started, waitedFor: step.waits!.map((w) => w.key) });
     // Not counted by the retry policy: waiting is not failing.
     step.attemptBase++;
@@ -183,13 +183,13 @@ export class RunWaits implements AttemptWaits {
   drop(index: number): void {
     const timer = this.#timers.get(index);
     if (timer === undefined) return;
-    clearTimer(timer);
+    this.#state.clock.clearTimer(timer);
     this.#timers.delete(index);
   }
 
   /** Stops the deadline timers and the poll: the run has stopped here. */
   clear(): void {
-    for (const timer of this.#timers.values()) clearTimer(timer);
+    for (const timer of this.#timers.values()) this.#state.clock.clearTimer(timer);
     this.#timers.clear();
     clearRealTimer(this.#poll);
     this.#poll = undefined;
@@ -203,7 +203,7 @@ export class RunWaits implements AttemptWaits {
     state.status = WAITING;
     const waits = this.waitingFor();
     this.#host.stopTimers();
-    const at = now();
+    const at = this.#state.clock.now();
     const event: WeirEvent = {
       type: 'run_waiting',
       runId: state.runId,
@@ -305,8 +305,8 @@ export class RunWaits implements AttemptWaits {
     const open = this.#state.steps[index]!.waits!.filter((w) => !this.#answers.has(w.key) && w.deadline !== undefined);
     if (open.length > 0) {
       const due = Math.min(...open.map((w) => w.deadline!));
-      clearTimer(this.#timers.get(index));
-      this.#timers.set(index, setTimer(() => void this.#expire(index), Math.max(0, due - now())));
+      this.#state.clock.clearTimer(this.#timers.get(index));
+      this.#timers.set(index, this.#state.clock.setTimer(() => void this.#expire(index), Math.max(0, due - this.#state.clock.now())));
     }
     this.#pollInputs();
   }
@@ -317,7 +317,7 @@ export class RunWaits implements AttemptWaits {
     const state = this.#state;
     const step = state.steps[index]!;
     if (!state.live || step.status !== WAITING) return;
-    const at = now();
+    const at = this.#state.clock.now();
     const due = step.waits!.filter((w) => !this.#answers.has(w.key) && w.deadline !== undefined && w.deadline <= at);
     try {
       const entries: InputEntry[] = [];

@@ -12,7 +12,7 @@ import type { AnySchema } from '../model/processor.js';
 import { backoffDelay, isRetryable } from '../model/retry-policy.js';
 import { FlowStatus } from '../model/status.js';
 import type { InputEntry } from '../model/waits.js';
-import { clearRealTimer, clearTimer, now, setRealTimer, setTimer, type TimerHandle } from '../util/clock.js';
+import { clearRealTimer, setRealTimer, type TimerHandle } from '../util/clock.js';
 import type { RunState } from './run-state.js';
 import type { Scheduler } from './scheduler.js';
 import { StepContext, type StepHost } from './step-context.js';
@@ -54,7 +54,7 @@ export class Attempts implements StepHost {
     if (s.status !== PENDING || !state.live) return;
     const node = s.node;
     const attempt = s.attempts.length + 1;
-    const started = now();
+    const started = this.#state.clock.now();
     s.status = RUNNING;
     s.attemptStarted = started;
     s.retryAt = undefined;
@@ -83,7 +83,7 @@ export class Attempts implements StepHost {
               clearRealTimer(startGuard);
               if (node.timeout !== undefined) {
                 const timeout = node.timeout;
-                timer = setTimer(() => {
+                timer = this.#state.clock.setTimer(() => {
                   step.abort(new TimeoutError(`flow "${node.name}": attempt ${attempt} exceeded its timeout of ${timeout} ms`, { timeout }));
                 }, timeout);
               }
@@ -108,10 +108,10 @@ export class Attempts implements StepHost {
         step.onAbort(reject);
         pending.then(resolve, reject);
       });
-      clearTimer(timer);
+      this.#state.clock.clearTimer(timer);
       this.#disarmHeartbeat(index);
       if (!state.isCurrent(index, attempt)) return;
-      const ended = now();
+      const ended = this.#state.clock.now();
       const attempts = [...s.attempts, { attempt, startTime: started, endTime: ended, duration: ended - started }];
       // The output, the step's record and its step_complete are one commit; dependants start once it is durable.
       state.untouch(index);
@@ -148,7 +148,7 @@ export class Attempts implements StepHost {
     } finally {
       begun = true;
       clearRealTimer(startGuard);
-      clearTimer(timer);
+      this.#state.clock.clearTimer(timer);
       this.#disarmHeartbeat(index);
       if (state.running.get(index) === step) state.running.delete(index);
     }
@@ -156,7 +156,7 @@ export class Attempts implements StepHost {
 
   /** Drops every heartbeat deadline: the run has stopped here. */
   clear(): void {
-    for (const timer of this.#heartbeats.values()) clearTimer(timer);
+    for (const timer of this.#heartbeats.values()) this.#state.clock.clearTimer(timer);
     this.#heartbeats.clear();
   }
 
@@ -165,10 +165,10 @@ export class Attempts implements StepHost {
     const node = this.#state.graph.nodes[index]!;
     const limit = node.heartbeatTimeout;
     if (limit === undefined) return;
-    clearTimer(this.#heartbeats.get(index));
+    this.#state.clock.clearTimer(this.#heartbeats.get(index));
     this.#heartbeats.set(
       index,
-      setTimer(() => {
+      this.#state.clock.setTimer(() => {
         this.#heartbeats.delete(index);
         if (!this.#state.isCurrent(index, attempt)) return;
         this.#state.running.get(index)?.abort(new TimeoutError(`flow "${node.name}": attempt ${attempt} sent no heartbeat for ${limit} ms`, { timeout: limit }));
@@ -179,14 +179,14 @@ export class Attempts implements StepHost {
   #disarmHeartbeat(index: number): void {
     const timer = this.#heartbeats.get(index);
     if (timer === undefined) return;
-    clearTimer(timer);
+    this.#state.clock.clearTimer(timer);
     this.#heartbeats.delete(index);
   }
 
   /** An attempt failed: the step is tried again after its backoff, or fails for good. */
   #failed(node: GraphNode, attempt: number, started: number, thrown: unknown): void {
     const state = this.#state;
-    const ended = now();
+    const ended = this.#state.clock.now();
     const policy = node.retry;
     const index = node.index;
     const s = state.steps[index]!;

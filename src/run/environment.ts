@@ -9,6 +9,7 @@ import type { WeirEvent } from '../model/events.js';
 import type { FlowResult } from '../model/result.js';
 import type { RunMode } from '../model/status.js';
 import type { RunOwner, RunStore } from '../storage/journal/run-store.js';
+import type { Clock } from '../util/clock.js';
 import type { RestoredRun } from './restored.js';
 import type { Run } from './run.js';
 
@@ -42,6 +43,8 @@ export interface RunEnvironment {
   readonly processId: string;
   /** Publishes an event to the context's listeners. */
   readonly publish: (event: WeirEvent) => void;
+  /** The time the run runs on: its timestamps, and the timers of its backoffs, timeouts, heartbeats and waits. */
+  readonly clock: Clock;
 }
 
 /** The run's one way back to the context that owns it. */

@@ -8,7 +8,6 @@ import type { CompiledGraph } from '../graph/compile.js';
 import { FlowStatus } from '../model/status.js';
 import type { InputEntry } from '../model/waits.js';
 import type { RunRecord, StepRecord } from '../storage/journal/run-store.js';
-import { now } from '../util/clock.js';
 import type { RunState } from './run-state.js';
 
 const { PENDING, RUNNING, WAITING, COMPLETED, FAILED, SKIPPED } = FlowStatus;
@@ -46,7 +45,7 @@ export interface RestoredRun {
 export function applyRestore(state: RunState, restore: RestoredRun): void {
   const graph = state.graph;
   const redo = restore.from === undefined ? new Set<number>() : downstreamOf(graph, graph.byName.get(restore.from)!.index);
-  const at = now();
+  const at = state.clock.now();
   for (const node of graph.nodes) {
     const i = node.index;
     const record = restore.steps.get(node.name);

@@ -8,7 +8,7 @@ import type { CompiledGraph } from '../graph/compile.js';
 import type { EventInput } from '../model/events.js';
 import { FlowStatus } from '../model/status.js';
 import type { StepRecord } from '../storage/journal/run-store.js';
-import { now } from '../util/clock.js';
+import type { Clock } from '../util/clock.js';
 import type { RunEnvironment, RunSettings } from './environment.js';
 import { EventLog } from './event-log.js';
 import { RunJournal, type JournalSink } from './journal.js';
@@ -28,6 +28,8 @@ export class RunState {
   readonly events: EventLog;
   readonly steps: readonly StepState[];
   readonly startTime: number;
+  /** The time the run runs on. */
+  readonly clock: Clock;
   /** The run's own status (its steps have theirs). */
   status: FlowStatus = PENDING;
   /** The first failing step's error whose failure is not tolerated on the way up: the run's error if it fails. */
@@ -45,9 +47,10 @@ export class RunState {
     this.input = input;
     this.settings = settings;
     this.env = env;
+    this.clock = env.clock;
     const restore = settings.restore;
     const lastSeq = restore?.record.lastSeq ?? 0;
-    this.startTime = restore?.record.createdAt ?? now();
+    this.startTime = restore?.record.createdAt ?? this.clock.now();
     this.events = new EventLog(lastSeq);
     this.journal = new RunJournal(this.runId, env.store, sink, restore?.leaseToken ?? 1, lastSeq);
     this.steps = graph.nodes.map((node) => new StepState(node));
@@ -66,7 +69,7 @@ export class RunState {
 
   /** Numbers an event and records it. */
   emit(event: EventInput): void {
-    this.journal.append({ ...event, runId: this.runId, seq: this.journal.nextSeq(), time: now() });
+    this.journal.append({ ...event, runId: this.runId, seq: this.journal.nextSeq(), time: this.clock.now() });
   }
 
   /** Marks a step's record to be written with the run's next commit, in its state then. */
@@ -83,7 +86,7 @@ export class RunState {
   /** The records of the steps that changed since the last call. */
   changedSteps(): StepRecord[] {
     const records: StepRecord[] = [];
-    const at = now();
+    const at = this.clock.now();
     for (const index of this.#changed) records.push(this.steps[index]!.record(this.runId, at));
     this.#changed.clear();
     return records;

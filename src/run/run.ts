@@ -13,7 +13,7 @@ import { RunWaits } from '../human/waits.js';
 import type { EventInput, WeirEvent } from '../model/events.js';
 import type { FlowResult } from '../model/result.js';
 import { FlowStatus, type RunMode } from '../model/status.js';
-import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
+import type { TimerHandle } from '../util/clock.js';
 import type { Mutable } from '../util/types.js';
 import { Attempts } from './attempt.js';
 import type { RunEnvironment, RunKeeper, RunSettings } from './environment.js';
@@ -137,7 +137,7 @@ export class Run {
 
   /** The result of the run as it waits (status `waiting`, `reason` as its error): for a handle once the context closed. */
   waitingResult(reason: FlowError): FlowResult {
-    return { ...resultOf(this.#state, WAITING, toErrorData(reason), now()), output: undefined };
+    return { ...resultOf(this.#state, WAITING, toErrorData(reason), this.#state.clock.now()), output: undefined };
   }
 
   /** Resolves once the run no longer runs in this context: it ended, or parked. */
@@ -182,7 +182,7 @@ export class Run {
     settings.signal?.addEventListener('abort', this.#onAbort, { once: true });
     if (settings.timeout !== undefined) {
       const timeout = settings.timeout;
-      this.#timeoutTimer = setTimer(() => {
+      this.#timeoutTimer = this.#state.clock.setTimer(() => {
         this.#stop(FAILED, new TimeoutError(`run "${this.runId}" exceeded its timeout of ${timeout} ms`, { code: ErrorCode.RUN_TIMEOUT, timeout }));
       }, timeout);
     }
@@ -236,7 +236,7 @@ export class Run {
       if (step.status === PENDING || step.status === RUNNING || step.status === WAITING) step.status = CANCELLED;
     }
     for (const step of running) step.abort(new CancelledError(`run "${this.runId}" was taken over by another context`, { cause: error }));
-    this.#settleWith(resultOf(state, FAILED, toErrorData(error), now()));
+    this.#settleWith(resultOf(state, FAILED, toErrorData(error), this.#state.clock.now()));
   }
 
   /**
@@ -259,7 +259,7 @@ export class Run {
       }
     });
     for (const [, step] of running) step.abort(new CancelledError(reason.message, { cause: reason }));
-    const ended = now();
+    const ended = this.#state.clock.now();
     return state.journal
       .settled()
       .then(() => {
@@ -276,7 +276,7 @@ export class Run {
     const state = this.#state;
     if (!state.live) return;
     if (restore?.cancelWith !== undefined) {
-      state.journal.patchRun({ status: RUNNING, updatedAt: now() });
+      state.journal.patchRun({ status: RUNNING, updatedAt: this.#state.clock.now() });
       // Steps that ended before keep how they ended; the rest are cancelled.
       for (const step of state.steps) if (step.kept !== undefined) step.status = step.kept;
       this.#stop(CANCELLED, restore.cancelWith);
@@ -288,7 +288,7 @@ export class Run {
       if (restore.from !== undefined) event.from = restore.from;
       if (restore.fallback !== undefined) event.fallback = restore.fallback;
       state.emit(event);
-      state.journal.patchRun({ status: RUNNING, updatedAt: now(), endedAt: undefined, error: undefined, output: undefined });
+      state.journal.patchRun({ status: RUNNING, updatedAt: this.#state.clock.now(), endedAt: undefined, error: undefined, output: undefined });
       if (restore.failWith !== undefined) {
         this.#failUnfinished(toErrorData(restore.failWith));
         return;
@@ -329,13 +329,13 @@ export class Run {
 
   /** Ends the run before any (more) step runs: every unfinished step is skipped with `error`. */
   #failUnfinished(error: ErrorData): void {
-    skipUnfinished(this.#state, error, now());
+    skipUnfinished(this.#state, error, this.#state.clock.now());
     this.#finish(FAILED, error);
   }
 
   /** Fails a run whose input an entry step refuses. */
   #rejectInput(entry: GraphNode, error: ErrorData): void {
-    refuseInput(this.#state, entry, error, now());
+    refuseInput(this.#state, entry, error, this.#state.clock.now());
     this.#finish(FAILED, { ...error, step: entry.name });
   }
 
@@ -346,7 +346,7 @@ export class Run {
     const state = this.#state;
     if (!state.live) return;
     const data = toErrorData(reason);
-    const running = stopSteps(state, data, now());
+    const running = stopSteps(state, data, this.#state.clock.now());
     // Abort after the statuses changed, so the attempts see they are no longer current.
     for (const [, step] of running) step.abort(reason);
     // A run that already had a failing step fails with that step's error; the timeout only stopped the rest.
@@ -354,7 +354,7 @@ export class Run {
   }
 
   #clearTimers(): void {
-    clearTimer(this.#timeoutTimer);
+    this.#state.clock.clearTimer(this.#timeoutTimer);
     this.#scheduler.clear();
     this.#attempts.clear();
     this.#waits.clear();
@@ -367,7 +367,7 @@ export class Run {
     if (!state.live) return;
     state.status = status;
     this.#clearTimers();
-    const ended = now();
+    const ended = this.#state.clock.now();
     const { patch, event } = endOf(state, status, error, ended);
     state.journal.finish(patch, event).then(
       () => this.#settleWith(resultOf(state, status, error, ended)),

@@ -7,7 +7,7 @@ import { toErrorData, type ErrorData } from '../errors/error-data.js';
 import { UpstreamFailedError } from '../errors/errors.js';
 import type { GraphNode } from '../graph/compile.js';
 import { FlowStatus } from '../model/status.js';
-import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
+import type { TimerHandle } from '../util/clock.js';
 import { DrainQueue } from '../util/drain-queue.js';
 import type { RunState } from './run-state.js';
 
@@ -71,13 +71,13 @@ export class Scheduler {
     step.input = node.parent === -1 ? this.#state.input : node.previous === -1 ? steps[node.parent]!.input : steps[node.previous]!.output;
     if (node.processor !== undefined) {
       if (step.kept === COMPLETED) {
-        this.finish(index, COMPLETED, step.endTime ?? now());
+        this.finish(index, COMPLETED, step.endTime ?? this.#state.clock.now());
         return;
       }
       if (step.kept === FAILED) {
         step.culprit = node.name;
         this.noteFailure(node, step.error!);
-        this.finish(index, FAILED, step.endTime ?? now());
+        this.finish(index, FAILED, step.endTime ?? this.#state.clock.now());
         return;
       }
       if (step.waits !== undefined) {
@@ -85,8 +85,8 @@ export class Scheduler {
         return;
       }
       const due = step.retryAt;
-      if (due !== undefined && due > now()) {
-        this.after(index, due - now());
+      if (due !== undefined && due > this.#state.clock.now()) {
+        this.after(index, due - this.#state.clock.now());
         return;
       }
       this.schedule(index);
@@ -94,7 +94,7 @@ export class Scheduler {
     }
     step.status = RUNNING;
     if (step.kept !== COMPLETED && !step.announced) {
-      step.startTime = now();
+      step.startTime = this.#state.clock.now();
       if (index !== 0) this.#state.emit({ type: 'step_start', step: node.name, attempt: 1 });
       this.#state.touch(index);
     }
@@ -125,7 +125,7 @@ export class Scheduler {
   after(index: number, ms: number): void {
     this.#timers.set(
       index,
-      setTimer(() => {
+      this.#state.clock.setTimer(() => {
         this.#timers.delete(index);
         this.schedule(index);
       }, ms),
@@ -134,7 +134,7 @@ export class Scheduler {
 
   /** Drops a step's pending backoff (it was skipped). */
   cancelTimer(index: number): void {
-    clearTimer(this.#timers.get(index));
+    this.#state.clock.clearTimer(this.#timers.get(index));
     this.#timers.delete(index);
   }
 
@@ -142,7 +142,7 @@ export class Scheduler {
   clear(): void {
     this.#ready.length = 0;
     this.#head = 0;
-    for (const timer of this.#timers.values()) clearTimer(timer);
+    for (const timer of this.#timers.values()) this.#state.clock.clearTimer(timer);
     this.#timers.clear();
   }
 
@@ -244,7 +244,7 @@ export class Scheduler {
     const step = state.steps[index]!;
     const node = step.node;
     const failedChild = node.children.find((child) => this.#failsParent(child));
-    const ended = now();
+    const ended = this.#state.clock.now();
     step.output = state.partialOutput(index);
     if (failedChild === undefined) {
       if (step.kept === COMPLETED) {

@@ -5,7 +5,6 @@ import { validate } from '../executors/invoke.js';
 import type { GraphNode } from '../graph/compile.js';
 import type { RunWaits } from '../human/waits.js';
 import { FlowStatus } from '../model/status.js';
-import { now } from '../util/clock.js';
 import type { RunState } from './run-state.js';
 import type { Scheduler } from './scheduler.js';
 
@@ -50,7 +49,7 @@ export async function skipStep(state: RunState, scheduler: Scheduler, waits: Run
     throw new FlowError(`cannot skip "${name}" in run "${runId}": its output is being recorded`, { code: ErrorCode.RUN_STATE });
   }
   const wasReadied = s.readied;
-  const ended = now();
+  const ended = state.clock.now();
   const step = state.running.get(index);
   state.running.delete(index);
   if (step !== undefined) {

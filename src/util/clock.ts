@@ -42,14 +42,42 @@ class ChainedTimer {
   }
 }
 
-/** A cancellable timer handle. */
-export type TimerHandle = HostTimer | ChainedTimer;
+/** A cancellable timer handle: cancel it with the clear function (or clock) that goes with what set it. */
+export type TimerHandle = object;
+
+/** Options of a clock's `setTimer`. */
+export interface TimerOptions {
+  /** The timer does not hold the process open. @default false */
+  readonly unref?: boolean;
+  /**
+   * Housekeeping that re-arms itself for as long as the context lives (lease renewal, the recovery
+   * sweep): a virtual clock does not wait for it when it runs until idle. @default false
+   */
+  readonly background?: boolean;
+}
+
+/**
+ * The time a context runs on: what its runs read as now, and the timers of backoffs, timeouts,
+ * heartbeats, leases, recovery and waits for input. `systemClock` is the host's (fake timers
+ * drive it in tests); `weir/testing` gives a context a virtual one.
+ */
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+  /** Calls `fn` after `ms` milliseconds. */
+  setTimer(fn: () => void, ms: number, options?: TimerOptions): TimerHandle;
+  /** Cancels a timer this clock set; a no-op for `undefined`. */
+  clearTimer(handle: TimerHandle | undefined): void;
+}
+
+/** Where an internal option gives a `FlowContext` a clock of its own (`weir/testing`): a symbol, so no option schema sees it. */
+export const CLOCK: unique symbol = Symbol.for('weir.clock.v1');
 
 /**
  * Calls `fn` after `ms` milliseconds, however long (a delay past one host timer's limit is a chain
  * of them); `unref` keeps the timer from holding the process open.
  */
-export function setTimer(fn: () => void, ms: number, options: { readonly unref?: boolean } = {}): TimerHandle {
+export function setTimer(fn: () => void, ms: number, options: TimerOptions = {}): TimerHandle {
   if (ms > MAX_TIMER_DELAY) return new ChainedTimer(fn, ms, options.unref === true, globalSet);
   const handle = globalThis.setTimeout(fn, ms);
   if (options.unref === true) handle.unref();
@@ -58,7 +86,7 @@ export function setTimer(fn: () => void, ms: number, options: { readonly unref?:
 
 /** Cancels a timer from `setTimer`, whichever link of its chain is armed; a no-op for `undefined`. */
 export function clearTimer(handle: TimerHandle | undefined): void {
-  if (handle !== undefined) globalThis.clearTimeout(handle instanceof ChainedTimer ? handle.current : handle);
+  if (handle !== undefined) globalThis.clearTimeout((handle instanceof ChainedTimer ? handle.current : handle) as HostTimer);
 }
 
 /**
@@ -75,7 +103,7 @@ export function setRealTimer(fn: () => void, ms: number, options: { readonly unr
 
 /** Cancels a timer from `setRealTimer`; a no-op for `undefined`. */
 export function clearRealTimer(handle: TimerHandle | undefined): void {
-  if (handle !== undefined) realClearTimeout(handle instanceof ChainedTimer ? handle.current : handle);
+  if (handle !== undefined) realClearTimeout((handle instanceof ChainedTimer ? handle.current : handle) as HostTimer);
 }
 
 /** Calls `fn` on the event loop's next turn, on the host's own timers even under fake timers. */
@@ -87,3 +115,6 @@ export function setRealImmediate(fn: () => void): void {
 export function now(): number {
   return Date.now();
 }
+
+/** The host's clock: global timers (which fake timers replace in tests) and `Date.now()`. */
+export const systemClock: Clock = Object.freeze({ now, setTimer, clearTimer });
