@@ -3,9 +3,11 @@ import { defineConfig } from 'tsup';
 // ESM-only dependencies are bundled into the CommonJS build so `require('weir')` needs no require(esm).
 const esmOnly = ['p-queue', 'p-timeout', 'superjson', 'copy-anything', 'is-what'];
 
-// The worker entries are built next to index, in the same format, so each build finds its own.
+// The worker entries are built next to index, in the same format, so each build finds its own;
+// `testing` is the `weir/testing` subpath.
 const entry = {
   index: 'src/index.ts',
+  testing: 'src/testing/index.ts',
   'thread-worker': 'src/executors/worker/thread-worker.ts',
   'process-worker': 'src/executors/worker/process-worker.ts',
   'checkpointer-thread': 'src/storage/journal/sqlite/checkpointer-thread.mjs',
@@ -15,7 +17,7 @@ export default defineConfig([
   {
     entry,
     format: ['esm'],
-    dts: { entry: { index: 'src/index.ts' } },
+    dts: { entry: { index: 'src/index.ts', testing: 'src/testing/index.ts' } },
     sourcemap: true,
     clean: true,
     target: 'node20',
@@ -24,11 +26,15 @@ export default defineConfig([
   {
     entry,
     format: ['cjs'],
-    dts: { entry: { index: 'src/index.ts' } },
+    dts: { entry: { index: 'src/index.ts', testing: 'src/testing/index.ts' } },
     sourcemap: true,
     target: 'node20',
     platform: 'node',
     noExternal: esmOnly,
+    // `weir/testing` and the entries share chunks, so there is one copy of each class (FlowContext, FlowError).
+    splitting: true,
+    // Rollup splits the CommonJS chunks (tsup's own CommonJS splitting would turn `import()` of a processor module into `require`).
+    treeshake: true,
     // `import.meta.url` locates the worker entries; in CommonJS it comes from `__filename`.
     shims: true,
   },

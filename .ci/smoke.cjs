@@ -1,7 +1,8 @@
 // Requires the built package as CommonJS (through its own name) and runs a small flow.
 const assert = require('node:assert/strict');
 const { z } = require('zod');
-const { Flow, FlowContext, Processor, ResultsManager } = require('weir');
+const { Flow, FlowContext, FlowError, Processor, ResultsManager } = require('weir');
+const { createTestContext } = require('weir/testing');
 const { mkdtempSync, rmSync, statSync } = require('node:fs');
 const { setTimeout: sleep } = require('node:timers/promises');
 const { tmpdir } = require('node:os');
@@ -54,6 +55,24 @@ class Double extends Processor {
   assert.deepEqual(both.output, { thread: { n: 6 }, process: { n: 8 } });
   await remote.close();
   rmSync(dir, { recursive: true, force: true });
+
+  // weir/testing shares weir's classes and runs a 10-minute backoff on its virtual clock.
+  let calls = 0;
+  class Flaky extends Processor {
+    input = z.object({ n: z.number() });
+    output = z.object({ n: z.number() });
+    async process(input) {
+      if (++calls < 2) throw new Error('not yet');
+      return input;
+    }
+  }
+  const flaky = new Flow(new Flaky(), { name: 'flaky', retry: { maxAttempts: 2, initialInterval: 600_000 } });
+  const kit = createTestContext();
+  assert.ok(kit.ctx instanceof FlowContext);
+  assert.equal((await kit.run(flaky, { n: 1 })).status, 'completed');
+  assert.equal(calls, 2);
+  assert.throws(() => createTestContext({ store: 'paper' }), (error) => error instanceof FlowError);
+  await kit.close();
   console.log('smoke cjs: ok');
 })().catch((error) => {
   console.error(error);

@@ -53,4 +53,24 @@ for (let waited = 0; statSync(file).size < 64 * 1024 && waited < 10_000; waited 
 assert.ok(statSync(file).size >= 64 * 1024, `the checkpointer thread left ${file} at ${statSync(file).size} bytes`);
 await durable.close();
 rmSync(dir, { recursive: true, force: true });
+// weir/testing shares weir's classes: its context is a FlowContext, its errors are FlowErrors, its clock is virtual.
+const { createTestContext } = await import('weir/testing');
+const retried = Flow.sequential('retried');
+let calls = 0;
+class Flaky extends Processor {
+  input = N;
+  output = N;
+  async process(input) {
+    if (++calls < 3) throw new Error('not yet');
+    return input;
+  }
+}
+new Flow(new Flaky(), { name: 'flaky', retry: { maxAttempts: 3, initialInterval: 600_000 } }).registerTo(retried);
+const kit = createTestContext();
+assert.ok(kit.ctx instanceof FlowContext);
+const tested = await kit.run(retried, { n: 1 });
+assert.equal(tested.status, 'completed', JSON.stringify(tested.error));
+assert.equal(calls, 3);
+assert.throws(() => createTestContext({ store: 'paper' }), (error) => error instanceof FlowError);
+await kit.close();
 console.log('smoke esm: ok');

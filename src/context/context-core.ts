@@ -39,7 +39,7 @@ export class ContextCore {
     this.store = store;
     this.registry = registry;
     this.owner = { processId: `${PROCESS_ID}:${++contextCount}`, host: HOST, pid: process.pid };
-    this.env = { store, owner: this.owner, leaseMs: settings.leaseMs, executors, queue, processId: PROCESS_ID, publish, clock: settings.clock };
+    this.env = { store, owner: this.owner, leaseMs: settings.leaseMs, executors, queue, processId: PROCESS_ID, publish, clock: settings.clock, doubles: settings.doubles };
   }
 
   /** The time the context and its runs run on. */
@@ -53,6 +53,11 @@ export class ContextCore {
     const done = (): void => void this.#chores.delete(work);
     work.then(done, done);
     return work;
+  }
+
+  /** Whether store work outside a run is under way. */
+  get choring(): boolean {
+    return this.#chores.size > 0;
   }
 
   /** Resolves once the store work under way now has settled. */

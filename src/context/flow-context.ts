@@ -30,6 +30,7 @@ import { parseOptions } from '../util/parse.js';
 import { stripUndefined } from '../util/types.js';
 import { workerLoading } from '../util/worker-loading.js';
 import { ContextCore, type ContextState } from './context-core.js';
+import { INSPECT, type ContextInspection } from './inspect.js';
 import { EventBus } from './event-bus.js';
 import { FlowRegistry } from './flow-registry.js';
 import { conflictWith, LiveRuns } from './live-runs.js';
@@ -388,6 +389,18 @@ export class FlowContext {
   off<T extends keyof WeirEventMap>(type: T, listener: WeirEventMap[T]): this {
     this.#bus.off(type, listener);
     return this;
+  }
+
+  /** What a test kit may see of this context's runs (`weir/testing`). @internal */
+  [INSPECT](): ContextInspection {
+    let working = this.#core.choring;
+    let running = 0;
+    for (const run of this.#core.runs.values()) {
+      const activity = run.activity;
+      working ||= activity.working;
+      running += activity.running;
+    }
+    return { working, running };
   }
 
   /**

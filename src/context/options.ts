@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { processPoolSchema, processSettings, threadPoolSchema, threadSettings, type ProcessPoolSettings, type ThreadPoolSettings } from '../executors/pool-options.js';
 import { DEFAULT_RETRY_POLICY, mergeRetry, retryOptionSchema, type RetryPolicy } from '../model/retry-policy.js';
 import { ResultsManager } from '../results/results-manager.js';
+import { DOUBLES, type StepDoubles } from '../run/environment.js';
 import { CLOCK, systemClock, type Clock } from '../util/clock.js';
 import { duration, parseOptions, type OptionsOf } from '../util/parse.js';
 
@@ -81,6 +82,8 @@ export interface ContextSettings {
   readonly inputFallback: InputFallback;
   /** The time its runs run on: the host's, or a virtual one (`weir/testing`). */
   readonly clock: Clock;
+  /** What runs instead of some steps' processors (`weir/testing`). */
+  readonly doubles: StepDoubles | undefined;
 }
 
 /**
@@ -104,5 +107,6 @@ export function contextSettings(options: FlowContextOptions): ContextSettings {
     inputTimeout: parsed.inputTimeout,
     inputFallback: parsed.inputFallback ?? 'fail',
     clock: (options as { readonly [CLOCK]?: Clock })[CLOCK] ?? systemClock,
+    doubles: (options as { readonly [DOUBLES]?: StepDoubles })[DOUBLES],
   });
 }

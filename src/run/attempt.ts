@@ -7,6 +7,8 @@ import { toErrorData } from '../errors/error-data.js';
 import { ErrorCode, FatalError, TimeoutError } from '../errors/errors.js';
 import type { InputAnswer } from '../executors/executor.js';
 import type { GraphNode } from '../graph/compile.js';
+import { validate } from '../executors/invoke.js';
+import type { ProcessDouble } from './environment.js';
 import { isInputWaitSignal, type InputAsk } from '../human/ask.js';
 import type { AnySchema } from '../model/processor.js';
 import { backoffDelay, isRetryable } from '../model/retry-policy.js';
@@ -89,7 +91,9 @@ export class Attempts implements StepHost {
               }
               if (node.heartbeatTimeout !== undefined) this.#armHeartbeat(index, attempt);
             };
-      const pending = executor.execute({ processor: node.processor!, input: s.input, step, abort: step, inputs: step, started: onStart });
+      const double = state.env.doubles?.take(node.name, attempt);
+      const pending =
+        double === undefined ? executor.execute({ processor: node.processor!, input: s.input, step, abort: step, inputs: step, started: onStart }) : runDouble(node, double, s.input, step, onStart);
       if (onStart !== undefined && !begun) {
         // Until then the same limit bounds the wait (for a slot, a worker, its module), so a module that never loads
         // still fails the attempt. On the real clock: start-up takes real time, which fake timers in tests must not see.
@@ -278,4 +282,13 @@ export class Attempts implements StepHost {
   inputWait(index: number, attempt: number, ask: InputAsk, schema: AnySchema | undefined): void {
     this.#waits.ask(index, attempt, ask, schema);
   }
+}
+
+/** Runs a test double in place of a step's processor: the same input and output validation, on the event loop. */
+async function runDouble(node: GraphNode, double: ProcessDouble, input: unknown, step: StepContext, started: (() => void) | undefined): Promise<unknown> {
+  started?.();
+  const processor = node.processor!;
+  const parsed = validate(processor.input, input, `flow "${node.name}": input`);
+  const output = await double(parsed, step);
+  return validate(processor.output, output, `flow "${node.name}": output of its test double`);
 }

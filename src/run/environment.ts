@@ -9,6 +9,7 @@ import type { WeirEvent } from '../model/events.js';
 import type { FlowResult } from '../model/result.js';
 import type { RunMode } from '../model/status.js';
 import type { RunOwner, RunStore } from '../storage/journal/run-store.js';
+import type { Step } from '../model/processor.js';
 import type { Clock } from '../util/clock.js';
 import type { RestoredRun } from './restored.js';
 import type { Run } from './run.js';
@@ -45,7 +46,21 @@ export interface RunEnvironment {
   readonly publish: (event: WeirEvent) => void;
   /** The time the run runs on: its timestamps, and the timers of its backoffs, timeouts, heartbeats and waits. */
   readonly clock: Clock;
+  /** What runs instead of some steps' processors in this context (`weir/testing`). */
+  readonly doubles: StepDoubles | undefined;
 }
+
+/** A stand-in for a processor's `process`, given the validated input and the step. */
+export type ProcessDouble = (input: unknown, step: Step) => unknown;
+
+/** Test doubles (`weir/testing`): what runs instead of a step's processor, in one context only. */
+export interface StepDoubles {
+  /** What runs instead of attempt `attempt` of step `name`, or `undefined` to run its processor. */
+  take(name: string, attempt: number): ProcessDouble | undefined;
+}
+
+/** Where an internal option gives a `FlowContext` its test doubles (`weir/testing`): a symbol, so no option schema sees it. */
+export const DOUBLES: unique symbol = Symbol.for('weir.doubles.v1');
 
 /** The run's one way back to the context that owns it. */
 export interface RunKeeper {

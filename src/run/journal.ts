@@ -238,6 +238,11 @@ export class RunJournal {
     }
   }
 
+  /** Whether something recorded is not committed yet (or a commit is in flight). */
+  get pending(): boolean {
+    return this.#lost === undefined && this.#busy();
+  }
+
   /** Resolves once everything recorded so far was committed, or could not be. */
   settled(): Promise<void> {
     if (!this.#busy()) return Promise.resolve();

@@ -51,6 +51,8 @@ export class Run {
   #parked = false;
   /** Set when the run gave way to a stored run of the same id (an idempotent start). */
   #gone = false;
+  /** Set once its record is stored (or it was restored) and its steps may start. */
+  #begun = false;
   #left: Promise<void> | undefined;
   #leave: (() => void) | undefined;
   #settle!: (outcome: RunOutcome | Promise<FlowResult>) => void;
@@ -120,6 +122,19 @@ export class Run {
   /** The run's events in memory. */
   get events(): EventLog {
     return this.#state.events;
+  }
+
+  /**
+   * What the run does now that ends by itself: `working` (its record is being stored, a commit is
+   * in flight, a step is queued or being committed) and how many attempts run (which may wait on
+   * anything, a timeout included). For a test kit's virtual clock.
+   */
+  get activity(): { readonly working: boolean; readonly running: number } {
+    const state = this.#state;
+    if (!state.live) return { working: state.journal.pending, running: 0 };
+    // Queued but not running yet, or a slot not yet freed: it moves on by itself.
+    const working = !this.#begun || state.journal.pending || state.committing.size > 0 || this.#scheduler.queued > state.running.size;
+    return { working, running: state.running.size };
   }
 
   /** Whether the run parked to wait for input: it goes on later, as another `Run` of the same id. */
@@ -273,6 +288,7 @@ export class Run {
   // ---- starting ---------------------------------------------------------------------------------
 
   #begin(restore: RestoredRun | undefined): void {
+    this.#begun = true;
     const state = this.#state;
     if (!state.live) return;
     if (restore?.cancelWith !== undefined) {

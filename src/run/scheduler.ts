@@ -56,6 +56,11 @@ export class Scheduler {
     return this.#inQueue === 0 && this.#head >= this.#ready.length;
   }
 
+  /** How many of this run's leaves are queued or in a queue slot (running ones included). */
+  get queued(): number {
+    return this.#inQueue + this.#ready.length - this.#head;
+  }
+
   /** Whether a step waits on a timer for its next attempt. */
   get timing(): boolean {
     return this.#timers.size > 0;

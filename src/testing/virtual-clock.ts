@@ -1,0 +1,83 @@
+/**
+ * A clock a test moves by hand: timers fire in order of their time (then of when they were set) as
+ * `advanceTo` passes them, and `now()` is the virtual time. Nothing runs on its own.
+ */
+import type { Clock, TimerHandle, TimerOptions } from '../util/clock.js';
+
+/** One virtual timer. */
+interface VirtualTimer {
+  readonly at: number;
+  readonly order: number;
+  readonly fn: () => void;
+  readonly background: boolean;
+  cancelled: boolean;
+}
+
+/** A `Clock` whose time moves only when a test says so. */
+export class VirtualClock implements Clock {
+  #now: number;
+  #order = 0;
+  /** Pending timers, kept sorted by time then order (few at a time: a sorted array does). */
+  readonly #timers: VirtualTimer[] = [];
+  /** How many timers were set so far: a test kit's measure of activity. */
+  #set = 0;
+
+  constructor(start: number) {
+    this.#now = start;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  /** How many timers were ever set on this clock. */
+  get timersSet(): number {
+    return this.#set;
+  }
+
+  setTimer(fn: () => void, ms: number, options: TimerOptions = {}): TimerHandle {
+    const timer: VirtualTimer = { at: this.#now + Math.max(0, ms), order: ++this.#order, fn, background: options.background === true, cancelled: false };
+    let i = this.#timers.length;
+    while (i > 0 && this.#timers[i - 1]!.at > timer.at) i--;
+    this.#timers.splice(i, 0, timer);
+    this.#set++;
+    return timer;
+  }
+
+  clearTimer(handle: TimerHandle | undefined): void {
+    if (handle === undefined) return;
+    const timer = handle as VirtualTimer;
+    if (timer.cancelled) return;
+    timer.cancelled = true;
+    const at = this.#timers.indexOf(timer);
+    if (at !== -1) this.#timers.splice(at, 1);
+  }
+
+  /** When the next timer is due; `undefined` when none is (with `foreground`, background housekeeping left out). */
+  next(foreground = false): number | undefined {
+    for (const timer of this.#timers) if (!foreground || !timer.background) return timer.at;
+    return undefined;
+  }
+
+  /**
+   * Fires the earliest timer due at or before `to`, moving the time to it; or, when none is due,
+   * moves the time to `to`. Resolves whether a timer fired (the caller settles, then calls again).
+   */
+  step(to: number): boolean {
+    const timer = this.#timers[0];
+    if (timer === undefined || timer.at > to) {
+      if (to > this.#now) this.#now = to;
+      return false;
+    }
+    this.#timers.shift();
+    if (timer.at > this.#now) this.#now = timer.at;
+    timer.fn();
+    return true;
+  }
+
+  /** Drops every timer: the context that set them is gone. */
+  clear(): void {
+    for (const timer of this.#timers) timer.cancelled = true;
+    this.#timers.length = 0;
+  }
+}
