@@ -7,7 +7,7 @@ import type PQueue from 'p-queue';
 import { ErrorCode, FlowError } from '../errors/errors.js';
 import type { Executor } from '../executors/executor.js';
 import type { RunEnvironment } from '../run/environment.js';
-import type { Clock } from '../util/clock.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import { RunJournal } from '../run/journal.js';
 import type { LoadedRun, RunOwner, RunStore } from '../storage/journal/run-store.js';
 import type { FlowRegistry } from './flow-registry.js';
@@ -39,7 +39,7 @@ export class ContextCore {
     this.store = store;
     this.registry = registry;
     this.owner = { processId: `${PROCESS_ID}:${++contextCount}`, host: HOST, pid: process.pid };
-    this.env = { store, owner: this.owner, leaseMs: settings.leaseMs, executors, queue, processId: PROCESS_ID, publish, clock: settings.clock, doubles: settings.doubles };
+    this.env = { store, owner: this.owner, leaseMs: settings.leaseMs, executors, queue, processId: PROCESS_ID, publish, clock: settings.clock, doubles: settings.doubles, trackStarts: settings.clock !== systemClock };
   }
 
   /** The time the context and its runs run on. */

@@ -30,7 +30,7 @@ import { parseOptions } from '../util/parse.js';
 import { stripUndefined } from '../util/types.js';
 import { workerLoading } from '../util/worker-loading.js';
 import { ContextCore, type ContextState } from './context-core.js';
-import { INSPECT, type ContextInspection } from './inspect.js';
+import { HALT, INSPECT, type ContextInspection } from './test-hooks.js';
 import { EventBus } from './event-bus.js';
 import { FlowRegistry } from './flow-registry.js';
 import { conflictWith, LiveRuns } from './live-runs.js';
@@ -76,7 +76,8 @@ export class FlowContext {
       ['thread', new ThreadExecutor(settings.threads)],
       ['process', new ProcessExecutor(settings.processes)],
     ]);
-    const core = new ContextCore(settings, runStoreOf(this.results), new FlowRegistry(settings, this.#executors), this.#executors, this.#queue, this.#bus.publish);
+    const store = runStoreOf(this.results);
+    const core = new ContextCore(settings, settings.wrapStore?.(store) ?? store, new FlowRegistry(settings, this.#executors), this.#executors, this.#queue, this.#bus.publish);
     this.#core = core;
     this.#leases = new LeaseRenewal(core);
     this.#answers = new Answers(core);
@@ -391,7 +392,7 @@ export class FlowContext {
     return this;
   }
 
-  /** What a test kit may see of this context's runs (`weir/testing`). @internal */
+  /** What a test kit may see of this context (`weir/testing`). @internal */
   [INSPECT](): ContextInspection {
     let working = this.#core.choring;
     let running = 0;
@@ -400,7 +401,24 @@ export class FlowContext {
       working ||= activity.working;
       running += activity.running;
     }
-    return { working, running };
+    return { working, running, flows: this.#core.registry.known };
+  }
+
+  /** Stops as a kill -9 of the process would (`weir/testing`; see `HALT`). @internal */
+  async [HALT](reason: FlowError): Promise<void> {
+    const core = this.#core;
+    if (core.state === 'closed') return;
+    core.state = 'closed';
+    this.#closing ??= Promise.resolve();
+    this.#bus.clear();
+    this.#leases.stop();
+    this.#recovery.stop();
+    this.#answers.stop();
+    this.#queue.clear();
+    for (const run of [...core.runs.values()]) run.halt(reason);
+    core.runs.closing(reason);
+    core.runs.closed();
+    await Promise.all([...this.#executors.values()].map((executor) => executor.close()));
   }
 
   /**

@@ -37,6 +37,11 @@ export class FlowRegistry {
     this.#registered.set(flow.name, flow);
   }
 
+  /** Every flow known here: registered, or started here. */
+  get known(): AnyFlow[] {
+    return [...this.#registered.values(), ...this.#started.values()];
+  }
+
   /** The flow registered under `name`, if any. */
   registered(name: string): AnyFlow | undefined {
     return this.#registered.get(name);

@@ -6,8 +6,10 @@ import { z } from 'zod';
 import { processPoolSchema, processSettings, threadPoolSchema, threadSettings, type ProcessPoolSettings, type ThreadPoolSettings } from '../executors/pool-options.js';
 import { DEFAULT_RETRY_POLICY, mergeRetry, retryOptionSchema, type RetryPolicy } from '../model/retry-policy.js';
 import { ResultsManager } from '../results/results-manager.js';
-import { DOUBLES, type StepDoubles } from '../run/environment.js';
-import { CLOCK, systemClock, type Clock } from '../util/clock.js';
+import type { StepDoubles } from '../run/environment.js';
+import type { RunStore } from '../storage/journal/run-store.js';
+import { systemClock, type Clock } from '../util/clock.js';
+import { TEST_HOOKS, type TestHooks } from './test-hooks.js';
 import { duration, parseOptions, type OptionsOf } from '../util/parse.js';
 
 // The shape is a const of its own so its TSDoc reaches the published types.
@@ -84,6 +86,8 @@ export interface ContextSettings {
   readonly clock: Clock;
   /** What runs instead of some steps' processors (`weir/testing`). */
   readonly doubles: StepDoubles | undefined;
+  /** Wraps the run store the context writes to (`weir/testing`). */
+  readonly wrapStore: ((store: RunStore) => RunStore) | undefined;
 }
 
 /**
@@ -92,6 +96,7 @@ export interface ContextSettings {
  */
 export function contextSettings(options: FlowContextOptions): ContextSettings {
   const parsed = parseOptions(contextOptionsSchema, options, 'new FlowContext()');
+  const hooks = (options as { readonly [TEST_HOOKS]?: TestHooks })[TEST_HOOKS];
   return Object.freeze({
     results: parsed.results ?? ResultsManager.memory(),
     concurrency: parsed.concurrency ?? 100,
@@ -106,7 +111,8 @@ export function contextSettings(options: FlowContextOptions): ContextSettings {
     onFlowChange: parsed.onFlowChange ?? 'fail',
     inputTimeout: parsed.inputTimeout,
     inputFallback: parsed.inputFallback ?? 'fail',
-    clock: (options as { readonly [CLOCK]?: Clock })[CLOCK] ?? systemClock,
-    doubles: (options as { readonly [DOUBLES]?: StepDoubles })[DOUBLES],
+    clock: hooks?.clock ?? systemClock,
+    doubles: hooks?.doubles,
+    wrapStore: hooks?.wrapStore,
   });
 }

@@ -12,7 +12,7 @@ import type { ProcessDouble } from './environment.js';
 import { isInputWaitSignal, type InputAsk } from '../human/ask.js';
 import type { AnySchema } from '../model/processor.js';
 import { backoffDelay, isRetryable } from '../model/retry-policy.js';
-import { FlowStatus } from '../model/status.js';
+import { FlowStatus, FlowType } from '../model/status.js';
 import type { InputEntry } from '../model/waits.js';
 import { clearRealTimer, setRealTimer, type TimerHandle } from '../util/clock.js';
 import type { RunState } from './run-state.js';
@@ -20,6 +20,7 @@ import type { Scheduler } from './scheduler.js';
 import { StepContext, type StepHost } from './step-context.js';
 
 const { PENDING, RUNNING, COMPLETED, FAILED } = FlowStatus;
+const { INLINE } = FlowType;
 
 /** What attempts need of the run's waits for input. */
 export interface AttemptWaits {
@@ -71,17 +72,20 @@ export class Attempts implements StepHost {
     let startGuard: TimerHandle | undefined;
     // Set once the processor has started, or the attempt is over: a late start arms nothing.
     let begun = false;
+    let onStart: (() => void) | undefined;
     try {
       // A listener of step_start may have cancelled the run: then the processor never runs.
       if (!state.isCurrent(index, attempt)) return;
       const executor = state.env.executors.get(node.type)!;
-      // The step's timeouts count from the processor's start, not a worker's start-up before it.
-      const onStart =
-        node.timeout === undefined && node.heartbeatTimeout === undefined
+      // The step's timeouts count from the processor's start, not a worker's start-up before it; a worker's start-up is counted in `starting`.
+      const timed = node.timeout !== undefined || node.heartbeatTimeout !== undefined;
+      onStart =
+        !timed && (node.type === INLINE || !state.env.trackStarts)
           ? undefined
           : (): void => {
               if (begun) return;
               begun = true;
+              state.starting--;
               clearRealTimer(startGuard);
               if (node.timeout !== undefined) {
                 const timeout = node.timeout;
@@ -91,10 +95,11 @@ export class Attempts implements StepHost {
               }
               if (node.heartbeatTimeout !== undefined) this.#armHeartbeat(index, attempt);
             };
+      if (onStart !== undefined) state.starting++;
       const double = state.env.doubles?.take(node.name, attempt);
       const pending =
         double === undefined ? executor.execute({ processor: node.processor!, input: s.input, step, abort: step, inputs: step, started: onStart }) : runDouble(node, double, s.input, step, onStart);
-      if (onStart !== undefined && !begun) {
+      if (timed && !begun) {
         // Until then the same limit bounds the wait (for a slot, a worker, its module), so a module that never loads
         // still fails the attempt. On the real clock: start-up takes real time, which fake timers in tests must not see.
         const limit = node.timeout ?? node.heartbeatTimeout!;
@@ -150,6 +155,7 @@ export class Attempts implements StepHost {
       }
       this.#failed(node, attempt, started, error);
     } finally {
+      if (onStart !== undefined && !begun) state.starting--;
       begun = true;
       clearRealTimer(startGuard);
       this.#state.clock.clearTimer(timer);

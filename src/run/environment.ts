@@ -48,6 +48,11 @@ export interface RunEnvironment {
   readonly clock: Clock;
   /** What runs instead of some steps' processors in this context (`weir/testing`). */
   readonly doubles: StepDoubles | undefined;
+  /**
+   * Whether to count the attempts whose worker has not started their processor yet (`RunState.starting`),
+   * for a virtual clock that must not jump while a worker starts (`weir/testing`); it costs a message per remote attempt.
+   */
+  readonly trackStarts: boolean;
 }
 
 /** A stand-in for a processor's `process`, given the validated input and the step. */
@@ -58,9 +63,6 @@ export interface StepDoubles {
   /** What runs instead of attempt `attempt` of step `name`, or `undefined` to run its processor. */
   take(name: string, attempt: number): ProcessDouble | undefined;
 }
-
-/** Where an internal option gives a `FlowContext` its test doubles (`weir/testing`): a symbol, so no option schema sees it. */
-export const DOUBLES: unique symbol = Symbol.for('weir.doubles.v1');
 
 /** The run's one way back to the context that owns it. */
 export interface RunKeeper {

@@ -36,6 +36,8 @@ export class RunState {
   runError: ErrorData | undefined;
   /** Attempts running now, by step index. */
   readonly running = new Map<number, StepContext>();
+  /** Attempts on a worker that has not started their processor yet (it is starting, or loading the module). */
+  starting = 0;
   /** Leaves whose completion (output and record) is being committed: a cancel or a skip leaves them be. */
   readonly committing = new Set<number>();
   /** Steps whose record changed since the last commit. */

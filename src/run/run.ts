@@ -133,7 +133,7 @@ export class Run {
     const state = this.#state;
     if (!state.live) return { working: state.journal.pending, running: 0 };
     // Queued but not running yet, or a slot not yet freed: it moves on by itself.
-    const working = !this.#begun || state.journal.pending || state.committing.size > 0 || this.#scheduler.queued > state.running.size;
+    const working = !this.#begun || state.journal.pending || state.committing.size > 0 || state.starting > 0 || this.#scheduler.queued > state.running.size;
     return { working, running: state.running.size };
   }
 
@@ -240,18 +240,31 @@ export class Run {
 
   /** Another context took the run over: stop here without writing anything more. */
   leaseLost(error: FlowError): void {
+    this.#halt(error, FAILED, `run "${this.runId}" was taken over by another context`);
+  }
+
+  /**
+   * Stops the run here as a killed process would (`weir/testing`): nothing more is committed, no
+   * timer of it fires, its steps are aborted, its lease is neither renewed nor released. Its result
+   * has status `running` and `reason` as its error: in the store it stays as the last commit left it.
+   */
+  halt(reason: FlowError): void {
+    this.#halt(reason, RUNNING, reason.message);
+  }
+
+  #halt(error: FlowError, status: typeof FAILED | typeof RUNNING, why: string): void {
     const state = this.#state;
     state.journal.stop(error);
     if (!state.live) return;
-    state.status = FAILED;
+    state.status = status === RUNNING ? CANCELLED : status;
     this.#clearTimers();
     const running = [...state.running.values()];
     state.running.clear();
     for (const step of state.steps) {
       if (step.status === PENDING || step.status === RUNNING || step.status === WAITING) step.status = CANCELLED;
     }
-    for (const step of running) step.abort(new CancelledError(`run "${this.runId}" was taken over by another context`, { cause: error }));
-    this.#settleWith(resultOf(state, FAILED, toErrorData(error), this.#state.clock.now()));
+    for (const step of running) step.abort(new CancelledError(why, { cause: error }));
+    this.#settleWith(resultOf(state, status, toErrorData(error), this.#state.clock.now()));
   }
 
   /**

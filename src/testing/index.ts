@@ -1,8 +1,13 @@
 /**
- * `weir/testing`: unit-test flows in-process in milliseconds, on a virtual clock, with step doubles.
- * Depends on no test runner.
+ * `weir/testing`: unit-test flows in-process in milliseconds, on a virtual clock, with step
+ * doubles, crashes and store faults. Depends on no test runner.
  */
 export { createTestContext, TestContext } from './test-context.js';
-export type { TestContextOptions, StepRef, FailOptions } from './test-context.js';
+export type { TestContextOptions, FailOptions, RestartOptions, RunStepOptions, RunSummaryForTest } from './test-context.js';
+export type { StepRef } from './doubles.js';
+export type { FailStoreOptions, StoreWrite } from './faulty-store.js';
+export { StepExpectations } from './expect-steps.js';
+export { TestStep } from './test-step.js';
+export type { TestStepOptions, ProgressReport, InputAskRecord } from './test-step.js';
 export { VirtualClock } from './virtual-clock.js';
 export type { Duration } from './durations.js';

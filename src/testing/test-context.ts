@@ -1,7 +1,7 @@
 /**
- * `createTestContext`: a `FlowContext` on a virtual clock, with step doubles, for unit tests of
- * flows that run in milliseconds whatever their backoffs, timeouts and deadlines. It depends on no
- * test runner: a failed expectation throws an `Error`.
+ * `createTestContext`: a `FlowContext` on a virtual clock, with step doubles, injected crashes and
+ * store faults, for unit tests of flows that run in milliseconds whatever their backoffs, timeouts
+ * and deadlines. It depends on no test runner: a failed expectation throws an `Error`.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,22 +11,26 @@ import { z } from 'zod';
 // FlowContext and errors are the very classes users import from `weir`.
 import { FlowContext } from '../context/flow-context.js';
 import type { FlowContextOptions } from '../context/options.js';
+import { HALT, INSPECT, TEST_HOOKS, type ContextInspection, type TestHooks } from '../context/test-hooks.js';
 import { ErrorCode, FlowError } from '../errors/errors.js';
-import { Flow } from '../model/flow.js';
+import type { WeirEvent } from '../model/events.js';
+import type { AnyFlow, Flow } from '../model/flow.js';
 import type { Step } from '../model/processor.js';
 import type { FlowResult } from '../model/result.js';
 import type { RunOptions } from '../model/run-options.js';
 import type { WaitInfo } from '../model/waits.js';
-import type { WeirEvent } from '../model/events.js';
 import { ResultsManager } from '../results/results-manager.js';
 import type { RunHandle } from '../run/handle.js';
-import { INSPECT } from '../context/inspect.js';
-import type { AnyFlow } from '../model/flow.js';
-import { DOUBLES, type ProcessDouble, type StepDoubles } from '../run/environment.js';
-import { CLOCK, setRealImmediate, setRealTimer } from '../util/clock.js';
+import type { RunStore } from '../storage/journal/run-store.js';
+import { setRealImmediate, setRealTimer } from '../util/clock.js';
 import { describeValue, parseOptions, type OptionsOf } from '../util/parse.js';
+import { nameOf, StepDoubleRegistry, toDouble, type StepRef } from './doubles.js';
 import { toMs, type Duration } from './durations.js';
-import { VirtualClock } from './virtual-clock.js';
+import { eventLine, StepExpectations } from './expect-steps.js';
+import { StoreFaults, type FailStoreOptions } from './faulty-store.js';
+import { stepHarness } from './run-step.js';
+import { TestStep, type TestStepOptions } from './test-step.js';
+import { ClockScope, VirtualClock } from './virtual-clock.js';
 
 /** Where the virtual clock starts by default: a fixed time, so times in results and events are the same on every run. */
 const START = Date.UTC(2030, 0, 1);
@@ -45,19 +49,34 @@ const testShape = {
 /** Options of `createTestContext`: those of `new FlowContext()` (but `results`), and the test's own. */
 export type TestContextOptions = Omit<FlowContextOptions, 'results'> & OptionsOf<typeof testShape>;
 
-/** A flow, or the name of a step. */
-export type StepRef = AnyFlow | string;
-
 /** What `t.fail` takes: how many of the step's next attempts fail. */
 export interface FailOptions {
   /** @default 1 */
   readonly times?: number;
 }
 
-/** The doubles of one step: a stand-in for its processor, and failures to throw first. */
-interface Doubles {
-  mock: ProcessDouble | undefined;
-  readonly failures: { error: unknown; left: number }[];
+/** Options of `t.restart()`. */
+export interface RestartOptions {
+  /**
+   * How long the process stays down: the virtual clock moves this far before the new context
+   * recovers. @default the lease timeout, and 1 ms (the dead context's leases have run out)
+   */
+  readonly downtime?: Duration;
+}
+
+/** Options of `t.runStep()`: a run's options, and the outputs of the flow's dependencies. */
+export interface RunStepOptions extends RunOptions {
+  /** The output of each dependency the flow reads, by name: every required one, and the optional ones that completed. @default {} */
+  readonly deps?: Readonly<Record<string, unknown>>;
+}
+
+/** The result of a run as a test compares it: no ids, no process, no times (`t.summary`). */
+export interface RunSummaryForTest {
+  readonly status: string;
+  readonly output: unknown;
+  readonly error?: { readonly code: string | undefined; readonly message: string; readonly step?: string | undefined };
+  /** Each step's status and attempts, by name. */
+  readonly steps: Readonly<Record<string, { readonly status: string; readonly attempts: number; readonly error?: string | undefined }>>;
 }
 
 /**
@@ -78,30 +97,48 @@ export function createTestContext(options: TestContextOptions = {}): TestContext
   return new TestContext(rest, parsed.store ?? 'memory', parsed.startTime === undefined ? START : new Date(parsed.startTime).getTime());
 }
 
-/** A `FlowContext` on a virtual clock, with step doubles and a few expectations. */
+/** A `FlowContext` on a virtual clock, with step doubles, crashes, store faults and expectations. */
 export class TestContext {
-  /** The context under test: use it as in production (`register`, `start`, `getRun`, `on`...). */
-  readonly ctx: FlowContext;
-  /** The virtual clock the context runs on. */
+  /** The virtual clock the context runs on (and the contexts `restart` makes after it). */
   readonly clock: VirtualClock;
-  readonly #doubles = new Map<string, Doubles>();
+  readonly #options: Omit<FlowContextOptions, 'results'>;
+  readonly #doubles: StepDoubleRegistry;
+  readonly #faults = new StoreFaults();
+  readonly #file: string | undefined;
   readonly #dir: string | undefined;
-  /** Every event of every run, in order. */
+  /** Every event of every run, in order (across restarts). */
   readonly #events: WeirEvent[] = [];
+  #ctx: FlowContext;
+  #scope: ClockScope;
+  #results: ResultsManager;
+  /** The run store under the faults: what is durable. */
+  #store: RunStore | undefined;
+  #runs = 0;
+  /** The flows started through the kit: a restarted context registers them, so it recovers their runs. */
+  readonly #flows = new Set<AnyFlow>();
+  /** Set once the context was stopped as a crash would (`crashAfter`, `crashBefore`, `restart`). */
+  #halted: Promise<void> | undefined;
 
   /** @internal use `createTestContext`. */
   constructor(options: Omit<FlowContextOptions, 'results'>, store: 'memory' | 'sqlite', start: number) {
     this.clock = new VirtualClock(start);
+    this.#options = options;
+    this.#doubles = new StepDoubleRegistry((step) => void this.#crash(`before step "${step}" ran`));
     this.#dir = store === 'sqlite' ? mkdtempSync(join(tmpdir(), 'weir-test-')) : undefined;
-    const results = this.#dir === undefined ? ResultsManager.memory() : ResultsManager.sqlite(join(this.#dir, 'runs.db'));
-    const doubles: StepDoubles = { take: (name, attempt) => this.#take(name, attempt) };
+    this.#file = this.#dir === undefined ? undefined : join(this.#dir, 'runs.db');
     try {
-      this.ctx = new FlowContext({ ...options, results, [CLOCK]: this.clock, [DOUBLES]: doubles } as FlowContextOptions);
+      this.#results = this.#file === undefined ? ResultsManager.memory() : ResultsManager.sqlite(this.#file);
+      this.#scope = new ClockScope(this.clock);
+      this.#ctx = this.#context();
     } catch (error) {
       this.#removeDir();
       throw error;
     }
-    this.ctx.on('event', (event) => this.#events.push(event));
+  }
+
+  /** The context under test: use it as in production (`register`, `start`, `getRun`, `on`...). After `restart()`, the new one. */
+  get ctx(): FlowContext {
+    return this.#ctx;
   }
 
   /** The virtual time now, in ms since the epoch. */
@@ -109,9 +146,20 @@ export class TestContext {
     return this.clock.now();
   }
 
-  /** Every event of every run so far, or of one run, in order. */
+  /** Every event of every run so far (across restarts), or of one run, in order. */
   events(runId?: string): readonly WeirEvent[] {
     return runId === undefined ? [...this.#events] : this.#events.filter((e) => e.runId === runId);
+  }
+
+  /**
+   * A run's events as the store has them, as short lines for an expectation or a snapshot:
+   * `'step_start charge#1'`, `'step_retry charge#1 in 60000 ms WEIR_RETRYABLE'`,
+   * `'input_required review#1 "approval"'`... (no ids, no times). After a crash, the events a
+   * listener saw but the store never got are not among them.
+   */
+  async eventLog(runId: string): Promise<string[]> {
+    await this.#settle();
+    return (await this.#store!.readEvents(runId)).map(eventLine);
   }
 
   /**
@@ -129,7 +177,7 @@ export class TestContext {
   /**
    * Moves the virtual clock from timer to timer until none is left but the context's housekeeping
    * (lease renewal, recovery): every backoff, timeout and deadline of the runs has fired. Time does
-   * not jump while a step is at work (in a worker, say); when running steps give no news for a
+   * not jump while a step is at work (on a worker starting up, say); when running steps give no news for a
    * second of real time, it stops there: a step that only waits on its timeout stays running (move
    * the clock past it with `advance`).
    * @throws FlowError `WEIR_RUN_STATE` when over 10,000 timers fire (a flow that never settles).
@@ -152,18 +200,57 @@ export class TestContext {
     }
   }
 
-  /** Starts a run as `ctx.start` does; the clock does not move until `advance` or `runUntilIdle`. */
+  /**
+   * Starts a run as `ctx.start` does, with run id `run-1`, `run-2`... unless `options.runId` is
+   * given (so ids are the same on every test run); the clock does not move until `advance` or `runUntilIdle`.
+   */
   start<I, O>(flow: Flow<I, O>, input: I, options?: RunOptions): RunHandle<O> {
-    return this.ctx.start(flow, input, options);
+    this.#flows.add(flow);
+    return this.#ctx.start(flow, input, { ...options, runId: options?.runId ?? `run-${++this.#runs}` });
   }
 
   /**
-   * Runs a flow to its end on the virtual clock: starts it and runs until idle.
+   * Runs a flow to its end on the virtual clock: starts it (as `t.start`) and runs until idle.
    * @throws FlowError `WEIR_RUN_STATE` when the run has not ended by then (it waits for input, or a
    * step never ends), saying which; what `ctx.start` throws.
    */
   async run<I, O>(flow: Flow<I, O>, input: I, options?: RunOptions): Promise<FlowResult<O>> {
-    const handle = this.ctx.start(flow, input, options);
+    return this.#drive(this.start(flow, input, options));
+  }
+
+  /**
+   * Runs one flow of a tree alone, with the outputs of its dependencies given (`deps`): a copy of
+   * it, in a composite of its own after a stub step per dependency, so its processor, retries,
+   * timeouts and executor are those of the real run. The result is the flow's own (its output,
+   * attempts and steps; the stubs left out). A stub's output is checked by the real dependency's
+   * output schema, where the flow's composite has a leaf of that name.
+   * @throws FlowError `WEIR_INVALID_OPTIONS` for a missing required dependency, or one the flow does
+   * not have; `WEIR_RUN_STATE` as `t.run`.
+   * @example
+   * const result = await t.runStep(enrich, { id: 7 }, { deps: { fetch: { name: 'Ada' } } });
+   */
+  async runStep<I, O>(flow: Flow<I, O>, input: I, options: RunStepOptions = {}): Promise<FlowResult<O>> {
+    const { deps, ...runOptions } = options;
+    const harness = stepHarness(flow, deps ?? {});
+    const result = await this.#drive(this.start(harness.flow, input, runOptions));
+    return harness.resultOf(result);
+  }
+
+  /**
+   * A `Step` for calling a processor's `process()` directly: `await processor.process(input, t.step({ deps }))`.
+   * It keeps what the processor reported (`progressReports`, `heartbeats`, `asks`).
+   */
+  step(options: TestStepOptions = {}): TestStep {
+    return new TestStep(options);
+  }
+
+  /**
+   * Runs the clock until a run ends, and resolves to its result (a run started earlier, one
+   * answered, or one `restart` recovered).
+   * @throws FlowError `WEIR_RUN_STATE` when it has not ended by then, saying why; `WEIR_RUN_NOT_FOUND` for an unknown run.
+   */
+  async result<O = unknown>(run: string | RunHandle<O>): Promise<FlowResult<O>> {
+    const handle = typeof run === 'string' ? await this.#ctx.handle<O>(run) : run;
     return this.#drive(handle);
   }
 
@@ -172,8 +259,8 @@ export class TestContext {
    * ended, else `undefined` (it waits again, say).
    */
   async answer(runId: string, key: string, value: unknown): Promise<FlowResult | undefined> {
-    await this.ctx.submitInput(runId, key, value);
-    const handle = await this.ctx.handle(runId);
+    await this.#ctx.submitInput(runId, key, value);
+    const handle = await this.#ctx.handle(runId);
     return this.#drive(handle, false);
   }
 
@@ -183,7 +270,7 @@ export class TestContext {
    */
   async expectWaiting(runId: string, key?: string): Promise<WaitInfo> {
     await this.#settle();
-    const info = await this.ctx.getRun(runId);
+    const info = await this.#ctx.getRun(runId);
     const waits = info.waitingFor ?? [];
     const wait = key === undefined ? waits[0] : waits.find((w) => w.key === key);
     if (info.status !== 'waiting' || wait === undefined) {
@@ -194,36 +281,124 @@ export class TestContext {
   }
 
   /**
+   * Expectations on a run's steps that read well:
+   * `t.expectSteps(result).toHaveRun(['a', 'b']).toHaveSkipped(['c']).toHaveAttempts({ a: 3 })`.
+   * A failed one throws node's `AssertionError` (every runner shows its diff).
+   */
+  expectSteps(result: FlowResult): StepExpectations {
+    return new StepExpectations(result);
+  }
+
+  /** A run's result as a test compares it or snapshots it: status, output, error, and each step's status and attempts; no ids, processes or times. */
+  summary(result: FlowResult): RunSummaryForTest {
+    const steps: Record<string, { status: string; attempts: number; error?: string | undefined }> = {};
+    for (const [name, step] of Object.entries(result.steps)) {
+      steps[name] = { status: step.status, attempts: step.attempts.length, ...(step.error === undefined ? {} : { error: step.error.code ?? step.error.name }) };
+    }
+    return {
+      status: result.status,
+      output: result.output,
+      ...(result.error === undefined ? {} : { error: { code: result.error.code, message: result.error.message, ...(result.error.step === undefined ? {} : { step: result.error.step }) } }),
+      steps,
+    };
+  }
+
+  /**
    * Replaces a step's processor in this context only: `output` is what every attempt returns, or a
    * function of the validated input and the step. The output still passes the processor's output
    * schema, so a wrong double fails the step (and the test) as a wrong processor would.
-   * @throws ValidationError `WEIR_INVALID_OPTIONS` for a step that is neither a Flow nor a name.
+   * @throws FlowError `WEIR_INVALID_OPTIONS` for a step that is neither a Flow nor a name.
    */
   mock<O>(step: Flow<any, O> | string, output: O | ((input: any, step: Step) => O | Promise<O>)): this {
-    const double: ProcessDouble = typeof output === 'function' ? (output as ProcessDouble) : () => output;
-    this.#entry(step, 't.mock').mock = double;
+    this.#doubles.mock(step, toDouble(output), 't.mock');
     return this;
   }
 
   /**
    * Makes the step's next attempts fail with `error` (`times` of them), before its processor (or its
    * mock) runs again: its retry policy decides what follows, as for a real failure.
-   * @throws ValidationError `WEIR_INVALID_OPTIONS` for a bad step or `times`.
+   * @throws FlowError `WEIR_INVALID_OPTIONS` for a bad step or `times`.
    */
   fail(step: StepRef, error: unknown, options: FailOptions = {}): this {
-    const times = options.times ?? 1;
-    if (!Number.isInteger(times) || times < 1) {
-      throw new FlowError(`t.fail: times: expected a whole number >= 1, got ${describeValue(times)}`, { code: ErrorCode.INVALID_OPTIONS });
-    }
-    this.#entry(step, 't.fail').failures.push({ error, left: times });
+    this.#doubles.fail(step, error, positive(options.times, 't.fail'), 't.fail');
     return this;
+  }
+
+  /**
+   * Stops the context as a kill -9 of its process would, right after the step's end (its output,
+   * record and event) is committed: nothing after it is written, no timer of it fires, its runs'
+   * handles settle with status `running`. `restart()` then recovers the runs. Once.
+   * @throws FlowError `WEIR_INVALID_OPTIONS` for a step that is neither a Flow nor a name.
+   */
+  crashAfter(step: StepRef): this {
+    this.#faults.crashAfter(nameOf(step, 't.crashAfter'));
+    return this;
+  }
+
+  /**
+   * Stops the context as a kill -9 would, just before the step's next attempt runs its processor
+   * (its start is not committed): the step runs again after `restart()`. Once.
+   * @throws FlowError `WEIR_INVALID_OPTIONS` for a step that is neither a Flow nor a name.
+   */
+  crashBefore(step: StepRef): this {
+    this.#doubles.crashBefore(step, 't.crashBefore');
+    return this;
+  }
+
+  /**
+   * Makes the store refuse writes: the next `times` writes of the kind `on` throw (a retryable
+   * `FlowError` with code `WEIR_STORE`, as a failing backend gives, unless `error` says otherwise).
+   * @throws FlowError `WEIR_INVALID_OPTIONS` for a bad option.
+   * @example
+   * t.failStore({ on: 'commit', step: 'charge' });   // the commit of charge's output fails once
+   */
+  failStore(options: FailStoreOptions): this {
+    const on: unknown = (options as { on?: unknown } | undefined)?.on;
+    if (typeof on !== 'string' || !['create', 'commit', 'input', 'lease', 'write'].includes(on)) {
+      throw new FlowError(`t.failStore: on: expected 'create', 'commit', 'input', 'lease' or 'write', got ${describeValue(on)}`, { code: ErrorCode.INVALID_OPTIONS });
+    }
+    if (options.step !== undefined && on !== 'commit') {
+      throw new FlowError(`t.failStore: step: only with on: 'commit' (got on: '${on}')`, { code: ErrorCode.INVALID_OPTIONS });
+    }
+    this.#faults.fail(options, positive(options.times, 't.failStore'));
+    return this;
+  }
+
+  /**
+   * Starts a fresh context on the same store, as a restarted process would, and recovers the runs
+   * the old one left: the old one is stopped as a kill -9 would (unless a crash stopped it
+   * already), the clock moves past its leases (`downtime`), the flows it knew are registered with
+   * the new one, and `ctx.recover()` takes the runs over. Doubles and faults not used yet stay armed.
+   * @returns the handles of the runs the new context goes on with (`t.result(handle)` runs one to its end).
+   */
+  async restart(options: RestartOptions = {}): Promise<RunHandle[]> {
+    const downtime = options.downtime === undefined ? (this.#options.leaseTimeout ?? 30_000) + 1 : toMs(options.downtime, 't.restart: downtime');
+    const flows = new Set([...this.#ctx[INSPECT]().flows, ...this.#flows]);
+    await this.#crash('by t.restart()');
+    await this.#halted;
+    if (this.#file !== undefined) {
+      // A new process opens the file anew.
+      await this.#results.close();
+      this.#results = ResultsManager.sqlite(this.#file);
+    }
+    this.#scope = new ClockScope(this.clock);
+    this.#ctx = this.#context();
+    this.#halted = undefined;
+    for (const flow of flows) if (!flow.isComposite || flow.parent === undefined) this.#ctx.register(flow);
+    await this.advance(downtime);
+    const handles = await this.#ctx.recover();
+    await this.#settle();
+    return handles;
   }
 
   /** Closes the context (and removes a SQLite test store's directory). Idempotent. */
   async close(): Promise<void> {
     try {
-      await this.ctx.close();
+      await this.#halted;
+      if (this.#halted === undefined) await this.#ctx.close();
+      else await this.#results.close();
     } finally {
+      this.#scope.clear();
       this.clock.clear();
       this.#removeDir();
     }
@@ -233,27 +408,30 @@ export class TestContext {
     await this.close();
   }
 
-  #entry(step: unknown, where: string): Doubles {
-    const name = step instanceof Flow ? step.name : step;
-    if (typeof name !== 'string' || name.length === 0) {
-      throw new FlowError(`${where}: expected a Flow or a step name, got ${describeValue(step)}`, { code: ErrorCode.INVALID_OPTIONS });
-    }
-    let entry = this.#doubles.get(name);
-    if (entry === undefined) this.#doubles.set(name, (entry = { mock: undefined, failures: [] }));
-    return entry;
+  /** A new context on the current store and clock scope, its events collected, its store writes passing the faults. */
+  #context(): FlowContext {
+    const hooks: TestHooks = {
+      clock: this.#scope,
+      doubles: this.#doubles,
+      wrapStore: (store) => {
+        this.#store = store;
+        return this.#faults.wrap(store, (step) => void this.#crash(`after step "${step}" ended`));
+      },
+    };
+    const ctx = new FlowContext({ ...this.#options, results: this.#results, [TEST_HOOKS]: hooks } as FlowContextOptions);
+    ctx.on('event', (event) => this.#events.push(event));
+    return ctx;
   }
 
-  #take(name: string, _attempt: number): ProcessDouble | undefined {
-    const entry = this.#doubles.get(name);
-    if (entry === undefined) return undefined;
-    const failure = entry.failures[0];
-    if (failure !== undefined) {
-      if (--failure.left === 0) entry.failures.shift();
-      return () => {
-        throw failure.error;
-      };
-    }
-    return entry.mock;
+  /** Stops the context now, as a kill -9 would (see `HALT`); its timers never fire. */
+  #crash(where: string): Promise<void> {
+    if (this.#halted !== undefined) return this.#halted;
+    const reason = new FlowError(`the process was stopped ${where} (weir/testing); the run stays as the store has it, and t.restart() recovers it`, {
+      code: ErrorCode.CONTEXT_CLOSED,
+    });
+    this.#scope.clear();
+    this.#halted = this.#ctx[HALT](reason);
+    return this.#halted;
   }
 
   /** Drives the clock until the run ends or nothing is left to do; with `strict`, a run that has not ended is an error. */
@@ -279,7 +457,7 @@ export class TestContext {
       return result;
     }
     if (!strict) return undefined;
-    const info = await this.ctx.getRun(handle.runId);
+    const info = await this.#ctx.getRun(handle.runId);
     const why =
       info.status === 'waiting'
         ? `it waits for input (${(info.waitingFor ?? []).map((w) => `"${w.key}" of "${w.step}"`).join(', ')}): answer it with t.answer(runId, key, value), or start it with t.start and use t.expectWaiting`
@@ -327,8 +505,8 @@ export class TestContext {
     return false;
   }
 
-  #inspect(): { working: boolean; running: number } {
-    return this.ctx.state === 'open' ? this.ctx[INSPECT]() : { working: false, running: 0 };
+  #inspect(): ContextInspection {
+    return this.#ctx.state === 'open' ? this.#ctx[INSPECT]() : { working: false, running: 0, flows: [] };
   }
 
   #activity(): number {
@@ -338,4 +516,16 @@ export class TestContext {
   #removeDir(): void {
     if (this.#dir !== undefined) rmSync(this.#dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * `times`, checked: a whole number >= 1, 1 when not given.
+ * @throws FlowError `WEIR_INVALID_OPTIONS` naming `where`.
+ */
+function positive(times: unknown, where: string): number {
+  if (times === undefined) return 1;
+  if (typeof times !== 'number' || !Number.isInteger(times) || times < 1) {
+    throw new FlowError(`${where}: times: expected a whole number >= 1, got ${describeValue(times)}`, { code: ErrorCode.INVALID_OPTIONS });
+  }
+  return times;
 }

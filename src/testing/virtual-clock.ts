@@ -1,6 +1,6 @@
 /**
  * A clock a test moves by hand: timers fire in order of their time (then of when they were set) as
- * `advanceTo` passes them, and `now()` is the virtual time. Nothing runs on its own.
+ * `step` passes them, and `now()` is the virtual time. Nothing runs on its own.
  */
 import type { Clock, TimerHandle, TimerOptions } from '../util/clock.js';
 
@@ -79,5 +79,49 @@ export class VirtualClock implements Clock {
   clear(): void {
     for (const timer of this.#timers) timer.cancelled = true;
     this.#timers.length = 0;
+  }
+}
+
+/**
+ * One context's view of a virtual clock: the same time, and timers that can all be dropped at once
+ * (`clear`), as a killed process's are; a cleared scope's new timers never fire.
+ */
+export class ClockScope implements Clock {
+  readonly #clock: VirtualClock;
+  readonly #timers = new Set<TimerHandle>();
+  #cleared = false;
+
+  constructor(clock: VirtualClock) {
+    this.#clock = clock;
+  }
+
+  now(): number {
+    return this.#clock.now();
+  }
+
+  setTimer(fn: () => void, ms: number, options?: TimerOptions): TimerHandle {
+    if (this.#cleared) return {};
+    const handle = this.#clock.setTimer(
+      () => {
+        this.#timers.delete(handle);
+        fn();
+      },
+      ms,
+      options,
+    );
+    this.#timers.add(handle);
+    return handle;
+  }
+
+  clearTimer(handle: TimerHandle | undefined): void {
+    if (handle === undefined || !this.#timers.delete(handle)) return;
+    this.#clock.clearTimer(handle);
+  }
+
+  /** Drops every timer of this scope, now and later. */
+  clear(): void {
+    this.#cleared = true;
+    for (const handle of this.#timers) this.#clock.clearTimer(handle);
+    this.#timers.clear();
   }
 }

@@ -70,9 +70,6 @@ export interface Clock {
   clearTimer(handle: TimerHandle | undefined): void;
 }
 
-/** Where an internal option gives a `FlowContext` a clock of its own (`weir/testing`): a symbol, so no option schema sees it. */
-export const CLOCK: unique symbol = Symbol.for('weir.clock.v1');
-
 /**
  * Calls `fn` after `ms` milliseconds, however long (a delay past one host timer's limit is a chain
  * of them); `unref` keeps the timer from holding the process open.

@@ -1,0 +1,85 @@
+/**
+ * `t.runStep()`: runs one flow of a tree alone, its dependencies' outputs given by the test. The
+ * flow (with its subtree, for a composite) is copied into a parallel composite of its own, after
+ * a stub step per dependency that returns the given output, so the engine runs it as it would in
+ * its tree: the same processor, configuration, retries, timeouts and executor.
+ */
+import { z } from 'zod';
+import { ErrorCode, FlowError } from '../errors/errors.js';
+import { Flow, type AnyFlow } from '../model/flow.js';
+import { Processor } from '../model/processor.js';
+import type { FlowResult, StepResult } from '../model/result.js';
+import { FlowType } from '../model/status.js';
+
+/** Returns the output a test gave for a dependency, checked by the real dependency's output schema where there is one. */
+class Stub extends Processor<z.ZodUnknown, z.ZodType> {
+  readonly input = z.unknown();
+  readonly output: z.ZodType;
+  readonly #value: unknown;
+  constructor(value: unknown, output: z.ZodType | undefined) {
+    super();
+    this.#value = value;
+    this.output = output ?? z.unknown();
+  }
+  process(): unknown {
+    return this.#value;
+  }
+}
+
+/** The wrapper run of `t.runStep`, and what to take from its result. */
+export interface StepHarness<I, O> {
+  readonly flow: Flow<I, Record<string, unknown>>;
+  /** The result of the flow under test, from the wrapper's: its output, and its steps without the stubs. */
+  readonly resultOf: (result: FlowResult<Record<string, unknown>>) => FlowResult<O>;
+}
+
+/**
+ * Builds the wrapper of `flow` with a stub per dependency.
+ * @throws FlowError `WEIR_INVALID_OPTIONS` for a missing required dependency, or a dependency the flow does not have.
+ */
+export function stepHarness<I, O>(flow: Flow<I, O>, deps: Readonly<Record<string, unknown>>): StepHarness<I, O> {
+  const where = `t.runStep(flow "${flow.name}")`;
+  const { required, optional } = flow.dependencies;
+  const missing = required.filter((name) => !Object.hasOwn(deps, name));
+  if (missing.length > 0) {
+    throw new FlowError(`${where}: give the output of its required ${plural(missing)} in { deps: { ${missing.map((n) => `${n}: ...`).join(', ')} } }`, {
+      code: ErrorCode.INVALID_OPTIONS,
+    });
+  }
+  const unknown = Object.keys(deps).filter((name) => !required.includes(name) && !optional.includes(name));
+  if (unknown.length > 0) {
+    const has = [...required, ...optional].map((n) => `"${n}"`).join(', ') || 'none';
+    throw new FlowError(`${where}: ${unknown.map((n) => `"${n}"`).join(', ')} ${unknown.length === 1 ? 'is not one of its dependencies' : 'are not its dependencies'} (it has ${has})`, {
+      code: ErrorCode.INVALID_OPTIONS,
+    });
+  }
+  const wrapper = Flow.parallel<I>(`t.runStep(${flow.name})`);
+  for (const [name, value] of Object.entries(deps)) {
+    const sibling = flow.parent?.children.find((c) => c.name === name);
+    new Flow(new Stub(value, sibling?.processor?.output), { name }).registerTo(wrapper);
+  }
+  copyOf(flow).registerTo(wrapper, { required: required.filter((n) => Object.hasOwn(deps, n)), optional: optional.filter((n) => Object.hasOwn(deps, n)) });
+  const stubs = new Set(Object.keys(deps));
+  return {
+    flow: wrapper,
+    resultOf: (result) => {
+      const steps: Record<string, StepResult> = {};
+      for (const [name, step] of Object.entries(result.steps)) if (!stubs.has(name) && !(flow.isComposite && name === flow.name)) steps[name] = step;
+      const own = result.steps[flow.name];
+      return { ...result, name: flow.name, output: result.output?.[flow.name] as O | undefined, attempts: own?.attempts ?? [], steps };
+    },
+  };
+}
+
+/** A copy of `flow` and its subtree, registered nowhere, with the same processors, configurations and dependencies. */
+function copyOf(flow: AnyFlow): AnyFlow {
+  if (!flow.isComposite) return new Flow(flow.processor!, { ...flow.config });
+  const { name, ...config } = flow.config;
+  const copy = flow.type === FlowType.SEQUENTIAL ? Flow.sequential(name, config) : Flow.parallel(name, config);
+  for (const child of flow.children) copyOf(child).registerTo(copy, child.dependencies);
+  return copy;
+}
+
+function plural(names: readonly string[]): string {
+  return `${names.length === 1 ? 'dependency' : 'dependencies'} ${names.map((n) => `"${n}"`).join(', ')}`;
+}
