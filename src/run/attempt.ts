@@ -21,6 +21,8 @@ import { StepContext, type StepHost } from './step-context.js';
 
 const { PENDING, RUNNING, COMPLETED, FAILED } = FlowStatus;
 const { INLINE } = FlowType;
+/** How long, in real ms, a step on a virtual clock may wait for its worker to start its processor. */
+const VIRTUAL_START_LIMIT = 30_000;
 
 /** What attempts need of the run's waits for input. */
 export interface AttemptWaits {
@@ -102,7 +104,8 @@ export class Attempts implements StepHost {
       if (timed && !begun) {
         // Until then the same limit bounds the wait (for a slot, a worker, its module), so a module that never loads
         // still fails the attempt. On the real clock: start-up takes real time, which fake timers in tests must not see.
-        const limit = node.timeout ?? node.heartbeatTimeout!;
+        // On a virtual clock (a test kit's) the step's limit is virtual time: the real wait gets a limit of its own.
+        const limit = state.env.trackStarts ? VIRTUAL_START_LIMIT : (node.timeout ?? node.heartbeatTimeout!);
         startGuard = setRealTimer(() => {
           step.abort(
             new TimeoutError(

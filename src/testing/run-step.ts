@@ -38,27 +38,14 @@ export interface StepHarness<I, O> {
  * @throws FlowError `WEIR_INVALID_OPTIONS` for a missing required dependency, or a dependency the flow does not have.
  */
 export function stepHarness<I, O>(flow: Flow<I, O>, deps: Readonly<Record<string, unknown>>): StepHarness<I, O> {
-  const where = `t.runStep(flow "${flow.name}")`;
-  const { required, optional } = flow.dependencies;
-  const missing = required.filter((name) => !Object.hasOwn(deps, name));
-  if (missing.length > 0) {
-    throw new FlowError(`${where}: give the output of its required ${plural(missing)} in { deps: { ${missing.map((n) => `${n}: ...`).join(', ')} } }`, {
-      code: ErrorCode.INVALID_OPTIONS,
-    });
-  }
-  const unknown = Object.keys(deps).filter((name) => !required.includes(name) && !optional.includes(name));
-  if (unknown.length > 0) {
-    const has = [...required, ...optional].map((n) => `"${n}"`).join(', ') || 'none';
-    throw new FlowError(`${where}: ${unknown.map((n) => `"${n}"`).join(', ')} ${unknown.length === 1 ? 'is not one of its dependencies' : 'are not its dependencies'} (it has ${has})`, {
-      code: ErrorCode.INVALID_OPTIONS,
-    });
-  }
+  const { required, optional } = checkDeps(flow, deps, `t.runStep(flow "${flow.name}")`);
   const wrapper = Flow.parallel<I>(`t.runStep(${flow.name})`);
   for (const [name, value] of Object.entries(deps)) {
     const sibling = flow.parent?.children.find((c) => c.name === name);
     new Flow(new Stub(value, sibling?.processor?.output), { name }).registerTo(wrapper);
   }
-  copyOf(flow).registerTo(wrapper, { required: required.filter((n) => Object.hasOwn(deps, n)), optional: optional.filter((n) => Object.hasOwn(deps, n)) });
+  // An optional dependency without a stub is never registered: the step reads `undefined`, as for one that failed.
+  copyOf(flow).registerTo(wrapper, { required, optional });
   const stubs = new Set(Object.keys(deps));
   return {
     flow: wrapper,
@@ -78,6 +65,33 @@ function copyOf(flow: AnyFlow): AnyFlow {
   const copy = flow.type === FlowType.SEQUENTIAL ? Flow.sequential(name, config) : Flow.parallel(name, config);
   for (const child of flow.children) copyOf(child).registerTo(copy, child.dependencies);
   return copy;
+}
+
+/**
+ * The flow's dependencies, once the outputs given for them are checked: every required one is
+ * given, and nothing else is.
+ * @throws FlowError `WEIR_INVALID_OPTIONS` naming `where` for a missing required dependency, or one the flow does not have.
+ */
+export function checkDeps(flow: AnyFlow, deps: Readonly<Record<string, unknown>>, where: string): { readonly required: readonly string[]; readonly optional: readonly string[] } {
+  const { required, optional } = flow.dependencies;
+  const missing = required.filter((name) => !Object.hasOwn(deps, name));
+  if (missing.length > 0) {
+    throw new FlowError(`${where}: give the output of its required ${plural(missing)} in { deps: { ${missing.map((n) => `${n}: ...`).join(', ')} } }`, {
+      code: ErrorCode.INVALID_OPTIONS,
+    });
+  }
+  const unknown = Object.keys(deps).filter((name) => !required.includes(name) && !optional.includes(name));
+  if (unknown.length > 0) {
+    throw new FlowError(`${where}: ${unknown.map((n) => `"${n}"`).join(', ')} ${unknown.length === 1 ? 'is not one of its dependencies' : 'are not its dependencies'} (it has ${namesOf([...required, ...optional])})`, {
+      code: ErrorCode.INVALID_OPTIONS,
+    });
+  }
+  return { required, optional };
+}
+
+/** `"a", "b"`, or `none`. */
+export function namesOf(names: readonly string[]): string {
+  return names.map((n) => `"${n}"`).join(', ') || 'none';
 }
 
 function plural(names: readonly string[]): string {

@@ -5,11 +5,18 @@
 import type { z } from 'zod';
 import { DependencyError, InputRequiredError } from '../errors/errors.js';
 import { validate } from '../executors/invoke.js';
+import { checkDeps, namesOf } from './run-step.js';
+import type { AnyFlow } from '../model/flow.js';
 import type { AnySchema, flowOutput, Step, StepDeps, TypedFlow, WaitForInputOptions } from '../model/processor.js';
 
 /** Options of `t.step()`. */
 export interface TestStepOptions {
-  /** The step's name. @default 'step' */
+  /**
+   * The flow whose processor the step is for: the step takes its name, checks `deps` against its
+   * dependencies (every required one given, no other), and reads `undefined` for an optional one not given.
+   */
+  readonly flow?: AnyFlow;
+  /** The step's name. @default the flow's, else 'step' */
   readonly name?: string;
   /** The run it pretends to belong to. @default 'run-1' */
   readonly runId?: string;
@@ -49,15 +56,24 @@ export class TestStep implements Step, StepDeps {
   /** Every `waitForInput` call, in order. */
   readonly asks: InputAskRecord[] = [];
   readonly #deps: Readonly<Record<string, unknown>>;
+  /** The names `deps.get` takes: the flow's dependencies, or the names given. */
+  readonly #known: readonly string[];
   readonly #answers: Readonly<Record<string, unknown>>;
   readonly #controller = new AbortController();
 
   /** @internal use `t.step()`. */
   constructor(options: TestStepOptions) {
-    this.name = options.name ?? 'step';
+    const { flow } = options;
+    this.name = options.name ?? flow?.name ?? 'step';
     this.runId = options.runId ?? 'run-1';
     this.attempt = options.attempt ?? 1;
     this.#deps = options.deps ?? {};
+    if (flow === undefined) {
+      this.#known = Object.keys(this.#deps);
+    } else {
+      const { required, optional } = checkDeps(flow, this.#deps, `t.step(flow "${flow.name}")`);
+      this.#known = [...required, ...optional];
+    }
     this.#answers = options.answers ?? {};
   }
 
@@ -82,9 +98,9 @@ export class TestStep implements Step, StepDeps {
   get<T = unknown>(name: string): Promise<T | undefined>;
   async get(dependency: string | { readonly name: string }): Promise<unknown> {
     const name = typeof dependency === 'string' ? dependency : dependency.name;
-    if (!Object.hasOwn(this.#deps, name)) {
-      const known = Object.keys(this.#deps).map((n) => `"${n}"`).join(', ') || 'none';
-      throw new DependencyError(`flow "${this.name}": "${name}" is not one of its dependencies (it has ${known}; give it in t.step({ deps }))`, { dependency: name });
+    if (!this.#known.includes(name)) {
+      const hint = this.#known.length === 0 ? '; give it in t.step({ deps })' : '';
+      throw new DependencyError(`flow "${this.name}": "${name}" is not one of its dependencies (it has ${namesOf(this.#known)}${hint})`, { dependency: name });
     }
     return this.#deps[name];
   }
