@@ -80,4 +80,11 @@ export default tseslint.config(
     files: ['test/types/**'],
     rules: { '@typescript-eslint/unbound-method': 'off' },
   },
+  {
+    // node:test's test() returns a promise the runner itself awaits.
+    files: ['examples/**/*.test.ts'],
+    rules: {
+      '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite'] }] }],
+    },
+  },
 );

@@ -4,6 +4,7 @@ import { durableBench } from './durable.bench.js';
 import { executorsBench } from './executors.bench.js';
 import { recoveryBench } from './recovery.bench.js';
 import { storeBench } from './store.bench.js';
+import { testingBench } from './testing.bench.js';
 import { waitingBench } from './waiting.bench.js';
 import { watchBench } from './watch.bench.js';
 
@@ -15,3 +16,4 @@ await storeBench();
 await recoveryBench();
 await watchBench();
 await waitingBench();
+await testingBench();

@@ -30,7 +30,7 @@ import { parseOptions } from '../util/parse.js';
 import { stripUndefined } from '../util/types.js';
 import { workerLoading } from '../util/worker-loading.js';
 import { ContextCore, type ContextState } from './context-core.js';
-import { HALT, INSPECT, type ContextInspection } from './test-hooks.js';
+import { FLUSH, HALT, INSPECT, type ContextInspection } from './test-hooks.js';
 import { EventBus } from './event-bus.js';
 import { FlowRegistry } from './flow-registry.js';
 import { conflictWith, LiveRuns } from './live-runs.js';
@@ -402,6 +402,11 @@ export class FlowContext {
       running += activity.running;
     }
     return { working, running, flows: this.#core.registry.known };
+  }
+
+  /** Commits what every live run recorded now (`weir/testing`; see `FLUSH`). @internal */
+  async [FLUSH](): Promise<void> {
+    await Promise.all([...this.#core.runs.values()].map((run) => run.flush()));
   }
 
   /** Stops as a kill -9 of the process would (`weir/testing`; see `HALT`). @internal */

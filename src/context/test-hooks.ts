@@ -34,6 +34,8 @@ export interface ContextInspection {
 export const TEST_HOOKS: unique symbol = Symbol.for('weir.test-hooks.v1');
 /** The key of `FlowContext[INSPECT]()`. @internal */
 export const INSPECT: unique symbol = Symbol.for('weir.inspect.v1');
+/** The key of `FlowContext[FLUSH]()`: commits what every live run recorded now, not on the lazy flush's timer. @internal */
+export const FLUSH: unique symbol = Symbol.for('weir.flush.v1');
 /**
  * The key of `FlowContext[HALT](reason)`: stops the context as a kill -9 of its process would.
  * Nothing more is committed or published, no timer of it fires, its steps are aborted and its

@@ -162,6 +162,7 @@ export class RunJournal {
     this.#holding = 0;
     if (first !== undefined) for (const e of undelivered) this.#sink.deliver(e);
     for (const c of checkpoints) c.resolve();
+    this.#becameIdle();
   }
 
   /** Records an event numbered with `nextSeq()`, delivering it now unless a held event is in the way. */
@@ -357,7 +358,8 @@ export class RunJournal {
     this.#holding -= checkpoints.length;
     this.#deliverReady();
     for (const c of checkpoints) c.resolve();
-    if (this.#again || this.#checkpoints.length > 0) this.#kick();
+    // What came during the commit goes now if someone waits for it (`settled()`), else with the lazy flush.
+    if (this.#again || this.#checkpoints.length > 0 || (this.#idle !== undefined && this.#busy())) this.#kick();
     else if (this.#busy()) this.#scheduleLazy();
     else this.#becameIdle();
   }

@@ -137,6 +137,11 @@ export class Run {
     return { working, running: state.running.size };
   }
 
+  /** Commits what the run recorded now (not when the lazy flush comes); resolves once it is committed, or could not be. */
+  flush(): Promise<void> {
+    return this.#state.journal.settled();
+  }
+
   /** Whether the run parked to wait for input: it goes on later, as another `Run` of the same id. */
   get isParked(): boolean {
     return this.#parked;

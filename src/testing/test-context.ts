@@ -11,7 +11,7 @@ import { z } from 'zod';
 // FlowContext and errors are the very classes users import from `weir`.
 import { FlowContext } from '../context/flow-context.js';
 import type { FlowContextOptions } from '../context/options.js';
-import { HALT, INSPECT, TEST_HOOKS, type ContextInspection, type TestHooks } from '../context/test-hooks.js';
+import { FLUSH, HALT, INSPECT, TEST_HOOKS, type ContextInspection, type TestHooks } from '../context/test-hooks.js';
 import { ErrorCode, FlowError } from '../errors/errors.js';
 import type { WeirEvent } from '../model/events.js';
 import type { AnyFlow, Flow } from '../model/flow.js';
@@ -122,7 +122,8 @@ export class TestContext {
   /** @internal use `createTestContext`. */
   constructor(options: Omit<FlowContextOptions, 'results'>, store: 'memory' | 'sqlite', start: number) {
     this.clock = new VirtualClock(start);
-    this.#options = options;
+    // Closing does not wait (in real time) for runs that wait on the virtual clock.
+    this.#options = { closeTimeout: 0, ...options };
     this.#doubles = new StepDoubleRegistry((step) => void this.#crash(`before step "${step}" ran`));
     this.#dir = store === 'sqlite' ? mkdtempSync(join(tmpdir(), 'weir-test-')) : undefined;
     this.#file = this.#dir === undefined ? undefined : join(this.#dir, 'runs.db');
@@ -256,12 +257,12 @@ export class TestContext {
 
   /**
    * Answers a wait (as `ctx.submitInput`), then runs until idle; resolves to the run's result if it
-   * ended, else `undefined` (it waits again, say).
+   * ended, else `undefined` (it waits again, say). Given the run's handle, the result is typed.
    */
-  async answer(runId: string, key: string, value: unknown): Promise<FlowResult | undefined> {
+  async answer<O = unknown>(run: string | RunHandle<O>, key: string, value: unknown): Promise<FlowResult<O> | undefined> {
+    const runId = typeof run === 'string' ? run : run.runId;
     await this.#ctx.submitInput(runId, key, value);
-    const handle = await this.#ctx.handle(runId);
-    return this.#drive(handle, false);
+    return this.#drive(typeof run === 'string' ? await this.#ctx.handle<O>(runId) : run, false);
   }
 
   /**
@@ -475,6 +476,8 @@ export class TestContext {
     let last = -1;
     for (let turns = 0; quiet < 3; turns++) {
       const { working } = this.#inspect();
+      // What the runs recorded is committed now, not when the journal's lazy flush comes.
+      if (working && this.#ctx.state === 'open') await this.#ctx[FLUSH]();
       // Store work that takes real time (opening a file, a worker's reply): wait for it without spinning.
       await new Promise<void>((resolve) => (working && turns > 20 ? setRealTimer(resolve, 1) : setRealImmediate(resolve)));
       const activity = this.#activity();

@@ -35,6 +35,13 @@ describe('examples run as written', () => {
     expect(stdout).toContain('parent ran step6');
   });
 
+  it('checkout\'s tests pass with weir/testing on node\'s own test runner', async () => {
+    const { stdout } = await exec(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=tap', join('examples', 'checkout', 'checkout.test.ts')], { cwd: root, timeout: 30_000 });
+    expect(stdout).toMatch(/^# pass 11$/m);
+    expect(stdout).toMatch(/^# fail 0$/m);
+    expect(stdout).toContain('ok 7 - crashes: after a crash right after the charge, the restarted process ships without charging again');
+  });
+
   it('approval parks a run waiting for input, and a child process answers it and finishes the run', async () => {
     const stdout = await runExample('approval.ts');
     expect(stdout).toContain('parent: run order-7 waits for approval (approve)');
