@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -40,6 +41,14 @@ describe('examples run as written', () => {
     expect(stdout).toMatch(/^# pass 11$/m);
     expect(stdout).toMatch(/^# fail 0$/m);
     expect(stdout).toContain('ok 7 - crashes: after a crash right after the charge, the restarted process ships without charging again');
+  });
+
+  it('docs/testing.md shows tests of the checkout suite as they are written there', () => {
+    const guide = readFileSync(join(root, 'docs', 'testing.md'), 'utf8');
+    const suite = readFileSync(join(root, 'examples', 'checkout', 'checkout.test.ts'), 'utf8');
+    const tests = [...guide.matchAll(/```ts\n(test\([\s\S]*?)```/g)].flatMap((m) => m[1]!.split(/\n(?=test\()/)).map((block) => block.trim());
+    expect(tests.length).toBeGreaterThanOrEqual(10);
+    expect(tests.filter((block) => !suite.includes(block))).toEqual([]);
   });
 
   it('approval parks a run waiting for input, and a child process answers it and finishes the run', async () => {
