@@ -1,12 +1,23 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FatalError, Flow, FlowContext, RetryableError, type StepRetryEvent } from '../../src/index.js';
+import { createTestContext, type TestContext } from '../../src/testing/index.js';
 import { Fn } from '../fixtures/processors.js';
 
 let ctx: FlowContext;
+/** A test context, for the tests that move time: `ctx` is its context. */
+let t: TestContext | undefined;
 afterEach(async () => {
-  vi.useRealTimers();
+  await t?.close();
+  t = undefined;
   await ctx.close();
 });
+
+/** A test context on a virtual clock; `ctx` is set to its context. */
+function virtualTime(options: Parameters<typeof createTestContext>[0] = {}): TestContext {
+  t = createTestContext(options);
+  ctx = t.ctx;
+  return t;
+}
 
 /** A processor that throws `errors[i]` on attempt i+1, then returns 'ok'. */
 function failing(errors: unknown[]): { processor: Fn; calls: () => number } {
@@ -22,9 +33,8 @@ function failing(errors: unknown[]): { processor: Fn; calls: () => number } {
 }
 
 describe('retry', () => {
-  it('retries with exponential backoff and jitter, driven by fake timers', async () => {
-    vi.useFakeTimers();
-    ctx = new FlowContext();
+  it('retries with exponential backoff and jitter, on virtual time', async () => {
+    const t = virtualTime();
     const { processor, calls } = failing([new RetryableError('a'), new RetryableError('b'), new RetryableError('c')]);
     const flow = new Flow(processor, {
       name: 'flaky',
@@ -36,7 +46,7 @@ describe('retry', () => {
 
     const bases = [100, 200, 300];
     for (let i = 0; i < 3; i++) {
-      await vi.advanceTimersByTimeAsync(0);
+      await t.advance(0);
       expect(calls()).toBe(i + 1);
       const retry = retries[i]!;
       expect(retry).toMatchObject({ step: 'flaky', attempt: i + 1, maxAttempts: 4 });
@@ -44,10 +54,10 @@ describe('retry', () => {
       expect(retry.delay).toBeLessThanOrEqual(bases[i]!);
       expect(retry.message).toBe(`will retry in ${retry.delay} ms (attempt ${i + 2} of 4)`);
       if (retry.delay > 0) {
-        await vi.advanceTimersByTimeAsync(retry.delay - 1);
+        await t.advance(retry.delay - 1);
         expect(calls()).toBe(i + 1);
       }
-      await vi.advanceTimersByTimeAsync(1);
+      await t.advance(1);
     }
     const result = await handle.result();
     expect(calls()).toBe(4);
@@ -56,8 +66,7 @@ describe('retry', () => {
   });
 
   it('spreads retries with jitter: delays differ between steps', async () => {
-    vi.useFakeTimers();
-    ctx = new FlowContext();
+    const t = virtualTime();
     const p = Flow.parallel('p');
     const delays: number[] = [];
     ctx.on('step_retry', (e) => delays.push(e.delay));
@@ -65,7 +74,7 @@ describe('retry', () => {
       new Flow(failing([new RetryableError('x')]).processor, { name: `s${i}`, retry: { maxAttempts: 2, initialInterval: 10_000, jitter: 1 } }).registerTo(p);
     }
     const handle = ctx.start(p, {});
-    await vi.advanceTimersByTimeAsync(10_000);
+    await t.advance('10s');
     expect((await handle.result()).status).toBe('completed');
     expect(new Set(delays).size).toBeGreaterThan(1);
   });
@@ -128,8 +137,7 @@ describe('retry', () => {
   });
 
   it('does not hold a concurrency slot while waiting for backoff', async () => {
-    vi.useFakeTimers();
-    ctx = new FlowContext({ concurrency: 1 });
+    const t = virtualTime({ concurrency: 1 });
     const p = Flow.parallel('p');
     const order: string[] = [];
     let first = true;
@@ -145,9 +153,9 @@ describe('retry', () => {
     ).registerTo(p);
     new Flow(new Fn(() => order.push('other')), { name: 'other' }).registerTo(p);
     const handle = ctx.start(p, {});
-    await vi.advanceTimersByTimeAsync(0);
+    await t.advance(0);
     expect(order).toEqual(['flaky', 'other']);
-    await vi.advanceTimersByTimeAsync(1000);
+    await t.advance('1s');
     expect((await handle.result()).status).toBe('completed');
     expect(order).toEqual(['flaky', 'other', 'flaky']);
   });
