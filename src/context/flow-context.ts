@@ -394,19 +394,24 @@ export class FlowContext {
 
   /** What a test kit may see of this context (`weir/testing`). @internal */
   [INSPECT](): ContextInspection {
+    const queue = this.#queue;
     let working = this.#core.choring;
     let running = 0;
+    let waitingForSlot = 0;
     for (const run of this.#core.runs.values()) {
       const activity = run.activity;
       working ||= activity.working;
       running += activity.running;
+      waitingForSlot += activity.waitingForSlot;
     }
-    return { working, running, flows: this.#core.registry.known };
+    // A leaf waiting in the queue starts by itself while a slot is free; else it waits on what holds the slots.
+    working ||= waitingForSlot > 0 && queue.pending < queue.concurrency;
+    return { working, running, flows: this.#core.registry.known, leaseTimeout: this.#core.settings.leaseMs };
   }
 
   /** Commits what every live run recorded now (`weir/testing`; see `FLUSH`). @internal */
   async [FLUSH](): Promise<void> {
-    await Promise.all([...this.#core.runs.values()].map((run) => run.flush()));
+    await Promise.all([...this.#core.runs.values()].map((run) => run.flushed()));
   }
 
   /** Stops as a kill -9 of the process would (`weir/testing`; see `HALT`). @internal */

@@ -22,12 +22,14 @@ export interface TestHooks {
 
 /** What a test kit may see of a context (`FlowContext[INSPECT]()`). @internal */
 export interface ContextInspection {
-  /** Whether something is under way that ends by itself: store work, a run starting, a commit, a step queued or starting. */
+  /** Whether something is under way that ends by itself: store work, a run starting, a commit, a leaf about to get a free slot, a worker starting. */
   readonly working: boolean;
   /** How many step attempts run now (they may wait on anything, a timeout included). */
   readonly running: number;
   /** The flows the context knows: registered, or started here. */
   readonly flows: readonly AnyFlow[];
+  /** Its lease timeout, in ms. */
+  readonly leaseTimeout: number;
 }
 
 /** The key of the test kit's option of `new FlowContext()`. @internal */
@@ -40,7 +42,7 @@ export const FLUSH: unique symbol = Symbol.for('weir.flush.v1');
  * The key of `FlowContext[HALT](reason)`: stops the context as a kill -9 of its process would.
  * Nothing more is committed or published, no timer of it fires, its steps are aborted and its
  * pools closed; its leases are neither renewed nor released, and its results are left open (the
- * test kit's next context goes on with them). Its runs' handles settle with status `running` and
- * `reason`. Afterwards `close()` does nothing. @internal
+ * test kit's next context goes on with them). Its live runs' handles settle with status `running`
+ * and `reason` (parked ones, `waiting`). Afterwards `close()` does nothing. @internal
  */
 export const HALT: unique symbol = Symbol.for('weir.halt.v1');

@@ -82,7 +82,8 @@ const policySchema: RetryPolicySchema = expecting(
 /** The schema of `retry` in `FlowConfig`, `CompositeConfig` and the context's options. */
 export const retryOptionSchema = z.union([expecting(z.number().int().nonnegative(), 'a whole number of retries >= 0'), policySchema]);
 
-function toPolicyInput(option: RetryOption): RetryPolicyInput {
+/** A retry option as a policy's fields: a number of retries is `maxAttempts` one more. */
+export function toPolicyInput(option: RetryOption): RetryPolicyInput {
   return typeof option === 'number' ? { maxAttempts: option + 1 } : option;
 }
 

@@ -101,7 +101,7 @@ export class Attempts implements StepHost {
       const double = state.env.doubles?.take(node.name, attempt);
       const pending =
         double === undefined ? executor.execute({ processor: node.processor!, input: s.input, step, abort: step, inputs: step, started: onStart }) : runDouble(node, double, s.input, step, onStart);
-      if (timed && !begun) {
+      if (onStart !== undefined && !begun) {
         // Until then the same limit bounds the wait (for a slot, a worker, its module), so a module that never loads
         // still fails the attempt. On the real clock: start-up takes real time, which fake timers in tests must not see.
         // On a virtual clock (a test kit's) the step's limit is virtual time: the real wait gets a limit of its own.

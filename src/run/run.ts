@@ -125,21 +125,16 @@ export class Run {
   }
 
   /**
-   * What the run does now that ends by itself: `working` (its record is being stored, a commit is
-   * in flight, a step is queued or being committed) and how many attempts run (which may wait on
-   * anything, a timeout included). For a test kit's virtual clock.
+   * What the run does now, for a test kit's virtual clock: `working` when something under way ends
+   * by itself (its record being stored, a commit, a leaf about to be queued, an attempt whose worker
+   * is starting); `running`, the attempts under way (they may wait on anything, a timeout
+   * included); `waitingForSlot`, its leaves in the context's queue that wait for a slot.
    */
-  get activity(): { readonly working: boolean; readonly running: number } {
+  get activity(): { readonly working: boolean; readonly running: number; readonly waitingForSlot: number } {
     const state = this.#state;
-    if (!state.live) return { working: state.journal.pending, running: 0 };
-    // Queued but not running yet, or a slot not yet freed: it moves on by itself.
-    const working = !this.#begun || state.journal.pending || state.committing.size > 0 || state.starting > 0 || this.#scheduler.queued > state.running.size;
-    return { working, running: state.running.size };
-  }
-
-  /** Commits what the run recorded now (not when the lazy flush comes); resolves once it is committed, or could not be. */
-  flush(): Promise<void> {
-    return this.#state.journal.settled();
+    if (!state.live) return { working: state.journal.pending, running: 0, waitingForSlot: 0 };
+    const working = !this.#begun || state.journal.pending || state.committing.size > 0 || state.starting > 0 || this.#scheduler.pumpable;
+    return { working, running: state.running.size, waitingForSlot: Math.max(0, this.#scheduler.inQueue - state.running.size) };
   }
 
   /** Whether the run parked to wait for input: it goes on later, as another `Run` of the same id. */
@@ -188,7 +183,7 @@ export class Run {
     yield* events.follow(Math.max(last, base), signal);
   }
 
-  /** Resolves once everything the run recorded so far is committed (or could not be). */
+  /** Commits what the run recorded now (not when the lazy flush comes); resolves once everything so far is committed (or could not be). */
   flushed(): Promise<void> {
     return this.#state.journal.settled();
   }

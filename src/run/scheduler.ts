@@ -56,9 +56,14 @@ export class Scheduler {
     return this.#inQueue === 0 && this.#head >= this.#ready.length;
   }
 
-  /** How many of this run's leaves are queued or in a queue slot (running ones included). */
-  get queued(): number {
-    return this.#inQueue + this.#ready.length - this.#head;
+  /** How many of this run's leaves are in the context's queue, waiting for a slot or running. */
+  get inQueue(): number {
+    return this.#inQueue;
+  }
+
+  /** Whether a ready leaf has room in the run's window and is about to go to the queue. */
+  get pumpable(): boolean {
+    return this.#head < this.#ready.length && this.#inQueue < this.#window;
   }
 
   /** Whether a step waits on a timer for its next attempt. */

@@ -41,9 +41,9 @@ export class StoreFaults {
   readonly #faults: Fault[] = [];
   readonly #crashAfter = new Set<string>();
 
-  /** Arms `times` failures of the writes `on`. */
-  fail(options: FailStoreOptions, times: number): void {
-    this.#faults.push({ on: options.on, step: options.step, error: options.error, left: times });
+  /** Arms `times` failures of the writes `on` (of `step`'s end only, when given), throwing `error` (or a store error). */
+  fail(on: StoreWrite, step: string | undefined, error: unknown, times: number): void {
+    this.#faults.push({ on, step, error, left: times });
   }
 
   /** Arms a crash right after the commit that ends `step`. */

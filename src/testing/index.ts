@@ -9,5 +9,4 @@ export type { FailStoreOptions, StoreWrite } from './faulty-store.js';
 export { StepExpectations } from './expect-steps.js';
 export { TestStep } from './test-step.js';
 export type { TestStepOptions, ProgressReport, InputAskRecord } from './test-step.js';
-export { VirtualClock } from './virtual-clock.js';
 export type { Duration } from './durations.js';

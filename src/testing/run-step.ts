@@ -6,7 +6,8 @@
  */
 import { z } from 'zod';
 import { ErrorCode, FlowError } from '../errors/errors.js';
-import { Flow, type AnyFlow } from '../model/flow.js';
+import { Flow, type AnyFlow, type CompositeConfig, type FlowConfig } from '../model/flow.js';
+import { toPolicyInput, type RetryPolicyInput } from '../model/retry-policy.js';
 import { Processor } from '../model/processor.js';
 import type { FlowResult, StepResult } from '../model/result.js';
 import { FlowType } from '../model/status.js';
@@ -34,12 +35,16 @@ export interface StepHarness<I, O> {
 }
 
 /**
- * Builds the wrapper of `flow` with a stub per dependency.
+ * Builds the wrapper of `flow` with a stub per dependency. The wrapper carries what the flow would
+ * inherit from its ancestors (retry, timeout, heartbeat timeout); in a sequential composite, the
+ * flow's predecessor is a dependency too, whose output is the flow's input unless `deps` gives it.
  * @throws FlowError `WEIR_INVALID_OPTIONS` for a missing required dependency, or a dependency the flow does not have.
  */
-export function stepHarness<I, O>(flow: Flow<I, O>, deps: Readonly<Record<string, unknown>>): StepHarness<I, O> {
+export function stepHarness<I, O>(flow: Flow<I, O>, input: I, given: Readonly<Record<string, unknown>>): StepHarness<I, O> {
+  const before = predecessorOf(flow);
+  const deps = before === undefined || Object.hasOwn(given, before) ? given : { ...given, [before]: input };
   const { required, optional } = checkDeps(flow, deps, `t.runStep(flow "${flow.name}")`);
-  const wrapper = Flow.parallel<I>(`t.runStep(${flow.name})`);
+  const wrapper = Flow.parallel<I>(`t.runStep(${flow.name})`, inherited(flow));
   for (const [name, value] of Object.entries(deps)) {
     const sibling = flow.parent?.children.find((c) => c.name === name);
     new Flow(new Stub(value, sibling?.processor?.output), { name }).registerTo(wrapper);
@@ -53,8 +58,36 @@ export function stepHarness<I, O>(flow: Flow<I, O>, deps: Readonly<Record<string
       const steps: Record<string, StepResult> = {};
       for (const [name, step] of Object.entries(result.steps)) if (!stubs.has(name) && !(flow.isComposite && name === flow.name)) steps[name] = step;
       const own = result.steps[flow.name];
-      return { ...result, name: flow.name, output: result.output?.[flow.name] as O | undefined, attempts: own?.attempts ?? [], steps };
+      // The flow's own outcome: with `allowFailure`, a failed step does not fail the wrapper's run.
+      const status = own === undefined || result.status !== 'completed' ? result.status : own.status;
+      // A failed run's error is its first failing step's (a stub refused by its schema, say).
+      const error = result.status === 'completed' ? own?.error : (result.error ?? own?.error);
+      return { ...result, name: flow.name, status, error, output: own?.output as O | undefined, attempts: own?.attempts ?? [], steps };
     },
+  };
+}
+
+/** The name of the sibling a child of a sequential composite follows, if any: its implicit dependency. */
+function predecessorOf(flow: AnyFlow): string | undefined {
+  const parent = flow.parent;
+  if (parent === undefined || parent.type !== FlowType.SEQUENTIAL) return undefined;
+  const siblings = parent.children;
+  const at = siblings.indexOf(flow);
+  return at > 0 ? siblings[at - 1]!.name : undefined;
+}
+
+/** What `flow` inherits from its ancestors: retry fields merged from the root down, the nearest timeout and heartbeat timeout. */
+function inherited(flow: AnyFlow): CompositeConfig {
+  const ancestors: AnyFlow[] = [];
+  for (let at = flow.parent; at !== undefined; at = at.parent) ancestors.unshift(at);
+  const retries = ancestors.flatMap((a) => (a.config.retry === undefined ? [] : [toPolicyInput(a.config.retry)]));
+  const nearest = <K extends 'timeout' | 'heartbeatTimeout'>(key: K): FlowConfig[K] => ancestors.findLast((a) => a.config[key] !== undefined)?.config[key];
+  const timeout = nearest('timeout');
+  const heartbeatTimeout = nearest('heartbeatTimeout');
+  return {
+    ...(retries.length === 0 ? {} : { retry: Object.assign({}, ...retries) as RetryPolicyInput }),
+    ...(timeout === undefined ? {} : { timeout }),
+    ...(heartbeatTimeout === undefined ? {} : { heartbeatTimeout }),
   };
 }
 
@@ -73,7 +106,10 @@ function copyOf(flow: AnyFlow): AnyFlow {
  * @throws FlowError `WEIR_INVALID_OPTIONS` naming `where` for a missing required dependency, or one the flow does not have.
  */
 export function checkDeps(flow: AnyFlow, deps: Readonly<Record<string, unknown>>, where: string): { readonly required: readonly string[]; readonly optional: readonly string[] } {
-  const { required, optional } = flow.dependencies;
+  const declared = flow.dependencies;
+  const before = predecessorOf(flow);
+  const required = before === undefined || declared.required.includes(before) ? declared.required : [before, ...declared.required];
+  const optional = declared.optional.filter((name) => name !== before);
   const missing = required.filter((name) => !Object.hasOwn(deps, name));
   if (missing.length > 0) {
     throw new FlowError(`${where}: give the output of its required ${plural(missing)} in { deps: { ${missing.map((n) => `${n}: ...`).join(', ')} } }`, {

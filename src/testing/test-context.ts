@@ -23,9 +23,9 @@ import { ResultsManager } from '../results/results-manager.js';
 import type { RunHandle } from '../run/handle.js';
 import type { RunStore } from '../storage/journal/run-store.js';
 import { setRealImmediate, setRealTimer } from '../util/clock.js';
-import { describeValue, parseOptions, type OptionsOf } from '../util/parse.js';
+import { parseOptions, type OptionsOf } from '../util/parse.js';
 import { nameOf, StepDoubleRegistry, toDouble, type StepRef } from './doubles.js';
-import { toMs, type Duration } from './durations.js';
+import { durationSchema, toMs, type Duration } from './durations.js';
 import { eventLine, StepExpectations } from './expect-steps.js';
 import { StoreFaults, type FailStoreOptions } from './faulty-store.js';
 import { stepHarness } from './run-step.js';
@@ -34,17 +34,33 @@ import { ClockScope, VirtualClock } from './virtual-clock.js';
 
 /** Where the virtual clock starts by default: a fixed time, so times in results and events are the same on every run. */
 const START = Date.UTC(2030, 0, 1);
-/** The most timers `runUntilIdle` fires before it decides the flow never settles. */
+/** The most timers of the runs (housekeeping left out) `runUntilIdle` fires before it decides the flow never settles. */
 const MAX_TIMERS = 10_000;
-/** How long `runUntilIdle` lets running steps go without news before it stops waiting for them, in real ms. */
-const STEP_WAIT_MS = 1000;
+/** How long, in real ms, `runUntilIdle` waits for steps that give no news when nothing on the clock could end them. */
+const MAX_STEP_WAIT_MS = 60_000;
 
 const testShape = {
   /** Where runs are stored: a memory store, or a SQLite file in a new temporary directory (removed by `close()`). @default 'memory' */
   store: z.enum(['memory', 'sqlite']).optional(),
   /** The virtual time the clock starts at, in ms since the epoch or as a Date. @default 2030-01-01T00:00:00Z */
   startTime: z.union([z.number().nonnegative(), z.date()]).optional(),
+  /**
+   * How long, in real time, the clock waits for steps at work that give no news (no event, no timer
+   * set) before it takes them as waiting on time and moves on: milliseconds, or `'2s'`. @default '2s'
+   */
+  stepWait: durationSchema.optional(),
 };
+
+const times = z.number().int().min(1).optional();
+const failSchema = z.strictObject({ times });
+const restartSchema = z.strictObject({ downtime: durationSchema.optional() });
+const failStoreSchema = z.strictObject({
+  on: z.enum(['create', 'commit', 'input', 'lease', 'write']),
+  times,
+  step: z.string().min(1).optional(),
+  error: z.unknown().optional(),
+});
+const runStepSchema = z.looseObject({ deps: z.record(z.string(), z.unknown()).optional() });
 
 /** Options of `createTestContext`: those of `new FlowContext()` (but `results`), and the test's own. */
 export type TestContextOptions = Omit<FlowContextOptions, 'results'> & OptionsOf<typeof testShape>;
@@ -92,15 +108,21 @@ export interface RunSummaryForTest {
  * await t.close();
  */
 export function createTestContext(options: TestContextOptions = {}): TestContext {
-  const { store, startTime, ...rest } = options;
-  const parsed = parseOptions(z.strictObject(testShape), { store, startTime }, 'createTestContext()');
-  return new TestContext(rest, parsed.store ?? 'memory', parsed.startTime === undefined ? START : new Date(parsed.startTime).getTime());
+  const { store, startTime, stepWait, ...rest } = options;
+  const parsed = parseOptions(z.strictObject(testShape), { store, startTime, stepWait }, 'createTestContext()');
+  return new TestContext(rest, {
+    store: parsed.store ?? 'memory',
+    start: parsed.startTime === undefined ? START : new Date(parsed.startTime).getTime(),
+    stepWait: parsed.stepWait === undefined ? 2000 : toMs(parsed.stepWait, 'createTestContext(): stepWait'),
+  });
 }
 
 /** A `FlowContext` on a virtual clock, with step doubles, crashes, store faults and expectations. */
 export class TestContext {
   /** The virtual clock the context runs on (and the contexts `restart` makes after it). */
-  readonly clock: VirtualClock;
+  readonly #clock: VirtualClock;
+  /** Real ms `runUntilIdle` waits for steps at work that give no news. */
+  readonly #stepWait: number;
   readonly #options: Omit<FlowContextOptions, 'results'>;
   readonly #doubles: StepDoubleRegistry;
   readonly #faults = new StoreFaults();
@@ -120,8 +142,10 @@ export class TestContext {
   #halted: Promise<void> | undefined;
 
   /** @internal use `createTestContext`. */
-  constructor(options: Omit<FlowContextOptions, 'results'>, store: 'memory' | 'sqlite', start: number) {
-    this.clock = new VirtualClock(start);
+  constructor(options: Omit<FlowContextOptions, 'results'>, own: { readonly store: 'memory' | 'sqlite'; readonly start: number; readonly stepWait: number }) {
+    const { store, start } = own;
+    this.#clock = new VirtualClock(start);
+    this.#stepWait = own.stepWait;
     // Closing does not wait (in real time) for runs that wait on the virtual clock.
     this.#options = { closeTimeout: 0, ...options };
     this.#doubles = new StepDoubleRegistry((step) => void this.#crash(`before step "${step}" ran`));
@@ -129,7 +153,7 @@ export class TestContext {
     this.#file = this.#dir === undefined ? undefined : join(this.#dir, 'runs.db');
     try {
       this.#results = this.#file === undefined ? ResultsManager.memory() : ResultsManager.sqlite(this.#file);
-      this.#scope = new ClockScope(this.clock);
+      this.#scope = new ClockScope(this.#clock);
       this.#ctx = this.#context();
     } catch (error) {
       this.#removeDir();
@@ -144,7 +168,7 @@ export class TestContext {
 
   /** The virtual time now, in ms since the epoch. */
   now(): number {
-    return this.clock.now();
+    return this.#clock.now();
   }
 
   /** Every event of every run so far (across restarts), or of one run, in order. */
@@ -169,30 +193,33 @@ export class TestContext {
    * @throws ValidationError `WEIR_INVALID_OPTIONS` for a bad duration.
    */
   async advance(duration: Duration): Promise<void> {
-    const to = this.clock.now() + toMs(duration, 't.advance(duration)');
+    const to = this.#clock.now() + toMs(duration, 't.advance(duration)');
     await this.#settle();
-    while (this.clock.step(to)) await this.#settle();
+    while (this.#clock.step(to) !== undefined) await this.#settle();
     await this.#settle();
   }
 
   /**
    * Moves the virtual clock from timer to timer until none is left but the context's housekeeping
    * (lease renewal, recovery): every backoff, timeout and deadline of the runs has fired. Time does
-   * not jump while a step is at work (on a worker starting up, say); when running steps give no news for a
-   * second of real time, it stops there: a step that only waits on its timeout stays running (move
-   * the clock past it with `advance`).
-   * @throws FlowError `WEIR_RUN_STATE` when over 10,000 timers fire (a flow that never settles).
+   * not jump while steps are at work and give news (an event, a timer set); steps that give none for
+   * `stepWait` of real time are taken as waiting on time (their timeout, say), and the clock moves
+   * on. When nothing on the clock could end them, it waits on for them, up to a minute without news.
+   * @throws FlowError `WEIR_RUN_STATE` when over 10,000 timers of the runs fire (a flow that never settles).
    */
   async runUntilIdle(): Promise<void> {
     for (let fired = 0; ; ) {
       await this.#settle();
-      // Time does not jump while a step is at work; one that only waits (on its timeout) is left be.
-      if (await this.#awaitSteps()) return;
-      const next = this.clock.next(true);
+      if (this.#inspect().running > 0) {
+        await this.#awaitSteps(this.#stepWait);
+        // Nothing on the clock could end the steps still running: only waiting can.
+        if (this.#clock.next(true) === undefined && this.#inspect().running > 0 && !(await this.#awaitSteps(MAX_STEP_WAIT_MS))) return;
+      }
+      const next = this.#clock.next(true);
       if (next === undefined) return;
-      while (this.clock.step(next)) {
+      for (let kind = this.#clock.step(next); kind !== undefined; kind = this.#clock.step(next)) {
         await this.#settle();
-        if (++fired > MAX_TIMERS) {
+        if (kind === 'foreground' && ++fired > MAX_TIMERS) {
           throw new FlowError(`t.runUntilIdle(): over ${MAX_TIMERS} timers fired and the runs still have more; a flow that never settles? Move the clock with t.advance()`, {
             code: ErrorCode.RUN_STATE,
           });
@@ -231,8 +258,8 @@ export class TestContext {
    * const result = await t.runStep(enrich, { id: 7 }, { deps: { fetch: { name: 'Ada' } } });
    */
   async runStep<I, O>(flow: Flow<I, O>, input: I, options: RunStepOptions = {}): Promise<FlowResult<O>> {
-    const { deps, ...runOptions } = options;
-    const harness = stepHarness(flow, deps ?? {});
+    const { deps, ...runOptions } = parseOptions(runStepSchema, options, 't.runStep() options') as RunStepOptions;
+    const harness = stepHarness(flow, input, deps ?? {});
     const result = await this.#drive(this.start(harness.flow, input, runOptions));
     return harness.resultOf(result);
   }
@@ -251,8 +278,8 @@ export class TestContext {
    * @throws FlowError `WEIR_RUN_STATE` when it has not ended by then, saying why; `WEIR_RUN_NOT_FOUND` for an unknown run.
    */
   async result<O = unknown>(run: string | RunHandle<O>): Promise<FlowResult<O>> {
-    const handle = typeof run === 'string' ? await this.#ctx.handle<O>(run) : run;
-    return this.#drive(handle);
+    // By id, in the current context: a handle from before a restart follows the run in the new one.
+    return this.#drive(await this.#ctx.handle<O>(typeof run === 'string' ? run : run.runId));
   }
 
   /**
@@ -262,7 +289,7 @@ export class TestContext {
   async answer<O = unknown>(run: string | RunHandle<O>, key: string, value: unknown): Promise<FlowResult<O> | undefined> {
     const runId = typeof run === 'string' ? run : run.runId;
     await this.#ctx.submitInput(runId, key, value);
-    return this.#drive(typeof run === 'string' ? await this.#ctx.handle<O>(runId) : run, false);
+    return this.#drive(await this.#ctx.handle<O>(runId), false);
   }
 
   /**
@@ -305,7 +332,8 @@ export class TestContext {
   }
 
   /**
-   * Replaces a step's processor in this context only: `output` is what every attempt returns, or a
+   * Replaces the processor of the steps named so in this test context's runs (and after `restart`):
+   * `output` is what every attempt returns, or a
    * function of the validated input and the step. The output still passes the processor's output
    * schema, so a wrong double fails the step (and the test) as a wrong processor would.
    * @throws FlowError `WEIR_INVALID_OPTIONS` for a step that is neither a Flow nor a name.
@@ -321,14 +349,16 @@ export class TestContext {
    * @throws FlowError `WEIR_INVALID_OPTIONS` for a bad step or `times`.
    */
   fail(step: StepRef, error: unknown, options: FailOptions = {}): this {
-    this.#doubles.fail(step, error, positive(options.times, 't.fail'), 't.fail');
+    const parsed = parseOptions(failSchema, options, 't.fail() options');
+    this.#doubles.fail(step, error, parsed.times ?? 1, 't.fail');
     return this;
   }
 
   /**
    * Stops the context as a kill -9 of its process would, right after the step's end (its output,
    * record and event) is committed: nothing after it is written, no timer of it fires, its runs'
-   * handles settle with status `running`. `restart()` then recovers the runs. Once.
+   * handles settle as the store has the runs (`running`, or `waiting` for one that waited for
+   * input). `restart()` then recovers the runs. Once.
    * @throws FlowError `WEIR_INVALID_OPTIONS` for a step that is neither a Flow nor a name.
    */
   crashAfter(step: StepRef): this {
@@ -354,14 +384,11 @@ export class TestContext {
    * t.failStore({ on: 'commit', step: 'charge' });   // the commit of charge's output fails once
    */
   failStore(options: FailStoreOptions): this {
-    const on: unknown = (options as { on?: unknown } | undefined)?.on;
-    if (typeof on !== 'string' || !['create', 'commit', 'input', 'lease', 'write'].includes(on)) {
-      throw new FlowError(`t.failStore: on: expected 'create', 'commit', 'input', 'lease' or 'write', got ${describeValue(on)}`, { code: ErrorCode.INVALID_OPTIONS });
+    const parsed = parseOptions(failStoreSchema, options, 't.failStore()');
+    if (parsed.step !== undefined && parsed.on !== 'commit') {
+      throw new FlowError(`t.failStore(): step: only with on: 'commit' (got on: '${parsed.on}')`, { code: ErrorCode.INVALID_OPTIONS });
     }
-    if (options.step !== undefined && on !== 'commit') {
-      throw new FlowError(`t.failStore: step: only with on: 'commit' (got on: '${on}')`, { code: ErrorCode.INVALID_OPTIONS });
-    }
-    this.#faults.fail(options, positive(options.times, 't.failStore'));
+    this.#faults.fail(parsed.on, parsed.step, parsed.error, parsed.times ?? 1);
     return this;
   }
 
@@ -373,8 +400,11 @@ export class TestContext {
    * @returns the handles of the runs the new context goes on with (`t.result(handle)` runs one to its end).
    */
   async restart(options: RestartOptions = {}): Promise<RunHandle[]> {
-    const downtime = options.downtime === undefined ? (this.#options.leaseTimeout ?? 30_000) + 1 : toMs(options.downtime, 't.restart: downtime');
-    const flows = new Set([...this.#ctx[INSPECT]().flows, ...this.#flows]);
+    const parsed = parseOptions(restartSchema, options, 't.restart()');
+    const known = this.#ctx[INSPECT]();
+    const downtime = parsed.downtime === undefined ? known.leaseTimeout + 1 : toMs(parsed.downtime, 't.restart(): downtime');
+    // By name, the last one run wins: a restarted process has one flow of each name.
+    const flows = new Map([...known.flows, ...this.#flows].map((flow) => [flow.name, flow]));
     await this.#crash('by t.restart()');
     await this.#halted;
     if (this.#file !== undefined) {
@@ -382,10 +412,10 @@ export class TestContext {
       await this.#results.close();
       this.#results = ResultsManager.sqlite(this.#file);
     }
-    this.#scope = new ClockScope(this.clock);
+    this.#scope = new ClockScope(this.#clock);
     this.#ctx = this.#context();
     this.#halted = undefined;
-    for (const flow of flows) if (!flow.isComposite || flow.parent === undefined) this.#ctx.register(flow);
+    for (const flow of flows.values()) this.#ctx.register(flow);
     await this.advance(downtime);
     const handles = await this.#ctx.recover();
     await this.#settle();
@@ -400,7 +430,7 @@ export class TestContext {
       else await this.#results.close();
     } finally {
       this.#scope.clear();
-      this.clock.clear();
+      this.#clock.clear();
       this.#removeDir();
     }
   }
@@ -467,13 +497,15 @@ export class TestContext {
   }
 
   /**
-   * Lets what runs in real time catch up (the store opening, commits, promise chains): until nothing
-   * that ends by itself is under way and a few event-loop turns pass with no new event or timer.
+   * Lets what runs in real time catch up (the store opening, commits, promise chains): until a few
+   * event-loop turns pass with no new event or timer and nothing under way that ends by itself (or
+   * that has shown no activity for `stepWait`: a worker slot held by a step that waits on time).
    * Running steps are not waited for (one may wait on a timeout); see `#awaitSteps`.
    */
   async #settle(): Promise<void> {
     let quiet = 0;
     let last = -1;
+    let since = performance.now();
     for (let turns = 0; quiet < 3; turns++) {
       const { working } = this.#inspect();
       // What the runs recorded is committed now, not when the journal's lazy flush comes.
@@ -481,17 +513,21 @@ export class TestContext {
       // Store work that takes real time (opening a file, a worker's reply): wait for it without spinning.
       await new Promise<void>((resolve) => (working && turns > 20 ? setRealTimer(resolve, 1) : setRealImmediate(resolve)));
       const activity = this.#activity();
-      quiet = activity === last && !working ? quiet + 1 : 0;
-      last = activity;
+      if (activity !== last) {
+        last = activity;
+        since = performance.now();
+        quiet = 0;
+      } else {
+        quiet = !working || performance.now() - since > this.#stepWait ? quiet + 1 : 0;
+      }
     }
   }
 
   /**
-   * Waits while steps run and something still happens, up to `STEP_WAIT_MS` of real time without
-   * news: a step at work (in a worker, on I/O) is let finish before time jumps past its timeout.
-   * @returns whether steps still run (stuck, or waiting on the clock).
+   * Waits while steps run, as long as they give news, and up to `limit` real ms without news.
+   * @returns whether no step runs any more.
    */
-  async #awaitSteps(): Promise<boolean> {
+  async #awaitSteps(limit: number): Promise<boolean> {
     let last = this.#activity();
     let since = performance.now();
     while (this.#inspect().running > 0) {
@@ -501,34 +537,22 @@ export class TestContext {
         last = activity;
         since = performance.now();
         await this.#settle();
-      } else if (performance.now() - since > STEP_WAIT_MS) {
-        return true;
+      } else if (performance.now() - since > limit) {
+        return false;
       }
     }
-    return false;
+    return true;
   }
 
   #inspect(): ContextInspection {
-    return this.#ctx.state === 'open' ? this.#ctx[INSPECT]() : { working: false, running: 0, flows: [] };
+    return this.#ctx.state === 'open' ? this.#ctx[INSPECT]() : { working: false, running: 0, flows: [], leaseTimeout: 0 };
   }
 
   #activity(): number {
-    return this.#events.length + this.clock.timersSet;
+    return this.#events.length + this.#clock.timersSet;
   }
 
   #removeDir(): void {
     if (this.#dir !== undefined) rmSync(this.#dir, { recursive: true, force: true });
   }
-}
-
-/**
- * `times`, checked: a whole number >= 1, 1 when not given.
- * @throws FlowError `WEIR_INVALID_OPTIONS` naming `where`.
- */
-function positive(times: unknown, where: string): number {
-  if (times === undefined) return 1;
-  if (typeof times !== 'number' || !Number.isInteger(times) || times < 1) {
-    throw new FlowError(`${where}: times: expected a whole number >= 1, got ${describeValue(times)}`, { code: ErrorCode.INVALID_OPTIONS });
-  }
-  return times;
 }

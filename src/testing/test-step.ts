@@ -2,11 +2,12 @@
  * `t.step()`: a `Step` for calling a processor's `process()` directly, with dependency outputs,
  * answers and an attempt number given by the test, and what the processor reported kept for it.
  */
-import type { z } from 'zod';
-import { DependencyError, InputRequiredError } from '../errors/errors.js';
-import { validate } from '../executors/invoke.js';
+import { z } from 'zod';
+import { DependencyError, ErrorCode, FlowError, InputRequiredError } from '../errors/errors.js';
+import { askForInput } from '../human/ask.js';
+import { parseOptions } from '../util/parse.js';
 import { checkDeps, namesOf } from './run-step.js';
-import type { AnyFlow } from '../model/flow.js';
+import { Flow, type AnyFlow } from '../model/flow.js';
 import type { AnySchema, flowOutput, Step, StepDeps, TypedFlow, WaitForInputOptions } from '../model/processor.js';
 
 /** Options of `t.step()`. */
@@ -27,6 +28,16 @@ export interface TestStepOptions {
   /** Answers to `step.waitForInput`, by key, validated by the ask's schema as in a run. @default {} */
   readonly answers?: Readonly<Record<string, unknown>>;
 }
+
+const outputs = z.record(z.string(), z.unknown()).optional();
+const testStepSchema = z.strictObject({
+  flow: z.custom<AnyFlow>((v) => v instanceof Flow, 'a Flow').optional(),
+  name: z.string().min(1).optional(),
+  runId: z.string().min(1).optional(),
+  attempt: z.number().int().min(1).optional(),
+  deps: outputs,
+  answers: outputs,
+});
 
 /** One `step.progress` call. */
 export interface ProgressReport {
@@ -61,8 +72,12 @@ export class TestStep implements Step, StepDeps {
   readonly #answers: Readonly<Record<string, unknown>>;
   readonly #controller = new AbortController();
 
-  /** @internal use `t.step()`. */
-  constructor(options: TestStepOptions) {
+  /**
+   * @internal use `t.step()`.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` for a bad option; FlowError `WEIR_INVALID_OPTIONS` for `deps` the flow does not take.
+   */
+  constructor(given: TestStepOptions) {
+    const options = parseOptions(testStepSchema, given, 't.step()');
     const { flow } = options;
     this.name = options.name ?? flow?.name ?? 'step';
     this.runId = options.runId ?? 'run-1';
@@ -119,18 +134,28 @@ export class TestStep implements Step, StepDeps {
   }
 
   /**
-   * The answer given for `key` in `t.step({ answers })`, validated by `schema`; else the ask's
-   * default; else it fails as a batch run's ask does.
-   * @throws ValidationError `WEIR_VALIDATION` for an answer the schema refuses.
+   * As in a batch run, with the answers of `t.step({ answers })`: the answer given for `key`,
+   * validated by `schema`; else the ask's default; else it fails. A bad key, schema or option fails
+   * as in a run.
+   * @throws ValidationError `WEIR_VALIDATION` for an answer (or a default) the schema refuses.
    * @throws InputRequiredError `WEIR_INPUT_REQUIRED` when there is neither an answer nor a default.
+   * @throws FatalError `WEIR_INVALID_OPTIONS` for a bad key, schema or option.
    */
   async waitForInput<S extends AnySchema>(key: string, schema: S, options?: WaitForInputOptions<z.output<S>>): Promise<z.output<S>> {
-    if (Object.hasOwn(this.#answers, key)) {
-      this.asks.push({ key, answered: true });
-      return validate(schema, this.#answers[key], `flow "${this.name}": the answer to "${key}"`) as z.output<S>;
+    const answered = typeof key === 'string' && Object.hasOwn(this.#answers, key);
+    try {
+      return await askForInput(this.name, key, schema, options, {
+        waits: false,
+        answer: (k) => (Object.hasOwn(this.#answers, k) ? { outcome: 'answered', value: this.#answers[k] } : undefined),
+        wait: () => undefined,
+      });
+    } catch (error) {
+      if (error instanceof FlowError && error.code === ErrorCode.INPUT_REQUIRED) {
+        throw new InputRequiredError(`${error.message} (give an answer in t.step({ answers }))`);
+      }
+      throw error;
+    } finally {
+      if (typeof key === 'string') this.asks.push({ key, answered: answered || options?.default !== undefined });
     }
-    this.asks.push({ key, answered: options?.default !== undefined });
-    if (options?.default !== undefined) return options.default;
-    throw new InputRequiredError(`flow "${this.name}": waits for input "${key}", and t.step() has no answer for it (give it in t.step({ answers }))`);
   }
 }

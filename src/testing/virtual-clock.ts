@@ -60,19 +60,23 @@ export class VirtualClock implements Clock {
   }
 
   /**
-   * Fires the earliest timer due at or before `to`, moving the time to it; or, when none is due,
-   * moves the time to `to`. Resolves whether a timer fired (the caller settles, then calls again).
+   * Fires one timer: the earliest foreground timer due at or before `to`, moving the time to it,
+   * unless a background timer is due by then, which fires first, at that time. So housekeeping that
+   * re-arms itself (a lease renewal every few seconds) fires once per jump, however long the jump.
+   * When nothing is due, moves the time to `to`. Returns what fired (the caller settles, then calls again).
    */
-  step(to: number): boolean {
-    const timer = this.#timers[0];
-    if (timer === undefined || timer.at > to) {
+  step(to: number): 'foreground' | 'background' | undefined {
+    const foreground = this.#timers.find((t) => !t.background && t.at <= to);
+    const at = foreground?.at ?? to;
+    const timer = this.#timers.find((t) => t.background && t.at <= at) ?? foreground;
+    if (timer === undefined) {
       if (to > this.#now) this.#now = to;
-      return false;
+      return undefined;
     }
-    this.#timers.shift();
-    if (timer.at > this.#now) this.#now = timer.at;
+    this.#timers.splice(this.#timers.indexOf(timer), 1);
+    if (at > this.#now) this.#now = at;
     timer.fn();
-    return true;
+    return timer.background ? 'background' : 'foreground';
   }
 
   /** Drops every timer: the context that set them is gone. */

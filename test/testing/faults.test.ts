@@ -103,7 +103,6 @@ describe('restart', () => {
     await t.advance('21s');
     const [handle] = await t.ctx.recover();
     expect((await t.result(handle!)).status).toBe('completed');
-    await expect(t.restart({ downtime: '-1s' as never })).rejects.toMatchObject({ code: 'WEIR_INVALID_OPTIONS' });
   });
 
   it('keeps doubles not used yet, and the events listeners saw', async () => {
@@ -115,6 +114,22 @@ describe('restart', () => {
     expect((await t.result(first.runId)).output).toEqual({ a: 'in>a', b: 'in>a>b', c: 'mocked' });
     expect(counts).toEqual({ a: 1, b: 1, c: 0 });
     expect(t.events(first.runId).map((e) => e.type)).toContain('run_resumed');
+  });
+});
+
+describe('restart with what a test did before it', () => {
+  it('registers one flow of each name (the last run), and follows a handle from before the restart', async () => {
+    t = createTestContext();
+    const first = chain();
+    await t.run(first.flow, 'x');
+    const second = chain();
+    t.crashAfter('a');
+    const crashed = t.start(second.flow, 'y');
+    await t.runUntilIdle();
+    await t.restart();
+    // The handle from the stopped context follows the run in the new one.
+    expect(await t.result(crashed)).toMatchObject({ status: 'completed', output: { c: 'y>a>b>c' } });
+    expect(second.counts).toEqual({ a: 1, b: 1, c: 1 });
   });
 });
 
@@ -180,14 +195,20 @@ describe('failStore', () => {
     }
   });
 
-  it('refuses bad options with a clear error', () => {
+  it('refuses bad options with a clear error', async () => {
     t = createTestContext();
     const bad = (options: unknown): unknown => t.failStore(options as never);
-    expect(() => bad({ on: 'disk' })).toThrow(/t.failStore: on: expected 'create', 'commit', 'input', 'lease' or 'write', got "disk"/);
+    expect(() => bad({ on: 'disk' })).toThrow('t.failStore(): on: expected "create", "commit", "input", "lease" or "write", got "disk"');
     expect(() => bad(undefined)).toThrow(FlowError);
-    expect(() => bad({ on: 'create', step: 'a' })).toThrow(/step: only with on: 'commit'/);
-    expect(() => bad({ on: 'commit', times: 0 })).toThrow(/times: expected a whole number >= 1, got 0/);
+    expect(() => bad({ on: 'create', step: 'a' })).toThrow("t.failStore(): step: only with on: 'commit' (got on: 'create')");
+    expect(() => bad({ on: 'commit', times: 0 })).toThrow('t.failStore(): times: expected a positive whole number, got 0');
+    // A typo is an error, not a fault armed once.
+    expect(() => bad({ on: 'commit', tims: 3 })).toThrow('t.failStore(): tims: expected one of the options');
+    expect(() => t.fail('a', new Error('x'), { time: 3 } as never)).toThrow('t.fail() options: time: expected one of the options times, got an unknown option');
     expect(() => t.crashAfter('')).toThrow(/t.crashAfter: expected a Flow or a step name/);
     expect(() => t.crashBefore(3 as never)).toThrow(/t.crashBefore: expected a Flow or a step name, got 3/);
+    await expect(t.restart({ downtime: '-1s' as never })).rejects.toThrow("t.restart(): downtime: expected a duration (milliseconds >= 0, or a number with ms, s, m, h or d, such as '30s'), got \"-1s\"");
+    // Nothing was stopped by the refused restart.
+    expect(t.ctx.state).toBe('open');
   });
 });

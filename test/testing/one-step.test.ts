@@ -1,7 +1,7 @@
 /** weir/testing: one flow of a tree alone with stub dependencies, a Step for process(), thread and process steps on virtual time. */
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { Flow, Processor, RetryableError, type Step } from '../../src/index.js';
+import { FatalError, Flow, Processor, RetryableError, type Step } from '../../src/index.js';
 import { createTestContext, type TestContext } from '../../src/testing/index.js';
 import { Fn } from '../fixtures/processors.js';
 import { AwaitSignal, Multiply, SumDeps } from '../fixtures/remote.js';
@@ -101,6 +101,46 @@ describe('t.runStep', () => {
   });
 });
 
+describe('t.runStep as the step runs in its tree', () => {
+  it('inherits the retry and timeout of its composites', async () => {
+    t = createTestContext();
+    const app = Flow.parallel('app', { retry: { maxAttempts: 3, initialInterval: 1000, jitter: 0 } });
+    const inner = Flow.parallel('inner', { timeout: 5000 }).registerTo(app);
+    let calls = 0;
+    const step = new Flow(
+      new Fn((_i, s: Step) => {
+        if (++calls < 3) throw new RetryableError('again');
+        return new Promise((_r, reject) => s.signal.addEventListener('abort', () => reject(s.signal.reason as Error)));
+      }),
+      { name: 'step' },
+    ).registerTo(inner);
+    const handle = t.runStep(step, {});
+    await t.advance('3s');
+    await t.advance('5s');
+    const result = await handle;
+    expect(result.attempts).toHaveLength(3);
+    expect(result.error).toMatchObject({ code: 'WEIR_TIMEOUT', message: expect.stringContaining('timeout of 5000 ms') });
+  });
+
+  it('gives a child of a sequential composite its predecessor\'s output as its input and as a dependency', async () => {
+    t = createTestContext();
+    const pipe = Flow.sequential('pipe');
+    new Flow(new Fn(() => 1), { name: 'first' }).registerTo(pipe);
+    const second = new Flow(new Fn(async (input, step: Step) => ({ input, first: await step.deps.get('first') })), { name: 'second' }).registerTo(pipe);
+    expect((await t.runStep(second, 41)).output).toEqual({ input: 41, first: 41 });
+    expect((await t.runStep(second, 41, { deps: { first: 7 } })).output).toEqual({ input: 41, first: 7 });
+    expect(() => t.step({ flow: second })).toThrow('give the output of its required dependency "first"');
+  });
+
+  it('reports the step\'s own failure when it may fail without failing its run', async () => {
+    t = createTestContext();
+    const tree = Flow.parallel('tree');
+    const optional = new Flow(new Fn(() => Promise.reject(new FatalError('no'))), { name: 'optional', allowFailure: true }).registerTo(tree);
+    const result = await t.runStep(optional, {});
+    expect(result).toMatchObject({ status: 'failed', error: { code: 'WEIR_FATAL', message: 'no' } });
+  });
+});
+
 describe('t.step', () => {
   it('calls process() directly with deps, answers and an attempt, and keeps what it reported', async () => {
     t = createTestContext();
@@ -126,6 +166,12 @@ describe('t.step', () => {
     expect(await ask(t.step())).toBe(false);
     await expect(t.step({ answers: { go: 'yes' } }).waitForInput('go', z.boolean())).rejects.toMatchObject({ code: 'WEIR_VALIDATION' });
     await expect(t.step().waitForInput('go', z.boolean())).rejects.toMatchObject({ code: 'WEIR_INPUT_REQUIRED', message: expect.stringContaining('t.step({ answers })') });
+    // As in a run: a default the schema refuses, a bad key, and bad options.
+    await expect(t.step().waitForInput('n', z.number(), { default: 'nope' as never })).rejects.toMatchObject({ code: 'WEIR_VALIDATION' });
+    await expect(t.step().waitForInput('', z.number())).rejects.toMatchObject({ name: 'FatalError', code: 'WEIR_INVALID_OPTIONS' });
+    await expect(t.step().waitForInput('n', z.number(), { wait: 1 } as never)).rejects.toMatchObject({ code: 'WEIR_INVALID_OPTIONS' });
+    expect(() => t.step({ attempt: 0 })).toThrow('t.step(): attempt: expected a positive whole number, got 0');
+    expect(() => t.step({ dep: {} } as never)).toThrow('t.step(): dep: expected one of the options');
   });
 
   it('aborts its signal, and records heartbeats', () => {
