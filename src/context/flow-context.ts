@@ -457,7 +457,8 @@ export class FlowContext {
       // A run's life here ends when it ends, or parks to wait for input.
       const ended = (): Promise<unknown> => Promise.allSettled([...runs.values()].map((run) => run.leftContext()));
       let timer: ReturnType<typeof setTimer> | undefined;
-      await Promise.race([ended(), new Promise<void>((resolve) => (timer = setTimer(resolve, core.settings.closeTimeout, { unref: true })))]);
+      // Not unref'd: whoever awaits close() is owed its end, even when nothing else holds the process open.
+      await Promise.race([ended(), new Promise<void>((resolve) => (timer = setTimer(resolve, core.settings.closeTimeout)))]);
       clearTimer(timer);
       if (this.results.durable) {
         // A durable run is not cancelled by a shutdown: it stays running in the store, its lease released, for recover().

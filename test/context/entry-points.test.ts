@@ -130,6 +130,21 @@ describe('context entry points', () => {
     }
   });
 
+  it.each([
+    ['memory', 0, 'cancelled'],
+    ['memory', 50, 'cancelled'],
+    ['sqlite', 0, 'running'],
+  ])('finishes close() over a step that never ends and holds nothing open (%s results, closeTimeout %i)', async (backend, closeTimeout, status) => {
+    const dir = await mkdtemp(join(tmpdir(), 'weir-exit-'));
+    try {
+      const program = join(import.meta.dirname, '../fixtures/programs/close-hanging-step.ts');
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', program, backend, dir, String(closeTimeout)], { timeout: 15_000 });
+      expect(JSON.parse(stdout)).toEqual({ state: 'closed', status });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('records each step’s output in the journal before its dependants start', async () => {
     ctx = new FlowContext();
     const s = Flow.sequential('s');
