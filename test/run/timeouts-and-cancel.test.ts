@@ -243,9 +243,9 @@ describe('cancel', () => {
     expect(cancelled).toHaveLength(1);
   });
 
-  // On vitest's fake timers, not weir/testing's clock: the kit's settling never ends while a step
-  // waits in the concurrency queue behind one that does not end by itself (see the report of the
-  // conversion to weir/testing), which is the very state this test cancels in.
+  // On vitest's fake timers, not weir/testing's clock: with a step queued behind the concurrency
+  // limit and the slot held by a step that does not end by itself, which is the very state this test
+  // cancels in, the kit's t.advance never returns (a run counts as working while a leaf is queued).
   it('reports a step cancelled while its retry waits in the queue behind another step', async () => {
     vi.useFakeTimers();
     ctx = new FlowContext({ concurrency: 1 });
