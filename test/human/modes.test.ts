@@ -1,13 +1,17 @@
 import { z } from 'zod';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { Flow, FlowContext, ResultsManager, type Step, type WeirEvent } from '../../src/index.js';
+import { createTestContext, type TestContext } from '../../src/testing/index.js';
 import { deferred, Fn } from '../fixtures/processors.js';
 import { nextWaiting } from '../fixtures/waiting.js';
 
 const contexts: FlowContext[] = [];
+/** A test context on a virtual clock, for the tests of deadlines. */
+let t: TestContext | undefined;
 afterEach(async () => {
-  vi.useRealTimers();
   await Promise.all(contexts.splice(0).map((c) => c.close()));
+  await t?.close();
+  t = undefined;
 });
 function context(options: ConstructorParameters<typeof FlowContext>[0] = {}): FlowContext {
   const ctx = new FlowContext({ results: ResultsManager.memory(), ...options });
@@ -102,23 +106,20 @@ describe('hybrid mode', () => {
 
 describe('wait timeouts', () => {
   it('applies the default when nobody answers in time, and fails the step (not retried) when there is none', async () => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
-    const ctx = context();
+    t = createTestContext();
     const events: WeirEvent[] = [];
-    ctx.on('event', (e) => events.push(e));
-    let waiting = nextWaiting(ctx);
-    const withDefault = ctx.start(asking('timed', { default: 'red', timeout: 60_000 }), {}, { mode: 'interactive' });
-    const parked = await waiting;
-    expect(parked.waitingFor[0]?.deadline).toBeGreaterThan(Date.now() + 59_000);
-    await vi.advanceTimersByTimeAsync(60_001);
+    t.ctx.on('event', (e) => events.push(e));
+    const withDefault = t.start(asking('timed', { default: 'red', timeout: 60_000 }), {}, { mode: 'interactive' });
+    const parked = await t.expectWaiting(withDefault.runId, 'colour');
+    expect(parked.deadline).toBeGreaterThan(t.now() + 59_000);
+    await t.advance(60_001);
     expect(await withDefault.result()).toMatchObject({ status: 'completed', output: 'red' });
     expect(events.find((e) => e.type === 'input_received' && e.runId === withDefault.runId)).toMatchObject({ outcome: 'expired' });
 
-    waiting = nextWaiting(ctx);
     const calls = { n: 0 };
-    const without = ctx.start(asking('timed-out', { timeout: 1000 }, undefined, calls), {}, { mode: 'interactive' });
-    await waiting;
-    await vi.advanceTimersByTimeAsync(1001);
+    const without = t.start(asking('timed-out', { timeout: 1000 }, undefined, calls), {}, { mode: 'interactive' });
+    await t.expectWaiting(without.runId, 'colour');
+    await t.advance(1001);
     const result = await without.result();
     expect(result.status).toBe('failed');
     expect(result.error).toMatchObject({ name: 'InputRequiredError', code: 'WEIR_INPUT_TIMEOUT' });
@@ -126,14 +127,12 @@ describe('wait timeouts', () => {
   });
 
   it('answers arriving before the deadline win over it', async () => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
-    const ctx = context();
-    const waiting = nextWaiting(ctx);
-    const handle = ctx.start(asking('raced', { default: 'red', timeout: 5000 }), {}, { mode: 'interactive' });
-    await waiting;
-    await vi.advanceTimersByTimeAsync(4000);
-    await ctx.submitInput(handle.runId, 'colour', 'green');
-    await vi.advanceTimersByTimeAsync(2000);
+    t = createTestContext();
+    const handle = t.start(asking('raced', { default: 'red', timeout: 5000 }), {}, { mode: 'interactive' });
+    await t.expectWaiting(handle.runId, 'colour');
+    await t.advance(4000);
+    await t.ctx.submitInput(handle.runId, 'colour', 'green');
+    await t.advance(2000);
     expect(await handle.result()).toMatchObject({ status: 'completed', output: 'green' });
   });
 });

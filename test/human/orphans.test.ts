@@ -1,13 +1,13 @@
 import { z } from 'zod';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Flow, FlowContext, ResultsManager, type Step, type WeirEvent } from '../../src/index.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Flow, FlowContext, type Step, type WeirEvent } from '../../src/index.js';
+import { createTestContext, type TestContext } from '../../src/testing/index.js';
 import { Fn } from '../fixtures/processors.js';
-import { nextWaiting } from '../fixtures/waiting.js';
 
-const contexts: FlowContext[] = [];
+let t: TestContext | undefined;
 afterEach(async () => {
-  vi.useRealTimers();
-  await Promise.all(contexts.splice(0).map((c) => c.close()));
+  await t?.close();
+  t = undefined;
 });
 
 /** Two steps asking at once: one with a default, one without. */
@@ -19,17 +19,15 @@ function pair(): Flow<unknown, unknown> {
 }
 
 async function orphan(fallback: 'fail' | 'default' | 'batch' | undefined) {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
-  const ctx = new FlowContext({ results: ResultsManager.memory(), inputTimeout: 60_000, ...(fallback === undefined ? {} : { inputFallback: fallback }) });
-  contexts.push(ctx);
+  t = createTestContext({ inputTimeout: 60_000, ...(fallback === undefined ? {} : { inputFallback: fallback }) });
+  const { ctx } = t;
   const events: WeirEvent[] = [];
   ctx.on('event', (e) => events.push(e));
-  const parked = nextWaiting(ctx);
-  const handle = ctx.start(pair(), {}, { mode: 'interactive' });
-  await parked;
-  await vi.advanceTimersByTimeAsync(59_000);
+  const handle = t.start(pair(), {}, { mode: 'interactive' });
+  await t.expectWaiting(handle.runId);
+  await t.advance(59_000);
   expect((await ctx.getRun(handle.runId)).status).toBe('waiting');
-  await vi.advanceTimersByTimeAsync(1_001);
+  await t.advance(1_001);
   const result = await handle.result();
   return { result, events, ctx };
 }
@@ -61,22 +59,20 @@ describe("a waiting run nobody answers within the context's inputTimeout", () =>
   });
 
   it('counts from when the run began to wait again: an answer to one ask restarts it', async () => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
-    const ctx = new FlowContext({ results: ResultsManager.memory(), inputTimeout: 60_000 });
-    contexts.push(ctx);
+    t = createTestContext({ inputTimeout: 60_000 });
+    const { ctx } = t;
     const s = Flow.sequential('two-asks');
     new Flow(new Fn(async (_i, step: Step) => step.waitForInput('first', z.number())), { name: 'one' }).registerTo(s);
     new Flow(new Fn(async (_i, step: Step) => step.waitForInput('second', z.number())), { name: 'two' }).registerTo(s);
-    let parked = nextWaiting(ctx);
-    const handle = ctx.start(s, {}, { mode: 'interactive' });
-    await parked;
-    await vi.advanceTimersByTimeAsync(50_000);
-    parked = nextWaiting(ctx);
+    const handle = t.start(s, {}, { mode: 'interactive' });
+    await t.expectWaiting(handle.runId, 'first');
+    await t.advance(50_000);
+    // Not t.answer: it runs the clock until idle, past the very timeout this test counts.
     await ctx.submitInput(handle.runId, 'first', 1);
-    await parked;
-    await vi.advanceTimersByTimeAsync(50_000);
+    await t.expectWaiting(handle.runId, 'second');
+    await t.advance(50_000);
     expect((await ctx.getRun(handle.runId)).status).toBe('waiting');
-    await vi.advanceTimersByTimeAsync(10_001);
+    await t.advance(10_001);
     const result = await handle.result();
     expect(result.steps.one).toMatchObject({ status: 'completed', output: 1 });
     expect(result.steps.two?.error).toMatchObject({ code: 'WEIR_INPUT_TIMEOUT' });

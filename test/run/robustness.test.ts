@@ -1,11 +1,16 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { Flow, FlowContext, RetryableError } from '../../src/index.js';
+import { createTestContext, type TestContext } from '../../src/testing/index.js';
 import { Fn } from '../fixtures/processors.js';
 
+/** The context of a test on the real clock. */
 let ctx: FlowContext;
+/** The test context of a test on weir/testing's virtual clock (of backoffs and timeouts); a test sets one or the other. */
+let t: TestContext | undefined;
 afterEach(async () => {
-  vi.useRealTimers();
-  await ctx.close();
+  if (t === undefined) await ctx.close();
+  else await t.close();
+  t = undefined;
 });
 
 describe('robustness of a run', () => {
@@ -26,8 +31,7 @@ describe('robustness of a run', () => {
   });
 
   it('queues a leaf once when an empty sibling composite completes first, keeping its backoff', async () => {
-    vi.useFakeTimers();
-    ctx = new FlowContext();
+    t = createTestContext();
     const p = Flow.parallel('p');
     const empty = Flow.parallel('empty').registerTo(p);
     let calls = 0;
@@ -37,10 +41,10 @@ describe('robustness of a run', () => {
       }),
       { name: 'leaf', retry: { maxAttempts: 2, initialInterval: 5000, jitter: 0 } },
     ).registerTo(p, { required: [empty] });
-    const handle = ctx.start(p, {});
-    await vi.advanceTimersByTimeAsync(4999);
+    const handle = t.start(p, {});
+    await t.advance(4999);
     expect(calls).toBe(1);
-    await vi.advanceTimersByTimeAsync(1);
+    await t.advance(1);
     expect((await handle.result()).status).toBe('completed');
     expect(calls).toBe(2);
   });
@@ -56,11 +60,10 @@ describe('robustness of a run', () => {
   });
 
   it('does not abort a step’s signal after it succeeded', async () => {
-    vi.useFakeTimers();
-    ctx = new FlowContext();
+    t = createTestContext();
     let signal: AbortSignal | undefined;
-    const handle = ctx.start(new Flow(new Fn((_i, step) => { signal = step.signal; return 1; }), { name: 'quick', timeout: 100 }), {});
-    await vi.advanceTimersByTimeAsync(1000);
+    const handle = t.start(new Flow(new Fn((_i, step) => { signal = step.signal; return 1; }), { name: 'quick', timeout: 100 }), {});
+    await t.advance(1000);
     expect((await handle.result()).status).toBe('completed');
     expect(signal?.aborted).toBe(false);
   });

@@ -1,12 +1,18 @@
 import { getEventListeners } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CancelledError, Flow, FlowContext, TimeoutError, type Step } from '../../src/index.js';
+import { createTestContext, type TestContext } from '../../src/testing/index.js';
 import { deferred, Fn } from '../fixtures/processors.js';
 
+/** The context of a test on the real clock. */
 let ctx: FlowContext;
+/** The test context of a test on weir/testing's virtual clock (of timeouts and backoffs); a test sets one or the other. */
+let t: TestContext | undefined;
 afterEach(async () => {
   vi.useRealTimers();
-  await ctx.close();
+  if (t === undefined) await ctx.close();
+  else await t.close();
+  t = undefined;
 });
 
 /** A processor that never finishes on its own and records the signals it was given. */
@@ -29,13 +35,12 @@ function hanging(): { processor: Fn; steps: Step[]; started: Promise<void> } {
 
 describe('timeouts', () => {
   it('fails an attempt past its timeout with a TimeoutError and aborts its signal', async () => {
-    vi.useFakeTimers();
-    ctx = new FlowContext();
+    t = createTestContext();
     const h = hanging();
-    const handle = ctx.start(new Flow(h.processor, { name: 'slow', timeout: 1000 }), {});
-    await vi.advanceTimersByTimeAsync(999);
+    const handle = t.start(new Flow(h.processor, { name: 'slow', timeout: 1000 }), {});
+    await t.advance(999);
     expect(h.steps[0]!.signal.aborted).toBe(false);
-    await vi.advanceTimersByTimeAsync(1);
+    await t.advance(1);
     const result = await handle.result();
     expect(result.status).toBe('failed');
     expect(result.error).toMatchObject({ name: 'TimeoutError', code: 'WEIR_TIMEOUT', retryable: true, step: 'slow' });
@@ -45,26 +50,24 @@ describe('timeouts', () => {
   });
 
   it('retries a timed-out attempt per the retry policy', async () => {
-    vi.useFakeTimers();
-    ctx = new FlowContext();
+    t = createTestContext();
     const h = hanging();
-    const handle = ctx.start(new Flow(h.processor, { name: 'slow', timeout: 100, retry: { maxAttempts: 2, initialInterval: 50, jitter: 0 } }), {});
-    await vi.advanceTimersByTimeAsync(100);
+    const handle = t.start(new Flow(h.processor, { name: 'slow', timeout: 100, retry: { maxAttempts: 2, initialInterval: 50, jitter: 0 } }), {});
+    await t.advance(100);
     expect(h.steps).toHaveLength(1);
-    await vi.advanceTimersByTimeAsync(50);
+    await t.advance(50);
     expect(h.steps).toHaveLength(2);
     expect(h.steps[1]!.attempt).toBe(2);
-    await vi.advanceTimersByTimeAsync(100);
+    await t.advance(100);
     const result = await handle.result();
     expect(result.attempts.map((a) => a.error?.code)).toEqual(['WEIR_TIMEOUT', 'WEIR_TIMEOUT']);
   });
 
   it('ignores a late result from an attempt that already timed out', async () => {
-    vi.useFakeTimers();
-    ctx = new FlowContext();
+    t = createTestContext();
     const late = deferred<string>();
-    const handle = ctx.start(new Flow(new Fn(() => late.promise), { name: 'late', timeout: 10 }), {});
-    await vi.advanceTimersByTimeAsync(10);
+    const handle = t.start(new Flow(new Fn(() => late.promise), { name: 'late', timeout: 10 }), {});
+    await t.advance(10);
     late.resolve('too late');
     const result = await handle.result();
     expect(result.status).toBe('failed');
@@ -72,15 +75,14 @@ describe('timeouts', () => {
   });
 
   it('fails the run past its run timeout and cancels what is left', async () => {
-    vi.useFakeTimers();
-    ctx = new FlowContext();
+    t = createTestContext();
     const s = Flow.sequential('s');
     const h = hanging();
     new Flow(h.processor, { name: 'first' }).registerTo(s);
     const never = vi.fn();
     new Flow(new Fn(never), { name: 'second' }).registerTo(s);
-    const handle = ctx.start(s, {}, { timeout: 5000 });
-    await vi.advanceTimersByTimeAsync(5000);
+    const handle = t.start(s, {}, { timeout: 5000 });
+    await t.advance(5000);
     const result = await handle.result();
     expect(result.status).toBe('failed');
     expect(result.error).toMatchObject({ name: 'TimeoutError', code: 'WEIR_RUN_TIMEOUT' });
@@ -94,8 +96,7 @@ describe('timeouts', () => {
 
 describe('run timeout after a step failed', () => {
   it('fails the run with the first failing step’s error and cancels the rest with the timeout', async () => {
-    vi.useFakeTimers();
-    ctx = new FlowContext();
+    t = createTestContext();
     const root = Flow.parallel('root');
     new Flow(
       new Fn(() => {
@@ -104,8 +105,8 @@ describe('run timeout after a step failed', () => {
       { name: 'broken' },
     ).registerTo(root);
     new Flow(hanging().processor, { name: 'slow' }).registerTo(root);
-    const handle = ctx.start(root, {}, { timeout: 1000 });
-    await vi.advanceTimersByTimeAsync(1000);
+    const handle = t.start(root, {}, { timeout: 1000 });
+    await t.advance(1000);
     const result = await handle.result();
     expect(result.status).toBe('failed');
     expect(result.error).toMatchObject({ step: 'broken', message: 'broke first' });
@@ -137,16 +138,15 @@ describe('cancel', () => {
   });
 
   it('cancels a run waiting for a retry without running it again', async () => {
-    vi.useFakeTimers();
-    ctx = new FlowContext();
+    t = createTestContext();
     let calls = 0;
-    const handle = ctx.start(
+    const handle = t.start(
       new Flow(new Fn(() => { calls++; throw new Error('flaky'); }), { name: 'flaky', retry: { maxAttempts: 5, initialInterval: 1000 } }),
       {},
     );
-    await vi.advanceTimersByTimeAsync(0);
-    await ctx.cancel(handle.runId);
-    await vi.advanceTimersByTimeAsync(60_000);
+    await t.advance(0);
+    await t.ctx.cancel(handle.runId);
+    await t.advance(60_000);
     expect(calls).toBe(1);
     expect((await handle.result()).status).toBe('cancelled');
   });
@@ -197,15 +197,14 @@ describe('cancel', () => {
   });
 
   it('frees the slot of a timed-out step that ignores its signal, so its retry can run', async () => {
-    vi.useFakeTimers();
-    ctx = new FlowContext({ concurrency: 1 });
+    t = createTestContext({ concurrency: 1 });
     let calls = 0;
     const flow = new Flow(
       new Fn(() => (++calls === 1 ? new Promise(() => {}) : 'second')),
       { name: 'flaky', timeout: 100, retry: { maxAttempts: 2, initialInterval: 10, jitter: 0 } },
     );
-    const handle = ctx.start(flow, {});
-    await vi.advanceTimersByTimeAsync(110);
+    const handle = t.start(flow, {});
+    await t.advance(110);
     const result = await handle.result();
     expect(result.status).toBe('completed');
     expect(result.output).toBe('second');
@@ -228,23 +227,25 @@ describe('cancel', () => {
   });
 
   it('reports a step cancelled while waiting to retry', async () => {
-    vi.useFakeTimers();
-    ctx = new FlowContext();
+    t = createTestContext();
     const flow = new Flow(
       new Fn(() => {
         throw new Error('down');
       }),
       { name: 'flaky', retry: { maxAttempts: 3, initialInterval: 1000, jitter: 0 } },
     );
-    const handle = ctx.start(flow, {});
-    await vi.advanceTimersByTimeAsync(0);
-    await ctx.cancel(handle.runId);
+    const handle = t.start(flow, {});
+    await t.advance(0);
+    await t.ctx.cancel(handle.runId);
     const result = await handle.result();
     expect(result.steps.flaky?.status).toBe('cancelled');
     const cancelled = result.steps.flaky?.attempts;
     expect(cancelled).toHaveLength(1);
   });
 
+  // On vitest's fake timers, not weir/testing's clock: with a step queued behind the concurrency
+  // limit and the slot held by a step that does not end by itself, which is the very state this test
+  // cancels in, the kit's t.advance never returns (a run counts as working while a leaf is queued).
   it('reports a step cancelled while its retry waits in the queue behind another step', async () => {
     vi.useFakeTimers();
     ctx = new FlowContext({ concurrency: 1 });
