@@ -243,12 +243,9 @@ describe('cancel', () => {
     expect(cancelled).toHaveLength(1);
   });
 
-  // On vitest's fake timers, not weir/testing's clock: with a step queued behind the concurrency
-  // limit and the slot held by a step that does not end by itself, which is the very state this test
-  // cancels in, the kit's t.advance never returns (a run counts as working while a leaf is queued).
   it('reports a step cancelled while its retry waits in the queue behind another step', async () => {
-    vi.useFakeTimers();
-    ctx = new FlowContext({ concurrency: 1 });
+    t = createTestContext({ concurrency: 1 });
+    const ctx = t.ctx;
     const blocker = deferred<string>();
     const blockerStarted = deferred();
     const root = Flow.parallel('root');
@@ -271,7 +268,7 @@ describe('cancel', () => {
     });
     const handle = ctx.start(root, {});
     await blockerStarted.promise;
-    await vi.advanceTimersByTimeAsync(10); // the retry is back in the queue, behind the blocker
+    await t.advance(10); // the retry is back in the queue, behind the blocker
     await ctx.cancel(handle.runId);
     const result = await handle.result();
     expect(result.steps.flaky?.status).toBe('cancelled');
