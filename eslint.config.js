@@ -15,42 +15,45 @@ const zone = (name, files, forbidden, options = {}) => ({
     'no-restricted-imports': ['error', { patterns: forbidden.map(([regex, message]) => ({ regex, message: `${name}: ${message}` })) }],
   },
 });
-const ABOVE_MODEL = 'graph|context|run|durability|human|executors|storage|results|testing';
+const ABOVE_MODEL = 'graph|context|run|durability|human|executors|storage|results|testing|http';
 
 const zones = [
   zone('util is the ground floor', ['src/util/**'], [[layer(...ABOVE_MODEL.split('|'), 'model'), 'util may import only errors']]),
   zone('the model and errors are at the bottom', ['src/model/**', 'src/errors/**'], [[layer(...ABOVE_MODEL.split('|')), 'the model and errors import only each other and util']]),
-  zone('the graph is above the model', ['src/graph/**'], [[layer('context', 'run', 'durability', 'human', 'executors', 'storage', 'results', 'testing'), 'the graph imports only the model, errors and util']]),
-  zone('storage is below the run', ['src/storage/**'], [[layer('graph', 'context', 'run', 'durability', 'human', 'executors', 'results', 'testing'), 'storage (codec, key-value backends, journal stores) knows nothing above it']]),
+  zone('the graph is above the model', ['src/graph/**'], [[layer('context', 'run', 'durability', 'human', 'executors', 'storage', 'results', 'testing', 'http'), 'the graph imports only the model, errors and util']]),
+  zone('storage is below the run', ['src/storage/**'], [[layer('graph', 'context', 'run', 'durability', 'human', 'executors', 'results', 'testing', 'http'), 'storage (codec, key-value backends, journal stores) knows nothing above it']]),
   zone(
     'executors never import storage or the context',
     ['src/executors/**'],
     [
-      [layer('storage', 'context', 'run', 'durability', 'results', 'graph', 'testing'), 'an executor runs a processor; it knows nothing of runs, stores or contexts'],
+      [layer('storage', 'context', 'run', 'durability', 'results', 'graph', 'testing', 'http'), 'an executor runs a processor; it knows nothing of runs, stores or contexts'],
       ['(^|/)human/(?!ask\\.js$)', 'an executor may use only the shared ask (human/ask.js)'],
     ],
     { ignores: ['src/executors/worker/**'] },
   ),
   zone('worker-side code is apart from the main-thread pools', ['src/executors/worker/**'], [
-    [layer('storage', 'context', 'run', 'durability', 'results', 'graph', 'testing'), 'code that runs in a worker knows nothing of runs, stores or contexts'],
+    [layer('storage', 'context', 'run', 'durability', 'results', 'graph', 'testing', 'http'), 'code that runs in a worker knows nothing of runs, stores or contexts'],
     ['(^|/)human/(?!ask\\.js$)', 'a worker may use only the shared ask (human/ask.js)'],
     ['^\\.\\./(thread|process|fork-pool|remote|locate|entry-file|pool-options|inline)\\.js$', 'a worker does not import the main-thread pools'],
   ]),
   zone('a run is below its context', ['src/run/**'], [
-    [layer('context', 'durability', 'results', 'testing'), 'a run reports to its context through RunKeeper only'],
+    [layer('context', 'durability', 'results', 'testing', 'http'), 'a run reports to its context through RunKeeper only'],
     ['(^|/)human/(?!(ask|waits)\\.js$)', 'a run uses the shared ask and its own waits, not the context-level answers'],
   ]),
   zone('the shared ask is below the run', ['src/human/ask.ts'], [[layer('run', 'durability', 'context', 'storage', 'results', 'graph'), 'the ask runs on the main thread and in workers alike']]),
-  zone('a run\'s waits are part of the run', ['src/human/waits.ts'], [[layer('context', 'durability', 'results', 'testing'), 'a run\'s waits know nothing of the context']]),
+  zone('a run\'s waits are part of the run', ['src/human/waits.ts'], [[layer('context', 'durability', 'results', 'testing', 'http'), 'a run\'s waits know nothing of the context']]),
   zone('durability and answers are parts of the context, under its facade', ['src/durability/**', 'src/human/answers.ts'], [
     ['(^|/)context/flow-context\\.js$', 'the FlowContext facade sits on its parts, never under them'],
-    [layer('results', 'testing'), 'context parts reach the store through ContextCore'],
+    [layer('results', 'testing', 'http'), 'context parts reach the store through ContextCore'],
   ]),
-  zone('the context\'s own parts are under its facade', ['src/context/**'], [['(^|/)flow-context\\.js$', 'the FlowContext facade sits on its parts, never under them'], [layer('testing'), 'the test kit sits on the context']], {
+  zone('the context\'s own parts are under its facade', ['src/context/**'], [['(^|/)flow-context\\.js$', 'the FlowContext facade sits on its parts, never under them'], [layer('testing', 'http'), 'the test kit and the HTTP adapter sit on the context']], {
     ignores: ['src/context/flow-context.ts'],
   }),
-  zone('the main entry never loads the test kit', ['src/index.ts', 'src/context/flow-context.ts'], [[layer('testing'), 'weir/testing is a subpath of its own, loaded only by tests']]),
-  zone('results sit on storage', ['src/results/**'], [[layer('context', 'run', 'durability', 'human', 'executors', 'graph', 'testing'), 'ResultsManager is the user\'s key-value store over storage']]),
+  zone('the main entry never loads the subpaths', ['src/index.ts', 'src/context/flow-context.ts'], [[layer('testing', 'http'), 'weir/testing and weir/http are subpaths of their own, never loaded by the main entry']]),
+  zone('weir/http is an adapter over the public API', ['src/http/**'], [
+    [layer('graph', 'context', 'run', 'durability', 'human', 'executors', 'storage', 'results', 'testing'), 'weir/http uses the FlowContext through the public entry (../index.js), the model, errors and util'],
+  ]),
+  zone('results sit on storage', ['src/results/**'], [[layer('context', 'run', 'durability', 'human', 'executors', 'graph', 'testing', 'http'), 'ResultsManager is the user\'s key-value store over storage']]),
 ];
 
 export default tseslint.config(

@@ -4,10 +4,11 @@ import { defineConfig } from 'tsup';
 const esmOnly = ['p-queue', 'p-timeout', 'superjson', 'copy-anything', 'is-what'];
 
 // The worker entries are built next to index, in the same format, so each build finds its own;
-// `testing` is the `weir/testing` subpath.
+// `testing` and `http` are the `weir/testing` and `weir/http` subpaths.
 const entry = {
   index: 'src/index.ts',
   testing: 'src/testing/index.ts',
+  http: 'src/http/index.ts',
   'thread-worker': 'src/executors/worker/thread-worker.ts',
   'process-worker': 'src/executors/worker/process-worker.ts',
   'checkpointer-thread': 'src/storage/journal/sqlite/checkpointer-thread.mjs',
@@ -17,7 +18,7 @@ export default defineConfig([
   {
     entry,
     format: ['esm'],
-    dts: { entry: { index: 'src/index.ts', testing: 'src/testing/index.ts' } },
+    dts: { entry: { index: 'src/index.ts', testing: 'src/testing/index.ts', http: 'src/http/index.ts' } },
     sourcemap: true,
     clean: true,
     target: 'node20',
@@ -26,7 +27,7 @@ export default defineConfig([
   {
     entry,
     format: ['cjs'],
-    dts: { entry: { index: 'src/index.ts', testing: 'src/testing/index.ts' } },
+    dts: { entry: { index: 'src/index.ts', testing: 'src/testing/index.ts', http: 'src/http/index.ts' } },
     sourcemap: true,
     target: 'node20',
     platform: 'node',

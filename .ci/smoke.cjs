@@ -3,6 +3,7 @@ const assert = require('node:assert/strict');
 const { z } = require('zod');
 const { Flow, FlowContext, FlowError, Processor, ResultsManager } = require('weir');
 const { createTestContext } = require('weir/testing');
+const { serve } = require('weir/http');
 const { mkdtempSync, rmSync, statSync } = require('node:fs');
 const { setTimeout: sleep } = require('node:timers/promises');
 const { tmpdir } = require('node:os');
@@ -73,6 +74,15 @@ class Double extends Processor {
   assert.equal(calls, 2);
   assert.throws(() => createTestContext({ store: 'paper' }), (error) => error instanceof FlowError);
   await kit.close();
+
+  // weir/http: the list of flows over HTTP, closed with its context.
+  const served = new FlowContext();
+  served.register(flaky);
+  const { url, server } = await serve(served);
+  const flows = await (await fetch(`${url}api/flows`)).json();
+  assert.equal(flows.flows[0].name, 'flaky');
+  await served.close();
+  assert.equal(server.listening, false);
   console.log('smoke cjs: ok');
 })().catch((error) => {
   console.error(error);

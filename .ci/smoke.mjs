@@ -73,4 +73,19 @@ assert.equal(tested.status, 'completed', JSON.stringify(tested.error));
 assert.equal(calls, 3);
 assert.throws(() => createTestContext({ store: 'paper' }), (error) => error instanceof FlowError);
 await kit.close();
+// weir/http from the built package: a run started and read over HTTP, closed with its context.
+const { serve } = await import('weir/http');
+const served = new FlowContext();
+served.register(new Flow(new Double(), { name: 'double' }));
+const { url, server } = await serve(served);
+const started = await fetch(`${url}api/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ flow: 'double', input: { n: 21 }, runId: 'h-1' }) });
+assert.equal(started.status, 202);
+let run;
+for (let i = 0; i < 100 && run?.status !== 'completed'; i++) {
+  run = await (await fetch(`${url}api/runs/h-1`)).json();
+  await sleep(10);
+}
+assert.equal(run.status, 'completed');
+await served.close();
+assert.equal(server.listening, false);
 console.log('smoke esm: ok');

@@ -29,6 +29,11 @@ export class EventBus {
     this.#emitter.off(type, listener);
   }
 
+  /** How many listeners `type` has. */
+  listenerCount(type: keyof WeirEventMap): number {
+    return this.#emitter.listenerCount(type);
+  }
+
   /** Drops every listener. */
   clear(): void {
     this.#emitter.removeAllListeners();

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import PQueue from 'p-queue';
 import { Answers } from '../human/answers.js';
-import { CancelledError, ErrorCode, FlowError } from '../errors/errors.js';
+import { CancelledError, ErrorCode, FlowError, WarningCode } from '../errors/errors.js';
 import type { Executor } from '../executors/executor.js';
 import { InlineExecutor } from '../executors/inline.js';
 import { ProcessExecutor } from '../executors/process.js';
@@ -26,6 +26,7 @@ import { runStoreOf, type ResultsManager } from '../results/results-manager.js';
 import type { EventsOptions, RunHandle } from '../run/handle.js';
 import type { ListRunsQuery } from '../storage/journal/run-store.js';
 import { clearTimer, setTimer } from '../util/clock.js';
+import { messageOf } from '../util/message-of.js';
 import { parseOptions } from '../util/parse.js';
 import { stripUndefined } from '../util/types.js';
 import { workerLoading } from '../util/worker-loading.js';
@@ -62,6 +63,7 @@ export class FlowContext {
   readonly #recovery: Recovery;
   readonly #history: History;
   #closing: Promise<void> | undefined;
+  readonly #closeHooks = new Set<() => unknown>();
 
   /**
    * Makes an isolated context.
@@ -146,6 +148,21 @@ export class FlowContext {
     this.#core.registry.register(flow);
     if (this.#recovers) this.#recovery.schedule();
     return this;
+  }
+
+  /** The flows registered with this context, in the order they were registered. */
+  get flows(): readonly AnyFlow[] {
+    return this.#core.registry.registeredFlows;
+  }
+
+  /**
+   * Calls `fn` when the context starts closing, before it waits for its runs: to stop taking work
+   * from outside (a server, say). What `fn` throws or rejects with is warned about, not thrown.
+   * @returns a function that removes `fn`.
+   */
+  beforeClose(fn: () => unknown): () => void {
+    this.#closeHooks.add(fn);
+    return () => this.#closeHooks.delete(fn);
   }
 
   /** The flow registered under `name`, if any. */
@@ -386,6 +403,11 @@ export class FlowContext {
     return this;
   }
 
+  /** How many listeners of `type` (`'event'`: of every event) are added. */
+  listenerCount(type: keyof WeirEventMap): number {
+    return this.#bus.listenerCount(type);
+  }
+
   /** Removes a listener added with `on` or `once`. */
   off<T extends keyof WeirEventMap>(type: T, listener: WeirEventMap[T]): this {
     this.#bus.off(type, listener);
@@ -448,6 +470,16 @@ export class FlowContext {
     const core = this.#core;
     const runs = core.runs;
     core.state = 'closing';
+    await Promise.all(
+      [...this.#closeHooks].map(async (fn) => {
+        try {
+          await fn();
+        } catch (error) {
+          process.emitWarning(`weir: a beforeClose hook failed: ${messageOf(error)}`, { code: WarningCode.CLOSE_HOOK });
+        }
+      }),
+    );
+    this.#closeHooks.clear();
     // Recoveries and other store work in progress may still start runs: let them.
     await core.choresDone();
     // Runs parking now are about to be in the store only, and not active here.

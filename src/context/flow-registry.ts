@@ -37,6 +37,11 @@ export class FlowRegistry {
     this.#registered.set(flow.name, flow);
   }
 
+  /** The flows registered here, in registration order. */
+  get registeredFlows(): AnyFlow[] {
+    return [...this.#registered.values()];
+  }
+
   /** Every flow known here: registered, or started here. */
   get known(): AnyFlow[] {
     return [...this.#registered.values(), ...this.#started.values()];

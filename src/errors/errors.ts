@@ -45,6 +45,12 @@ export const ErrorCode = {
   INPUT_NOT_AWAITED: 'WEIR_INPUT_NOT_AWAITED',
   INPUT_ANSWERED: 'WEIR_INPUT_ANSWERED',
   UNKNOWN: 'WEIR_UNKNOWN',
+  ROUTE_NOT_FOUND: 'WEIR_ROUTE_NOT_FOUND',
+  METHOD_NOT_ALLOWED: 'WEIR_METHOD_NOT_ALLOWED',
+  BODY_TOO_LARGE: 'WEIR_BODY_TOO_LARGE',
+  UNSUPPORTED_MEDIA_TYPE: 'WEIR_UNSUPPORTED_MEDIA_TYPE',
+  UNAUTHORIZED: 'WEIR_UNAUTHORIZED',
+  FORBIDDEN: 'WEIR_FORBIDDEN',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -73,6 +79,8 @@ export const WarningCode = {
   WORKER_ERROR: 'WEIR_WORKER_ERROR',
   /** A `thread` or `process` step's heartbeat details cannot be stored; the heartbeat counts without them. */
   HEARTBEAT_DETAILS: 'WEIR_HEARTBEAT_DETAILS',
+  /** A function given to `ctx.beforeClose` threw; the context closes all the same. */
+  CLOSE_HOOK: 'WEIR_CLOSE_HOOK',
 } as const;
 export type WarningCode = (typeof WarningCode)[keyof typeof WarningCode];
 

@@ -16,6 +16,11 @@ export class EventLog {
     this.base = base;
   }
 
+  /** How many followers wait for the next event. */
+  get waiting(): number {
+    return this.#wake.length;
+  }
+
   /** How many events the log holds. */
   get length(): number {
     return this.#events.length;
@@ -50,12 +55,18 @@ export class EventLog {
       }
       if (this.#ended) return;
       await new Promise<void>((resolve) => {
-        const onAbort = (): void => resolve();
-        signal?.addEventListener('abort', onAbort, { once: true });
-        this.#wake.push(() => {
+        const wake = (): void => {
           signal?.removeEventListener('abort', onAbort);
           resolve();
-        });
+        };
+        // A follower that goes away leaves nothing behind: not its wake-up, not its listener.
+        const onAbort = (): void => {
+          const at = this.#wake.indexOf(wake);
+          if (at !== -1) this.#wake.splice(at, 1);
+          resolve();
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
+        this.#wake.push(wake);
       });
     }
   }

@@ -1,0 +1,168 @@
+/**
+ * `createHandler(ctx, options)`: a `(req, res, next?)` function for `node:http`, Express, Fastify
+ * (through its middie), Connect, or Hono's node adapter, serving the JSON API and the event streams
+ * of a `FlowContext`.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { ErrorCode } from '../errors/errors.js';
+import type { FlowContext } from '../index.js';
+import { parseOptions, type OptionsOf } from '../util/parse.js';
+import { authorize, type Authorize } from './access.js';
+import { readJson } from './body.js';
+import { HttpError, sendError, sendJson } from './errors.js';
+import { RUN_ROUTES, routes, type Route } from './routes.js';
+import { EventStream, streamRun, SummaryHub } from './sse.js';
+
+const handlerShape = {
+  /**
+   * A path prefix the handler serves under, stripped before routing (`'/weir'`). Leave it out when
+   * the framework strips its mount path itself (Express's `app.use('/weir', handler)`). @default ''
+   */
+  prefix: z.string().regex(/^(\/[\w.~-]+)*$/).optional(),
+  /** Decides whether a request may do an action (see `Authorize`). @default none: loopback clients only, unless `allowRemote` */
+  authorize: z.custom<Authorize>((v) => typeof v === 'function', 'a function').optional(),
+  /** Without `authorize`, serve clients on other hosts too. @default false */
+  allowRemote: z.boolean().optional(),
+  /** The largest request body accepted, in bytes. @default 1048576 (1 MB) */
+  bodyLimit: z.number().int().positive().optional(),
+  /** How often an event stream sends a keep-alive comment, in milliseconds. @default 15000 */
+  keepAlive: z.number().int().positive().optional(),
+};
+
+/** Options of `createHandler`. */
+export type HandlerOptions = OptionsOf<typeof handlerShape>;
+
+/** A handler of HTTP requests for one `FlowContext`. */
+export interface WeirHandler {
+  /** Serves a request. With `next` (as middleware), a path it does not serve goes to `next`; without, it is answered 404. */
+  (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void;
+  /** How many event streams are open now. */
+  readonly streams: number;
+  /** Ends every open event stream (a server closing). */
+  closeStreams(): void;
+}
+
+const RUN_ID = /^[^/\p{Cc}]{1,200}$/u;
+
+/**
+ * Makes the handler. Routes, under the handler's root:
+ * `GET /api/flows`; `GET /api/runs` (`?status=&flow=&limit=&before=`); `POST /api/runs`
+ * (`{ flow, input, runId?, mode?, ... }`: 202 `{ runId }`); `GET /api/runs/:id`;
+ * `GET /api/runs/:id/events` (SSE; `Last-Event-ID` or `?after=`); `GET /api/events` (SSE of every
+ * run's summary); `POST /api/runs/:id/input` (`{ key, value }`), `/human-in-loop` (`{ on }`),
+ * `/resume` (`{ from? }`), `/retry`, `/skip` (`{ step, output? }`), `/cancel` (`{ reason? }`).
+ * @throws ValidationError `WEIR_INVALID_OPTIONS` for bad options.
+ * @example
+ * const server = http.createServer(createHandler(ctx)).listen(8080, '127.0.0.1');
+ */
+export function createHandler(ctx: FlowContext, options: HandlerOptions = {}): WeirHandler {
+  const parsed = parseOptions(z.strictObject(handlerShape), options, 'createHandler() options');
+  const prefix = parsed.prefix ?? '';
+  const bodyLimit = parsed.bodyLimit ?? 1024 * 1024;
+  const keepAlive = parsed.keepAlive ?? 15_000;
+  const allowRemote = parsed.allowRemote ?? false;
+  const streams = new Set<EventStream>();
+  const hub = new SummaryHub(ctx);
+
+  const open = (req: IncomingMessage, res: ServerResponse): EventStream => {
+    const stream = new EventStream(req, res, keepAlive);
+    streams.add(stream);
+    stream.signal.addEventListener('abort', () => streams.delete(stream), { once: true });
+    return stream;
+  };
+
+  const serve = async (req: IncomingMessage, res: ServerResponse, next: ((error?: unknown) => void) | undefined): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://weir.invalid');
+    if (prefix !== '' && url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`)) return notOurs(res, next);
+    const segments = url.pathname.slice(prefix.length).split('/').filter((s) => s !== '');
+    if (segments[0] !== 'api') return notOurs(res, next);
+    const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
+
+    // GET /api/events: every run's summary, live.
+    if (segments.length === 2 && segments[1] === 'events') {
+      allow(method, ['GET']);
+      await authorize(req, 'read', undefined, parsed.authorize, allowRemote);
+      hub.add(open(req, res));
+      return;
+    }
+    const runId = segments.length >= 3 && segments[1] === 'runs' ? runIdOf(segments[2]!) : undefined;
+    // GET /api/runs/:id/events: one run's events, replayed then live.
+    if (runId !== undefined && segments.length === 4 && segments[3] === 'events') {
+      allow(method, ['GET']);
+      await authorize(req, 'read', runId, parsed.authorize, allowRemote);
+      const after = afterOf(req, url.searchParams);
+      const info = await ctx.getRun(runId);
+      // An ended run with nothing after `after`: 204, which tells an EventSource not to come back.
+      if (info.status !== 'running' && info.status !== 'waiting' && info.status !== 'pending' && info.lastSeq <= after) {
+        res.writeHead(204).end();
+        return;
+      }
+      await streamRun(ctx, runId, after, open(req, res));
+      return;
+    }
+    const table = routeTable(segments);
+    if (table === undefined) return notOurs(res, next);
+    const route = table[method];
+    if (route === undefined) allow(method, Object.keys(table));
+    await authorize(req, route!.action, runId, parsed.authorize, allowRemote);
+    let body: Promise<unknown> | undefined;
+    const reply = await route!.handle({ req, ctx, query: url.searchParams, runId, body: () => (body ??= readJson(req, bodyLimit)) });
+    sendJson(res, reply.status, reply.body);
+  };
+
+  const handler = ((req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void => {
+    serve(req, res, next).catch((error: unknown) => sendError(res, error));
+  }) as WeirHandler;
+  Object.defineProperties(handler, {
+    streams: { get: () => streams.size },
+    closeStreams: { value: () => [...streams].forEach((stream) => stream.close()) },
+  });
+  return handler;
+}
+
+/** The routes for a path under `/api`, or `undefined` when there are none. */
+function routeTable(segments: readonly string[]): Partial<Record<string, Route>> | undefined {
+  if (segments.length === 2 && segments[1] === 'flows') return routes.flows;
+  if (segments.length === 2 && segments[1] === 'runs') return routes.runs;
+  if (segments[1] !== 'runs') return undefined;
+  if (segments.length === 3) return routes.run;
+  const action = segments[3] as (typeof RUN_ROUTES)[number];
+  return segments.length === 4 && RUN_ROUTES.includes(action) ? routes[action] : undefined;
+}
+
+/**
+ * The run id in a path segment.
+ * @throws ValidationError `WEIR_INVALID_OPTIONS` for one that is not a valid run id.
+ */
+function runIdOf(segment: string): string {
+  let id: string;
+  try {
+    id = decodeURIComponent(segment);
+  } catch {
+    id = '';
+  }
+  if (!RUN_ID.test(id)) {
+    throw new HttpError(400, ErrorCode.INVALID_OPTIONS, 'the run id in the path must be 1 to 200 characters, without "/" or control characters');
+  }
+  return id;
+}
+
+/** `Last-Event-ID` (what an EventSource sends when it reconnects), else `?after=`, else 0. */
+function afterOf(req: IncomingMessage, query: URLSearchParams): number {
+  const header = req.headers['last-event-id'];
+  const raw = (Array.isArray(header) ? header[0] : header) ?? query.get('after') ?? '0';
+  if (!/^\d{1,15}$/.test(raw)) throw new HttpError(400, ErrorCode.INVALID_OPTIONS, `after: expected a whole number >= 0 (Last-Event-ID or ?after=), got ${JSON.stringify(raw.slice(0, 40))}`);
+  return Number(raw);
+}
+
+/** @throws HttpError 405 `WEIR_METHOD_NOT_ALLOWED` when the route does not take `method`. */
+function allow(method: string, methods: readonly string[]): void {
+  if (methods.includes(method)) return;
+  throw new HttpError(405, ErrorCode.METHOD_NOT_ALLOWED, `${method} is not allowed here (${methods.join(', ')})`, { allow: methods.join(', ') });
+}
+
+function notOurs(res: ServerResponse, next: ((error?: unknown) => void) | undefined): void {
+  if (next !== undefined) next();
+  else sendError(res, new HttpError(404, ErrorCode.ROUTE_NOT_FOUND, 'no such route'));
+}
