@@ -13,6 +13,8 @@ import { readJson } from './body.js';
 import { HttpError, sendError, sendJson } from './errors.js';
 import { RUN_ROUTES, routes, type Route } from './routes.js';
 import { EventStream, streamRun, SummaryHub } from './sse.js';
+import { PAGE_CSS, PAGE_HTML } from './dashboard/page.js';
+import { PAGE_SCRIPT } from './dashboard/script.js';
 
 const handlerShape = {
   /**
@@ -45,9 +47,25 @@ export interface WeirHandler {
 
 const RUN_ID = /^[^/\p{Cc}]{1,200}$/u;
 
+/** The dashboard's files, by the last segment of their path. */
+const ASSETS: Readonly<Record<string, 'page' | 'script' | 'styles'>> = { 'index.html': 'page', 'dashboard.js': 'script', 'dashboard.css': 'styles' };
+
+/** Sends one of the dashboard's files, which may load nothing but each other and the API. */
+function sendAsset(res: ServerResponse, file: 'page' | 'script' | 'styles'): void {
+  const [type, body] = file === 'page' ? ['text/html', PAGE_HTML] : file === 'script' ? ['text/javascript', PAGE_SCRIPT] : ['text/css', PAGE_CSS];
+  res.writeHead(200, {
+    'content-type': `${type}; charset=utf-8`,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-cache',
+    'x-content-type-options': 'nosniff',
+    'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+  });
+  res.end(body);
+}
+
 /**
  * Makes the handler. Routes, under the handler's root:
- * `GET /api/flows`; `GET /api/runs` (`?status=&flow=&limit=&before=`); `POST /api/runs`
+ * `GET /api/flows`; `GET /api/graph?flow=` (a flow's tree and edges); `GET /api/runs` (`?status=&flow=&limit=&before=`); `POST /api/runs`
  * (`{ flow, input, runId?, mode?, ... }`: 202 `{ runId }`); `GET /api/runs/:id`;
  * `GET /api/runs/:id/events` (SSE; `Last-Event-ID` or `?after=`); `GET /api/events` (SSE of every
  * run's summary); `POST /api/runs/:id/input` (`{ key, value }`), `/human-in-loop` (`{ on }`),
@@ -76,8 +94,23 @@ export function createHandler(ctx: FlowContext, options: HandlerOptions = {}): W
     const url = new URL(req.url ?? '/', 'http://weir.invalid');
     if (prefix !== '' && url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`)) return notOurs(res, next);
     const segments = url.pathname.slice(prefix.length).split('/').filter((s) => s !== '');
-    if (segments[0] !== 'api') return notOurs(res, next);
     const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
+    // The dashboard: the page at the root, its script and its styles.
+    const file = segments.length === 0 ? 'page' : segments.length === 1 ? ASSETS[segments[0]!] : undefined;
+    if (file !== undefined) {
+      allow(method, ['GET']);
+      await authorize(req, 'read', undefined, parsed.authorize, allowRemote);
+      // The page's links are relative: it must be served under a path that ends with a slash.
+      const shown = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
+      const path = shown.split('?')[0]!;
+      if (file === 'page' && !path.endsWith('/')) {
+        res.writeHead(308, { location: `${path}/${shown.slice(path.length)}` }).end();
+        return;
+      }
+      sendAsset(res, file);
+      return;
+    }
+    if (segments[0] !== 'api') return notOurs(res, next);
 
     // GET /api/events: every run's summary, live.
     if (segments.length === 2 && segments[1] === 'events') {
@@ -124,6 +157,7 @@ export function createHandler(ctx: FlowContext, options: HandlerOptions = {}): W
 /** The routes for a path under `/api`, or `undefined` when there are none. */
 function routeTable(segments: readonly string[]): Partial<Record<string, Route>> | undefined {
   if (segments.length === 2 && segments[1] === 'flows') return routes.flows;
+  if (segments.length === 2 && segments[1] === 'graph') return routes.graph;
   if (segments.length === 2 && segments[1] === 'runs') return routes.runs;
   if (segments[1] !== 'runs') return undefined;
   if (segments.length === 3) return routes.run;

@@ -6,7 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { ErrorCode, FlowError, ValidationError, type ValidationIssue } from '../errors/errors.js';
-import type { AnyFlow, FlowContext, ListRunsOptions } from '../index.js';
+import type { AnyFlow, FlowContext, ListRunsOptions, RunInfo } from '../index.js';
 import { FlowType } from '../model/status.js';
 import { parseOptions, parseValue } from '../util/parse.js';
 import type { HttpAction } from './access.js';
@@ -108,6 +108,46 @@ function listQuery(query: URLSearchParams): ListRunsOptions {
   return options;
 }
 
+/** A flow's tree as the dashboard draws it: every flow (composites too) with its parent, and the edges between siblings. */
+export function graphOf(flow: AnyFlow): unknown {
+  const nodes: { name: string; type: string; parent: string | null }[] = [];
+  const edges: { from: string; to: string; required: boolean }[] = [];
+  const visit = (node: AnyFlow, parent: AnyFlow | undefined): void => {
+    nodes.push({ name: node.name, type: node.type, parent: parent?.name ?? null });
+    const children = node.children;
+    children.forEach((child, i) => {
+      visit(child, node);
+      // A sequential composite's child waits for the one before it.
+      if (node.type === FlowType.SEQUENTIAL && i > 0) edges.push({ from: children[i - 1]!.name, to: child.name, required: true });
+      const { required, optional } = child.dependencies;
+      for (const from of required) if (!edges.some((e) => e.from === from && e.to === child.name)) edges.push({ from, to: child.name, required: true });
+      for (const from of optional) edges.push({ from, to: child.name, required: false });
+    });
+  };
+  visit(flow, undefined);
+  return { root: flow.name, nodes, edges };
+}
+
+/** A run as the list shows it: `getRun` without the steps, with the step at work and its last progress as `current`. */
+export function liveSummary(info: RunInfo): unknown {
+  const { steps, ...rest } = info;
+  const name = rest.running[0];
+  const progress = name === undefined ? undefined : steps[name]?.progress;
+  return { ...rest, ...(name === undefined ? {} : { current: { step: name, ...(progress === undefined ? {} : { progress }) } }) };
+}
+
+/** A page of runs, the running and waiting ones with their progress (one `getRun` each). */
+async function listPage(ctx: FlowContext, query: ListRunsOptions): Promise<unknown> {
+  const page = await ctx.listRuns(query);
+  const runs = await Promise.all(
+    page.runs.map(async (run) => {
+      if (run.status !== 'running' && run.status !== 'waiting') return run;
+      return ctx.getRun(run.runId).then(liveSummary, () => run);
+    }),
+  );
+  return { ...page, runs };
+}
+
 const accepted = (runId: string): Reply => ({ status: 202, body: { runId } });
 const done: Reply = { status: 200, body: { ok: true } };
 
@@ -116,8 +156,14 @@ export const routes = {
   flows: {
     GET: { action: 'read', handle: async ({ ctx }) => ({ status: 200, body: { flows: ctx.flows.map(flowInfo) } }) },
   },
+  graph: {
+    GET: {
+      action: 'read',
+      handle: async ({ ctx, query }) => ({ status: 200, body: graphOf(flowNamed(ctx, query.get('flow') ?? '')) }),
+    },
+  },
   runs: {
-    GET: { action: 'read', handle: async ({ ctx, query }) => ({ status: 200, body: await ctx.listRuns(listQuery(query)) }) },
+    GET: { action: 'read', handle: async ({ ctx, query }) => ({ status: 200, body: await listPage(ctx, listQuery(query)) }) },
     POST: {
       action: 'start',
       handle: async ({ ctx, body }) => {

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FlowContext } from '../index.js';
 import type { WeirEvent } from '../model/events.js';
 import { clearRealTimer, setRealTimer, type TimerHandle } from '../util/clock.js';
+import { liveSummary } from './routes.js';
 
 /** A server-sent event stream on one response. */
 export class EventStream {
@@ -133,8 +134,7 @@ export class SummaryHub {
     if (this.#clients.size === 0 || this.#ctx.state !== 'open') return;
     let summary: unknown;
     try {
-      const { steps: _steps, ...rest } = await this.#ctx.getRun(runId);
-      summary = rest;
+      summary = liveSummary(await this.#ctx.getRun(runId));
     } catch {
       // The run went (pruned) or the context is closing: nothing to tell.
       return;

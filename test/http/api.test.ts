@@ -226,6 +226,34 @@ describe('the JSON API', () => {
   });
 });
 
+describe('the dashboard\'s files', () => {
+  it('serves the page, its script and its styles under a strict content security policy', async () => {
+    await start();
+    const page = await fetch(server!.url);
+    expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    const html = await page.text();
+    expect(html).toContain('<script type="module" src="dashboard.js"></script>');
+    // Nothing from elsewhere: every script, style and request is the handler's own.
+    expect(html).not.toMatch(/https?:\/\//);
+    const script = await fetch(new URL('dashboard.js', server!.url));
+    expect(script.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    // The SVG namespace is a name, not a request.
+    expect((await script.text()).replaceAll('http://www.w3.org/2000/svg', '')).not.toMatch(/innerHTML|https?:\/\//);
+    expect((await fetch(new URL('dashboard.css', server!.url))).headers.get('content-type')).toBe('text/css; charset=utf-8');
+    expect((await fetch(server!.url, { method: 'POST' })).status).toBe(405);
+  });
+
+  it('sends a path without its trailing slash to the one with it, so the page\'s links resolve', async () => {
+    ctx = new FlowContext();
+    server = await serve(ctx, { prefix: '/weir' });
+    const moved = await fetch(new URL('/weir?x=1', server.url), { redirect: 'manual' });
+    expect(moved.status).toBe(308);
+    expect(moved.headers.get('location')).toBe('/weir/?x=1');
+    expect((await fetch(new URL('/weir/', server.url))).status).toBe(200);
+  });
+});
+
 describe('access', () => {
   it('calls authorize before every action, with the action and the run, refusing with 401 or 403', async () => {
     const seen: string[] = [];
