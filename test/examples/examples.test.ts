@@ -1,5 +1,6 @@
-import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -49,6 +50,40 @@ describe('examples run as written', () => {
     const tests = [...guide.matchAll(/```ts\n(test\([\s\S]*?)```/g)].flatMap((m) => m[1]!.split(/\n(?=test\()/)).map((block) => block.trim());
     expect(tests.length).toBeGreaterThanOrEqual(10);
     expect(tests.filter((block) => !suite.includes(block))).toEqual([]);
+  });
+
+  it('http serves its flow with the dashboard; a large order waits for approval and an answer over HTTP finishes it; Ctrl-C closes it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weir-demo-http-'));
+    const child = spawn(process.execPath, ['--import', 'tsx', join('examples', 'http.ts')], { cwd: root, env: { ...process.env, WEIR_STORE: join(dir, 'runs.db') } });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    try {
+      while (!/http:\/\/\S+/.test(output)) await new Promise((resolve) => setTimeout(resolve, 20));
+      const url = /(http:\/\/\S+)/.exec(output)![1]!;
+      expect(await (await fetch(url)).text()).toContain('dashboard.js');
+      let runs: { runId: string; status: string }[] = [];
+      for (let i = 0; i < 300 && !(runs.length === 3 && runs.filter((r) => r.status === 'completed').length === 2); i++) {
+        runs = ((await (await fetch(`${url}api/runs`)).json()) as { runs: typeof runs }).runs;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const large = runs.find((r) => r.runId.startsWith('large-'))!;
+      expect(large.status).toBe('waiting');
+      const answered = await fetch(`${url}api/runs/${large.runId}/input`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key: 'approval', value: { approvedBy: 'ana' } }) });
+      expect(answered.status).toBe(200);
+      let status = '';
+      for (let i = 0; i < 100 && status !== 'completed'; i++) {
+        status = ((await (await fetch(`${url}api/runs/${large.runId}`)).json()) as { status: string }).status;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(status).toBe('completed');
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+      expect(output).toContain('closing');
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('approval parks a run waiting for input, and a child process answers it and finishes the run', async () => {
