@@ -2,6 +2,7 @@
 import { coreBench } from './core.bench.js';
 import { durableBench } from './durable.bench.js';
 import { executorsBench } from './executors.bench.js';
+import { httpBench } from './http.bench.js';
 import { recoveryBench } from './recovery.bench.js';
 import { storeBench } from './store.bench.js';
 import { testingBench } from './testing.bench.js';
@@ -17,3 +18,4 @@ await recoveryBench();
 await watchBench();
 await waitingBench();
 await testingBench();
+await httpBench();

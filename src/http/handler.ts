@@ -12,7 +12,7 @@ import { authorize, type Authorize } from './access.js';
 import { readJson } from './body.js';
 import { HttpError, sendError, sendJson } from './errors.js';
 import { RUN_ROUTES, routes, type Route } from './routes.js';
-import { EventStream, streamRun, SummaryHub } from './sse.js';
+import { EventStream, RunFeed, SummaryHub } from './sse.js';
 import { PAGE_CSS, PAGE_HTML } from './dashboard/page.js';
 import { PAGE_SCRIPT } from './dashboard/script.js';
 
@@ -82,6 +82,8 @@ export function createHandler(ctx: FlowContext, options: HandlerOptions = {}): W
   const allowRemote = parsed.allowRemote ?? false;
   const streams = new Set<EventStream>();
   const hub = new SummaryHub(ctx);
+  /** One feed per run being watched, shared by its clients. */
+  const feeds = new Map<string, RunFeed>();
 
   const open = (req: IncomingMessage, res: ServerResponse): EventStream => {
     const stream = new EventStream(req, res, keepAlive);
@@ -131,7 +133,9 @@ export function createHandler(ctx: FlowContext, options: HandlerOptions = {}): W
         res.writeHead(204).end();
         return;
       }
-      await streamRun(ctx, runId, after, open(req, res));
+      let feed = feeds.get(runId);
+      if (feed === undefined) feeds.set(runId, (feed = new RunFeed(ctx, runId, () => feeds.delete(runId))));
+      feed.add(open(req, res), after);
       return;
     }
     const table = routeTable(segments);
