@@ -88,6 +88,19 @@ describe('the dashboard', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-runs.png'), fullPage: true });
     gates[2]!.resolve();
     await expect.poll(() => row.locator('[data-status]').getAttribute('data-status')).toBe('waiting');
+    // Filters: a finished run of another flow, then by status and by flow.
+    const other = new Flow(new Gated(Promise.resolve()), { name: 'other' });
+    ctx.register(other);
+    await ctx.run(other, {}, { runId: 'other-1' });
+    await expect.poll(() => page.locator('tr[data-run]').count()).toBe(2);
+    // The flow filter lists the flows registered when the page loaded.
+    await page.reload();
+    await expect.poll(() => page.locator('tr[data-run]').count()).toBe(2);
+    await page.locator('.filters select').first().selectOption('waiting');
+    await expect.poll(() => page.locator('tr[data-run]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-run')))).toEqual(['order-42']);
+    await page.locator('.filters select').first().selectOption('');
+    await page.locator('.filters select').nth(1).selectOption('other');
+    await expect.poll(() => page.locator('tr[data-run]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-run')))).toEqual(['other-1']);
   });
 
   it('shows a run with its graph, steps and live events, and goes on with the same run after a reload', async () => {
