@@ -3,6 +3,7 @@ export { Processor } from './model/processor.js';
 export type { AnySchema, Step, StepDeps, WaitForInputOptions, ProcessorInput, ProcessorOutput } from './model/processor.js';
 export { Flow } from './model/flow.js';
 export type { AnyFlow, FlowConfig, CompositeConfig, LeafType, RegisterOptions, DependencyRef } from './model/flow.js';
+export type { MermaidOptions } from './model/mermaid.js';
 export { FlowContext } from './context/flow-context.js';
 export type { ContextState } from './context/flow-context.js';
 export type { FlowContextOptions } from './context/options.js';

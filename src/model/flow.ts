@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { CycleError, DependencyError, ErrorCode, FlowError } from '../errors/errors.js';
+import { toMermaid, type MermaidOptions } from './mermaid.js';
 import type { FlowResult } from './result.js';
 import type { flowInput, flowOutput, Processor } from './processor.js';
 import { retryOptionSchema } from './retry-policy.js';
@@ -301,6 +302,19 @@ export class Flow<I = unknown, O = unknown> {
    * `Flow` was imported from one of weir's internal files rather than from `weir`, which sets up
    * the default context.
    */
+  /**
+   * This flow and everything under it as Mermaid flowchart text: composites as subgraphs, required
+   * dependencies as solid arrows, optional ones dashed, a sequential composite's order as thick
+   * arrows. Given `run` (a `FlowResult`, or `ctx.getRun`'s `RunInfo`), each step is coloured by
+   * its status.
+   * @example
+   * console.log(pipeline.toMermaid());                                  // paste into a Markdown mermaid block
+   * console.log(pipeline.toMermaid({ run: await ctx.getRun(runId) }));  // coloured by status
+   */
+  toMermaid(options?: MermaidOptions): string {
+    return toMermaid(this, options);
+  }
+
   execute(input: I, options?: RunOptions): Promise<FlowResult<O>> {
     if (defaultRunner === undefined) {
       return Promise.reject(

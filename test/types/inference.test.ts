@@ -55,7 +55,7 @@ describe('types flow from the zod schemas', () => {
     type Keys = Extract<keyof Flow<{ a: number }, { b: string }>, string>;
     expectTypeOf<'__output'>().not.toMatchTypeOf<Keys>();
     expectTypeOf<'__input'>().not.toMatchTypeOf<Keys>();
-    expectTypeOf<Keys>().toEqualTypeOf<'name' | 'type' | 'config' | 'processor' | 'isComposite' | 'parent' | 'children' | 'dependencies' | 'registerTo' | 'execute'>();
+    expectTypeOf<Keys>().toEqualTypeOf<'name' | 'type' | 'config' | 'processor' | 'isComposite' | 'parent' | 'children' | 'dependencies' | 'registerTo' | 'toMermaid' | 'execute'>();
   });
 
   it('types a composite output as a record of children outputs', () => {
