@@ -6,6 +6,7 @@ export type { AnyFlow, FlowConfig, CompositeConfig, LeafType, RegisterOptions, D
 export type { MermaidOptions } from './model/mermaid.js';
 export { FlowContext } from './context/flow-context.js';
 export type { ContextState } from './context/flow-context.js';
+export type { ContextHealth } from './context/health.js';
 export type { FlowContextOptions } from './context/options.js';
 export { transfer } from './executors/transfer.js';
 export type { ThreadPoolOptions, ProcessPoolOptions, ThreadResourceLimits } from './executors/pool-options.js';

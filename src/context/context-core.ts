@@ -39,7 +39,7 @@ export class ContextCore {
     this.store = store;
     this.registry = registry;
     this.owner = { processId: `${PROCESS_ID}:${++contextCount}`, host: HOST, pid: process.pid };
-    this.env = { store, owner: this.owner, leaseMs: settings.leaseMs, executors, queue, processId: PROCESS_ID, publish, clock: settings.clock, doubles: settings.doubles, trackStarts: settings.clock !== systemClock };
+    this.env = { store, owner: this.owner, leaseMs: settings.leaseMs, executors, queue, processId: PROCESS_ID, publish, clock: settings.clock, doubles: settings.doubles, trackStarts: settings.clock !== systemClock, commits: { lastMs: undefined, lastAt: undefined } };
   }
 
   /** The time the context and its runs run on. */
@@ -77,7 +77,7 @@ export class ContextCore {
 
   /** The journal to write a stored run with, under the lease `token` taken for it. */
   journalOf(runId: string, token: number, lastSeq: number): RunJournal {
-    return RunJournal.ofStored(this.store, runId, token, lastSeq);
+    return RunJournal.ofStored(this.store, runId, token, lastSeq, this.env.commits);
   }
 
   /** A stored run. @throws FlowError `WEIR_RUN_NOT_FOUND` when there is none. */

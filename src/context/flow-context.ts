@@ -31,6 +31,7 @@ import { parseOptions } from '../util/parse.js';
 import { stripUndefined } from '../util/types.js';
 import { workerLoading } from '../util/worker-loading.js';
 import { ContextCore, type ContextState } from './context-core.js';
+import { healthOf, type ContextHealth } from './health.js';
 import { FLUSH, HALT, INSPECT, type ContextInspection } from './test-hooks.js';
 import { EventBus } from './event-bus.js';
 import { FlowRegistry } from './flow-registry.js';
@@ -120,6 +121,16 @@ export class FlowContext {
   /** How many runs are in progress in this context. */
   get activeRuns(): number {
     return this.#core.runs.size;
+  }
+
+  /**
+   * Whether the context can do its work, and what it holds: its store reachable (one read now) and
+   * the latency of its last commit, its pools, whether its leases are renewed on time, its active
+   * runs, the runs waiting for input and the one that has waited longest. `ok` sums it up. Never
+   * throws: a store that fails is reported as not reachable, with the error's code.
+   */
+  async health(): Promise<ContextHealth> {
+    return healthOf(this.#core, this.#leases, this.workers);
   }
 
   /**

@@ -53,6 +53,11 @@ export async function underLease<T>(core: ContextCore, runId: string, token: num
 export class LeaseRenewal {
   readonly #core: ContextCore;
   #timer: TimerHandle | undefined;
+  /** When the leases were last renewed, and how many (on the context's clock). */
+  #renewedAt: number | undefined;
+  #renewed = 0;
+  /** Set while the last renewal failed. */
+  #failing = false;
 
   constructor(core: ContextCore) {
     this.#core = core;
@@ -69,11 +74,24 @@ export class LeaseRenewal {
     this.#timer = undefined;
   }
 
+  /**
+   * How renewal goes: how many leases the last renewal kept, when, and whether it is on time (the
+   * last one did not fail, and none is overdue by more than a third of the lease).
+   */
+  get status(): { readonly held: number; readonly renewedAt: number | undefined; readonly onTime: boolean } {
+    const leaseMs = this.#core.settings.leaseMs;
+    const overdue = this.#timer !== undefined && this.#renewedAt !== undefined && this.#core.clock.now() - this.#renewedAt > (leaseMs * 2) / 3;
+    return { held: this.#renewed, renewedAt: this.#renewedAt, onTime: !this.#failing && !overdue };
+  }
+
   async #renew(): Promise<void> {
     this.#timer = undefined;
     const core = this.#core;
     const runs = [...core.runs.values()].filter((run) => run.status === FlowStatus.RUNNING);
-    if (runs.length === 0) return;
+    if (runs.length === 0) {
+      this.#renewed = 0;
+      return;
+    }
     this.start();
     try {
       const { lost } = await core.store.renewLeases(
@@ -84,7 +102,11 @@ export class LeaseRenewal {
       for (const runId of lost) {
         core.runs.get(runId)?.leaseLost(new FlowError(`run "${runId}": its lease was taken over by another context`, { code: ErrorCode.LEASE_LOST }));
       }
+      this.#failing = false;
+      this.#renewedAt = core.clock.now();
+      this.#renewed = runs.length - lost.length;
     } catch (error) {
+      this.#failing = true;
       // The next renewal tries again; a run whose lease runs out meanwhile may be taken over, and its commits are then refused.
       process.emitWarning(`weir: renewing run leases failed: ${messageOf(error)}`, { code: WarningCode.LEASE_RENEWAL });
     }

@@ -64,8 +64,8 @@ function sendAsset(res: ServerResponse, file: 'page' | 'script' | 'styles'): voi
 }
 
 /**
- * Makes the handler. Routes, under the handler's root:
- * `GET /api/flows`; `GET /api/graph?flow=` (a flow's tree and edges); `GET /api/runs` (`?status=&flow=&limit=&before=`); `POST /api/runs`
+ * Makes the handler. Routes, under the handler's root: `GET /` (the dashboard); `GET /health`
+ * (`ctx.health()`: 200 when ok, else 503); `GET /api/flows`; `GET /api/graph?flow=` (a flow's tree and edges); `GET /api/runs` (`?status=&flow=&limit=&before=`); `POST /api/runs`
  * (`{ flow, input, runId?, mode?, ... }`: 202 `{ runId }`); `GET /api/runs/:id`;
  * `GET /api/runs/:id/events` (SSE; `Last-Event-ID` or `?after=`); `GET /api/events` (SSE of every
  * run's summary); `POST /api/runs/:id/input` (`{ key, value }`), `/human-in-loop` (`{ on }`),
@@ -97,6 +97,14 @@ export function createHandler(ctx: FlowContext, options: HandlerOptions = {}): W
     if (prefix !== '' && url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`)) return notOurs(res, next);
     const segments = url.pathname.slice(prefix.length).split('/').filter((s) => s !== '');
     const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
+    // GET /health: ctx.health(), 200 when it is ok, else 503.
+    if (segments.length === 1 && segments[0] === 'health') {
+      allow(method, ['GET']);
+      await authorize(req, 'read', undefined, parsed.authorize, allowRemote);
+      const health = await ctx.health();
+      sendJson(res, health.ok ? 200 : 503, health);
+      return;
+    }
     // The dashboard: the page at the root, its script and its styles.
     const file = segments.length === 0 ? 'page' : segments.length === 1 ? ASSETS[segments[0]!] : undefined;
     if (file !== undefined) {

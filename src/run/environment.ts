@@ -53,6 +53,16 @@ export interface RunEnvironment {
    * for a virtual clock that must not jump while a worker starts (`weir/testing`); it costs a message per remote attempt.
    */
   readonly trackStarts: boolean;
+  /** What the context's journals saw of their store's commits (`ctx.health()`). */
+  readonly commits: CommitStats;
+}
+
+/** The latency of a context's last commit, kept by its journals. */
+export interface CommitStats {
+  /** How long the last commit took, in ms; `undefined` before the first. */
+  lastMs: number | undefined;
+  /** When it ended (ms since the epoch, by the host's clock). */
+  lastAt: number | undefined;
 }
 
 /** A stand-in for a processor's `process`, given the validated input and the step. */

@@ -14,6 +14,7 @@
  */
 import { ErrorCode, FlowError } from '../errors/errors.js';
 import type { WeirEvent } from '../model/events.js';
+import type { CommitStats } from './environment.js';
 import type { CommitBatch, NewRunRecord, OutputWrite, RunOwner, RunPatch, RunStore, StepRecord } from '../storage/journal/run-store.js';
 import type { InputEntry } from '../model/waits.js';
 import { setRealTimer, type TimerHandle } from '../util/clock.js';
@@ -63,6 +64,7 @@ const STORED_SINK: JournalSink = { deliver: () => undefined, changedSteps: () =>
 export class RunJournal {
   readonly runId: string;
   readonly #store: RunStore;
+  readonly #stats: CommitStats | undefined;
   readonly #sink: JournalSink;
   /** The fencing token every commit carries. */
   #token: number;
@@ -94,9 +96,10 @@ export class RunJournal {
   #idle: Promise<void> | undefined;
   #idleResolve: (() => void) | undefined;
 
-  constructor(runId: string, store: RunStore, sink: JournalSink, leaseToken: number, lastSeq: number) {
+  constructor(runId: string, store: RunStore, sink: JournalSink, leaseToken: number, lastSeq: number, stats?: CommitStats) {
     this.runId = runId;
     this.#store = store;
+    this.#stats = stats;
     this.#sink = sink;
     this.#token = leaseToken;
     this.#nextSeq = lastSeq + 1;
@@ -106,8 +109,8 @@ export class RunJournal {
    * The journal of a run not live here, to write under a lease just taken (a skip of an ended run,
    * a retry's link, a run that cannot be recovered): its events go to no listener.
    */
-  static ofStored(store: RunStore, runId: string, leaseToken: number, lastSeq: number): RunJournal {
-    return new RunJournal(runId, store, STORED_SINK, leaseToken, lastSeq);
+  static ofStored(store: RunStore, runId: string, leaseToken: number, lastSeq: number, stats?: CommitStats): RunJournal {
+    return new RunJournal(runId, store, STORED_SINK, leaseToken, lastSeq, stats);
   }
 
   /** The lease token commits carry. */
@@ -347,6 +350,7 @@ export class RunJournal {
     if (records !== undefined) batch.steps = records;
     if (outputs !== undefined) batch.outputs = outputs;
     if (events.length > 0) batch.events = events;
+    const begun = performance.now();
     try {
       await this.#store.commit(batch);
     } catch (thrown) {
@@ -355,6 +359,10 @@ export class RunJournal {
       return;
     }
     this.#inFlight = false;
+    if (this.#stats !== undefined) {
+      this.#stats.lastMs = performance.now() - begun;
+      this.#stats.lastAt = Date.now();
+    }
     this.#holding -= checkpoints.length;
     this.#deliverReady();
     for (const c of checkpoints) c.resolve();

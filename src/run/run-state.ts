@@ -54,7 +54,7 @@ export class RunState {
     const lastSeq = restore?.record.lastSeq ?? 0;
     this.startTime = restore?.record.createdAt ?? this.clock.now();
     this.events = new EventLog(lastSeq);
-    this.journal = new RunJournal(this.runId, env.store, sink, restore?.leaseToken ?? 1, lastSeq);
+    this.journal = new RunJournal(this.runId, env.store, sink, restore?.leaseToken ?? 1, lastSeq, env.commits);
     this.steps = graph.nodes.map((node) => new StepState(node));
   }
 
