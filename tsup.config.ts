@@ -16,7 +16,8 @@ const entry = {
 
 export default defineConfig([
   {
-    entry,
+    // The `weir` command is ESM only (its entry awaits at its top level), sharing the package's chunks.
+    entry: { ...entry, cli: 'src/cli/bin.ts' },
     format: ['esm'],
     dts: { entry: { index: 'src/index.ts', testing: 'src/testing/index.ts', http: 'src/http/index.ts' } },
     sourcemap: true,

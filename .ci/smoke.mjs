@@ -1,5 +1,6 @@
 // Imports the built package as ESM (through its own name) and runs a small flow.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +53,10 @@ assert.equal((await durable.run(chain, { n: 1 })).status, 'completed');
 for (let waited = 0; statSync(file).size < 64 * 1024 && waited < 10_000; waited += 20) await sleep(20);
 assert.ok(statSync(file).size >= 64 * 1024, `the checkpointer thread left ${file} at ${statSync(file).size} bytes`);
 await durable.close();
+// The weir command, as built: the run is listed from the file.
+const listed = JSON.parse(execFileSync(process.execPath, ['dist/cli.js', '--store', file, '--json', 'runs'], { encoding: 'utf8' }));
+assert.equal(listed.runs.length, 1);
+assert.equal(listed.runs[0].status, 'completed');
 rmSync(dir, { recursive: true, force: true });
 // weir/testing shares weir's classes: its context is a FlowContext, its errors are FlowErrors, its clock is virtual.
 const { createTestContext } = await import('weir/testing');
