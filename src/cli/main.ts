@@ -10,6 +10,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ErrorCode, FlowError } from '../errors/errors.js';
 import { Flow, FlowContext, ResultsManager, type AnyFlow, type RunInfo } from '../index.js';
 import { serve } from '../http/index.js';
+import { serveMcpStdio } from '../mcp/index.js';
 import { table, eventLine, since, progressBar } from './format.js';
 
 /** Where a command writes: stdout and stderr, and whether stdout is a terminal. */
@@ -188,6 +189,13 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
         });
       }
       io.out(flow.toMermaid());
+    });
+
+  program
+    .command('mcp')
+    .description('serve the runs as MCP tools for an agent, over stdin and stdout (until stdin closes)')
+    .action(async () => {
+      await serveMcpStdio(await open());
     });
 
   program

@@ -69,7 +69,7 @@ function entryLeaves(flow: AnyFlow): AnyFlow[] {
  * refused before a run is made.
  * @throws ValidationError `WEIR_VALIDATION` with every step's issues, each path led by the step's name.
  */
-function checkInput(flow: AnyFlow, input: unknown): void {
+export function checkInput(flow: AnyFlow, input: unknown): void {
   const issues: ValidationIssue[] = [];
   const failing: string[] = [];
   for (const leaf of entryLeaves(flow)) {
@@ -85,7 +85,7 @@ function checkInput(flow: AnyFlow, input: unknown): void {
 }
 
 /** A flow as the API lists it: its name, type, description and the JSON Schema of the input it takes. */
-function flowInfo(flow: AnyFlow): unknown {
+export function flowInfo(flow: AnyFlow): unknown {
   const schemas = entryLeaves(flow).map((leaf) => z.toJSONSchema(leaf.processor!.input, { io: 'input', unrepresentable: 'any' }));
   return {
     name: flow.name,
@@ -93,6 +93,13 @@ function flowInfo(flow: AnyFlow): unknown {
     ...(flow.config.description === undefined ? {} : { description: flow.config.description }),
     input: schemas.length === 1 ? schemas[0] : { allOf: schemas },
   };
+}
+
+/** A list query from plain values (as a tool's arguments give them); `ctx.listRuns` checks them. */
+export function listQueryOf(query: { readonly status?: string | undefined; readonly flow?: string | undefined; readonly limit?: number | undefined; readonly before?: string | undefined }): ListRunsOptions {
+  const options: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(query)) if (value !== undefined) options[key] = value;
+  return options;
 }
 
 /** `?status=running&status=failed` or `?status=running,failed`, `?flow=`, `?limit=`, `?before=`. */
