@@ -15,7 +15,7 @@ const zone = (name, files, forbidden, options = {}) => ({
     'no-restricted-imports': ['error', { patterns: forbidden.map(([regex, message]) => ({ regex, message: `${name}: ${message}` })) }],
   },
 });
-const ABOVE_MODEL = 'graph|context|run|durability|human|executors|storage|results|testing|http|cli|mcp';
+const ABOVE_MODEL = 'graph|context|run|durability|human|executors|storage|results|testing|http|cli|mcp|otel';
 
 const zones = [
   zone('util is the ground floor', ['src/util/**'], [[layer(...ABOVE_MODEL.split('|'), 'model'), 'util may import only errors']]),
@@ -52,6 +52,9 @@ const zones = [
   zone('the main entry never loads the subpaths', ['src/index.ts', 'src/context/flow-context.ts'], [[layer('testing', 'http'), 'weir/testing and weir/http are subpaths of their own, never loaded by the main entry']]),
   zone('the weir command is an adapter over the public API', ['src/cli/**'], [
     [layer('graph', 'context', 'run', 'durability', 'human', 'executors', 'storage', 'results', 'testing'), 'the weir command uses the public entry (../index.js), weir/http, the model, errors and util'],
+  ]),
+  zone('weir/otel is an adapter over the public API', ['src/otel/**'], [
+    [layer('graph', 'context', 'run', 'durability', 'human', 'executors', 'storage', 'results', 'testing', 'cli', 'http', 'mcp'), 'weir/otel reads the public entry (../index.js) and its events only'],
   ]),
   zone('weir/mcp is an adapter over the public API', ['src/mcp/**'], [
     [layer('graph', 'context', 'run', 'durability', 'human', 'executors', 'storage', 'results', 'testing', 'cli'), 'weir/mcp uses the public entry (../index.js), the HTTP routes\' helpers, the model, errors and util'],

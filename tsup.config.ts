@@ -4,12 +4,13 @@ import { defineConfig } from 'tsup';
 const esmOnly = ['p-queue', 'p-timeout', 'superjson', 'copy-anything', 'is-what'];
 
 // The worker entries are built next to index, in the same format, so each build finds its own;
-// `testing`, `http` and `mcp` are the `weir/testing`, `weir/http` and `weir/mcp` subpaths.
+// `testing`, `http`, `mcp` and `otel` are the `weir/...` subpaths.
 const entry = {
   index: 'src/index.ts',
   testing: 'src/testing/index.ts',
   http: 'src/http/index.ts',
   mcp: 'src/mcp/index.ts',
+  otel: 'src/otel/index.ts',
   'thread-worker': 'src/executors/worker/thread-worker.ts',
   'process-worker': 'src/executors/worker/process-worker.ts',
   'checkpointer-thread': 'src/storage/journal/sqlite/checkpointer-thread.mjs',
@@ -20,7 +21,7 @@ export default defineConfig([
     // The `weir` command is ESM only (its entry awaits at its top level), sharing the package's chunks.
     entry: { ...entry, cli: 'src/cli/bin.ts' },
     format: ['esm'],
-    dts: { entry: { index: 'src/index.ts', testing: 'src/testing/index.ts', http: 'src/http/index.ts', mcp: 'src/mcp/index.ts' } },
+    dts: { entry: { index: 'src/index.ts', testing: 'src/testing/index.ts', http: 'src/http/index.ts', mcp: 'src/mcp/index.ts', otel: 'src/otel/index.ts' } },
     sourcemap: true,
     clean: true,
     target: 'node20',
@@ -29,7 +30,7 @@ export default defineConfig([
   {
     entry,
     format: ['cjs'],
-    dts: { entry: { index: 'src/index.ts', testing: 'src/testing/index.ts', http: 'src/http/index.ts', mcp: 'src/mcp/index.ts' } },
+    dts: { entry: { index: 'src/index.ts', testing: 'src/testing/index.ts', http: 'src/http/index.ts', mcp: 'src/mcp/index.ts', otel: 'src/otel/index.ts' } },
     sourcemap: true,
     target: 'node20',
     platform: 'node',
