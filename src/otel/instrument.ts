@@ -75,9 +75,13 @@ export function instrument(ctx: FlowContext, options: InstrumentOptions = {}): (
     if (lastCommit !== undefined) result.observe(lastCommit);
   };
   commitLatency.addCallback(observeCommit);
-  const poll = setInterval(() => {
-    ctx.health().then((h) => (lastCommit = h.store.lastCommitMs), () => undefined);
-  }, 10_000);
+  // The latency is read from ctx.health() every 10 s, and (at most once a second) when a run ends.
+  let readAt = 0;
+  const readCommit = (): void => {
+    readAt = Date.now();
+    ctx.health().then((h) => (lastCommit = h.store.lastCommitMs ?? lastCommit), () => undefined);
+  };
+  const poll = setInterval(readCommit, 10_000);
   poll.unref();
 
   const runs = new Map<string, RunSpans>();
@@ -129,6 +133,7 @@ export function instrument(ctx: FlowContext, options: InstrumentOptions = {}): (
       remember(previous, event.runId, run.span.spanContext());
     }
     if (status !== 'waiting') ended.add(1, { 'weir.flow': run.flow, 'weir.status': status });
+    if (Date.now() - readAt > 1000) readCommit();
   };
 
   const onEvent = (event: WeirEvent): void => {

@@ -144,6 +144,12 @@ describe('weir', () => {
     expect(existsSync(missing)).toBe(false);
     expect((await weir(['graph', join(dir, 'nothing.js')])).stderr).toMatch(/^weir: WEIR_PROCESSOR_MODULE: no module at/);
     expect((await weir(['prune', '--older-than', 'a while'])).stderr).toMatch(/^weir: WEIR_INVALID_OPTIONS: --older-than: expected an age/);
+    const ctx = new FlowContext({ results: ResultsManager.sqlite(store) });
+    await ctx.run(order, {}, { runId: 'skip-me', mode: 'batch' });
+    await ctx.close();
+    const noStep = await weir(['--module', module, 'skip', 'skip-me', 'nothing', '{}']);
+    expect(noStep.code).toBe(1);
+    expect(noStep.stderr).toMatch(/^weir: WEIR_[A-Z_]+: [^\n]*"nothing"[^\n]*\n$/);
     expect((await weir(['frobnicate'])).code).toBe(2);
     expect((await weir(['show'])).code).toBe(2);
     expect((await weir(['runs', '--limit', 'many'])).code).toBe(2);

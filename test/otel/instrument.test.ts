@@ -3,7 +3,10 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { FatalError, Flow, FlowContext, RetryableError, type Step } from '../../src/index.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FatalError, Flow, FlowContext, ResultsManager, RetryableError, type Step } from '../../src/index.js';
 import { instrument } from '../../src/otel/index.js';
 import { Fn } from '../fixtures/processors.js';
 
@@ -22,6 +25,14 @@ beforeEach(() => {
   ctx = new FlowContext();
   stop = instrument(ctx, { tracer, meter });
 });
+/** A new reader and exporter, for a context made within a test. */
+function reader2(): PeriodicExportingMetricReader {
+  void reader.shutdown();
+  metricExporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+  reader = new PeriodicExportingMetricReader({ exporter: metricExporter, exportIntervalMillis: 3_600_000 });
+  return reader;
+}
+
 afterEach(async () => {
   stop();
   await ctx.close();
@@ -102,6 +113,35 @@ describe('instrument(ctx)', () => {
     await ctx.submitInput(handle.runId, 'ok', true);
     await handle.result();
     expect(await metric('weir.waits.open')).toEqual({ '{"weir.step":"ask"}': 0 });
+  });
+
+  it('counts runs taken over from a context that went away, and reads the store\'s commit latency', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weir-otel-'));
+    try {
+      const file = join(dir, 'runs.db');
+      let calls = 0;
+      const flow = new Flow(new Fn((_i, step: Step) => (++calls === 1 ? new Promise((_r, reject) => step.signal.addEventListener('abort', () => reject(step.signal.reason as Error))) : 'done')), {
+        name: 'taken',
+      });
+      const first = new FlowContext({ results: ResultsManager.sqlite(file), closeTimeout: 0 });
+      first.start(flow, {}, { runId: 'taken-1' });
+      await new Promise((resolve) => first.once('step_start', () => resolve(undefined)));
+      await first.close();
+      stop();
+      await ctx.close();
+      ctx = new FlowContext({ results: ResultsManager.sqlite(file) });
+      stop = instrument(ctx, { tracer: new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }).getTracer('test'), meter: new MeterProvider({ readers: [reader2()] }).getMeter('test') });
+      ctx.register(flow);
+      const [handle] = await ctx.recover();
+      expect((await handle!.result()).status).toBe('completed');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(await metric('weir.runs.taken_over')).toEqual({ '{}': 1 });
+      const latency = Object.values(await metric('weir.store.commit_latency'));
+      expect(latency).toEqual([expect.any(Number)]);
+      expect(byName('weir.run taken').at(-1)!.attributes).toMatchObject({ 'weir.outcome': 'completed' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('stops when told: no more spans, no listener left', async () => {
