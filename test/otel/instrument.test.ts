@@ -81,6 +81,7 @@ describe('instrument(ctx)', () => {
       expect(step.spanContext().traceId).toBe(run!.spanContext().traceId);
     }
     expect(run!.startTime[0] * 1000 + run!.startTime[1] / 1e6).toBeCloseTo(result.startTime, -1);
+    expect(await metric('weir.steps.retries')).toEqual({ '{"weir.step":"charge"}': 1 });
   });
 
   it('links the span of a resumed run to the span of the run before, and counts runs, retries and durations', async () => {
