@@ -81,9 +81,13 @@ describe('weir', () => {
       let out = '';
       child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
       const exited = new Promise<number | null>((done) => child.once('exit', done));
-      while (!out.includes('step_start')) await new Promise((done) => setTimeout(done, 20));
-      gate.resolve();
-      expect(await exited).toBe(0);
+      try {
+        while (!out.includes('step_start')) await new Promise((done) => setTimeout(done, 20));
+        gate.resolve();
+        expect(await exited).toBe(0);
+      } finally {
+        child.kill('SIGKILL');
+      }
       expect(out.split('\n').filter(Boolean).map((line) => line.trim().split(/\s+/)[1])).toEqual(['run_start', 'step_start', 'step_complete', 'run_complete']);
     } finally {
       await ctx.close();
@@ -126,12 +130,16 @@ describe('weir', () => {
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     const exited = new Promise<number | null>((done) => child.once('exit', done));
-    while (!/http:\/\/\S+/.test(out)) await new Promise((done) => setTimeout(done, 20));
-    const url = /(http:\/\/\S+)/.exec(out)![1]!;
-    expect(await (await fetch(`${url}health`)).json()).toMatchObject({ ok: true });
-    expect((await fetch(`${url}api/runs`)).status).toBe(200);
-    child.kill('SIGINT');
-    expect(await exited).toBe(0);
+    try {
+      while (!/http:\/\/\S+/.test(out)) await new Promise((done) => setTimeout(done, 20));
+      const url = /(http:\/\/\S+)/.exec(out)![1]!;
+      expect(await (await fetch(`${url}health`)).json()).toMatchObject({ ok: true });
+      expect((await fetch(`${url}api/runs`)).status).toBe(200);
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   it('refuses bad input with one line naming what to fix: exit 1, or 2 for usage', async () => {

@@ -17,13 +17,16 @@ let ctx: FlowContext;
 let server: WeirServer;
 let page: Page;
 
+// Starting chromium takes seconds on a busy machine (the rest of the suite runs beside it).
 beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    timeout: 90_000,
+    // --disable-dev-shm-usage: a container's small /dev/shm must not stall the browser.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-});
+}, 120_000);
 afterAll(async () => {
   await browser?.close();
 });
@@ -71,52 +74,55 @@ async function start(): Promise<{ gates: ReturnType<typeof deferred<void>>[]; ru
   return { gates, runId: handle.runId };
 }
 
-describe('the dashboard', () => {
+/** expect.poll with room for a busy machine: the page updates as events come, in real time. */
+const poll = <T>(read: () => T | Promise<T>) => expect.poll(read, { timeout: 20_000, interval: 50 });
+
+describe('the dashboard', { timeout: 90_000 }, () => {
   it('lists the runs with live status and progress bars', async () => {
     const { gates } = await start();
     await page.goto(server.url);
     const row = page.locator('tr[data-run="order-42"]');
-    await expect.poll(() => row.locator('[data-status]').getAttribute('data-status')).toBe('running');
-    await expect.poll(() => row.locator('.now').textContent()).toBe('fetch: working on fetch');
+    await poll(() => row.locator('[data-status]').getAttribute('data-status')).toBe('running');
+    await poll(() => row.locator('.now').textContent()).toBe('fetch: working on fetch');
     const done = (): Promise<string | null> => row.locator('progress').getAttribute('aria-valuenow');
     expect(await done()).toBe('0');
     gates[0]!.resolve();
-    await expect.poll(done).toBe('1');
+    await poll(done).toBe('1');
     gates[1]!.resolve();
-    await expect.poll(done).toBe('2');
-    await expect.poll(() => row.locator('.now').textContent()).toBe('index: working on index');
+    await poll(done).toBe('2');
+    await poll(() => row.locator('.now').textContent()).toBe('index: working on index');
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-runs.png'), fullPage: true });
     gates[2]!.resolve();
-    await expect.poll(() => row.locator('[data-status]').getAttribute('data-status')).toBe('waiting');
+    await poll(() => row.locator('[data-status]').getAttribute('data-status')).toBe('waiting');
     // Filters: a finished run of another flow, then by status and by flow.
     const other = new Flow(new Gated(Promise.resolve()), { name: 'other' });
     ctx.register(other);
     await ctx.run(other, {}, { runId: 'other-1' });
-    await expect.poll(() => page.locator('tr[data-run]').count()).toBe(2);
+    await poll(() => page.locator('tr[data-run]').count()).toBe(2);
     // The flow filter lists the flows registered when the page loaded.
     await page.reload();
-    await expect.poll(() => page.locator('tr[data-run]').count()).toBe(2);
+    await poll(() => page.locator('tr[data-run]').count()).toBe(2);
     await page.locator('.filters select').first().selectOption('waiting');
-    await expect.poll(() => page.locator('tr[data-run]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-run')))).toEqual(['order-42']);
+    await poll(() => page.locator('tr[data-run]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-run')))).toEqual(['order-42']);
     await page.locator('.filters select').first().selectOption('');
     await page.locator('.filters select').nth(1).selectOption('other');
-    await expect.poll(() => page.locator('tr[data-run]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-run')))).toEqual(['other-1']);
+    await poll(() => page.locator('tr[data-run]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-run')))).toEqual(['other-1']);
   });
 
   it('shows a run with its graph, steps and live events, and goes on with the same run after a reload', async () => {
     const { gates } = await start();
     await page.goto(`${server.url}#/runs/order-42`);
-    await expect.poll(() => page.locator('svg.graph g[data-step="fetch"]').getAttribute('data-status')).toBe('running');
+    await poll(() => page.locator('svg.graph g[data-step="fetch"]').getAttribute('data-status')).toBe('running');
     expect(await page.locator('svg.graph g[data-step]').count()).toBe(6);
     expect(await page.locator('svg.graph line[marker-end]').count()).toBe(3);
     gates[0]!.resolve();
-    await expect.poll(() => page.locator('svg.graph g[data-step="fetch"]').getAttribute('data-status')).toBe('completed');
+    await poll(() => page.locator('svg.graph g[data-step="fetch"]').getAttribute('data-status')).toBe('completed');
     await page.reload();
-    await expect.poll(() => page.locator('#progress').textContent()).toBe('1 of 4 steps');
+    await poll(() => page.locator('#progress').textContent()).toBe('1 of 4 steps');
     gates[1]!.resolve();
-    await expect.poll(() => page.locator('svg.graph g[data-step="parse"]').getAttribute('data-status')).toBe('completed');
-    await expect.poll(() => page.locator('#log').textContent()).toContain('step_complete  parse #1');
-    await expect.poll(() => page.locator('tr[data-step="index"] [data-status]').getAttribute('data-status')).toBe('running');
+    await poll(() => page.locator('svg.graph g[data-step="parse"]').getAttribute('data-status')).toBe('completed');
+    await poll(() => page.locator('#log').textContent()).toContain('step_complete  parse #1');
+    await poll(() => page.locator('tr[data-step="index"] [data-status]').getAttribute('data-status')).toBe('running');
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-run.png'), fullPage: true });
     gates[2]!.resolve();
   });
@@ -129,12 +135,12 @@ describe('the dashboard', () => {
     await form.waitFor();
     await form.locator('input[name="amount"]').fill('500');
     await form.locator('button[type="submit"]').click();
-    await expect.poll(() => form.locator('[role="alert"]').textContent()).toContain('amount');
+    await poll(() => form.locator('[role="alert"]').textContent()).toContain('amount');
     expect((await ctx.getRun(runId)).status).toBe('waiting');
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-refused.png'), fullPage: true });
     await form.locator('input[name="amount"]').fill('50');
     await form.locator('button[type="submit"]').click();
-    await expect.poll(() => page.locator('.card [data-status]').first().getAttribute('data-status')).toBe('completed');
+    await poll(() => page.locator('.card [data-status]').first().getAttribute('data-status')).toBe('completed');
     expect((await ctx.getRun(runId)).status).toBe('completed');
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-answered.png'), fullPage: true });
   });
@@ -144,7 +150,7 @@ describe('the dashboard', () => {
     await page.goto(`${server.url}#/runs/order-42`);
     page.once('dialog', (dialog) => void dialog.accept());
     await page.locator('button[data-action="cancel"]').click();
-    await expect.poll(async () => (await ctx.getRun('order-42')).status).toBe('cancelled');
-    await expect.poll(() => page.locator('.card [data-status]').first().getAttribute('data-status')).toBe('cancelled');
+    await poll(async () => (await ctx.getRun('order-42')).status).toBe('cancelled');
+    await poll(() => page.locator('.card [data-status]').first().getAttribute('data-status')).toBe('cancelled');
   });
 });
