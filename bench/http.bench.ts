@@ -12,16 +12,10 @@ import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { Flow, FlowContext, Processor, ResultsManager } from '../src/index.js';
 import { serve } from '../src/http/index.js';
+import { Inc } from './processors.js';
 import { measure, row } from './harness.js';
 
 const N = z.object({ n: z.number() });
-class Next extends Processor<typeof N, typeof N> {
-  readonly input = N;
-  readonly output = N;
-  process(input: z.infer<typeof N>): z.infer<typeof N> {
-    return { n: input.n + 1 };
-  }
-}
 
 /** Holds the run until `gate` opens. */
 class Gate extends Processor<typeof N, typeof N> {
@@ -101,7 +95,7 @@ export async function httpBench(): Promise<void> {
       const gate = new Promise<void>((resolve) => (open = resolve));
       const root = Flow.sequential<z.infer<typeof N>>('chain');
       new Flow(new Gate(gate), { name: 'gate' }).registerTo(root);
-      for (let i = 0; i < 200; i++) new Flow(new Next(), { name: `s${i}` }).registerTo(root);
+      for (let i = 0; i < 200; i++) new Flow(new Inc(), { name: `s${i}` }).registerTo(root);
       const handle = ctx.start(root, { n: 0 }, { runId });
       const watchers = Array.from({ length: clients }, () => watch(`${url}api/runs/${runId}/events`));
       // Every client has connected and replayed what there was before the run goes on.
@@ -116,16 +110,20 @@ export async function httpBench(): Promise<void> {
       await ctx.close();
       return ran;
     };
-    const median = async (clients: number): Promise<number> => {
-      const times: number[] = [];
-      for (let i = 0; i < 9; i++) times.push(await timed(clients, `r${clients}-${i}`));
-      return times.sort((a, b) => a - b)[4]!;
-    };
-    // Warm both up first, then take them turn about.
-    await median(0);
-    await median(100);
-    const unwatched = await median(0);
-    const watched = await median(100);
+    // Taken turn about, 21 times each after a warm-up, so drift in the machine's speed falls on both alike.
+    const bare: number[] = [];
+    const followed: number[] = [];
+    for (let i = 0; i < 25; i++) {
+      const a = await timed(0, `u-${i}`);
+      const b = await timed(100, `w-${i}`);
+      if (i >= 4) {
+        bare.push(a);
+        followed.push(b);
+      }
+    }
+    const median = (values: number[]): number => values.sort((x, y) => x - y)[Math.floor(values.length / 2)]!;
+    const unwatched = median(bare);
+    const watched = median(followed);
     row('', 'ms', 'vs unwatched');
     row('unwatched', unwatched.toFixed(2), '1.00x');
     row('watched by 100 clients', watched.toFixed(2), `${(watched / unwatched).toFixed(2)}x`);
@@ -133,7 +131,7 @@ export async function httpBench(): Promise<void> {
 
     console.log('\n== weir/http: 1,000 runs stored on SQLite: time to first byte ==');
     const ctx = new FlowContext({ results: ResultsManager.sqlite(join(dir, 'runs.db')) });
-    const one = new Flow(new Next(), { name: 'one' });
+    const one = new Flow(new Inc(), { name: 'one' });
     ctx.register(one);
     await Promise.all(Array.from({ length: 1000 }, (_, i) => ctx.run(one, { n: i })));
     const { url } = await serve(ctx);

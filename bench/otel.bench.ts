@@ -6,23 +6,15 @@
 import { pathToFileURL } from 'node:url';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
-import { z } from 'zod';
-import { Flow, FlowContext, Processor } from '../src/index.js';
+import { Flow, FlowContext } from '../src/index.js';
 import { instrument } from '../src/otel/index.js';
+import { Inc } from './processors.js';
 import { measure, perItem, row } from './harness.js';
 
-const N = z.object({ n: z.number() });
-class Next extends Processor<typeof N, typeof N> {
-  readonly input = N;
-  readonly output = N;
-  process(input: z.infer<typeof N>): z.infer<typeof N> {
-    return { n: input.n + 1 };
-  }
-}
 
 const STEPS = 200;
-const chain = Flow.sequential<z.infer<typeof N>>('chain');
-for (let i = 0; i < STEPS; i++) new Flow(new Next(), { name: `s${i}` }).registerTo(chain);
+const chain = Flow.sequential<{ n: number }>('chain');
+for (let i = 0; i < STEPS; i++) new Flow(new Inc(), { name: `s${i}` }).registerTo(chain);
 
 export async function otelBench(): Promise<void> {
   console.log(`\n== weir/otel: a ${STEPS}-step run (memory store) ==`);

@@ -113,12 +113,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .command('answer <runId> <key> <json>')
     .description('answer what a run waits for, with a JSON value')
     .action(async (runId: string, key: string, text: string) => {
-      let value: unknown;
-      try {
-        value = JSON.parse(text) as unknown;
-      } catch (error) {
-        throw new FlowError(`the answer is not JSON: ${(error as Error).message} (quote it for the shell: '{"ok":true}')`, { code: ErrorCode.VALIDATION });
-      }
+      const value = parseJson(text, 'the answer');
       await (await open()).submitInput(runId, key, value);
       print({ ok: true }, () => `answered "${key}" of run ${runId}\n`);
     });
@@ -146,14 +141,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .command('skip <runId> <step> [json]')
     .description('mark a step of a run done without running it, with an output given as JSON')
     .action(async (runId: string, step: string, text?: string) => {
-      let output: unknown;
-      if (text !== undefined) {
-        try {
-          output = JSON.parse(text) as unknown;
-        } catch (error) {
-          throw new FlowError(`the output is not JSON: ${(error as Error).message}`, { code: ErrorCode.VALIDATION });
-        }
-      }
+      const output = text === undefined ? undefined : parseJson(text, 'the output');
       await (await open()).skip(runId, step, output);
       print({ ok: true }, () => `skipped "${step}" of run ${runId}\n`);
     });
@@ -271,6 +259,18 @@ async function flowsOf(module: string): Promise<AnyFlow[]> {
   const flows = [...new Set(Object.values(namespace).filter((value): value is AnyFlow => value instanceof Flow))].filter((flow) => flow.parent === undefined);
   if (flows.length === 0) throw new FlowError(`${module} exports no flow (export the root flows, such as "export const pipeline = Flow.sequential(...)")`, { code: ErrorCode.INVALID_OPTIONS });
   return flows;
+}
+
+/**
+ * A JSON value given on the command line.
+ * @throws FlowError `WEIR_VALIDATION` naming `what` for text that is not JSON.
+ */
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new FlowError(`${what} is not JSON: ${(error as Error).message} (quote it for the shell: '{"ok":true}')`, { code: ErrorCode.VALIDATION });
+  }
 }
 
 /** `7d`, `12h`, `30m`, `2w`, `500ms` in milliseconds. */
