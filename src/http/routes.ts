@@ -7,6 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { ErrorCode, FlowError, ValidationError, type ValidationIssue } from '../errors/errors.js';
 import type { AnyFlow, FlowContext, ListRunsOptions, RunInfo } from '../index.js';
+import { siblingEdges } from '../model/edges.js';
 import { FlowType } from '../model/status.js';
 import { parseOptions, parseValue } from '../util/parse.js';
 import type { HttpAction } from './access.js';
@@ -121,15 +122,8 @@ export function graphOf(flow: AnyFlow): unknown {
   const edges: { from: string; to: string; required: boolean }[] = [];
   const visit = (node: AnyFlow, parent: AnyFlow | undefined): void => {
     nodes.push({ name: node.name, type: node.type, parent: parent?.name ?? null });
-    const children = node.children;
-    children.forEach((child, i) => {
-      visit(child, node);
-      // A sequential composite's child waits for the one before it.
-      if (node.type === FlowType.SEQUENTIAL && i > 0) edges.push({ from: children[i - 1]!.name, to: child.name, required: true });
-      const { required, optional } = child.dependencies;
-      for (const from of required) if (!edges.some((e) => e.from === from && e.to === child.name)) edges.push({ from, to: child.name, required: true });
-      for (const from of optional) edges.push({ from, to: child.name, required: false });
-    });
+    for (const child of node.children) visit(child, node);
+    for (const edge of siblingEdges(node)) edges.push({ from: edge.from.name, to: edge.to.name, required: edge.kind !== 'optional' });
   };
   visit(flow, undefined);
   return { root: flow.name, nodes, edges };

@@ -4,7 +4,8 @@
  * arrows; given a run's steps, each step coloured by its status.
  */
 import type { AnyFlow } from './flow.js';
-import { FlowStatus, FlowType } from './status.js';
+import { siblingEdges } from './edges.js';
+import { FlowStatus } from './status.js';
 
 /** Options of `flow.toMermaid()`. */
 export interface MermaidOptions {
@@ -16,6 +17,9 @@ export interface MermaidOptions {
    */
   readonly run?: { readonly status?: string; readonly steps: Readonly<Record<string, { readonly status: string }>> };
 }
+
+/** How each kind of edge is drawn: a sequential order thick, a required dependency solid, an optional one dashed. */
+const ARROWS = { order: '==>', required: '-->', optional: '-.->' } as const;
 
 /** Fill and stroke of each status. */
 const COLOURS: Readonly<Record<string, string>> = {
@@ -54,22 +58,9 @@ export function toMermaid(root: AnyFlow, options: MermaidOptions = {}): string {
       return;
     }
     lines.push(`${indent}subgraph ${id}["${label(flow.name)} (${flow.type})"]`);
-    const children = flow.children;
-    for (const child of children) visit(child, `${indent}  `);
+    for (const child of flow.children) visit(child, `${indent}  `);
     lines.push(`${indent}end`);
-    children.forEach((child, i) => {
-      if (flow.type === FlowType.SEQUENTIAL && i > 0) edges.push(`  ${idOf(children[i - 1]!)} ==> ${idOf(child)}`);
-      const { required, optional } = child.dependencies;
-      const sibling = (name: string): AnyFlow | undefined => children.find((c) => c.name === name);
-      for (const name of required) {
-        const from = sibling(name);
-        if (from !== undefined && !(flow.type === FlowType.SEQUENTIAL && children[i - 1] === from)) edges.push(`  ${idOf(from)} --> ${idOf(child)}`);
-      }
-      for (const name of optional) {
-        const from = sibling(name);
-        if (from !== undefined) edges.push(`  ${idOf(from)} -.-> ${idOf(child)}`);
-      }
-    });
+    for (const edge of siblingEdges(flow)) edges.push(`  ${idOf(edge.from)} ${ARROWS[edge.kind]} ${idOf(edge.to)}`);
   };
   visit(root, '  ');
   lines.push(...edges);

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { ErrorCode, FlowError } from '../errors/errors.js';
+import { siblingEdges } from '../model/edges.js';
 import { Flow, type AnyFlow, type CompositeConfig, type FlowConfig } from '../model/flow.js';
 import { toPolicyInput, type RetryPolicyInput } from '../model/retry-policy.js';
 import { Processor } from '../model/processor.js';
@@ -70,10 +71,7 @@ export function stepHarness<I, O>(flow: Flow<I, O>, input: I, given: Readonly<Re
 /** The name of the sibling a child of a sequential composite follows, if any: its implicit dependency. */
 function predecessorOf(flow: AnyFlow): string | undefined {
   const parent = flow.parent;
-  if (parent === undefined || parent.type !== FlowType.SEQUENTIAL) return undefined;
-  const siblings = parent.children;
-  const at = siblings.indexOf(flow);
-  return at > 0 ? siblings[at - 1]!.name : undefined;
+  return parent === undefined ? undefined : siblingEdges(parent).find((edge) => edge.to === flow && edge.kind === 'order')?.from.name;
 }
 
 /** What `flow` inherits from its ancestors: retry fields merged from the root down, the nearest timeout and heartbeat timeout. */
