@@ -2,7 +2,9 @@
  * `FlowContext`: the public face of weir's runtime, and its lifecycle (`open`, `closing`, `closed`).
  * It holds its parts and hands each call to the one that owns it: the flow registry, the live runs,
  * durability (recovery, manual control, history, leases), human input (answers) and the event bus.
- * Over 400 lines for one reason: the TSDoc of the public API; each method is a short delegation.
+ * Over 450 lines for one reason: the TSDoc of the public API; each method is a short delegation,
+ * and the test kit's seams (`[INSPECT]`, `[FLUSH]`, `[HALT]`) sit here because they reach the
+ * context's private parts, as `close()` does.
  */
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
@@ -442,6 +444,14 @@ export class FlowContext {
     return { working, running, flows: this.#core.registry.known, leaseTimeout: this.#core.settings.leaseMs };
   }
 
+  /** Stops lease renewal, recovery, the reviews of waiting runs, and the queue: no timer of the context is left. */
+  #stopHousekeeping(): void {
+    this.#leases.stop();
+    this.#recovery.stop();
+    this.#answers.stop();
+    this.#queue.clear();
+  }
+
   /** Commits what every live run recorded now (`weir/testing`; see `FLUSH`). @internal */
   async [FLUSH](): Promise<void> {
     await Promise.all([...this.#core.runs.values()].map((run) => run.flushed()));
@@ -454,10 +464,7 @@ export class FlowContext {
     core.state = 'closed';
     this.#closing ??= Promise.resolve();
     this.#bus.clear();
-    this.#leases.stop();
-    this.#recovery.stop();
-    this.#answers.stop();
-    this.#queue.clear();
+    this.#stopHousekeeping();
     for (const run of [...core.runs.values()]) run.halt(reason);
     core.runs.closing(reason);
     core.runs.closed();
@@ -519,10 +526,7 @@ export class FlowContext {
     // cancelled, so their handles settle.
     await core.choresDone();
     if (!this.results.durable) await this.#answers.cancelAll(new CancelledError('the FlowContext was closed while the run waited for input'));
-    this.#leases.stop();
-    this.#recovery.stop();
-    this.#answers.stop();
-    this.#queue.clear();
+    this.#stopHousekeeping();
     runs.closing(
       new FlowError('the FlowContext was closed while the run waited for input; it stays waiting in the store, and ctx.handle(runId) of a new context follows it', {
         code: ErrorCode.CONTEXT_CLOSED,

@@ -49,9 +49,7 @@ export class EventStream {
    * the client is gone.
    */
   async send(data: unknown, options: { readonly id?: number; readonly event?: string } = {}): Promise<void> {
-    if (this.signal.aborted) return;
-    this.#pending.push(frameOf(data, options));
-    if (this.#pending.length === 1) setImmediate(() => this.#flush());
+    this.sendFrame(frameOf(data, options));
     await this.#drained;
   }
 

@@ -9,7 +9,7 @@
  * (none of them delivered yet) take its number, so every listener sees a dense sequence that the
  * store agrees with.
  *
- * Over 400 lines for one reason: the numbering, holding, batching and failure handling of events
+ * Over 450 lines for one reason: the numbering, holding, batching and failure handling of events
  * and checkpoints are one state machine, and are kept whole so its invariants can be read in one place.
  */
 import { ErrorCode, FlowError } from '../errors/errors.js';
