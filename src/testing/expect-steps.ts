@@ -102,3 +102,26 @@ export function eventLine(event: WeirEvent): string {
   if ('error' in event && event.error !== undefined) parts.push(event.error.code ?? event.error.name);
   return parts.join(' ');
 }
+
+/** The result of a run as a test compares it: no ids, no process, no times (`t.summary`). */
+export interface RunSummaryForTest {
+  readonly status: string;
+  readonly output: unknown;
+  readonly error?: { readonly code: string | undefined; readonly message: string; readonly step?: string | undefined };
+  /** Each step's status and attempts, by name. */
+  readonly steps: Readonly<Record<string, { readonly status: string; readonly attempts: number; readonly error?: string | undefined }>>;
+}
+
+/** A run's result as plain data, for an expectation or a snapshot (`t.summary`). */
+export function summaryOf(result: FlowResult): RunSummaryForTest {
+  const steps: Record<string, { status: string; attempts: number; error?: string | undefined }> = {};
+  for (const [name, step] of Object.entries(result.steps)) {
+    steps[name] = { status: step.status, attempts: step.attempts.length, ...(step.error === undefined ? {} : { error: step.error.code ?? step.error.name }) };
+  }
+  return {
+    status: result.status,
+    output: result.output,
+    ...(result.error === undefined ? {} : { error: { code: result.error.code, message: result.error.message, ...(result.error.step === undefined ? {} : { step: result.error.step }) } }),
+    steps,
+  };
+}

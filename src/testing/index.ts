@@ -3,7 +3,8 @@
  * doubles, crashes and store faults. Depends on no test runner.
  */
 export { createTestContext, TestContext } from './test-context.js';
-export type { TestContextOptions, FailOptions, RestartOptions, RunStepOptions, RunSummaryForTest } from './test-context.js';
+export type { TestContextOptions, FailOptions, RestartOptions, RunStepOptions } from './test-context.js';
+export type { RunSummaryForTest } from './expect-steps.js';
 export type { StepRef } from './doubles.js';
 export type { FailStoreOptions, StoreWrite } from './faulty-store.js';
 export { StepExpectations } from './expect-steps.js';

@@ -2,6 +2,10 @@
  * `createTestContext`: a `FlowContext` on a virtual clock, with step doubles, injected crashes and
  * store faults, for unit tests of flows that run in milliseconds whatever their backoffs, timeouts
  * and deadlines. It depends on no test runner: a failed expectation throws an `Error`.
+ *
+ * Its parts live beside it (the clock driver, doubles, the faulty store, runStep's harness, the test
+ * step, expectations); what is left here passes 450 lines for one reason: the TSDoc of the kit's
+ * public methods, each a short delegation.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,22 +26,18 @@ import type { WaitInfo } from '../model/waits.js';
 import { ResultsManager } from '../results/results-manager.js';
 import type { RunHandle } from '../run/handle.js';
 import type { RunStore } from '../storage/journal/run-store.js';
-import { setRealImmediate, setRealTimer } from '../util/clock.js';
 import { parseOptions, type OptionsOf } from '../util/parse.js';
 import { nameOf, StepDoubleRegistry, toDouble, type StepRef } from './doubles.js';
 import { durationSchema, toMs, type Duration } from './durations.js';
-import { eventLine, StepExpectations } from './expect-steps.js';
+import { eventLine, StepExpectations, summaryOf, type RunSummaryForTest } from './expect-steps.js';
 import { StoreFaults, type FailStoreOptions } from './faulty-store.js';
 import { stepHarness } from './run-step.js';
 import { TestStep, type TestStepOptions } from './test-step.js';
+import { ClockDriver } from './clock-driver.js';
 import { ClockScope, VirtualClock } from './virtual-clock.js';
 
 /** Where the virtual clock starts by default: a fixed time, so times in results and events are the same on every run. */
 const START = Date.UTC(2030, 0, 1);
-/** The most timers of the runs (housekeeping left out) `runUntilIdle` fires before it decides the flow never settles. */
-const MAX_TIMERS = 10_000;
-/** How long, in real ms, `runUntilIdle` waits for steps that give no news when nothing on the clock could end them. */
-const MAX_STEP_WAIT_MS = 60_000;
 
 const testShape = {
   /** Where runs are stored: a memory store, or a SQLite file in a new temporary directory (removed by `close()`). @default 'memory' */
@@ -86,15 +86,6 @@ export interface RunStepOptions extends RunOptions {
   readonly deps?: Readonly<Record<string, unknown>>;
 }
 
-/** The result of a run as a test compares it: no ids, no process, no times (`t.summary`). */
-export interface RunSummaryForTest {
-  readonly status: string;
-  readonly output: unknown;
-  readonly error?: { readonly code: string | undefined; readonly message: string; readonly step?: string | undefined };
-  /** Each step's status and attempts, by name. */
-  readonly steps: Readonly<Record<string, { readonly status: string; readonly attempts: number; readonly error?: string | undefined }>>;
-}
-
 /**
  * Makes a test context: a `FlowContext` whose clock is virtual. Backoffs, step and run timeouts,
  * heartbeat timeouts, leases and `waitForInput` deadlines follow it; `advance` and `runUntilIdle`
@@ -121,8 +112,8 @@ export function createTestContext(options: TestContextOptions = {}): TestContext
 export class TestContext {
   /** The virtual clock the context runs on (and the contexts `restart` makes after it). */
   readonly #clock: VirtualClock;
-  /** Real ms `runUntilIdle` waits for steps at work that give no news. */
-  readonly #stepWait: number;
+  /** Moves the clock once what the current context does in real time has settled. */
+  readonly #driver: ClockDriver;
   readonly #options: Omit<FlowContextOptions, 'results'>;
   readonly #doubles: StepDoubleRegistry;
   readonly #faults = new StoreFaults();
@@ -145,7 +136,11 @@ export class TestContext {
   constructor(options: Omit<FlowContextOptions, 'results'>, own: { readonly store: 'memory' | 'sqlite'; readonly start: number; readonly stepWait: number }) {
     const { store, start } = own;
     this.#clock = new VirtualClock(start);
-    this.#stepWait = own.stepWait;
+    this.#driver = new ClockDriver(this.#clock, own.stepWait, {
+      inspect: () => this.#inspect(),
+      flush: () => (this.#ctx.state === 'open' ? this.#ctx[FLUSH]() : Promise.resolve()),
+      events: () => this.#events.length,
+    });
     // Closing does not wait (in real time) for runs that wait on the virtual clock.
     this.#options = { closeTimeout: 0, ...options };
     this.#doubles = new StepDoubleRegistry((step) => void this.#crash(`before step "${step}" ran`));
@@ -183,7 +178,7 @@ export class TestContext {
    * listener saw but the store never got are not among them.
    */
   async eventLog(runId: string): Promise<string[]> {
-    await this.#settle();
+    await this.#driver.settle();
     return (await this.#store!.readEvents(runId)).map(eventLine);
   }
 
@@ -193,10 +188,7 @@ export class TestContext {
    * @throws ValidationError `WEIR_INVALID_OPTIONS` for a bad duration.
    */
   async advance(duration: Duration): Promise<void> {
-    const to = this.#clock.now() + toMs(duration, 't.advance(duration)');
-    await this.#settle();
-    while (this.#clock.step(to) !== undefined) await this.#settle();
-    await this.#settle();
+    await this.#driver.advanceTo(this.#clock.now() + toMs(duration, 't.advance(duration)'));
   }
 
   /**
@@ -208,24 +200,7 @@ export class TestContext {
    * @throws FlowError `WEIR_RUN_STATE` when over 10,000 timers of the runs fire (a flow that never settles).
    */
   async runUntilIdle(): Promise<void> {
-    for (let fired = 0; ; ) {
-      await this.#settle();
-      if (this.#inspect().running > 0) {
-        await this.#awaitSteps(this.#stepWait);
-        // Nothing on the clock could end the steps still running: only waiting can.
-        if (this.#clock.next(true) === undefined && this.#inspect().running > 0 && !(await this.#awaitSteps(MAX_STEP_WAIT_MS))) return;
-      }
-      const next = this.#clock.next(true);
-      if (next === undefined) return;
-      for (let kind = this.#clock.step(next); kind !== undefined; kind = this.#clock.step(next)) {
-        await this.#settle();
-        if (kind === 'foreground' && ++fired > MAX_TIMERS) {
-          throw new FlowError(`t.runUntilIdle(): over ${MAX_TIMERS} timers fired and the runs still have more; a flow that never settles? Move the clock with t.advance()`, {
-            code: ErrorCode.RUN_STATE,
-          });
-        }
-      }
-    }
+    await this.#driver.runUntilIdle();
   }
 
   /**
@@ -297,7 +272,7 @@ export class TestContext {
    * @throws Error saying what the run does instead.
    */
   async expectWaiting(runId: string, key?: string): Promise<WaitInfo> {
-    await this.#settle();
+    await this.#driver.settle();
     const info = await this.#ctx.getRun(runId);
     const waits = info.waitingFor ?? [];
     const wait = key === undefined ? waits[0] : waits.find((w) => w.key === key);
@@ -319,16 +294,7 @@ export class TestContext {
 
   /** A run's result as a test compares it or snapshots it: status, output, error, and each step's status and attempts; no ids, processes or times. */
   summary(result: FlowResult): RunSummaryForTest {
-    const steps: Record<string, { status: string; attempts: number; error?: string | undefined }> = {};
-    for (const [name, step] of Object.entries(result.steps)) {
-      steps[name] = { status: step.status, attempts: step.attempts.length, ...(step.error === undefined ? {} : { error: step.error.code ?? step.error.name }) };
-    }
-    return {
-      status: result.status,
-      output: result.output,
-      ...(result.error === undefined ? {} : { error: { code: result.error.code, message: result.error.message, ...(result.error.step === undefined ? {} : { step: result.error.step }) } }),
-      steps,
-    };
+    return summaryOf(result);
   }
 
   /**
@@ -418,7 +384,7 @@ export class TestContext {
     for (const flow of flows.values()) this.#ctx.register(flow);
     await this.advance(downtime);
     const handles = await this.#ctx.recover();
-    await this.#settle();
+    await this.#driver.settle();
     return handles;
   }
 
@@ -496,60 +462,8 @@ export class TestContext {
     throw new FlowError(`t.run: run "${handle.runId}" of "${info.flow}" has not ended: ${why}`, { code: ErrorCode.RUN_STATE });
   }
 
-  /**
-   * Lets what runs in real time catch up (the store opening, commits, promise chains): until a few
-   * event-loop turns pass with no new event or timer and nothing under way that ends by itself (or
-   * that has shown no activity for `stepWait`: a worker slot held by a step that waits on time).
-   * Running steps are not waited for (one may wait on a timeout); see `#awaitSteps`.
-   */
-  async #settle(): Promise<void> {
-    let quiet = 0;
-    let last = -1;
-    let since = performance.now();
-    for (let turns = 0; quiet < 3; turns++) {
-      const { working } = this.#inspect();
-      // What the runs recorded is committed now, not when the journal's lazy flush comes.
-      if (working && this.#ctx.state === 'open') await this.#ctx[FLUSH]();
-      // Store work that takes real time (opening a file, a worker's reply): wait for it without spinning.
-      await new Promise<void>((resolve) => (working && turns > 20 ? setRealTimer(resolve, 1) : setRealImmediate(resolve)));
-      const activity = this.#activity();
-      if (activity !== last) {
-        last = activity;
-        since = performance.now();
-        quiet = 0;
-      } else {
-        quiet = !working || performance.now() - since > this.#stepWait ? quiet + 1 : 0;
-      }
-    }
-  }
-
-  /**
-   * Waits while steps run, as long as they give news, and up to `limit` real ms without news.
-   * @returns whether no step runs any more.
-   */
-  async #awaitSteps(limit: number): Promise<boolean> {
-    let last = this.#activity();
-    let since = performance.now();
-    while (this.#inspect().running > 0) {
-      await new Promise<void>((resolve) => setRealTimer(resolve, 2));
-      const activity = this.#activity();
-      if (activity !== last) {
-        last = activity;
-        since = performance.now();
-        await this.#settle();
-      } else if (performance.now() - since > limit) {
-        return false;
-      }
-    }
-    return true;
-  }
-
   #inspect(): ContextInspection {
     return this.#ctx.state === 'open' ? this.#ctx[INSPECT]() : { working: false, running: 0, flows: [], leaseTimeout: 0 };
-  }
-
-  #activity(): number {
-    return this.#events.length + this.#clock.timersSet;
   }
 
   #removeDir(): void {
