@@ -19,10 +19,22 @@ import { History, type RunInfo, type RunList } from '../durability/history.js';
 import { LeaseRenewal } from '../durability/leases.js';
 import { ManualControl } from '../durability/manual-control.js';
 import { Recovery } from '../durability/recovery.js';
+import { WorkSharing } from '../durability/work-sharing.js';
 import type { WeirEvent, WeirEventMap } from '../model/events.js';
 import { Flow, type AnyFlow } from '../model/flow.js';
 import type { FlowResult } from '../model/result.js';
-import { listRunsSchema, pruneSchema, resumeOptionsSchema, runOptionsSchema, type ListRunsOptions, type PruneRunsOptions, type ResumeOptions, type RunOptions } from '../model/run-options.js';
+import {
+  enqueueOptionsSchema,
+  listRunsSchema,
+  pruneSchema,
+  resumeOptionsSchema,
+  runOptionsSchema,
+  type EnqueueOptions,
+  type ListRunsOptions,
+  type PruneRunsOptions,
+  type ResumeOptions,
+  type RunOptions,
+} from '../model/run-options.js';
 import { FlowStatus, RunMode } from '../model/status.js';
 import { runStoreOf, type ResultsManager } from '../results/results-manager.js';
 import type { EventsOptions, RunHandle } from '../run/handle.js';
@@ -64,6 +76,7 @@ export class FlowContext {
   readonly #answers: Answers;
   readonly #control: ManualControl;
   readonly #recovery: Recovery;
+  readonly #sharing: WorkSharing;
   readonly #history: History;
   #closing: Promise<void> | undefined;
   readonly #closeHooks = new Set<() => unknown>();
@@ -89,8 +102,13 @@ export class FlowContext {
     core.runs = new LiveRuns(core, { parked: (runId) => this.#answers.review(runId), launched: () => this.#leases.start() });
     this.#control = new ManualControl(core, this.#answers);
     this.#recovery = new Recovery(core, this.#answers);
+    this.#sharing = new WorkSharing(core, this.#answers, (run, token) => this.#recovery.goOn(run, token));
+    this.#recovery.shareWith(this.#sharing);
     this.#history = new History(core);
-    if (this.#recovers) this.#recovery.schedule();
+    if (this.#recovers) {
+      this.#recovery.schedule();
+      this.#sharing.start();
+    }
   }
 
   /**
@@ -159,7 +177,10 @@ export class FlowContext {
   register(flow: AnyFlow): this {
     this.#core.assertOpen('register');
     this.#core.registry.register(flow);
-    if (this.#recovers) this.#recovery.schedule();
+    if (this.#recovers) {
+      this.#sharing.announce();
+      this.#recovery.schedule();
+    }
     return this;
   }
 
@@ -222,6 +243,40 @@ export class FlowContext {
       concurrency: parsed.concurrency ?? Infinity,
     });
     return core.runs.handle<O>(run);
+  }
+
+  /**
+   * Stores a run for a worker to take: any context on the same store with `recover: true` that
+   * registered the flow (at the version the run records), this one included. Higher `priority`
+   * goes first; the flow's `concurrency` and `keyConcurrency` limit how many run at once (across
+   * every host on a Postgres store). Resolves once the run is stored, to a handle that follows it
+   * wherever it runs. `ctx.start` runs a run here instead.
+   * @throws FlowError `WEIR_CONTEXT_CLOSED` after `close()`; `WEIR_RUN_CONFLICT` when `runId` exists;
+   * `WEIR_SERIALIZATION` for an input the store cannot keep; `WEIR_STORE` when the store fails.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` for bad options. A bad *input* fails the run when it starts.
+   * @example
+   * const handle = await ctx.enqueue(report, { month: '2026-11' }, { priority: 10, concurrencyKey: customerId });
+   * const result = await handle.result();
+   */
+  async enqueue<I, O>(flow: Flow<I, O>, input: I, options: EnqueueOptions = {}): Promise<RunHandle<O>> {
+    const core = this.#core;
+    core.assertOpen('enqueue a run');
+    const parsed = parseOptions(enqueueOptionsSchema, options, 'enqueue options');
+    const mode = parsed.mode ?? RunMode.BATCH;
+    if (parsed.humanInLoop !== undefined && mode !== RunMode.HYBRID) {
+      throw new FlowError(`enqueue options: humanInLoop is for mode 'hybrid' only (mode is '${mode}')`, { code: ErrorCode.INVALID_OPTIONS });
+    }
+    const runId = parsed.runId ?? randomUUID();
+    await core.chore(
+      this.#sharing.enqueue(flow, input, {
+        runId,
+        mode,
+        humanInLoop: mode === RunMode.INTERACTIVE || (mode === RunMode.HYBRID && (parsed.humanInLoop ?? true)),
+        priority: parsed.priority ?? 0,
+        concurrencyKey: parsed.concurrencyKey,
+      }),
+    );
+    return core.runs.stored<O>(runId, flow);
   }
 
   /**
@@ -446,6 +501,7 @@ export class FlowContext {
 
   /** Stops lease renewal, recovery, the reviews of waiting runs, and the queue: no timer of the context is left. */
   #stopHousekeeping(): void {
+    void this.#sharing.stop(false);
     this.#leases.stop();
     this.#recovery.stop();
     this.#answers.stop();
@@ -498,6 +554,8 @@ export class FlowContext {
       }),
     );
     this.#closeHooks.clear();
+    // No more runs from the queue or other hosts; this worker leaves the register.
+    await this.#sharing.stop(true);
     // Recoveries and other store work in progress may still start runs: let them.
     await core.choresDone();
     // Runs parking now are about to be in the store only, and not active here.

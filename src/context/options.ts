@@ -10,7 +10,7 @@ import type { StepDoubles } from '../run/environment.js';
 import type { RunStore } from '../storage/journal/run-store.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { TEST_HOOKS, type TestHooks } from './test-hooks.js';
-import { duration, parseOptions, type OptionsOf } from '../util/parse.js';
+import { duration, expecting, parseOptions, type OptionsOf } from '../util/parse.js';
 
 // The shape is a const of its own so its TSDoc reaches the published types.
 const contextOptionsShape = {
@@ -57,6 +57,18 @@ const contextOptionsShape = {
    * out of the loop for good (this ask and later ones take their defaults or fail). @default 'fail'
    */
   inputFallback: z.enum(['fail', 'default', 'batch']).optional(),
+  /**
+   * How a context that recovers (`recover: true`) takes runs queued with `ctx.enqueue`, by any
+   * context on the same store: `concurrency`, the most runs it holds at once before it stops taking
+   * queued ones; `pollInterval`, how often it looks for them, in milliseconds, when no notice of new
+   * work comes (a Postgres store sends notices; the other stores are only polled). @default { concurrency: 100, pollInterval: 1000 }
+   */
+  queue: z
+    .strictObject({
+      concurrency: expecting(z.number().int().positive(), 'a whole number >= 1').optional(),
+      pollInterval: duration({ min: 10 }).optional(),
+    })
+    .optional(),
 };
 const contextOptionsSchema = z.strictObject(contextOptionsShape);
 
@@ -82,6 +94,8 @@ export interface ContextSettings {
   readonly onFlowChange: 'fail' | 'continue';
   readonly inputTimeout: number | undefined;
   readonly inputFallback: InputFallback;
+  /** How a recovering context takes queued runs. */
+  readonly queue: { readonly concurrency: number; readonly pollInterval: number };
   /** The time its runs run on: the host's, or a virtual one (`weir/testing`). */
   readonly clock: Clock;
   /** What runs instead of some steps' processors (`weir/testing`). */
@@ -111,6 +125,7 @@ export function contextSettings(options: FlowContextOptions): ContextSettings {
     onFlowChange: parsed.onFlowChange ?? 'fail',
     inputTimeout: parsed.inputTimeout,
     inputFallback: parsed.inputFallback ?? 'fail',
+    queue: Object.freeze({ concurrency: parsed.queue?.concurrency ?? 100, pollInterval: parsed.queue?.pollInterval ?? 1000 }),
     clock: hooks?.clock ?? systemClock,
     doubles: hooks?.doubles,
     wrapStore: hooks?.wrapStore,

@@ -27,6 +27,9 @@ export interface StepInfo {
   readonly waitingFor?: readonly InputWait[];
 }
 
+/** The statuses of runs someone must still take: queued, running, or waiting for input. */
+const STRANDABLE: readonly FlowStatus[] = [FlowStatus.PENDING, FlowStatus.RUNNING, FlowStatus.WAITING];
+
 /** A run as `listRuns` lists it. */
 export interface RunSummary {
   readonly runId: string;
@@ -58,6 +61,11 @@ export interface RunSummary {
   readonly recoveries: number;
   /** Whether its owner is gone (lease expired, or its process dead on this host) and `recover()` would take it. */
   readonly stale: boolean;
+  /** The version of its flow it needs: the flow's `version`, else the graph's fingerprint. */
+  readonly version: string;
+  /** For a queued run: its priority, when not 0, and its concurrency key. */
+  readonly priority?: number;
+  readonly concurrencyKey?: string;
 }
 
 /** A run in detail, as `getRun` returns it. */
@@ -120,6 +128,9 @@ export function summaryOf(run: RunRecord, at: number, host: string, waits?: read
     leaseExpiresAt: run.leaseExpiresAt,
     recoveries: run.recoveries,
     stale: isStale(run, at, host),
+    version: run.version ?? run.fingerprint,
+    ...(run.priority === undefined ? {} : { priority: run.priority }),
+    ...(run.concurrencyKey === undefined ? {} : { concurrencyKey: run.concurrencyKey }),
   };
 }
 
@@ -189,11 +200,18 @@ export class History {
   }
 
   /** Active and recent runs, newest first, one page at a time (see `FlowContext.listRuns`). */
+  /** Whether no flow registered here can take a run: not its flow, or not at its version. */
+  #strandedHere(run: RunRecord): boolean {
+    const flow = this.#core.registry.registered(run.flow);
+    return flow === undefined || this.#core.registry.graphOf(flow).version !== (run.version ?? run.fingerprint);
+  }
+
   async listRuns(query: Omit<ListRunsQuery, 'now'>): Promise<RunList> {
     const core = this.#core;
     const at = this.#core.clock.now();
     await Promise.all([...core.runs.values()].map((run) => run.flushed()));
-    if (query.stale !== true) {
+    const stranded = query.stranded === true && core.store.claims === undefined;
+    if (query.stale !== true && !stranded) {
       const page = await core.store.listRuns({ ...query, stale: false, now: at });
       // What a waiting run waits on is in its step records.
       const runs = await Promise.all(
@@ -206,12 +224,15 @@ export class History {
       return { runs, ...(page.next === undefined ? {} : { next: page.next }) };
     }
     // Stale: an expired lease (the store's query), or a dead owner on this host (checked here).
+    // Stranded, on a store without a register of workers: a flow version this context does not have.
+    const keep = stranded ? (run: RunRecord) => this.#strandedHere(run) : (run: RunRecord) => isStale(run, at, HOST);
+    const statuses = stranded ? STRANDABLE.filter((s) => query.status === undefined || [query.status].flat().includes(s)) : [FlowStatus.RUNNING];
     const runs: RunSummary[] = [];
     let before = query.before;
     const limit = query.limit ?? 100;
     for (;;) {
-      const page = await core.store.listRuns({ ...query, status: FlowStatus.RUNNING, stale: false, ...(before === undefined ? {} : { before }), limit, now: at });
-      for (const run of page.runs) if (isStale(run, at, HOST)) runs.push(summaryOf(run, at, HOST));
+      const page = await core.store.listRuns({ ...query, status: statuses, stale: false, stranded: false, ...(before === undefined ? {} : { before }), limit, now: at });
+      for (const run of page.runs) if (keep(run)) runs.push(summaryOf(run, at, HOST));
       if (runs.length >= limit || page.next === undefined) return { runs: runs.slice(0, limit), ...(page.next === undefined ? {} : { next: page.next }) };
       before = page.next;
     }

@@ -17,6 +17,8 @@ import { isStale } from './history.js';
 import { outputsOf } from '../run/stored-run.js';
 import { releaseLease } from './leases.js';
 import { changedGraph, restoreRun } from './restore.js';
+import type { WorkSharing } from './work-sharing.js';
+import { versionKey } from '../storage/journal/run-store.js';
 
 /** A context's recovery of stale runs. */
 export class Recovery {
@@ -27,21 +29,37 @@ export class Recovery {
   #scheduled = false;
   #timer: TimerHandle | undefined;
 
+  /** Set when the context shares work (it recovers, and its store has claims). */
+  #sharing: WorkSharing | undefined;
+
   constructor(core: ContextCore, answers: Answers) {
     this.#core = core;
     this.#answers = answers;
   }
 
-  /** Takes over the stale runs of registered flows and looks at the waiting ones; resolves to the runs it goes on with. */
+  /** Claims stale runs through `sharing` from now on, rather than by listing them. */
+  shareWith(sharing: WorkSharing): void {
+    this.#sharing = sharing;
+  }
+
+  /**
+   * Takes over the stale runs of registered flows (and, with work sharing, queued ones) and looks at
+   * the waiting ones; resolves to the runs it goes on with.
+   */
   async recover(): Promise<Run[]> {
     const core = this.#core;
     const runs: Run[] = [];
+    const claims = core.store.claims;
+    // Queued runs, and on a shared store runs whose lease ran out, are claimed in batches; there the
+    // listing below is for runs whose owner on this host is gone, and runs no live worker has the version of.
+    if (this.#sharing !== undefined) runs.push(...(await this.#sharing.claim()));
+    const live = claims === undefined ? undefined : await claims.liveVersions(core.clock.now());
     let before: string | undefined;
     do {
       const at = this.#core.clock.now();
       const page = await core.store.listRuns({ status: FlowStatus.RUNNING, limit: 500, ...(before === undefined ? {} : { before }), now: at });
       before = page.next;
-      const taken = await Promise.allSettled(page.runs.map((run) => this.#takeOver(run, at)));
+      const taken = await Promise.allSettled(page.runs.map((run) => this.#takeOver(run, at, live)));
       for (const outcome of taken) {
         if (outcome.status === 'fulfilled') {
           if (outcome.value !== undefined) runs.push(outcome.value);
@@ -89,10 +107,15 @@ export class Recovery {
     this.#timer = undefined;
   }
 
-  /** Takes over one stale run of a registered flow; `undefined` when it is not stale, not ours to run, or taken first. */
-  async #takeOver(run: RunRecord, at: number): Promise<Run | undefined> {
+  /**
+   * Takes over one stale run of a registered flow; `undefined` when it is not stale, not ours to
+   * run, or taken first. With `live` (a shared store's live flow versions), only a run whose owner
+   * on this host is gone, or whose version no live worker has, is taken here: the others are claimed.
+   */
+  async #takeOver(run: RunRecord, at: number, live?: ReadonlySet<string>): Promise<Run | undefined> {
     const core = this.#core;
     if (core.runs.has(run.runId) || this.#takingOver.has(run.runId) || !isStale(run, at, HOST) || core.state !== 'open') return undefined;
+    if (live !== undefined && !this.#mayTakeOver(run, at, live)) return undefined;
     this.#takingOver.add(run.runId);
     try {
       return await this.#takeOverNow(run, at);
@@ -101,21 +124,41 @@ export class Recovery {
     }
   }
 
+  /** On a shared store: whether a stale run is this context's to take rather than a claim's. */
+  #mayTakeOver(run: RunRecord, at: number, live: ReadonlySet<string>): boolean {
+    const flow = this.#core.registry.registered(run.flow);
+    if (flow === undefined) return false;
+    const version = run.version ?? run.fingerprint;
+    // Another live worker runs this version: it is theirs to claim.
+    if (version !== this.#core.registry.graphOf(flow).version && live.has(versionKey(run.flow, version))) return false;
+    // A lease that ran out is claimed (by the batch above, or another worker); a live one here only when its owner on this host is gone.
+    return run.leaseExpiresAt >= at || version !== this.#core.registry.graphOf(flow).version;
+  }
+
   async #takeOverNow(run: RunRecord, at: number): Promise<Run | undefined> {
     const core = this.#core;
-    const flow = core.registry.registered(run.flow);
-    if (flow === undefined) return undefined;
-    const graph = core.registry.graphOf(flow);
+    if (core.registry.registered(run.flow) === undefined) return undefined;
     // A live lease is taken only from an owner known to be dead, and only if nobody took it since.
     const token = await core.store.acquireLease(run.runId, core.owner, core.settings.leaseMs, this.#core.clock.now(), {
       takeover: true,
       ...(run.leaseExpiresAt > at ? { fromToken: run.leaseToken } : {}),
     });
     if (token === undefined) return undefined;
-    if (core.runs.has(run.runId) || core.state !== 'open') {
+    return this.goOn(run, token);
+  }
+
+  /**
+   * Goes on with a run taken over under `token`: it fails at once when it lost its owner too often
+   * or its graph changed (and the context says fail), or when its records cannot be read.
+   */
+  async goOn(run: RunRecord, token: number): Promise<Run | undefined> {
+    const core = this.#core;
+    const flow = core.registry.registered(run.flow);
+    if (flow === undefined || core.runs.has(run.runId) || core.state !== 'open') {
       await releaseLease(core, run.runId, token);
       return undefined;
     }
+    const graph = core.registry.graphOf(flow);
     let loaded: LoadedRun;
     let outputs: Map<string, unknown>;
     try {

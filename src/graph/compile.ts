@@ -52,6 +52,8 @@ export interface CompiledGraph {
   readonly entryLeaves: readonly GraphNode[];
   /** A digest of names, types, tree and edges: a run records it, and recovery compares it. */
   readonly fingerprint: string;
+  /** The version a run of this graph records: its root flow's `version`, else the fingerprint. */
+  readonly version: string;
 }
 
 /** Defaults the context puts under every flow. */
@@ -185,7 +187,8 @@ export function compileGraph(root: AnyFlow, defaults: CompileDefaults): Compiled
     }
   };
   collectEntries(nodes[0]!);
-  return { root: nodes[0]!, nodes, byName, entryLeaves, fingerprint: fingerprintOf(nodes) };
+  const fingerprint = fingerprintOf(nodes);
+  return { root: nodes[0]!, nodes, byName, entryLeaves, fingerprint, version: nodes[0]!.flow.config.version ?? fingerprint };
 }
 
 /** What the graph's shape is: each node's name, type and parent, and its edges, hashed. */

@@ -50,6 +50,16 @@ const flowConfigShape = {
    * failure, not a default for its children. No effect on the run's root flow. @default false
    */
   allowFailure: z.boolean().optional(),
+  /**
+   * The version of this flow's code, for a run's root flow: a run records it (or, without one, the
+   * graph's fingerprint), and only a context that registered the flow at that version takes the run
+   * over or from the queue, so during a rolling deploy old runs stay with old code. @default the graph's fingerprint
+   */
+  version: expecting(z.string().min(1).max(64).regex(/^[^\p{Cc}]+$/u), 'a version of 1 to 64 characters without control characters').optional(),
+  /** For a run's root flow: the most runs of it taken from the queue (`ctx.enqueue`) that run at once, across every context on the store. @default no limit */
+  concurrency: expecting(z.number().int().positive(), 'a whole number >= 1').optional(),
+  /** For a run's root flow: the most runs of it with one `concurrencyKey` that run at once, across every context on the store. @default no limit */
+  keyConcurrency: expecting(z.number().int().positive(), 'a whole number >= 1').optional(),
 };
 
 // A composite takes the same fields but its name (an argument of its own) and its type (set by the factory).

@@ -29,6 +29,25 @@ const runOptionsShape = {
 /** Options for one run. */
 export type RunOptions = OptionsOf<typeof runOptionsShape>;
 
+const { mode, humanInLoop, runId } = runOptionsShape;
+const enqueueOptionsShape = {
+  mode,
+  humanInLoop,
+  runId,
+  /** Runs with a higher priority are taken from the queue first; equal ones oldest first. @default 0 */
+  priority: expecting(z.number().int().min(-1_000_000).max(1_000_000), 'a whole number from -1000000 to 1000000').optional(),
+  /**
+   * Groups runs for the flow's `keyConcurrency` limit: at most that many runs of the flow with the
+   * same key run at once, across every context on the store (a customer id, say). @default none
+   */
+  concurrencyKey: expecting(z.string().min(1).max(200), 'a string of 1 to 200 characters').optional(),
+};
+
+/** Options of `ctx.enqueue`. */
+export type EnqueueOptions = OptionsOf<typeof enqueueOptionsShape>;
+
+export const enqueueOptionsSchema = z.strictObject(enqueueOptionsShape);
+
 export const runOptionsSchema = z.strictObject(runOptionsShape);
 
 const resumeOptionsShape = {
@@ -54,6 +73,12 @@ const listRunsShape = {
   before: z.string().min(1).optional(),
   /** Only running runs whose owner is gone (lease expired, or its process dead on this host). @default false */
   stale: z.boolean().optional(),
+  /**
+   * Only runs no live context can take: pending, running or waiting runs whose flow, at the version
+   * the run needs, no live worker has registered (on a Postgres store, every worker on the
+   * database; on the others, this context). @default false
+   */
+  stranded: z.boolean().optional(),
 };
 
 /** What `ctx.listRuns` selects. */

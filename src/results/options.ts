@@ -45,6 +45,24 @@ export type SqliteResultsOptions = OptionsOf<typeof sqliteResultsShape>;
 /** The schema of `ResultsManager.sqlite`'s options; parsing fills in the defaults. */
 export const sqliteResultsSchema = z.strictObject(sqliteResultsShape);
 
+const postgresResultsShape = {
+  /** The Postgres schema for weir's tables (runs, steps, outputs, events, inputs, results), created when missing. @default 'weir' */
+  schema: expecting(z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/), 'a lower-case SQL identifier (letters, digits and _, not starting with a digit, at most 63)').default('weir'),
+  /** The most connections of the pool made from a connection string; a pool you pass keeps its own size. @default 10 */
+  poolSize: expecting(z.number().int().min(2), 'a whole number >= 2 (one connection writes, the others read)').default(10),
+  /**
+   * How long a write keeps trying while the server is unreachable (a restart, a failover), in
+   * milliseconds, before it fails with `WEIR_STORE`; runs pause meanwhile. @default 30000
+   */
+  reconnectFor: expecting(z.number().int().min(0), 'a whole number of milliseconds >= 0').default(30_000),
+};
+
+/** Options of `ResultsManager.postgres`. */
+export type PostgresResultsOptions = OptionsOf<typeof postgresResultsShape>;
+
+/** The schema of `ResultsManager.postgres`'s options; parsing fills in the defaults. */
+export const postgresResultsSchema = z.strictObject(postgresResultsShape);
+
 const cleanupShape = {
   /** Delete entries older than this: an age in milliseconds, or a Date written before which entries go. */
   olderThan: ageOrDate(),

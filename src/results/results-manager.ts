@@ -8,25 +8,38 @@ import { ErrorCode, FlowError, RetryableError } from '../errors/errors.js';
 import { now } from '../util/clock.js';
 import type { ResultsKind } from '../storage/kv/backend.js';
 import type { RunStore } from '../storage/journal/run-store.js';
-import { diskStorage, keyvStorage, memoryStorage, sqliteStorage, type Storage } from '../storage/storage.js';
+import type { Pool } from 'pg';
+import { diskStorage, keyvStorage, memoryStorage, postgresStorage, sqliteStorage, type Storage } from '../storage/storage.js';
 import { messageOf } from '../util/message-of.js';
 import { describeValue, expecting, invalidOptions, parseOptions } from '../util/parse.js';
 import {
   cleanupSchema as CleanupSchema,
   memoryResultsSchema as MemoryOptions,
+  postgresResultsSchema as PostgresOptions,
   sqliteResultsSchema as SqliteOptions,
   type CleanupOptions,
   type MemoryResultsOptions,
+  type PostgresResultsOptions,
   type SqliteResultsOptions,
 } from './options.js';
 
 export type { ResultsKind } from '../storage/kv/backend.js';
-export type { CleanupOptions, MemoryResultsOptions, SqliteResultsOptions } from './options.js';
+export type { CleanupOptions, MemoryResultsOptions, PostgresResultsOptions, SqliteResultsOptions } from './options.js';
 
 const path = expecting(z.string().min(1), 'a non-empty path');
 
 const DiskArgs = z.strictObject({ dir: path });
 const SqliteArgs = z.strictObject({ file: path, options: SqliteOptions.prefault({}) });
+/** A node-postgres `Pool`, recognised by its shape so a second copy of `pg` is accepted too. */
+function isPool(value: unknown): value is Pool {
+  const v = value as { query?: unknown; connect?: unknown; end?: unknown } | null;
+  return typeof v === 'object' && v !== null && typeof v.query === 'function' && typeof v.connect === 'function' && typeof v.end === 'function';
+}
+
+const PostgresArgs = z.strictObject({
+  target: z.union([expecting(z.string().regex(/^postgres(ql)?:\/\//), 'a postgres:// connection string or a pg Pool'), z.custom<Pool>(isPool, 'a postgres:// connection string or a pg Pool')]),
+  options: PostgresOptions.prefault({}),
+});
 const KeyvArgs = z.strictObject({ keyv: z.custom<Keyv>((v) => v instanceof Keyv, 'a Keyv instance') });
 
 /** Reads a manager's storage; set by the class's static block, the one place that can read its private field. */
@@ -97,6 +110,21 @@ export class ResultsManager {
   static sqlite(file: string, options?: SqliteResultsOptions): ResultsManager {
     const args = parseOptions(SqliteArgs, { file, options }, 'ResultsManager.sqlite()');
     return new ResultsManager(sqliteStorage(args.file, Object.freeze(args.options)));
+  }
+
+  /**
+   * A store in a Postgres database through node-postgres (`npm install pg`), shared by any number
+   * of processes on any hosts: runs, steps, events, answers and values in tables of the schema
+   * `options.schema`, created and migrated on first use. Pass a connection string (the store makes
+   * its own pool of `poolSize` connections and ends it on `close()`) or a `pg.Pool` you own (left
+   * open on `close()`; it needs two free connections). See `docs/scale-out.md`.
+   * @throws ValidationError `WEIR_INVALID_OPTIONS` for something that is neither a postgres:// URL nor a Pool, or a bad option.
+   * @example
+   * const results = ResultsManager.postgres('postgres://weir@db.internal/app', { schema: 'weir', poolSize: 20 });
+   */
+  static postgres(urlOrPool: string | Pool, options?: PostgresResultsOptions): ResultsManager {
+    const args = parseOptions(PostgresArgs, { target: urlOrPool, options }, 'ResultsManager.postgres()');
+    return new ResultsManager(postgresStorage(args.target, Object.freeze(args.options)));
   }
 
   /**

@@ -12,8 +12,8 @@ import type { RunState } from './run-state.js';
 
 const { PENDING, RUNNING, WAITING, COMPLETED, FAILED, SKIPPED } = FlowStatus;
 
-/** Why a stored run goes on. */
-export type ResumeReason = 'recovered' | 'resumed' | 'input' | 'orphaned' | 'human_in_loop';
+/** Why a stored run goes on; `queued` is a run taken from the queue, which starts here. */
+export type ResumeReason = 'recovered' | 'resumed' | 'input' | 'orphaned' | 'human_in_loop' | 'queued';
 
 /** A run read back from the journal, to go on with. */
 export interface RestoredRun {

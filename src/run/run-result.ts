@@ -38,6 +38,7 @@ export function startOf(state: RunState, humanInLoop: boolean): { record: NewRun
     runId: state.runId,
     flow: graph.root.name,
     fingerprint: graph.fingerprint,
+    version: graph.version,
     input: state.input,
     mode: settings.mode,
     humanInLoop,

@@ -223,6 +223,11 @@ export class Run {
     return skipStep(this.#state, this.#scheduler, this.#waits, name, output);
   }
 
+  /** The concurrency key of a run taken from the queue. */
+  get concurrencyKey(): string | undefined {
+    return this.#state.settings.restore?.record.concurrencyKey;
+  }
+
   /** Cancels the run: running steps see their signal abort, pending ones never start. */
   cancel(reason: CancelledError = new CancelledError(`run "${this.runId}" was cancelled`)): void {
     this.#stop(CANCELLED, reason);
@@ -311,7 +316,11 @@ export class Run {
       this.#stop(CANCELLED, restore.cancelWith);
       return;
     }
-    if (restore !== undefined) {
+    if (restore?.reason === 'queued') {
+      // Taken from the queue: the run begins here, as a started one does.
+      state.emit({ type: 'run_start', flow: this.graph.root.name, mode: state.settings.mode });
+      state.journal.patchRun({ status: RUNNING, updatedAt: this.#state.clock.now() });
+    } else if (restore !== undefined) {
       const event: Mutable<Extract<EventInput, { type: 'run_resumed' }>> = { type: 'run_resumed', reason: restore.reason };
       if (restore.reason === 'recovered') event.recoveries = restore.record.recoveries;
       if (restore.from !== undefined) event.from = restore.from;

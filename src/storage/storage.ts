@@ -8,12 +8,15 @@ import { join } from 'node:path';
 import type { Keyv } from 'keyv';
 import { KvRunStore } from './journal/kv-run-store.js';
 import { MemoryRunStore } from './journal/memory-run-store.js';
+import type { PostgresTarget } from './journal/postgres/connection.js';
+import { PostgresRunStore, type PostgresStoreOptions } from './journal/postgres/postgres-run-store.js';
 import type { RunStore } from './journal/run-store.js';
 import { SqliteRunStore } from './journal/sqlite/sqlite-run-store.js';
 import type { ResultsBackend, ResultsKind } from './kv/backend.js';
 import { DiskBackend } from './kv/disk-backend.js';
 import { KeyvBackend } from './kv/keyv-backend.js';
 import { MemoryBackend } from './kv/memory-backend.js';
+import { PostgresBackend } from './kv/postgres-backend.js';
 import { SqliteBackend, type SqliteOptions } from './kv/sqlite-backend.js';
 
 /** A key-value backend and its run journal. */
@@ -71,4 +74,10 @@ export function sqliteStorage(file: string, options: SqliteOptions): Storage {
 export function keyvStorage(keyv: Keyv): Storage {
   const backend = new KeyvBackend('keyv', keyv);
   return storage(backend, new KvRunStore({ runs: backend }));
+}
+
+/** Values and runs in a schema of a Postgres database: one pool, shared by the journal and the values. */
+export function postgresStorage(target: PostgresTarget, options: PostgresStoreOptions): Storage {
+  const journal = new PostgresRunStore(target, options);
+  return storage(new PostgresBackend(journal), journal);
 }

@@ -55,7 +55,7 @@ describe('option messages', () => {
 
   it('name an unknown option and the known ones', () => {
     const error = thrown(() => new Flow(new AddOne(), { name: 'a', retires: 3 } as never));
-    expect(error.message).toBe('flow "a": retires: expected one of the options name, description, timeout, retry, heartbeatTimeout, type or allowFailure, got an unknown option');
+    expect(error.message).toBe('flow "a": retires: expected one of the options name, description, timeout, retry, heartbeatTimeout, type, allowFailure, version, concurrency or keyConcurrency, got an unknown option');
     expect(error.code).toBe(ErrorCode.INVALID_CONFIG);
   });
 

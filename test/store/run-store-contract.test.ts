@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Keyv } from 'keyv';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode, RetryableError } from '../../src/errors/errors.js';
 import { ResultsManager, runStoreOf } from '../../src/results/results-manager.js';
 import { MemoryRunStore } from '../../src/storage/journal/memory-run-store.js';
@@ -11,6 +11,7 @@ import type { InputEntry, RunStore } from '../../src/storage/journal/run-store.j
 import type { WeirEvent } from '../../src/model/events.js';
 import { SqliteRunStore } from '../../src/storage/journal/sqlite/sqlite-run-store.js';
 import { ALICE, BOB, event, newRun, rejection, runStart, stepRecord, T0 } from './helpers.js';
+import { postgresUrl, testDatabase } from '../support/postgres.js';
 
 let dir: string;
 const closers: (() => Promise<void>)[] = [];
@@ -48,9 +49,24 @@ const stores = [
   },
   { kind: 'disk', open: (): RunStore => fromResults(ResultsManager.disk(join(dir, 'results'))) },
   { kind: 'keyv', open: (): RunStore => fromResults(ResultsManager.keyv(new Keyv())) },
+  // A schema of its own per test, in a database of this file's.
+  { kind: 'postgres', open: (): RunStore => fromResults(ResultsManager.postgres(pg.url, { schema: `contract_${++schemas}` })) },
 ] as const;
 
-describe.each(stores)('RunStore ($kind)', ({ open }) => {
+let pg: { url: string; drop(): Promise<void> } = { url: '', drop: async () => undefined };
+let schemas = 0;
+const withPostgres = postgresUrl() !== '';
+if (!withPostgres) console.warn('weir tests: the RunStore contract runs without Postgres: no server (see test/support/postgres-setup.ts)');
+
+beforeAll(async () => {
+  if (withPostgres) pg = await testDatabase();
+});
+
+afterAll(async () => {
+  await pg.drop();
+});
+
+describe.each(stores.filter((s) => s.kind !== 'postgres' || withPostgres))('RunStore ($kind)', ({ open }) => {
   let store: RunStore;
   beforeEach(() => {
     store = open();

@@ -42,8 +42,22 @@ describe('options types derived from their schemas', () => {
       readonly heartbeatTimeout?: number | undefined;
       readonly type?: LeafType | undefined;
       readonly allowFailure?: boolean | undefined;
+      readonly version?: string | undefined;
+      readonly concurrency?: number | undefined;
+      readonly keyConcurrency?: number | undefined;
     }>();
-    const full: FlowConfig = { name: 'a', description: undefined, timeout: undefined, retry: undefined, heartbeatTimeout: undefined, type: undefined, allowFailure: undefined };
+    const full: FlowConfig = {
+      name: 'a',
+      description: undefined,
+      timeout: undefined,
+      retry: undefined,
+      heartbeatTimeout: undefined,
+      type: undefined,
+      allowFailure: undefined,
+      version: undefined,
+      concurrency: undefined,
+      keyConcurrency: undefined,
+    };
     // @ts-expect-error a flow needs a name
     const nameless: FlowConfig = { timeout: 5 };
     // @ts-expect-error unknown fields are refused

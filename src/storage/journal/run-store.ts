@@ -26,6 +26,12 @@ export interface RunRecord {
   readonly flow: string;
   /** A fingerprint of the flow graph, computed by the caller. */
   readonly fingerprint: string;
+  /** The version of the flow's code the run needs (`FlowConfig.version`), when its flow has one. */
+  readonly version?: string;
+  /** A queued run's priority: higher is taken first. Absent for 0. */
+  readonly priority?: number;
+  /** A queued run's concurrency key: at most the flow's `keyConcurrency` runs with one key run at once. */
+  readonly concurrencyKey?: string;
   /** The run's input, any value the codec can serialise. */
   readonly input: unknown;
   readonly mode: RunMode;
@@ -139,7 +145,12 @@ export interface ListRunsQuery {
   readonly before?: string;
   /** Only running runs whose lease expired before `now`. */
   readonly stale?: boolean;
-  /** The current time, in ms since the epoch, for `stale`. */
+  /**
+   * Only runs no live context can take (stores with `claims`): pending, running or waiting runs
+   * whose flow at their version no live worker has registered.
+   */
+  readonly stranded?: boolean;
+  /** The current time, in ms since the epoch, for `stale` and `stranded`. */
   readonly now: number;
 }
 
@@ -190,8 +201,64 @@ export interface PruneOptions {
   readonly olderThan: number;
 }
 
+/** A flow a worker context runs, at the version it has, with its limits on queued runs. */
+export interface ClaimableFlow {
+  readonly flow: string;
+  readonly version: string;
+  /** The most runs of the flow at once (queued runs are taken only below it). */
+  readonly concurrency?: number;
+  /** The most runs of the flow with one concurrency key at once. */
+  readonly keyConcurrency?: number;
+}
+
+/** What `claimRuns` may take. */
+export interface ClaimQuery {
+  readonly flows: readonly ClaimableFlow[];
+  /** At most this many runs. */
+  readonly limit: number;
+  readonly leaseMs: number;
+  readonly now: number;
+  /** Take queued (pending) runs too, after the stale ones. */
+  readonly queued: boolean;
+}
+
+/** What a shared store tells a worker: a run was queued, a run ended (a slot freed), a run got an input, or notices may have been missed. */
+export type StoreNotice =
+  | { readonly type: 'queued' }
+  | { readonly type: 'ended' }
+  | { readonly type: 'input'; readonly runId: string }
+  | { readonly type: 'reconnected' };
+
+/**
+ * What a store shared by many processes on many hosts offers its workers: claiming runs in batches,
+ * each by exactly one worker; notices of new work; and a register of live workers and the flow
+ * versions they run.
+ */
+export interface RunClaims {
+  /**
+   * Takes up to `query.limit` runs for `owner`: running runs whose lease ran out (a takeover: token
+   * and `recoveries` raised), then, with `query.queued`, queued runs (status `pending` becomes
+   * `running`, token raised), highest priority first, within the flows' limits; only runs of the
+   * given flows at the given versions. A run with `lastSeq` 0 never started.
+   */
+  claimRuns(owner: RunOwner, query: ClaimQuery): Promise<RunRecord[]>;
+  /** Hears the store's notices until the returned function is called. */
+  subscribe(listener: (notice: StoreNotice) => void): () => void;
+  /** Records that `owner` is alive until `expiresAt`, running these flows at these versions. */
+  announceWorker(owner: RunOwner, flows: readonly ClaimableFlow[], expiresAt: number): Promise<void>;
+  /** Removes `owner` from the register (it is closing). */
+  retireWorker(owner: RunOwner): Promise<void>;
+  /** The flows and versions some live worker runs, as `flow + '\u001f' + version`. */
+  liveVersions(now: number): Promise<ReadonlySet<string>>;
+}
+
+/** The key of a flow at a version in `liveVersions`. */
+export function versionKey(flow: string, version: string): string {
+  return `${flow}\u001f${version}`;
+}
+
 /** Which implementation a store is. */
-export type RunStoreKind = 'memory' | 'sqlite' | 'kv';
+export type RunStoreKind = 'memory' | 'sqlite' | 'kv' | 'postgres';
 
 /**
  * The run journal. Every method is async and rejects with a `FlowError`:
@@ -203,6 +270,8 @@ export interface RunStore {
   readonly kind: RunStoreKind;
   /** Whether what is stored survives the process. */
   readonly durable: boolean;
+  /** Claiming, notices and the worker register, for stores many hosts share (Postgres). */
+  readonly claims?: RunClaims;
 
   /**
    * Opens what the store needs (a database file, a directory) now rather than on first use, so a

@@ -1,7 +1,7 @@
 /** The internal contract every results backend implements; ResultsManager adds validation, errors and lifecycle. */
 
 /** Which backend a ResultsManager stores its values in. */
-export type ResultsKind = 'memory' | 'disk' | 'sqlite' | 'keyv';
+export type ResultsKind = 'memory' | 'disk' | 'sqlite' | 'keyv' | 'postgres';
 
 /** One stored result: the value and when it was written. */
 export interface StoredEntry {

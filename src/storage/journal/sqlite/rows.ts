@@ -37,6 +37,9 @@ export interface RunRow {
   /** Written by `createRun` and never since: the run's last seq is its last event's, read as `cur_seq`. */
   last_seq: number;
   input: string;
+  version: string | null;
+  priority: number;
+  concurrency_key: string | null;
   cur_seq: number;
 }
 
@@ -84,6 +87,9 @@ export function toRun(row: RunRow): RunRecord {
   if (row.retry_of !== null) run.retryOf = row.retry_of;
   if (row.retried_by !== null) run.retriedBy = row.retried_by;
   if (row.ran_by !== null && row.ran_by !== undefined) run.ranBy = row.ran_by;
+  if (row.version !== null) run.version = row.version;
+  if (row.priority !== 0) run.priority = row.priority;
+  if (row.concurrency_key !== null) run.concurrencyKey = row.concurrency_key;
   if (row.owner !== null) run.owner = parseJson<RunOwner>('run', key, row.owner, (v) => typeof v.processId === 'string');
   return run as unknown as RunRecord;
 }
@@ -114,6 +120,9 @@ export function runRowParams(run: RunRecord): unknown[] {
     run.recoveries,
     run.lastSeq,
     input,
+    run.version ?? null,
+    run.priority ?? 0,
+    run.concurrencyKey ?? null,
   ];
 }
 

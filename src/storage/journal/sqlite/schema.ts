@@ -30,7 +30,10 @@ CREATE TABLE IF NOT EXISTS weir_runs (
   lease_expires_at INTEGER NOT NULL,
   recoveries INTEGER NOT NULL,
   last_seq INTEGER NOT NULL,
-  input TEXT NOT NULL
+  input TEXT NOT NULL,
+  version TEXT,
+  priority INTEGER NOT NULL DEFAULT 0,
+  concurrency_key TEXT
 );
 CREATE INDEX IF NOT EXISTS weir_runs_by_status ON weir_runs (status, created_at, run_id);
 CREATE INDEX IF NOT EXISTS weir_runs_by_flow ON weir_runs (flow, created_at, run_id);
@@ -89,6 +92,10 @@ const MIGRATIONS: readonly Migration[] = [
   addColumn('weir_outputs', 'seq', 'seq INTEGER NOT NULL DEFAULT 0'),
   // Who ran the run, kept once it ends.
   addColumn('weir_runs', 'ran_by', 'ran_by TEXT'),
+  // Queued runs (ctx.enqueue) and flow versions.
+  addColumn('weir_runs', 'version', 'version TEXT'),
+  addColumn('weir_runs', 'priority', 'priority INTEGER NOT NULL DEFAULT 0'),
+  addColumn('weir_runs', 'concurrency_key', 'concurrency_key TEXT'),
 ];
 
 /**

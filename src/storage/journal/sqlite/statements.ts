@@ -27,8 +27,8 @@ export const CURRENT_SEQ = 'coalesce((SELECT max(e.seq) FROM weir_events e WHERE
 /** The statements whose SQL never varies, by name. */
 const FIXED = {
   insertRun: `INSERT INTO weir_runs (run_id, flow, fingerprint, mode, human_in_loop, status, created_at, updated_at, ended_at, error,
-      output, retry_of, retried_by, ran_by, owner_id, owner, lease_token, lease_expires_at, recoveries, last_seq, input)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      output, retry_of, retried_by, ran_by, owner_id, owner, lease_token, lease_expires_at, recoveries, last_seq, input, version, priority, concurrency_key)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT (run_id) DO NOTHING`,
   // The run's last seq is its last event's: one descent of the events' primary key.
   runHead: 'SELECT lease_token, coalesce((SELECT max(seq) FROM weir_events WHERE run_id = ?), 0) AS last_seq FROM weir_runs WHERE run_id = ?',

@@ -1,0 +1,188 @@
+/**
+ * Records of the Postgres journal as rows and writes: a `runs` row to and from a `RunRecord`, and
+ * creates and commits as the items of the write function, their values serialised before they
+ * are queued, so nothing can fail to serialise on the server.
+ * @internal
+ */
+import type { ErrorData } from '../../../errors/error-data.js';
+import { FlowError } from '../../../errors/errors.js';
+import type { WeirEvent } from '../../../model/events.js';
+import { decodeCompact, encodeCompact } from '../../codec.js';
+import type { CommitBatch, RunOwner, RunPatch, RunRecord } from '../run-store.js';
+import { KEPT, checkBatch, checkEvents, corruptError, isObject, type RecordKind, releases } from '../store-support.js';
+import type { WriteItem } from './write-queue.js';
+
+const KIND = 'postgres';
+
+/** The columns of a `runs` row that a `RunRecord` holds. */
+export const RUN_COLUMNS =
+  'run_id, flow, fingerprint, version, mode, human_in_loop, status, created_at, updated_at, ended_at, error, output, retry_of, retried_by, ran_by, owner, lease_token, lease_expires_at, recoveries, last_seq, input, priority, concurrency_key';
+
+/** A `runs` row as read with `RUN_COLUMNS`. */
+export interface RunRow {
+  run_id: string;
+  flow: string;
+  fingerprint: string;
+  version: string;
+  mode: string;
+  human_in_loop: boolean;
+  status: string;
+  created_at: number;
+  updated_at: number;
+  ended_at: number | null;
+  error: string | null;
+  output: string | null;
+  retry_of: string | null;
+  retried_by: string | null;
+  ran_by: string | null;
+  owner: string | null;
+  lease_token: number;
+  lease_expires_at: number;
+  recoveries: number;
+  last_seq: number;
+  input: string;
+  priority: number;
+  concurrency_key: string | null;
+}
+
+/** Decodes a stored value. @throws `WEIR_CORRUPT_RECORD` naming the record when it cannot be read. */
+export function decodeText(record: RecordKind, key: string, text: string): unknown {
+  try {
+    return decodeCompact(text, key);
+  } catch (error) {
+    throw corruptError(KIND, record, key, error instanceof FlowError && error.cause !== undefined ? error.cause : error);
+  }
+}
+
+function parseJson<T>(key: string, text: string, valid: (value: Record<string, unknown>) => boolean): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw corruptError(KIND, 'run', key, error);
+  }
+  if (!isObject(value) || !valid(value)) throw corruptError(KIND, 'run', key);
+  return value as T;
+}
+
+/** The record a run row holds. @throws `WEIR_CORRUPT_RECORD` when a column cannot be read. */
+export function toRun(row: RunRow): RunRecord {
+  const key = row.run_id;
+  const run: Record<string, unknown> = {
+    runId: row.run_id,
+    flow: row.flow,
+    fingerprint: row.fingerprint,
+    input: decodeText('run', key, row.input),
+    mode: row.mode,
+    humanInLoop: row.human_in_loop,
+    status: row.status,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    leaseToken: row.lease_token,
+    leaseExpiresAt: row.lease_expires_at,
+    recoveries: row.recoveries,
+    lastSeq: row.last_seq,
+  };
+  if (row.version !== '') run.version = row.version;
+  if (row.ended_at !== null) run.endedAt = row.ended_at;
+  if (row.error !== null) run.error = parseJson<ErrorData>(key, row.error, (v) => typeof v.message === 'string');
+  if (row.output !== null) run.output = decodeText('run', key, row.output);
+  if (row.retry_of !== null) run.retryOf = row.retry_of;
+  if (row.retried_by !== null) run.retriedBy = row.retried_by;
+  if (row.ran_by !== null) run.ranBy = row.ran_by;
+  if (row.owner !== null) run.owner = parseJson<RunOwner>(key, row.owner, (v) => typeof v.processId === 'string');
+  if (row.priority !== 0) run.priority = row.priority;
+  if (row.concurrency_key !== null) run.concurrencyKey = row.concurrency_key;
+  return run as unknown as RunRecord;
+}
+
+/** Events as `[seq, data]` pairs. */
+function encodeEvents(events: readonly WeirEvent[] | undefined): [number, string][] {
+  if (events === undefined) return [];
+  return events.map((e) => [e.seq, encodeCompact(e, `event ${e.seq}`)]);
+}
+
+/** The write that creates a run with its first events. @throws `WEIR_SERIALIZATION` for an input that cannot be stored. */
+export function createItem(run: RunRecord, events: readonly WeirEvent[]): WriteItem {
+  return {
+    t: 'c',
+    id: run.runId,
+    run: {
+      flow: run.flow,
+      fingerprint: run.fingerprint,
+      version: run.version ?? '',
+      mode: run.mode,
+      human_in_loop: run.humanInLoop,
+      status: run.status,
+      created_at: run.createdAt,
+      updated_at: run.updatedAt,
+      ended_at: run.endedAt ?? null,
+      error: run.error === undefined ? null : JSON.stringify(run.error),
+      output: 'output' in run ? encodeCompact(run.output, `output of run ${run.runId}`) : null,
+      retry_of: run.retryOf ?? null,
+      retried_by: run.retriedBy ?? null,
+      ran_by: run.ranBy ?? null,
+      owner_id: run.owner?.processId ?? null,
+      owner: run.owner === undefined ? null : JSON.stringify(run.owner),
+      lease_token: run.leaseToken,
+      lease_expires_at: run.leaseExpiresAt,
+      recoveries: run.recoveries,
+      last_seq: run.lastSeq,
+      input: encodeCompact(run.input, `input of run ${run.runId}`),
+      priority: run.priority ?? 0,
+      concurrency_key: run.concurrencyKey ?? null,
+    },
+    ev: encodeEvents(events),
+  };
+}
+
+/** The patchable run fields and their columns. */
+const PATCH_COLUMNS: Readonly<Record<keyof RunPatch, string>> = {
+  status: 'status',
+  updatedAt: 'updated_at',
+  humanInLoop: 'human_in_loop',
+  endedAt: 'ended_at',
+  error: 'error',
+  output: 'output',
+  retriedBy: 'retried_by',
+  ranBy: 'ran_by',
+};
+
+function patchValue(key: keyof RunPatch, value: unknown): unknown {
+  if (value === undefined) return null;
+  if (key === 'error') return JSON.stringify(value);
+  if (key === 'output') return encodeCompact(value, 'run output');
+  return value;
+}
+
+/**
+ * The write a commit batch makes. Its events are checked to be dense here; the server checks the
+ * first continues the run's last seq.
+ * @throws what `checkBatch`, `checkEvents` and the codec throw.
+ */
+export function commitItem(batch: CommitBatch): WriteItem {
+  checkBatch(KIND, batch);
+  const events = batch.events ?? [];
+  if (events.length > 0) checkEvents(KIND, batch.runId, events[0]!.seq - 1, events);
+  const item: Record<string, unknown> = { t: 'm', id: batch.runId, tok: batch.leaseToken, ev: encodeEvents(events) };
+  if (batch.run !== undefined) {
+    const patch = batch.run;
+    const columns: Record<string, unknown> = {};
+    for (const key of Object.keys(patch) as (keyof RunPatch)[]) {
+      if (!Object.hasOwn(PATCH_COLUMNS, key) || (patch[key] === undefined && KEPT.has(key))) continue;
+      columns[PATCH_COLUMNS[key]] = patchValue(key, patch[key]);
+    }
+    item.p = columns;
+    // A run that waits, or ends, releases its lease in the same update.
+    if (releases(patch.status)) item.rel = 1;
+  }
+  if (batch.steps !== undefined && batch.steps.length > 0) {
+    item.st = batch.steps.map((s) => [s.step, encodeCompact(s, `step ${batch.runId}/${s.step}`)]);
+    const drop = batch.steps.filter((s) => !s.hasOutput).map((s) => s.step);
+    if (drop.length > 0) item.drop = drop;
+  }
+  if (batch.outputs !== undefined && batch.outputs.length > 0) {
+    item.out = batch.outputs.map((o) => [o.step, encodeCompact(o.value, `output of ${batch.runId}/${o.step}`)]);
+  }
+  return item as unknown as WriteItem;
+}
