@@ -30,6 +30,38 @@ afterEach(async () => {
   await Promise.all(contexts.splice(0).map((c) => c.close()));
 });
 
+describe('ctx.enqueue options', () => {
+  it('refuses bad options with WEIR_INVALID_OPTIONS naming each, and stores nothing', async () => {
+    const ctx = new FlowContext();
+    contexts.push(ctx);
+    const add = new Flow(new AddOne(), { name: 'add' });
+    ctx.register(add);
+    const error = (await ctx.enqueue(add, { n: 1 }, { priority: 1.5, concurrencyKey: '', runId: 'a/b' }).catch((e: unknown) => e)) as FlowError;
+    expect(error.code).toBe(ErrorCode.INVALID_OPTIONS);
+    expect(error.message).toMatch(/priority/);
+    expect(error.message).toMatch(/concurrencyKey/);
+    expect(error.message).toMatch(/runId/);
+    const hybrid = (await ctx.enqueue(add, { n: 1 }, { humanInLoop: false }).catch((e: unknown) => e)) as FlowError;
+    expect(hybrid.code).toBe(ErrorCode.INVALID_OPTIONS);
+    expect((await ctx.listRuns()).runs).toEqual([]);
+  });
+
+  it("refuses a flow's bad version and limits when it is made", () => {
+    expect(() => new Flow(new AddOne(), { name: 'v', version: '' })).toThrow(/version/);
+    expect(() => new Flow(new AddOne(), { name: 'c', concurrency: 0 })).toThrow(/concurrency: expected a whole number >= 1/);
+    expect(() => new Flow(new AddOne(), { name: 'k', keyConcurrency: 2.5 })).toThrow(/keyConcurrency/);
+  });
+
+  it('runs a queued run on the memory store in a worker context of the same store', async () => {
+    const ctx = new FlowContext({ recover: true, queue: { pollInterval: 20 } });
+    contexts.push(ctx);
+    const add = new Flow(new AddOne(), { name: 'add' });
+    ctx.register(add);
+    const handle = await ctx.enqueue(add, { n: 9 }, { priority: 3 });
+    expect((await handle.result()).output).toEqual({ n: 10 });
+  });
+});
+
 /** A store maker per kind: each call of `results()` in one test opens the same store again. */
 const stores = [
   { kind: 'sqlite', shared: () => { const file = join(dir, `q${++schemas}.db`); return () => ResultsManager.sqlite(file); } },
