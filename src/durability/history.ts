@@ -9,6 +9,7 @@ import { FlowStatus, type RunMode } from '../model/status.js';
 import type { ListRunsQuery, LoadedRun, RunRecord, StepRecord } from '../storage/journal/run-store.js';
 import type { ContextCore } from '../context/context-core.js';
 import { HOST } from '../util/host.js';
+import { hasVersionOf, versionOf } from './versions.js';
 import type { InputWait, StepProgress, WaitInfo } from '../model/waits.js';
 
 /** One step as `getRun` shows it. */
@@ -128,7 +129,7 @@ export function summaryOf(run: RunRecord, at: number, host: string, waits?: read
     leaseExpiresAt: run.leaseExpiresAt,
     recoveries: run.recoveries,
     stale: isStale(run, at, host),
-    version: run.version ?? run.fingerprint,
+    version: versionOf(run),
     ...(run.priority === undefined ? {} : { priority: run.priority }),
     ...(run.concurrencyKey === undefined ? {} : { concurrencyKey: run.concurrencyKey }),
   };
@@ -202,8 +203,7 @@ export class History {
   /** Active and recent runs, newest first, one page at a time (see `FlowContext.listRuns`). */
   /** Whether no flow registered here can take a run: not its flow, or not at its version. */
   #strandedHere(run: RunRecord): boolean {
-    const flow = this.#core.registry.registered(run.flow);
-    return flow === undefined || this.#core.registry.graphOf(flow).version !== (run.version ?? run.fingerprint);
+    return !hasVersionOf(this.#core, run);
   }
 
   async listRuns(query: Omit<ListRunsQuery, 'now'>): Promise<RunList> {

@@ -18,7 +18,7 @@ import { outputsOf } from '../run/stored-run.js';
 import { releaseLease } from './leases.js';
 import { changedGraph, restoreRun } from './restore.js';
 import type { WorkSharing } from './work-sharing.js';
-import { versionKey } from '../storage/journal/run-store.js';
+import { hasVersionOf, othersRun } from './versions.js';
 
 /** A context's recovery of stale runs. */
 export class Recovery {
@@ -115,7 +115,7 @@ export class Recovery {
   async #takeOver(run: RunRecord, at: number, live?: ReadonlySet<string>): Promise<Run | undefined> {
     const core = this.#core;
     if (core.runs.has(run.runId) || this.#takingOver.has(run.runId) || !isStale(run, at, HOST) || core.state !== 'open') return undefined;
-    if (live !== undefined && !this.#mayTakeOver(run, at, live)) return undefined;
+    if (live !== undefined && !(await this.#mayTakeOver(run, at, live))) return undefined;
     this.#takingOver.add(run.runId);
     try {
       return await this.#takeOverNow(run, at);
@@ -125,14 +125,11 @@ export class Recovery {
   }
 
   /** On a shared store: whether a stale run is this context's to take rather than a claim's. */
-  #mayTakeOver(run: RunRecord, at: number, live: ReadonlySet<string>): boolean {
-    const flow = this.#core.registry.registered(run.flow);
-    if (flow === undefined) return false;
-    const version = run.version ?? run.fingerprint;
-    // Another live worker runs this version: it is theirs to claim.
-    if (version !== this.#core.registry.graphOf(flow).version && live.has(versionKey(run.flow, version))) return false;
-    // A lease that ran out is claimed (by the batch above, or another worker); a live one here only when its owner on this host is gone.
-    return run.leaseExpiresAt >= at || version !== this.#core.registry.graphOf(flow).version;
+  async #mayTakeOver(run: RunRecord, at: number, live: ReadonlySet<string>): Promise<boolean> {
+    if (this.#core.registry.registered(run.flow) === undefined || (await othersRun(this.#core, run, live))) return false;
+    // A lease that ran out at this version is claimed (by the batch above, or another worker); here
+    // only a live one whose owner on this host is gone, or a run no live worker has the version of.
+    return run.leaseExpiresAt >= at || !hasVersionOf(this.#core, run);
   }
 
   async #takeOverNow(run: RunRecord, at: number): Promise<Run | undefined> {

@@ -17,6 +17,7 @@ import type { TimerHandle } from '../util/clock.js';
 import type { ContextCore } from '../context/context-core.js';
 import { releaseLease } from './leases.js';
 import { restoreRun } from './restore.js';
+import { versionOf } from './versions.js';
 
 /** Runs claimed per round trip. */
 const CLAIM_BATCH = 100;
@@ -42,6 +43,8 @@ export class WorkSharing {
   #poll: TimerHandle | undefined;
   #announce: TimerHandle | undefined;
   #claiming: Promise<void> | undefined;
+  /** The register's writes, one after the other. */
+  #announcing: Promise<void> = Promise.resolve();
   #again = false;
   #started = false;
 
@@ -106,7 +109,9 @@ export class WorkSharing {
     const claims = this.#core.store.claims;
     if (!retire || !started || claims === undefined) return Promise.resolve();
     const claiming = this.#claiming ?? Promise.resolve();
-    return claiming.then(() => claims.retireWorker(this.#core.owner)).catch(() => undefined);
+    return Promise.all([claiming, this.#announcing])
+      .then(() => claims.retireWorker(this.#core.owner))
+      .catch(() => undefined);
   }
 
   /** Claims now (or right after the claim under way), whatever the poll's schedule. */
@@ -133,16 +138,22 @@ export class WorkSharing {
       });
   }
 
-  /** Records this worker and its flow versions in the store's register, now and every third of a lease. */
+  /**
+   * Records this worker and its flow versions in the store's register, now and every third of a
+   * lease; one write at a time, each with the flows registered when it goes, so the last one wins.
+   */
   announce(): void {
     const core = this.#core;
     const claims = core.store.claims;
     if (!this.#started || claims === undefined) return;
     core.clock.clearTimer(this.#announce);
     const leaseMs = core.settings.leaseMs;
-    void core.chore(claims.announceWorker(core.owner, this.flows, core.clock.now() + leaseMs)).catch((error: unknown) => {
-      process.emitWarning(`weir: announcing this worker failed: ${messageOf(error)}`, { code: WarningCode.LEASE_RENEWAL });
-    });
+    this.#announcing = this.#announcing
+      .then(() => (this.#started ? claims.announceWorker(core.owner, this.flows, core.clock.now() + leaseMs) : undefined))
+      .catch((error: unknown) => {
+        process.emitWarning(`weir: announcing this worker failed: ${messageOf(error)}`, { code: WarningCode.LEASE_RENEWAL });
+      });
+    void core.chore(this.#announcing);
     this.#announce = core.clock.setTimer(() => this.announce(), Math.max(10, Math.floor(leaseMs / 3)), { unref: true, background: true });
   }
 
@@ -204,7 +215,7 @@ export class WorkSharing {
     const flows = new Map(this.flows.map((f) => [f.flow, f]));
     const page = await core.store.listRuns({ status: FlowStatus.PENDING, limit: 500, now: core.clock.now() });
     const candidates = page.runs
-      .filter((run) => flows.get(run.flow)?.version === (run.version ?? run.fingerprint))
+      .filter((run) => flows.get(run.flow)?.version === versionOf(run))
       .sort((a, b) => (b.priority ?? 0) - (a.priority ?? 0) || a.createdAt - b.createdAt || (a.runId < b.runId ? -1 : 1));
     const running = new Map<string, number>();
     const keyed = new Map<string, number>();

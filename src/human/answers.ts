@@ -7,6 +7,7 @@ import { ErrorCode, FlowError, WarningCode, type CancelledError } from '../error
 import { waitsOf } from '../durability/history.js';
 import { takeFreeLease, underLease } from '../durability/leases.js';
 import { changedGraph, restoreRun } from '../durability/restore.js';
+import { othersRun } from '../durability/versions.js';
 import { FlowStatus, RunMode } from '../model/status.js';
 import type { InputEntry } from '../model/waits.js';
 import type { ResumeReason } from '../run/restored.js';
@@ -143,6 +144,8 @@ export class Answers {
     // see each other's.
     const loaded = read ?? (await core.store.loadRun(runId));
     if (loaded === undefined || loaded.run.status !== FlowStatus.WAITING || core.registry.named(loaded.run.flow) === undefined) return;
+    // A run of a version another live worker has is that worker's to go on with.
+    if (await othersRun(core, loaded.run)) return;
     const ended = new Set((await core.store.readInputs(runId)).map((e) => e.key));
     const waits = waitsOf(loaded);
     const at = this.#core.clock.now();

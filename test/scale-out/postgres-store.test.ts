@@ -140,6 +140,26 @@ describePostgres('the Postgres store', () => {
     expect(result.output).toBe('got Ada');
   });
 
+  it('during a rolling deploy, a parked run answered while workers of both versions live goes on in the one with its version', async () => {
+    const schema = `deploy_${++schemas}`;
+    const asking = (version: string) =>
+      new Flow(new Fn(async (_input, step: Step) => `${version} got ${await step.waitForInput('name', z.string())}`), { name: 'deploy', version });
+    const slow = { recover: true, queue: { pollInterval: 3_600_000 }, leaseTimeout: 3_600_000 } as const;
+    const old = context(schema, slow).register(asking('v1'));
+    const parked = nextWaiting(old);
+    old.start(asking('v1'), null, { mode: 'interactive', runId: 'deploying' });
+    await parked;
+    // The new version's worker is live too, and hears the same notice.
+    const fresh = context(schema, slow).register(asking('v2'));
+    await fresh.ready();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Answered through the new worker itself: it would go on with the run at once, were it not of another version.
+    await fresh.submitInput('deploying', 'name', 'Ada');
+    const result = await (await fresh.handle('deploying')).result();
+    expect(result.output).toBe('v1 got Ada');
+    expect((await fresh.getRun('deploying')).version).toBe('v1');
+  });
+
   it('lets a worker process exit by itself after close(): no connection, listener or timer left', async () => {
     const program = join(import.meta.dirname, 'programs/close-exits.ts');
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', program, db.url, `exits_${++schemas}`], { timeout: 15_000 });
