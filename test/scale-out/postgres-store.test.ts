@@ -62,7 +62,7 @@ describe('ResultsManager.postgres options', () => {
       }
       throw new Error('did not throw');
     };
-    const notUrl = error(() => ResultsManager.postgres('mysql://x' as string));
+    const notUrl = error(() => ResultsManager.postgres('mysql://x'));
     expect(notUrl.code).toBe(ErrorCode.INVALID_OPTIONS);
     expect(notUrl.message).toContain('a postgres:// connection string or a pg Pool');
     const options = error(() => ResultsManager.postgres('postgres://localhost/db', { schema: 'Bad-Name', poolSize: 1, reconnect: 5 } as never));
