@@ -1,5 +1,5 @@
 /**
- * The `weir` command: list, inspect, watch and repair the runs in a SQLite store from a terminal.
+ * The `weir` command: list, inspect, watch and repair the runs in a SQLite or Postgres store from a terminal.
  * A thin adapter over the public `FlowContext` API. Exit codes: 0 done, 1 refused (the error's code
  * and message on stderr, one line), 2 usage.
  */
@@ -20,6 +20,26 @@ export interface Io {
   readonly tty: boolean;
 }
 
+/**
+ * Refuses a Postgres store whose schema weir never made (a wrong URL or schema), before opening it
+ * would make one. @throws FlowError `WEIR_STORE`.
+ */
+async function checkSchema(url: string, schema: string): Promise<void> {
+  let client: import('pg').Client | undefined;
+  try {
+    const { default: pg } = await import('pg');
+    client = new pg.Client({ connectionString: url });
+    await client.connect();
+    const { rows } = await client.query<{ found: string | null }>('SELECT to_regclass($1) AS found', [`"${schema.replaceAll('"', '""')}".runs`]);
+    if (rows[0]?.found === null) throw new FlowError(`no store at ${url} in schema "${schema}": it has no weir tables`, { code: ErrorCode.STORE });
+  } catch (error) {
+    if (error instanceof FlowError) throw error;
+    throw new FlowError(`no store at ${url}: ${error instanceof Error ? error.message : String(error)}`, { code: ErrorCode.STORE, cause: error });
+  } finally {
+    await client?.end().catch(() => undefined);
+  }
+}
+
 /** tsx's loader API: an optional peer, named in a variable so no bundler or dependency check takes it for a dependency. */
 const TSX_API = 'tsx/esm/api';
 const DAY = 86_400_000;
@@ -33,8 +53,9 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
   let ctx: FlowContext | undefined;
   let keepOpen = false;
   const program = new Command('weir')
-    .description('List, inspect, watch and repair weir runs stored in a SQLite file.')
-    .addOption(new Option('--store <file>', 'the SQLite file of the runs').env('WEIR_STORE'))
+    .description('List, inspect, watch and repair weir runs stored in a SQLite file or a Postgres database.')
+    .addOption(new Option('--store <file-or-url>', 'the SQLite file of the runs, or a postgres:// URL').env('WEIR_STORE'))
+    .addOption(new Option('--schema <name>', 'the Postgres schema of the runs').env('WEIR_SCHEMA').default('weir'))
     .option('--module <file>', 'a module that exports the flows (for resume, retry, watch of live runs, graph, serve)')
     .option('--json', 'print JSON for scripts instead of tables')
     .exitOverride()
@@ -42,11 +63,13 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .showHelpAfterError();
 
   const open = async (): Promise<FlowContext> => {
-    const { store, module } = program.opts<{ store?: string; module?: string }>();
-    if (store === undefined) throw new FlowError('no store: give --store <file> or set WEIR_STORE', { code: ErrorCode.INVALID_OPTIONS });
-    // A read must never make a store: a file that is not there is refused, not created.
-    if (!existsSync(store)) throw new FlowError(`no store at ${store}: the file does not exist`, { code: ErrorCode.STORE });
-    ctx = new FlowContext({ results: ResultsManager.sqlite(store) });
+    const { store, module, schema } = program.opts<{ store?: string; module?: string; schema: string }>();
+    if (store === undefined) throw new FlowError('no store: give --store <file-or-url> or set WEIR_STORE', { code: ErrorCode.INVALID_OPTIONS });
+    const postgres = /^postgres(ql)?:\/\//.test(store);
+    // A read must never make a store: a file (or a schema) that is not there is refused, not created.
+    if (postgres) await checkSchema(store, schema);
+    else if (!existsSync(store)) throw new FlowError(`no store at ${store}: the file does not exist`, { code: ErrorCode.STORE });
+    ctx = new FlowContext({ results: postgres ? ResultsManager.postgres(store, { schema }) : ResultsManager.sqlite(store) });
     await ctx.ready();
     if (module !== undefined) for (const flow of await flowsOf(module)) ctx.register(flow);
     return ctx;
@@ -61,10 +84,12 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .option('--flow <name>', 'only runs of this flow')
     .option('--limit <n>', 'at most this many', (v) => integer(v, '--limit'), 50)
     .option('--before <cursor>', 'the page after this cursor (the "next" of the page before)')
-    .action(async (options: { status?: string; flow?: string; limit: number; before?: string }) => {
+    .option('--stranded', 'only runs no live context can take (no live worker has their flow at their version)')
+    .action(async (options: { status?: string; flow?: string; limit: number; before?: string; stranded?: boolean }) => {
       const c = await open();
       const page = await c.listRuns({
         limit: options.limit,
+        ...(options.stranded === true ? { stranded: true } : {}),
         ...(options.status === undefined ? {} : { status: options.status as never }),
         ...(options.flow === undefined ? {} : { flow: options.flow }),
         ...(options.before === undefined ? {} : { before: options.before }),

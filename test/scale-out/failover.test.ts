@@ -108,10 +108,13 @@ async function checkNothingLostNorRepeated(pool: pg.Pool, client: FlowContext, h
     const execs = result.output![stepName(steps)]!.execs;
     expect(execs).toHaveLength(steps);
     const completes = new Map<string, number>();
+    let ends = 0;
     for await (const event of client.events(runId)) {
       if (event.type === 'step_complete') completes.set(event.step, (completes.get(event.step) ?? 0) + 1);
-      if (event.type === 'run_complete' || event.type === 'run_failed') break;
+      if (event.type === 'run_complete' || event.type === 'run_failed' || event.type === 'run_cancelled') ends++;
     }
+    // The run ended once.
+    expect(ends).toBe(1);
     // Each step completed once: none ran again after its completion was stored.
     expect([...completes.values()]).toEqual(Array.from({ length: steps }, () => 1));
     const info = await client.getRun(runId);

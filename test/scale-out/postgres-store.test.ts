@@ -10,6 +10,7 @@ import type { PostgresRunStore } from '../../src/storage/journal/postgres/postgr
 import { SCHEMA_VERSION } from '../../src/storage/journal/postgres/schema.js';
 import { AddOne, Fn } from '../fixtures/processors.js';
 import { nextWaiting } from '../fixtures/waiting.js';
+import { newRun, runStart, T0 } from '../store/helpers.js';
 import { describePostgres, postgresUrl, testDatabase } from '../support/postgres.js';
 
 // What the Postgres store does beyond the RunStore contract: its schema and migrations, group
@@ -158,6 +159,55 @@ describePostgres('the Postgres store', () => {
     const result = await (await fresh.handle('deploying')).result();
     expect(result.output).toBe('v1 got Ada');
     expect((await fresh.getRun('deploying')).version).toBe('v1');
+  });
+
+  it('claims each stale run for exactly one of many concurrent claimers, in batches', async () => {
+    const schema = `claims_${++schemas}`;
+    const stores = Array.from({ length: 4 }, () => runStoreOf(results(schema)));
+    const first = stores[0]!;
+    // 300 runs whose owner stopped renewing at T0 + 30 s.
+    await Promise.all(Array.from({ length: 300 }, (_, i) => first.createRun(newRun(`stale-${i}`, { version: 'v' }), [runStart(`stale-${i}`)])));
+    const owners = stores.map((_, i) => ({ processId: `claimer:${i}`, host: 'h', pid: 1000 + i }));
+    const claimed = await Promise.all(
+      stores.map(async (store, i) => {
+        const mine: string[] = [];
+        for (;;) {
+          const batch = await store.claims!.claimRuns(owners[i]!, { flows: [{ flow: 'pipeline', version: 'v' }], limit: 25, leaseMs: 60_000, now: T0 + 60_000, queued: false });
+          mine.push(...batch.map((r) => r.runId));
+          for (const run of batch) expect(run).toMatchObject({ owner: owners[i], leaseToken: 2, recoveries: 1 });
+          if (batch.length < 25) return mine;
+        }
+      }),
+    );
+    const all = claimed.flat();
+    expect(all).toHaveLength(300);
+    expect(new Set(all).size).toBe(300);
+    // Of another version, or not stale: nothing.
+    expect(await first.claims!.claimRuns(owners[0]!, { flows: [{ flow: 'pipeline', version: 'v' }], limit: 25, leaseMs: 60_000, now: T0 + 60_000, queued: false })).toEqual([]);
+  });
+
+  it("keeps a flow's limits exact when many claim its queued runs at once", async () => {
+    const schema = `limits_${++schemas}`;
+    const stores = Array.from({ length: 4 }, () => runStoreOf(results(schema)));
+    const first = stores[0]!;
+    await Promise.all(
+      Array.from({ length: 60 }, (_, i) => {
+        // Queued: nobody holds it.
+        const { owner: _owner, ...queued } = newRun(`q-${i}`, { status: 'pending', leaseExpiresAt: 0, version: 'v', concurrencyKey: `k${i % 3}`, priority: i % 5 });
+        return first.createRun(queued);
+      }),
+    );
+    const flows = [{ flow: 'pipeline', version: 'v', concurrency: 5, keyConcurrency: 2 }];
+    const claimed = (
+      await Promise.all(stores.map((store, i) => store.claims!.claimRuns({ processId: `c:${i}`, host: 'h', pid: i }, { flows, limit: 50, leaseMs: 60_000, now: T0, queued: true })))
+    ).flat();
+    expect(claimed).toHaveLength(5);
+    const perKey = new Map<string, number>();
+    for (const run of claimed) perKey.set(run.concurrencyKey!, (perKey.get(run.concurrencyKey!) ?? 0) + 1);
+    expect(Math.max(...perKey.values())).toBeLessThanOrEqual(2);
+    // Highest priority first.
+    expect(claimed.every((r) => r.priority === 4)).toBe(true);
+    expect(claimed.every((r) => r.status === 'running' && r.lastSeq === 0)).toBe(true);
   });
 
   it('lets a worker process exit by itself after close(): no connection, listener or timer left', async () => {
