@@ -24,7 +24,8 @@ export async function restoreRun(core: ContextCore, graph: CompiledGraph, loaded
   const { run: record } = loaded;
   // The lease goes back if anything fails, so another context can take the run at once.
   const [outputs, inputs] = await underLease(core, record.runId, leaseToken, async () => {
-    const found = await Promise.all([read ?? outputsOf(core.store, loaded), core.store.readInputs(record.runId)]);
+    // A run taken from the queue never started: it has no outputs, and nothing can have answered it.
+    const found = how.reason === 'queued' ? ([new Map(), []] as const) : await Promise.all([read ?? outputsOf(core.store, loaded), core.store.readInputs(record.runId)]);
     if (core.state !== 'open' && !(core.state === 'closing' && how.cancelWith !== undefined)) {
       throw new FlowError(`cannot go on with run "${record.runId}": the FlowContext is ${core.state}`, { code: ErrorCode.CONTEXT_CLOSED });
     }

@@ -200,8 +200,8 @@ export class WorkSharing {
       await releaseLease(core, run.runId, run.leaseToken);
       return undefined;
     }
-    const loaded = await core.load(run.runId);
-    return restoreRun(core, core.registry.graphOf(flow), loaded, run.leaseToken, { reason: 'queued' }, new Map());
+    // The claim read the whole record, and a run that never started has no step records.
+    return restoreRun(core, core.registry.graphOf(flow), { run, steps: [] }, run.leaseToken, { reason: 'queued' });
   }
 
   /**
