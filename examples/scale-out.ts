@@ -50,6 +50,7 @@ if (process.argv[2] === 'worker') {
   const worker = new FlowContext({ results, recover: true, leaseTimeout: 2000 });
   worker.register(invoice);
   worker.on('run_resumed', (e) => console.log(`  worker ${process.pid}: took over ${e.runId} (${e.reason})`));
+  worker.on('step_start', () => process.send!('working'));
   await worker.ready();
   process.send!('ready');
   process.once('message', () => void worker.close().then(() => process.disconnect()));
@@ -71,8 +72,8 @@ if (process.argv[2] === 'worker') {
   }
   console.log('queued 8 invoices (invoice-8 first: priority 10)');
 
-  // Half-way, the first worker dies.
-  await new Promise((resolve) => setTimeout(resolve, 700));
+  // As soon as the first worker is at work on a run, it dies.
+  await new Promise((resolve) => workers[0]!.on('message', (m) => m === 'working' && resolve(m)));
   workers[0]!.kill('SIGKILL');
   console.log(`killed worker ${workers[0]!.pid} with SIGKILL`);
 

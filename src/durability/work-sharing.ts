@@ -47,6 +47,8 @@ export class WorkSharing {
   #announcing: Promise<void> = Promise.resolve();
   #again = false;
   #started = false;
+  /** Set when the last claim found this context holding `queue.concurrency` runs. */
+  #full = false;
 
   constructor(core: ContextCore, answers: Answers, takeOver: TakeOver) {
     this.#core = core;
@@ -170,6 +172,8 @@ export class WorkSharing {
     for (;;) {
       if (core.state !== 'open') return taken;
       const free = core.settings.queue.concurrency - core.runs.size;
+      // Full: queued runs may wait for one of these to end.
+      this.#full = free <= 0;
       const limit = free > 0 ? Math.min(CLAIM_BATCH, free) : CLAIM_BATCH;
       const claimed =
         core.store.claims === undefined
@@ -253,8 +257,15 @@ export class WorkSharing {
       if (!this.#core.runs.has(run) && !this.#answers.scheduled(run)) void this.#core.chore(this.#answers.review(run));
       return;
     }
+    // A run that ended somewhere frees a slot only where a limit holds runs back: a flow's, or this context's.
+    if (notice.type === 'ended' && !this.#heldBack()) return;
     // New work, a freed slot, or notices missed while disconnected: look.
     this.wake();
+  }
+
+  /** Whether queued runs may be waiting on a limit: this context was full when it last looked, or a flow here has one. */
+  #heldBack(): boolean {
+    return this.#full || this.flows.some((f) => f.concurrency !== undefined || f.keyConcurrency !== undefined);
   }
 
   #schedulePoll(): void {

@@ -56,11 +56,14 @@ async function kill(worker: Worker, signal: NodeJS.Signals): Promise<void> {
   if (signal === 'SIGKILL') await exited;
 }
 
-/** Polls until `done()` holds, reading the database; fails after `ms`. */
+/** What the runs and workers look like, for a test that timed out. */
+let describeState: () => Promise<string> = async () => '';
+
+/** Polls until `done()` holds, reading the database; fails after `ms`, saying where the runs are. */
 async function until(what: string, ms: number, done: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await done())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; ${await describeState().catch((e: unknown) => String(e))}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
@@ -77,6 +80,12 @@ async function setUp(url: string, runs: number, steps: number): Promise<{ pool: 
   pool.on('error', () => undefined);
   cleanups.push(() => pool.end());
   await pool.query(EFFECTS_TABLE);
+  describeState = async () => {
+    const { rows } = await pool.query<{ status: string; owner: string | null; expired: boolean; n: number }>(
+      `SELECT status, owner_id AS owner, lease_expires_at < (extract(epoch from now()) * 1000)::bigint AS expired, count(*)::integer AS n FROM ${SCHEMA}.runs GROUP BY 1, 2, 3 ORDER BY 1, 2`,
+    );
+    return `runs: ${JSON.stringify(rows)}`;
+  };
   const client = new FlowContext({ results: ResultsManager.postgres(url, { schema: SCHEMA }) });
   cleanups.push(() => client.close());
   const chain = failoverChain(pool, steps, 0);
@@ -164,13 +173,16 @@ describePostgres('failover across worker processes on one Postgres', () => {
   it('a worker stalled past its lease (SIGSTOP) loses its runs to the others, and its late commits are refused', { timeout: 120_000 }, async () => {
     const db = await testDatabase();
     cleanups.push(() => db.drop());
-    const steps = 10;
+    const steps = 5;
     const leaseMs = 800;
     const { pool, client, handles } = await setUp(db.url, 60, steps);
-    const workers = await Promise.all([0, 1].map(() => startWorker(db.url, leaseMs, steps, 20, 30)));
-    await until('10 completed runs', 60_000, async () => (await completedCount(pool)) >= 10);
+    // Steps of 300 ms: when it stops, nearly every run it holds is inside a step.
+    const workers = await Promise.all([0, 1].map(() => startWorker(db.url, leaseMs, steps, 300, 30)));
+    await until('5 completed runs', 60_000, async () => (await completedCount(pool)) >= 5);
     await kill(workers[0]!, 'SIGSTOP');
     // Past its lease: the other worker takes its runs.
+    const stalled = describeState;
+    describeState = async () => `${await stalled()}; the other worker printed: ${workers[1]!.lines.slice(-5).join(' | ')}`;
     await until('a run taken over from the stalled worker', 30_000, async () => workers[1]!.lines.some((l) => l.startsWith('resumed ')));
     await kill(workers[0]!, 'SIGCONT');
     await until('every run completed', 90_000, async () => (await completedCount(pool)) === 60);

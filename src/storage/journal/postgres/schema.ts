@@ -37,35 +37,37 @@ BEGIN
     id := w->>'id';
     retried := coalesce((w->>'retry')::boolean, false);
     IF w->>'t' = 'm' THEN
-      SELECT lease_token, last_seq INTO head FROM ${s}.runs WHERE run_id = id FOR UPDATE;
-      IF NOT FOUND THEN outcomes := outcomes || '[["nf"]]'::jsonb; CONTINUE; END IF;
-      IF head.lease_token <> (w->>'tok')::bigint THEN
-        outcomes := outcomes || jsonb_build_array(jsonb_build_array('lease', head.lease_token)); CONTINUE;
-      END IF;
       events := jsonb_array_length(w->'ev');
-      IF events > 0 AND (w->'ev'->0->>0)::integer <> head.last_seq + 1 THEN
-        IF retried AND head.last_seq >= (w->'ev'->(events - 1)->>0)::integer THEN
-          outcomes := outcomes || '[["ok"]]'::jsonb; CONTINUE;
+      p := coalesce(w->'p', '{}'::jsonb);
+      -- The fence and the write in one statement: the token must be the batch's, and its events must continue the run's.
+      UPDATE ${s}.runs SET
+        status = CASE WHEN p ? 'status' THEN p->>'status' ELSE status END,
+        updated_at = CASE WHEN p ? 'updated_at' THEN (p->>'updated_at')::bigint ELSE updated_at END,
+        human_in_loop = CASE WHEN p ? 'human_in_loop' THEN (p->>'human_in_loop')::boolean ELSE human_in_loop END,
+        ended_at = CASE WHEN p ? 'ended_at' THEN (p->>'ended_at')::bigint ELSE ended_at END,
+        error = CASE WHEN p ? 'error' THEN p->>'error' ELSE error END,
+        output = CASE WHEN p ? 'output' THEN p->>'output' ELSE output END,
+        retried_by = CASE WHEN p ? 'retried_by' THEN p->>'retried_by' ELSE retried_by END,
+        ran_by = CASE WHEN p ? 'ran_by' THEN p->>'ran_by' ELSE ran_by END,
+        owner_id = CASE WHEN w ? 'rel' THEN NULL ELSE owner_id END,
+        owner = CASE WHEN w ? 'rel' THEN NULL ELSE owner END,
+        lease_expires_at = CASE WHEN w ? 'rel' THEN 0 ELSE lease_expires_at END,
+        last_seq = last_seq + events
+      WHERE run_id = id AND lease_token = (w->>'tok')::bigint
+        AND (events = 0 OR last_seq = (w->'ev'->0->>0)::integer - 1);
+      IF NOT FOUND THEN
+        -- Refused: say why (what the run holds now), or, for a write sent again, that it was applied.
+        SELECT lease_token, last_seq INTO head FROM ${s}.runs WHERE run_id = id;
+        IF NOT FOUND THEN
+          outcomes := outcomes || '[["nf"]]'::jsonb;
+        ELSIF head.lease_token <> (w->>'tok')::bigint THEN
+          outcomes := outcomes || jsonb_build_array(jsonb_build_array('lease', head.lease_token));
+        ELSIF retried AND head.last_seq >= (w->'ev'->(events - 1)->>0)::integer THEN
+          outcomes := outcomes || '[["ok"]]'::jsonb;
+        ELSE
+          outcomes := outcomes || jsonb_build_array(jsonb_build_array('seq', head.last_seq));
         END IF;
-        outcomes := outcomes || jsonb_build_array(jsonb_build_array('seq', head.last_seq)); CONTINUE;
-      END IF;
-      p := w->'p';
-      IF p IS NOT NULL OR events > 0 THEN
-        p := coalesce(p, '{}'::jsonb);
-        UPDATE ${s}.runs SET
-          status = CASE WHEN p ? 'status' THEN p->>'status' ELSE status END,
-          updated_at = CASE WHEN p ? 'updated_at' THEN (p->>'updated_at')::bigint ELSE updated_at END,
-          human_in_loop = CASE WHEN p ? 'human_in_loop' THEN (p->>'human_in_loop')::boolean ELSE human_in_loop END,
-          ended_at = CASE WHEN p ? 'ended_at' THEN (p->>'ended_at')::bigint ELSE ended_at END,
-          error = CASE WHEN p ? 'error' THEN p->>'error' ELSE error END,
-          output = CASE WHEN p ? 'output' THEN p->>'output' ELSE output END,
-          retried_by = CASE WHEN p ? 'retried_by' THEN p->>'retried_by' ELSE retried_by END,
-          ran_by = CASE WHEN p ? 'ran_by' THEN p->>'ran_by' ELSE ran_by END,
-          owner_id = CASE WHEN w ? 'rel' THEN NULL ELSE owner_id END,
-          owner = CASE WHEN w ? 'rel' THEN NULL ELSE owner END,
-          lease_expires_at = CASE WHEN w ? 'rel' THEN 0 ELSE lease_expires_at END,
-          last_seq = head.last_seq + events
-        WHERE run_id = id;
+        CONTINUE;
       END IF;
       IF events > 0 THEN
         INSERT INTO ${s}.events (run_id, seq, data)
@@ -175,6 +177,20 @@ BEGIN
       RETURNING u.*;
   GET DIAGNOSTICS taken = ROW_COUNT;
   IF NOT p_queued OR taken >= p_limit THEN RETURN; END IF;
+  IF NOT EXISTS (SELECT 1 FROM jsonb_array_elements(p_flows) e WHERE e ? 'c' OR e ? 'k') THEN
+    -- No limits to count: one statement, and claimers never wait for each other.
+    RETURN QUERY
+      UPDATE ${s}.runs u SET status = 'running', owner_id = p_owner_id, owner = p_owner, lease_token = u.lease_token + 1,
+          lease_expires_at = p_expires, updated_at = p_now
+        FROM (SELECT c.run_id FROM ${s}.runs c
+              WHERE c.status = 'pending'
+                AND EXISTS (SELECT 1 FROM jsonb_array_elements(p_flows) e WHERE e->>'f' = c.flow AND e->>'v' = c.version)
+              ORDER BY c.priority DESC, c.created_at, c.run_id
+              LIMIT p_limit - taken FOR UPDATE SKIP LOCKED) queued
+        WHERE u.run_id = queued.run_id
+        RETURNING u.*;
+    RETURN;
+  END IF;
   PERFORM pg_advisory_xact_lock(hashtext(p_lock));
   FOR r IN SELECT * FROM ${s}.runs c
       WHERE c.status = 'pending'
