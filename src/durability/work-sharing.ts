@@ -191,14 +191,15 @@ export class WorkSharing {
     }
   }
 
-  /** Goes on with a claimed run: one that never started begins here, the others are taken over. */
+  /** Goes on with a claimed run: one that never started (no event yet) begins here, the others are taken over. */
   async #goOn(run: RunRecord): Promise<Run | undefined> {
     const core = this.#core;
     if (core.state !== 'open' || core.runs.has(run.runId)) {
       await releaseLease(core, run.runId, run.leaseToken);
       return undefined;
     }
-    if (run.lastSeq > 0) return this.#takeOver(run, run.leaseToken);
+    // One that never started begins here, unless it lost its owners too often (a poison run fails there).
+    if (run.lastSeq > 0 || run.recoveries > core.settings.maxRecoveries) return this.#takeOver(run, run.leaseToken);
     const flow = core.registry.registered(run.flow);
     if (flow === undefined) {
       await releaseLease(core, run.runId, run.leaseToken);

@@ -43,7 +43,8 @@ function results(schema: string): ResultsManager {
 }
 
 function context(schema: string, options: FlowContextOptions = {}): FlowContext {
-  const ctx = new FlowContext({ results: results(schema), ...options });
+  // The context closes its results.
+  const ctx = new FlowContext({ results: ResultsManager.postgres(db.url, { schema }), ...options });
   closers.push(() => ctx.close());
   return ctx;
 }
@@ -208,6 +209,25 @@ describePostgres('the Postgres store', () => {
     // Highest priority first.
     expect(claimed.every((r) => r.priority === 4)).toBe(true);
     expect(claimed.every((r) => r.status === 'running' && r.lastSeq === 0)).toBe(true);
+  });
+
+  it('fails a queued run whose workers kept dying before it began (more than maxRecoveries), instead of starting it again', async () => {
+    const schema = `poison_${++schemas}`;
+    const add = new Flow(new AddOne(), { name: 'add' });
+    const client = context(schema).register(add);
+    await client.enqueue(add, { n: 1 }, { runId: 'poison' });
+    const store = runStoreOf(client.results);
+    // Six workers took it and died before it recorded anything: each lease ran out at once.
+    const flows = [{ flow: 'add', version: (await client.getRun('poison')).version }];
+    for (let i = 0; i < 6; i++) {
+      const claimed = await store.claims!.claimRuns({ processId: `dead:${i}`, host: 'h', pid: i }, { flows, limit: 1, leaseMs: -1, now: Date.now(), queued: true });
+      expect(claimed.map((r) => [r.runId, r.lastSeq])).toEqual([['poison', 0]]);
+    }
+    expect((await client.getRun('poison')).recoveries).toBe(5);
+    const worker = context(schema, { recover: true, queue: { pollInterval: 20 } }).register(add);
+    const result = await (await worker.handle('poison')).result();
+    expect(result.status).toBe('failed');
+    expect(result.error?.code).toBe('WEIR_RECOVERY_LIMIT');
   });
 
   it('lets a worker process exit by itself after close(): no connection, listener or timer left', async () => {
