@@ -10,24 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
-import { z } from 'zod';
-import { Flow, FlowContext, Processor, ResultsManager } from '../src/index.js';
+import { Flow, FlowContext, ResultsManager } from '../src/index.js';
 import { encodeCompact } from '../src/storage/codec.js';
 import { measure, perItem, row } from './harness.js';
-
-const N = z.object({ n: z.number(), text: z.string() });
-type N = z.infer<typeof N>;
-
-/** About 100 bytes of output per step, like a small real result. */
-class Next extends Processor<typeof N, typeof N> {
-  readonly input = N;
-  readonly output = N;
-  async process(input: N): Promise<N> {
-    return { n: input.n + 1, text: input.text };
-  }
-}
-
-const TEXT = 'the quick brown fox jumps over the lazy dog, then naps in the afternoon sun';
+import { Carried as N, Next, TEXT } from './processors.js';
 
 function chain(steps: number): Flow<N, Record<string, unknown>> {
   const root = Flow.sequential<N>(`chain-${steps}`);

@@ -24,20 +24,9 @@ import { runStoreOf } from '../src/results/results-manager.js';
 import type { PostgresRunStore } from '../src/storage/journal/postgres/postgres-run-store.js';
 import { startPostgres, type PostgresServer } from '../test/support/postgres-server.js';
 import { measure, perItem, row } from './harness.js';
+import { Carried as N, Next, TEXT } from './processors.js';
 
 const WORKER = join(import.meta.dirname, 'programs', 'postgres-worker.ts');
-
-const N = z.object({ n: z.number(), text: z.string() });
-type N = z.infer<typeof N>;
-
-/** About 100 bytes of output per step, like a small real result. */
-class Next extends Processor<typeof N, typeof N> {
-  readonly input = N;
-  readonly output = N;
-  async process(input: N): Promise<N> {
-    return { n: input.n + 1, text: input.text };
-  }
-}
 
 /** `Next` after a sleep of `ms`: a step that takes a while. */
 class SlowNext extends Processor<typeof N, typeof N> {
@@ -54,7 +43,6 @@ class SlowNext extends Processor<typeof N, typeof N> {
   }
 }
 
-const TEXT = 'the quick brown fox jumps over the lazy dog, then naps in the afternoon sun';
 const CHAIN_STEPS = 200;
 /** One-step runs per throughput measurement. */
 const RUNS = 3000;

@@ -17,6 +17,22 @@ export class Inc extends Processor<typeof N, typeof N> {
   }
 }
 
+/** A number and about 75 bytes of text: outputs of about 100 bytes, like a small real result. */
+export const Carried = z.object({ n: z.number(), text: z.string() });
+export type Carried = z.infer<typeof Carried>;
+
+/** The text a `Next` chain carries from step to step. */
+export const TEXT = 'the quick brown fox jumps over the lazy dog, then naps in the afternoon sun';
+
+/** Adds one and carries the text on: the step of the durable benchmarks' chains. */
+export class Next extends Processor<typeof Carried, typeof Carried> {
+  readonly input = Carried;
+  readonly output = Carried;
+  async process(input: Carried): Promise<Carried> {
+    return { n: input.n + 1, text: input.text };
+  }
+}
+
 const Bytes = z.object({ bytes: z.number() });
 
 /** Gzips each of `files`, `rounds` times; returns the compressed size. CPU-bound. */

@@ -3,7 +3,8 @@ import { ErrorCode, FlowError, RetryableError } from '../../errors/errors.js';
 import type { WeirEvent } from '../../model/events.js';
 import { FlowStatus } from '../../model/status.js';
 import { messageOf } from '../../util/message-of.js';
-import type { AcquireOptions, CommitBatch, InputEntry, ListRunsQuery, RunPatch, RunRecord, RunStoreKind } from './run-store.js';
+import { decodeCompact } from '../codec.js';
+import type { AcquireOptions, CommitBatch, InputEntry, ListRunsQuery, RunPage, RunPatch, RunRecord, RunStoreKind } from './run-store.js';
 
 /** Which kind of record an error is about. */
 export type RecordKind = 'run' | 'step' | 'output' | 'event' | 'input';
@@ -198,4 +199,46 @@ export function mayAcquire(run: Pick<RunRecord, 'owner' | 'leaseExpiresAt' | 'le
 /** Whether taking the lease raises its token: a takeover, a compare-and-set take, or a new owner. */
 export function raisesToken(run: Pick<RunRecord, 'owner'>, processId: string, options?: AcquireOptions): boolean {
   return options?.takeover === true || options?.ifToken !== undefined || run.owner?.processId !== processId;
+}
+
+/** Decodes a value a SQL store keeps as text. @throws `WEIR_CORRUPT_RECORD` naming the record when it cannot be read. */
+export function decodeStored(kind: RunStoreKind, record: RecordKind, key: string, text: string): unknown {
+  try {
+    return decodeCompact(text, key);
+  } catch (error) {
+    throw corruptError(kind, record, key, error instanceof FlowError && error.cause !== undefined ? error.cause : error);
+  }
+}
+
+/** Parses a JSON column of a record. @throws `WEIR_CORRUPT_RECORD` when it is not JSON or `valid` refuses it. */
+export function parseStoredJson<T>(kind: RunStoreKind, record: RecordKind, key: string, text: string | null, valid: (value: Record<string, unknown>) => boolean): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(text ?? 'null');
+  } catch (error) {
+    throw corruptError(kind, record, key, error);
+  }
+  if (!isObject(value) || !valid(value)) throw corruptError(kind, record, key);
+  return value as T;
+}
+
+/**
+ * A page of runs from rows read one more than `limit` (so the page knows it has a next): runs whose
+ * row cannot be read are left out and named in `corrupt` (loadRun says why); the others stay listable.
+ */
+export function pageOfRows<R extends { run_id: string; created_at: number }>(rows: readonly R[], limit: number, toRun: (row: R) => RunRecord): RunPage {
+  const runs: RunRecord[] = [];
+  const corrupt: string[] = [];
+  for (const row of rows.slice(0, limit)) {
+    try {
+      runs.push(toRun(row));
+    } catch {
+      corrupt.push(row.run_id);
+    }
+  }
+  const last = rows[Math.min(limit, rows.length) - 1];
+  const page: { runs: RunRecord[]; next?: string; corrupt?: string[] } = { runs };
+  if (rows.length > limit && last !== undefined) page.next = encodeCursor({ createdAt: last.created_at, runId: last.run_id });
+  if (corrupt.length > 0) page.corrupt = corrupt;
+  return page;
 }

@@ -30,12 +30,12 @@ import {
   conflictError,
   corruptError,
   decodeCursor,
-  encodeCursor,
   FINISHED,
   INPUT_OUTCOMES,
   isObject,
   leaseLostError,
   limitOf,
+  pageOfRows,
   notFoundError,
   wrapError,
 } from '../store-support.js';
@@ -219,20 +219,7 @@ export class PostgresRunStore implements RunStore {
       `SELECT ${RUN_COLUMNS} FROM ${s}.runs${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, run_id DESC LIMIT ${param(limit + 1)}`,
       params,
     );
-    const runs: RunRecord[] = [];
-    const corrupt: string[] = [];
-    for (const row of rows.slice(0, limit)) {
-      try {
-        runs.push(toRun(row));
-      } catch {
-        corrupt.push(row.run_id); // loadRun reports it; the other runs stay listable
-      }
-    }
-    const last = rows[Math.min(limit, rows.length) - 1];
-    const page: { runs: RunRecord[]; next?: string; corrupt?: string[] } = { runs };
-    if (rows.length > limit && last !== undefined) page.next = encodeCursor({ createdAt: last.created_at, runId: last.run_id });
-    if (corrupt.length > 0) page.corrupt = corrupt;
-    return page;
+    return pageOfRows(rows, limit, toRun);
   }
 
   async acquireLease(runId: string, owner: RunOwner, leaseMs: number, now: number, options?: AcquireOptions): Promise<number | undefined> {

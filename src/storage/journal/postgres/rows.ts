@@ -5,11 +5,10 @@
  * @internal
  */
 import type { ErrorData } from '../../../errors/error-data.js';
-import { FlowError } from '../../../errors/errors.js';
 import type { WeirEvent } from '../../../model/events.js';
-import { decodeCompact, encodeCompact } from '../../codec.js';
+import { encodeCompact } from '../../codec.js';
 import type { CommitBatch, RunOwner, RunPatch, RunRecord } from '../run-store.js';
-import { KEPT, checkBatch, checkEvents, corruptError, isObject, type RecordKind, releases } from '../store-support.js';
+import { KEPT, checkBatch, checkEvents, decodeStored, parseStoredJson, type RecordKind, releases } from '../store-support.js';
 import type { WriteItem } from './write-queue.js';
 
 const KIND = 'postgres';
@@ -47,22 +46,7 @@ export interface RunRow {
 
 /** Decodes a stored value. @throws `WEIR_CORRUPT_RECORD` naming the record when it cannot be read. */
 export function decodeText(record: RecordKind, key: string, text: string): unknown {
-  try {
-    return decodeCompact(text, key);
-  } catch (error) {
-    throw corruptError(KIND, record, key, error instanceof FlowError && error.cause !== undefined ? error.cause : error);
-  }
-}
-
-function parseJson<T>(key: string, text: string, valid: (value: Record<string, unknown>) => boolean): T {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw corruptError(KIND, 'run', key, error);
-  }
-  if (!isObject(value) || !valid(value)) throw corruptError(KIND, 'run', key);
-  return value as T;
+  return decodeStored(KIND, record, key, text);
 }
 
 /** The record a run row holds. @throws `WEIR_CORRUPT_RECORD` when a column cannot be read. */
@@ -85,12 +69,12 @@ export function toRun(row: RunRow): RunRecord {
   };
   if (row.version !== '') run.version = row.version;
   if (row.ended_at !== null) run.endedAt = row.ended_at;
-  if (row.error !== null) run.error = parseJson<ErrorData>(key, row.error, (v) => typeof v.message === 'string');
+  if (row.error !== null) run.error = parseStoredJson<ErrorData>(KIND, 'run', key, row.error, (v) => typeof v.message === 'string');
   if (row.output !== null) run.output = decodeText('run', key, row.output);
   if (row.retry_of !== null) run.retryOf = row.retry_of;
   if (row.retried_by !== null) run.retriedBy = row.retried_by;
   if (row.ran_by !== null) run.ranBy = row.ran_by;
-  if (row.owner !== null) run.owner = parseJson<RunOwner>(key, row.owner, (v) => typeof v.processId === 'string');
+  if (row.owner !== null) run.owner = parseStoredJson<RunOwner>(KIND, 'run', key, row.owner, (v) => typeof v.processId === 'string');
   if (row.priority !== 0) run.priority = row.priority;
   if (row.concurrency_key !== null) run.concurrencyKey = row.concurrency_key;
   return run as unknown as RunRecord;

@@ -5,11 +5,10 @@
  * @internal
  */
 import type { ErrorData } from '../../../errors/error-data.js';
-import { FlowError } from '../../../errors/errors.js';
 import type { WeirEvent } from '../../../model/events.js';
-import { decodeCompact, encodeCompact } from '../../codec.js';
+import { encodeCompact } from '../../codec.js';
 import type { CommitBatch, InputEntry, RunOwner, RunPatch, RunRecord, StepRecord } from '../run-store.js';
-import { KEPT, checkBatch, corruptError, isObject, type RecordKind, releases } from '../store-support.js';
+import { KEPT, checkBatch, corruptError, decodeStored, isObject, parseStoredJson, type RecordKind, releases } from '../store-support.js';
 
 const KIND = 'sqlite';
 
@@ -45,22 +44,7 @@ export interface RunRow {
 
 /** Decodes a stored value. @throws `WEIR_CORRUPT_RECORD` naming the record when it cannot be read. */
 export function decodeText(record: RecordKind, key: string, text: string): unknown {
-  try {
-    return decodeCompact(text, key);
-  } catch (error) {
-    throw corruptError(KIND, record, key, error instanceof FlowError && error.cause !== undefined ? error.cause : error);
-  }
-}
-
-function parseJson<T>(record: RecordKind, key: string, text: string | null, valid: (value: Record<string, unknown>) => boolean): T {
-  let value: unknown;
-  try {
-    value = JSON.parse(text ?? 'null');
-  } catch (error) {
-    throw corruptError(KIND, record, key, error);
-  }
-  if (!isObject(value) || !valid(value)) throw corruptError(KIND, record, key);
-  return value as T;
+  return decodeStored(KIND, record, key, text);
 }
 
 /** The record a run row holds. @throws `WEIR_CORRUPT_RECORD` when a column cannot be read. */
@@ -82,7 +66,7 @@ export function toRun(row: RunRow): RunRecord {
     lastSeq: row.cur_seq,
   };
   if (row.ended_at !== null) run.endedAt = row.ended_at;
-  if (row.error !== null) run.error = parseJson<ErrorData>('run', key, row.error, (v) => typeof v.message === 'string');
+  if (row.error !== null) run.error = parseStoredJson<ErrorData>(KIND, 'run', key, row.error, (v) => typeof v.message === 'string');
   if (row.output !== null) run.output = decodeText('run', key, row.output);
   if (row.retry_of !== null) run.retryOf = row.retry_of;
   if (row.retried_by !== null) run.retriedBy = row.retried_by;
@@ -90,7 +74,7 @@ export function toRun(row: RunRow): RunRecord {
   if (row.version !== null) run.version = row.version;
   if (row.priority !== 0) run.priority = row.priority;
   if (row.concurrency_key !== null) run.concurrencyKey = row.concurrency_key;
-  if (row.owner !== null) run.owner = parseJson<RunOwner>('run', key, row.owner, (v) => typeof v.processId === 'string');
+  if (row.owner !== null) run.owner = parseStoredJson<RunOwner>(KIND, 'run', key, row.owner, (v) => typeof v.processId === 'string');
   return run as unknown as RunRecord;
 }
 

@@ -29,11 +29,11 @@ import {
   checkEvents,
   closedError,
   corruptError,
-  encodeCursor,
   FINISHED,
   INPUT_OUTCOMES,
   isObject,
   limitOf,
+  pageOfRows,
   wrapError,
 } from '../store-support.js';
 import { applyWork } from './apply.js';
@@ -254,20 +254,7 @@ export class SqliteRunStore implements RunStore {
     } catch (error) {
       throw wrapError(this.kind, 'could not list runs', error);
     }
-    const runs: RunRecord[] = [];
-    const corrupt: string[] = [];
-    for (const row of rows.slice(0, limit)) {
-      try {
-        runs.push(toRun(row));
-      } catch {
-        corrupt.push(row.run_id); // loadRun reports it; the other runs stay listable
-      }
-    }
-    const last = rows[Math.min(limit, rows.length) - 1];
-    const page: { runs: RunRecord[]; next?: string; corrupt?: string[] } = { runs };
-    if (rows.length > limit && last !== undefined) page.next = encodeCursor({ createdAt: last.created_at, runId: last.run_id });
-    if (corrupt.length > 0) page.corrupt = corrupt;
-    return page;
+    return pageOfRows(rows, limit, toRun);
   }
 
   async acquireLease(runId: string, owner: RunOwner, leaseMs: number, now: number, options?: AcquireOptions): Promise<number | undefined> {
