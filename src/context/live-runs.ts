@@ -60,6 +60,11 @@ export class LiveRuns implements RunKeeper {
     return this.#runs.values();
   }
 
+  /** The ids of the runs that go on here now. */
+  keys(): IterableIterator<string> {
+    return this.#runs.keys();
+  }
+
   /**
    * This context's live run of `runId`, at once (no await: an answer given from a listener must
    * reach the run in the same turn), or, for a run parking now, a promise of it once parked: it is

@@ -43,6 +43,8 @@ export class WorkSharing {
   #poll: TimerHandle | undefined;
   #announce: TimerHandle | undefined;
   #claiming: Promise<void> | undefined;
+  /** The claims, one after the other. */
+  #serial: Promise<unknown> = Promise.resolve();
   /** The register's writes, one after the other. */
   #announcing: Promise<void> = Promise.resolve();
   #again = false;
@@ -164,7 +166,14 @@ export class WorkSharing {
    * holds fewer runs than `queue.concurrency`, queued ones; batch after batch until none is left.
    * @returns the runs it went on with.
    */
-  async claim(): Promise<Run[]> {
+  claim(): Promise<Run[]> {
+    // One claim at a time: each counts the runs the one before launched.
+    const claimed = this.#serial.then(() => this.#claimNow());
+    this.#serial = claimed.catch(() => undefined);
+    return claimed;
+  }
+
+  async #claimNow(): Promise<Run[]> {
     const core = this.#core;
     const taken: Run[] = [];
     const flows = this.flows;
@@ -178,7 +187,7 @@ export class WorkSharing {
       const claimed =
         core.store.claims === undefined
           ? await this.#claimQueuedOneByOne(free > 0 ? limit : 0)
-          : await core.store.claims.claimRuns(core.owner, { flows, limit, leaseMs: core.settings.leaseMs, now: core.clock.now(), queued: free > 0 });
+          : await core.store.claims.claimRuns(core.owner, { flows, limit, leaseMs: core.settings.leaseMs, now: core.clock.now(), queued: free > 0, skip: [...core.runs.keys()] });
       const runs = await Promise.allSettled(claimed.map((run) => this.#goOn(run)));
       for (const outcome of runs) {
         if (outcome.status === 'fulfilled') {
@@ -242,8 +251,10 @@ export class WorkSharing {
       try {
         await core.store.commit({ runId: run.runId, leaseToken: token, run: { status: FlowStatus.RUNNING, updatedAt: core.clock.now() } });
       } catch (error) {
+        // Left queued for the next look (here or elsewhere); the runs taken so far go on.
         await releaseLease(core, run.runId, token);
-        throw error;
+        process.emitWarning(`weir: queued run "${run.runId}" could not be taken: ${messageOf(error)}`, { code: WarningCode.RECOVERY });
+        continue;
       }
       running.set(run.flow, (running.get(run.flow) ?? 0) + 1);
       if (key !== undefined) keyed.set(key, (keyed.get(key) ?? 0) + 1);

@@ -48,8 +48,11 @@ export const sqliteResultsSchema = z.strictObject(sqliteResultsShape);
 const postgresResultsShape = {
   /** The Postgres schema for weir's tables (runs, steps, outputs, events, inputs, results), created when missing. @default 'weir' */
   schema: expecting(z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/), 'a lower-case SQL identifier (letters, digits and _, not starting with a digit, at most 63)').default('weir'),
-  /** The most connections of the pool made from a connection string; a pool you pass keeps its own size. @default 10 */
-  poolSize: expecting(z.number().int().min(2), 'a whole number >= 2 (one connection writes, the others read)').default(10),
+  /**
+   * The most connections of the pool made from a connection string; a pool you pass keeps its own
+   * size, and needs three free. One connection writes, one listens for notices, the others read. @default 10
+   */
+  poolSize: expecting(z.number().int().min(3), 'a whole number >= 3 (one connection writes, one listens, the others read)').default(10),
   /**
    * How long a write keeps trying while the server is unreachable (a restart, a failover), in
    * milliseconds, before it fails with `WEIR_STORE`; runs pause meanwhile. @default 30000

@@ -117,7 +117,7 @@ export class ResultsManager {
    * of processes on any hosts: runs, steps, events, answers and values in tables of the schema
    * `options.schema`, created and migrated on first use. Pass a connection string (the store makes
    * its own pool of `poolSize` connections and ends it on `close()`) or a `pg.Pool` you own (left
-   * open on `close()`; it needs two free connections). See `docs/scale-out.md`.
+   * open on `close()`; it needs three free connections: one writes, one listens, one reads). See `docs/scale-out.md`.
    * @throws ValidationError `WEIR_INVALID_OPTIONS` for something that is neither a postgres:// URL nor a Pool, or a bad option.
    * @example
    * const results = ResultsManager.postgres('postgres://weir@db.internal/app', { schema: 'weir', poolSize: 20 });

@@ -220,6 +220,8 @@ export interface ClaimQuery {
   readonly now: number;
   /** Take queued (pending) runs too, after the stale ones. */
   readonly queued: boolean;
+  /** Runs not to take: the caller's own (a lapsed lease of a run it still runs is renewed, not taken over). */
+  readonly skip?: readonly string[];
 }
 
 /** What a shared store tells a worker: a run was queued, a run ended (a slot freed), a run got an input, or notices may have been missed. */
@@ -236,8 +238,8 @@ export type StoreNotice =
  */
 export interface RunClaims {
   /**
-   * Takes up to `query.limit` runs for `owner`: running runs whose lease ran out (a takeover: token
-   * and `recoveries` raised), then, with `query.queued`, queued runs (status `pending` becomes
+   * Takes up to `query.limit` runs for `owner`: running runs whose lease ran out, but for
+   * `query.skip` (a takeover: token raised, and `recoveries` unless the lease was released), then, with `query.queued`, queued runs (status `pending` becomes
    * `running`, token raised), highest priority first, within the flows' limits; only runs of the
    * given flows at the given versions. A run with `lastSeq` 0 never started.
    */

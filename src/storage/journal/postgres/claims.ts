@@ -42,7 +42,7 @@ export class PgClaims implements RunClaims {
     if (query.flows.length === 0 || query.limit <= 0) return [];
     const rows = await this.#query<RunRow>(
       'claim runs',
-      `SELECT ${RUN_COLUMNS} FROM ${this.#sql}.claim($1, $2, $3::jsonb, $4, $5, $6, $7, $8)`,
+      `SELECT ${RUN_COLUMNS} FROM ${this.#sql}.claim($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9::text[])`,
       [
         owner.processId,
         JSON.stringify(owner),
@@ -52,6 +52,7 @@ export class PgClaims implements RunClaims {
         query.now,
         query.queued,
         `weir.claim.${this.#schema}`,
+        [...(query.skip ?? [])],
       ],
     );
     // A record that cannot be read is left claimed: its lease runs out and the next claim fails it where it is loaded.

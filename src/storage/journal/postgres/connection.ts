@@ -20,6 +20,8 @@ const INT8 = 20;
 
 let loading: Promise<PgModule> | undefined;
 
+const CONNECT_TIMEOUT_MS = 10_000;
+
 /** Loads `pg`. @throws FlowError `WEIR_STORE` saying how to install it when it is missing. */
 export function loadPg(): Promise<PgModule> {
   loading ??= import('pg').then(
@@ -69,15 +71,17 @@ export class PgConnection {
     return typeof this.#target === 'string';
   }
 
-  /** Loads `pg` and makes the pool; safe to call again. */
+  /** Loads `pg` and makes the pool; safe to call again. @throws FlowError `WEIR_STORE_CLOSED` after `close()`. */
   async open(): Promise<Pool> {
+    if (this.#closed) throw new FlowError('run store (postgres): the store is closed', { code: ErrorCode.STORE_CLOSED });
     if (this.#pool !== undefined) return this.#pool;
     const pg = (this.#pg ??= await loadPg());
     const base = pg.types;
     this.#types ??= { getTypeParser: (oid, format) => (oid === INT8 ? Number : base.getTypeParser(oid, format as 'text')) as (text: string) => unknown };
     if (this.#pool !== undefined) return this.#pool;
     if (typeof this.#target === 'string') {
-      const pool = new pg.Pool({ connectionString: this.#target, max: this.#poolSize, application_name: 'weir' });
+      // A server that does not answer fails a connection in 10 s, rather than leaving its caller waiting.
+      const pool = new pg.Pool({ connectionString: this.#target, max: this.#poolSize, application_name: 'weir', connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
       // An idle client that loses its server must not crash the process: the next query reconnects.
       pool.on('error', () => undefined);
       this.#pool = pool;

@@ -41,7 +41,7 @@ export class PgNotices {
 
   subscribe(listener: (notice: StoreNotice) => void): () => void {
     this.#listeners.add(listener);
-    if (this.#client === undefined && !this.#connecting) void this.#listen(false);
+    if (this.#client === undefined && !this.#connecting && this.#retry === undefined) void this.#listen(false);
     return () => {
       this.#listeners.delete(listener);
       if (this.#listeners.size === 0) this.#stop();
@@ -64,7 +64,7 @@ export class PgNotices {
   };
 
   async #listen(again: boolean): Promise<void> {
-    if (this.#closed || this.#listeners.size === 0) return;
+    if (this.#closed || this.#listeners.size === 0 || this.#client !== undefined || this.#connecting) return;
     this.#connecting = true;
     let client: PoolClient | undefined;
     try {

@@ -5,6 +5,7 @@
  * @internal
  */
 import type { QueryResultRow } from 'pg';
+import { ErrorCode, FlowError } from '../../../errors/errors.js';
 import type { WeirEvent } from '../../../model/events.js';
 import { encodeCompact } from '../../codec.js';
 import type {
@@ -146,9 +147,11 @@ export class PostgresRunStore implements RunStore {
         throw leaseLostError(KIND, batch.runId, outcome[1] as number, batch.leaseToken);
       case 'seq':
         checkEvents(KIND, batch.runId, outcome[1] as number, batch.events);
-        throw new Error(`run ${JSON.stringify(batch.runId)}: the server refused the events' seq, yet they continue its last seq ${String(outcome[1])}`);
+        throw new FlowError(`run store (postgres): run ${JSON.stringify(batch.runId)}: the server refused the events' seq, yet they continue its last seq ${String(outcome[1])}`, {
+          code: ErrorCode.EVENT_SEQ,
+        });
       default:
-        throw new Error(`run ${JSON.stringify(batch.runId)}: unknown outcome ${JSON.stringify(outcome)}`);
+        throw new FlowError(`run store (postgres): run ${JSON.stringify(batch.runId)}: the server answered ${JSON.stringify(outcome)}`, { code: ErrorCode.STORE });
     }
   }
 
@@ -241,22 +244,17 @@ export class PostgresRunStore implements RunStore {
   }
 
   async renewLeases(owner: RunOwner, entries: readonly LeaseEntry[], expiresAt: number): Promise<RenewResult> {
-    const s = await this.#ready('renew leases');
-    if (entries.length === 0) return { renewed: [], lost: [] };
-    // In run order, as the write queue locks them, so a renewal and a group never deadlock.
-    const sorted = [...entries].sort((a, b) => (a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0));
-    const rows = await this.#query<{ run_id: string }>(
-      'renew leases',
-      `UPDATE ${s}.runs r SET lease_expires_at = $1
-       FROM unnest($2::text[], $3::bigint[]) AS e(run_id, token)
-       WHERE r.run_id = e.run_id AND r.lease_token = e.token AND r.owner_id = $4
-       RETURNING r.run_id`,
-      [expiresAt, sorted.map((e) => e.runId), sorted.map((e) => e.leaseToken), owner.processId],
+    await this.#ready('renew leases');
+    // With the commits, on the writer's connection: its groups lock rows in one order, so a
+    // renewal never deadlocks with them; one round trip renews them all.
+    const kept = await Promise.all(
+      entries.map((e) =>
+        this.#writes.enqueue({ t: 'r', id: e.runId, tok: e.leaseToken, own: owner.processId, exp: expiresAt }, (outcome) => outcome[1] === true, 'could not renew leases'),
+      ),
     );
-    const kept = new Set(rows.map((r) => r.run_id));
     const renewed: string[] = [];
     const lost: string[] = [];
-    for (const { runId } of entries) (kept.has(runId) ? renewed : lost).push(runId);
+    entries.forEach(({ runId }, i) => (kept[i] === true ? renewed : lost).push(runId));
     return { renewed, lost };
   }
 

@@ -130,6 +130,11 @@ BEGIN
       ELSE
         outcomes := outcomes || '[["ok", false]]'::jsonb;
       END IF;
+    ELSIF w->>'t' = 'r' THEN
+      -- A lease renewed with the commits, so its row is locked in the same order as theirs.
+      UPDATE ${s}.runs SET lease_expires_at = (w->>'exp')::bigint
+        WHERE run_id = id AND lease_token = (w->>'tok')::bigint AND owner_id = w->>'own';
+      outcomes := outcomes || jsonb_build_array(jsonb_build_array('ok', FOUND));
     ELSIF w->>'t' = 'x' THEN
       PERFORM 1 FROM ${s}.runs WHERE run_id = id;
       IF NOT FOUND THEN outcomes := outcomes || '[["nf"]]'::jsonb; CONTINUE; END IF;
@@ -156,7 +161,7 @@ $fn$;`;
 function claimFunction(s: string): string {
   return `
 CREATE OR REPLACE FUNCTION ${s}.claim(p_owner_id text, p_owner text, p_flows jsonb, p_limit integer, p_expires bigint, p_now bigint,
-    p_queued boolean, p_lock text) RETURNS SETOF ${s}.runs LANGUAGE plpgsql AS $fn$
+    p_queued boolean, p_lock text, p_skip text[]) RETURNS SETOF ${s}.runs LANGUAGE plpgsql AS $fn$
 DECLARE
   taken integer := 0;
   r ${s}.runs;
@@ -168,9 +173,9 @@ DECLARE
 BEGIN
   RETURN QUERY
     UPDATE ${s}.runs u SET owner_id = p_owner_id, owner = p_owner, lease_token = u.lease_token + 1,
-        recoveries = u.recoveries + 1, lease_expires_at = p_expires
+        recoveries = u.recoveries + (CASE WHEN u.owner_id IS NULL THEN 0 ELSE 1 END), lease_expires_at = p_expires
       FROM (SELECT c.run_id FROM ${s}.runs c
-            WHERE c.status = 'running' AND c.lease_expires_at < p_now
+            WHERE c.status = 'running' AND c.lease_expires_at < p_now AND NOT (c.run_id = ANY(p_skip))
               AND EXISTS (SELECT 1 FROM jsonb_array_elements(p_flows) e WHERE e->>'f' = c.flow AND e->>'v' = c.version)
             ORDER BY c.lease_expires_at LIMIT p_limit FOR UPDATE SKIP LOCKED) stale
       WHERE u.run_id = stale.run_id

@@ -9,13 +9,14 @@
  */
 import type { PoolClient } from 'pg';
 import { clearRealTimer, setRealTimer } from '../../../util/clock.js';
+import { ErrorCode, FlowError } from '../../../errors/errors.js';
 import { closedError, wrapError } from '../store-support.js';
 import { isTransient, type PgConnection } from './connection.js';
 
 /** A write as the write function takes it (see `schema`'s `apply`). */
 export interface WriteItem {
-  /** `c` create, `m` commit, `i` input entry, `x` input clear. */
-  readonly t: 'c' | 'm' | 'i' | 'x';
+  /** `c` create, `m` commit, `i` input entry, `x` input clear, `r` lease renewal. */
+  readonly t: 'c' | 'm' | 'i' | 'x' | 'r';
   readonly id: string;
   retry?: true;
   readonly [field: string]: unknown;
@@ -34,6 +35,18 @@ interface Pending {
 }
 
 const RESOLVED = Promise.resolve();
+
+/**
+ * A commit whose outcome is unknown (the server went away with it on the wire, and stayed away):
+ * its run's state in the store may be ahead of the context's, so the context stops running it, as
+ * it does a run whose lease was taken, and whoever recovers it goes on from what the store holds.
+ */
+function unknownOutcome(runId: string, reconnectFor: number, cause: unknown): FlowError {
+  return new FlowError(
+    `run store (postgres): a commit to run ${JSON.stringify(runId)} may or may not have been applied: the server could not be reached for ${reconnectFor} ms; this context stops running the run, and recover() goes on with it from the store`,
+    { code: ErrorCode.LEASE_LOST, cause },
+  );
+}
 const FIRST_BACKOFF_MS = 50;
 const MAX_BACKOFF_MS = 1000;
 
@@ -60,6 +73,7 @@ export class PgWriteQueue {
 
   /** Queues a write; settles once it is committed, or refused. */
   enqueue(item: WriteItem, settle: (outcome: Outcome) => unknown, failure: string): Promise<unknown> {
+    if (this.#closed) return Promise.reject(closedError('postgres', failure));
     return new Promise((resolve, reject) => {
       this.#queue.push({ item, settle, failure, resolve, reject });
       // The first write waits for the rest of its tick; later ones join whatever goes next.
@@ -105,7 +119,7 @@ export class PgWriteQueue {
       outcomes = await this.#send(group.map((p) => p.item));
     } catch (error) {
       if (isTransient(error) || group.length === 1) {
-        for (const p of group) p.reject(this.#closed && isTransient(error) ? closedError('postgres', p.failure) : wrapError('postgres', p.failure, error));
+        for (const p of group) p.reject(this.#closed && isTransient(error) ? closedError('postgres', p.failure) : isTransient(error) && p.item.t === 'm' ? unknownOutcome(p.item.id, this.#reconnectFor, error) : wrapError('postgres', p.failure, error));
         return;
       }
       // The server refused the group: each write goes alone, so only the bad one fails.
