@@ -73,8 +73,11 @@ async function completedCount(pool: pg.Pool): Promise<number> {
   return rows[0]!.n;
 }
 
-/** A database with the effects table, a client context on it that queues `runs` runs, and a pool to read it. */
-async function setUp(url: string, runs: number, steps: number): Promise<{ pool: pg.Pool; client: FlowContext; handles: RunHandle<Record<string, Exec>>[] }> {
+/**
+ * A database with the effects table, and a client context on it; `enqueue()` queues the runs (after
+ * the workers are up, so each gets its share).
+ */
+async function setUp(url: string, runs: number, steps: number): Promise<{ pool: pg.Pool; client: FlowContext; enqueue: () => Promise<RunHandle<Record<string, Exec>>[]> }> {
   const pool = new pg.Pool({ connectionString: url, max: 4 });
   // An idle client that loses its server (the restart test) is replaced by the next query.
   pool.on('error', () => undefined);
@@ -90,8 +93,18 @@ async function setUp(url: string, runs: number, steps: number): Promise<{ pool: 
   cleanups.push(() => client.close());
   const chain = failoverChain(pool, steps, 0);
   client.register(chain);
-  const handles = await Promise.all(Array.from({ length: runs }, (_, i) => client.enqueue(chain, { i: 0, execs: [] }, { runId: `run-${String(i).padStart(3, '0')}` })));
-  return { pool, client, handles };
+  const enqueue = (): Promise<RunHandle<Record<string, Exec>>[]> =>
+    Promise.all(Array.from({ length: runs }, (_, i) => client.enqueue(chain, { i: 0, execs: [] }, { runId: `run-${String(i).padStart(3, '0')}` })));
+  return { pool, client, enqueue };
+}
+
+/** The runs `worker` holds now, started ones only (it has stored their first event). */
+async function heldBy(pool: pg.Pool, worker: Worker): Promise<string[]> {
+  const { rows } = await pool.query<{ run_id: string }>(
+    `SELECT run_id FROM ${SCHEMA}.runs WHERE status = 'running' AND last_seq > 0 AND (owner::jsonb->>'pid')::integer = $1`,
+    [worker.pid],
+  );
+  return rows.map((r) => r.run_id);
 }
 
 /**
@@ -163,11 +176,13 @@ describePostgres('failover across worker processes on one Postgres', () => {
     cleanups.push(() => db.drop());
     const steps = 20;
     const leaseMs = 1500;
-    const { pool, client, handles } = await setUp(db.url, 300, steps);
+    const { pool, client, enqueue } = await setUp(db.url, 300, steps);
     const workers = await Promise.all([0, 1, 2].map(() => startWorker(db.url, leaseMs, steps, 1, 25)));
-    await until('60 completed runs', 60_000, async () => (await completedCount(pool)) >= 60);
+    const handles = await enqueue();
+    // Each is killed mid-load, while it holds runs it has begun.
+    await until('60 completed runs', 60_000, async () => (await completedCount(pool)) >= 60 && (await heldBy(pool, workers[0]!)).length > 0);
     await kill(workers[0]!, 'SIGKILL');
-    await until('150 completed runs', 60_000, async () => (await completedCount(pool)) >= 150);
+    await until('150 completed runs', 60_000, async () => (await completedCount(pool)) >= 150 && (await heldBy(pool, workers[1]!)).length > 0);
     await kill(workers[1]!, 'SIGKILL');
     await until('every run completed', 90_000, async () => (await completedCount(pool)) === 300);
     const lost = new Set([workers[0]!.pid, workers[1]!.pid]);
@@ -183,18 +198,15 @@ describePostgres('failover across worker processes on one Postgres', () => {
     cleanups.push(() => db.drop());
     const steps = 5;
     const leaseMs = 800;
-    const { pool, client, handles } = await setUp(db.url, 60, steps);
+    const { pool, client, enqueue } = await setUp(db.url, 60, steps);
     // Steps of 300 ms: when it stops, nearly every run it holds is inside a step.
     const workers = await Promise.all([0, 1].map(() => startWorker(db.url, leaseMs, steps, 300, 30)));
-    await until('5 completed runs', 60_000, async () => (await completedCount(pool)) >= 5);
+    const handles = await enqueue();
+    await until('the first worker at work on runs', 60_000, async () => (await heldBy(pool, workers[0]!)).length > 0);
     await kill(workers[0]!, 'SIGSTOP');
     // The runs it held as it stopped: the other worker takes one of them once its lease runs out.
-    const { rows: held } = await pool.query<{ run_id: string }>(
-      `SELECT run_id FROM ${SCHEMA}.runs WHERE status = 'running' AND owner_id IS NOT NULL AND (owner::jsonb->>'pid')::integer = $1`,
-      [workers[0]!.pid],
-    );
-    expect(held.length).toBeGreaterThan(0);
-    const heldIds = new Set(held.map((r) => r.run_id));
+    const heldIds = new Set(await heldBy(pool, workers[0]!));
+    expect(heldIds.size).toBeGreaterThan(0);
     const stalled = describeState;
     describeState = async () => `${await stalled()}; the other worker printed: ${workers[1]!.lines.slice(-5).join(' | ')}`;
     await until('a run taken over from the stalled worker', 30_000, async () => workers[1]!.lines.some((l) => l.startsWith('resumed ') && heldIds.has(l.split(' ')[1]!)));
@@ -210,9 +222,10 @@ describePostgres('failover across worker processes on one Postgres', () => {
     const server: PostgresServer = await startPostgres();
     cleanups.push(() => server.stop());
     const steps = 10;
-    const { pool, client, handles } = await setUp(server.url, 100, steps);
+    const { pool, client, enqueue } = await setUp(server.url, 100, steps);
     // Leases long enough to outlast the restart: nobody's runs are taken over, so nothing may run twice.
     const workers = await Promise.all([0, 1].map(() => startWorker(server.url, 20_000, steps, 5, 25)));
+    const handles = await enqueue();
     await until('20 completed runs', 60_000, async () => (await completedCount(pool)) >= 20);
     await server.restart({ immediate: true });
     await until('every run completed', 90_000, async () => (await completedCount(pool).catch(() => -1)) === 100);
