@@ -97,13 +97,19 @@ export function flowInfo(flow: AnyFlow): unknown {
 }
 
 /** A list query from plain values (as a tool's arguments give them); `ctx.listRuns` checks them. */
-export function listQueryOf(query: { readonly status?: string | undefined; readonly flow?: string | undefined; readonly limit?: number | undefined; readonly before?: string | undefined }): ListRunsOptions {
+export function listQueryOf(query: {
+  readonly status?: string | undefined;
+  readonly flow?: string | undefined;
+  readonly limit?: number | undefined;
+  readonly before?: string | undefined;
+  readonly stranded?: boolean | undefined;
+}): ListRunsOptions {
   const options: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(query)) if (value !== undefined) options[key] = value;
   return options;
 }
 
-/** `?status=running&status=failed` or `?status=running,failed`, `?flow=`, `?limit=`, `?before=`. */
+/** `?status=running&status=failed` or `?status=running,failed`, `?flow=`, `?limit=`, `?before=`, `?stranded=true`. */
 function listQuery(query: URLSearchParams): ListRunsOptions {
   const statuses = query.getAll('status').flatMap((s) => s.split(',')).filter((s) => s !== '');
   const limit = query.get('limit');
@@ -113,6 +119,9 @@ function listQuery(query: URLSearchParams): ListRunsOptions {
   if (query.get('flow') !== null) options.flow = query.get('flow');
   if (limit !== null) options.limit = /^\d+$/.test(limit) ? Number(limit) : limit;
   if (query.get('before') !== null) options.before = query.get('before');
+  const stranded = query.get('stranded');
+  // Anything but true or false is left as it is, for the options check to refuse by name.
+  if (stranded !== null) options.stranded = stranded === 'true' ? true : stranded === 'false' ? false : stranded;
   return options;
 }
 

@@ -109,6 +109,7 @@ export function createMcpServer(ctx: FlowContext, options: McpServerOptions = {}
         flow: z.string().min(1).optional(),
         limit: z.number().int().min(1).max(1000).optional(),
         before: z.string().min(1).optional(),
+        stranded: z.boolean().optional().describe('only the runs no live context can take: no live worker has their flow at their version'),
       },
     },
     async (query) => tool(() => ctx.listRuns(listQueryOf(query))),

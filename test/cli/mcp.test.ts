@@ -60,6 +60,8 @@ describe('weir mcp', () => {
     expect(run.status).toBe('completed');
     const listed = (await call('list_runs', { status: 'completed' })).structuredContent!.result.runs as { runId: string }[];
     expect(listed.map((r) => r.runId)).toEqual(['agent-1']);
+    // Its flow is registered here at its version: nothing is stranded.
+    expect((await call('list_runs', { stranded: true })).structuredContent!.result.runs).toEqual([]);
   });
 
   it('controls runs: resume from a step, retry, cancel', async () => {

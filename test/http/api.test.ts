@@ -139,6 +139,9 @@ describe('the JSON API', () => {
     expect((await api('GET', '/api/runs?status=completed,running')).body.runs).toEqual([]);
     expect(await api('GET', '/api/runs?status=lost')).toMatchObject({ status: 400, body: { error: { code: 'WEIR_INVALID_OPTIONS' } } });
     expect(await api('GET', '/api/runs?limit=many')).toMatchObject({ status: 400 });
+    // Failed runs wait for nobody: none is stranded.
+    expect((await api('GET', '/api/runs?stranded=true')).body.runs).toEqual([]);
+    expect(await api('GET', '/api/runs?stranded=yes')).toMatchObject({ status: 400, body: { error: { code: 'WEIR_INVALID_OPTIONS', message: expect.stringContaining('stranded') } } });
   });
 
   it('controls runs: cancel, retry, resume from a step, skip, human in the loop', async () => {
