@@ -4,7 +4,8 @@ import type { WeirEvent } from '../../model/events.js';
 import { FlowStatus } from '../../model/status.js';
 import { messageOf } from '../../util/message-of.js';
 import { decodeCompact } from '../codec.js';
-import type { AcquireOptions, CommitBatch, InputEntry, ListRunsQuery, RunPage, RunPatch, RunRecord, RunStoreKind } from './run-store.js';
+import type { ErrorData } from '../../errors/error-data.js';
+import type { AcquireOptions, CommitBatch, InputEntry, ListRunsQuery, RunOwner, RunPage, RunPatch, RunRecord, RunStoreKind } from './run-store.js';
 
 /** Which kind of record an error is about. */
 export type RecordKind = 'run' | 'step' | 'output' | 'event' | 'input';
@@ -241,4 +242,64 @@ export function pageOfRows<R extends { run_id: string; created_at: number }>(row
   if (rows.length > limit && last !== undefined) page.next = encodeCursor({ createdAt: last.created_at, runId: last.run_id });
   if (corrupt.length > 0) page.corrupt = corrupt;
   return page;
+}
+
+/**
+ * The columns of a run row that the SQL stores (SQLite, Postgres) keep alike. How a row says a
+ * person is in the loop, and where its last seq comes from, differ: the caller reads those.
+ */
+export interface SqlRunRow {
+  run_id: string;
+  flow: string;
+  fingerprint: string;
+  /** `null` (SQLite) or `''` (Postgres) for none. */
+  version: string | null;
+  mode: string;
+  status: string;
+  created_at: number;
+  updated_at: number;
+  ended_at: number | null;
+  error: string | null;
+  output: string | null;
+  retry_of: string | null;
+  retried_by: string | null;
+  ran_by: string | null;
+  owner: string | null;
+  lease_token: number;
+  lease_expires_at: number;
+  recoveries: number;
+  input: string;
+  priority: number;
+  concurrency_key: string | null;
+}
+
+/** The record a SQL store's run row holds. @throws `WEIR_CORRUPT_RECORD` when a column cannot be read. */
+export function runOfRow(kind: RunStoreKind, row: SqlRunRow, humanInLoop: boolean, lastSeq: number): RunRecord {
+  const key = row.run_id;
+  const run: Record<string, unknown> = {
+    runId: row.run_id,
+    flow: row.flow,
+    fingerprint: row.fingerprint,
+    input: decodeStored(kind, 'run', key, row.input),
+    mode: row.mode,
+    humanInLoop,
+    status: row.status,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    leaseToken: row.lease_token,
+    leaseExpiresAt: row.lease_expires_at,
+    recoveries: row.recoveries,
+    lastSeq,
+  };
+  if (row.version !== null && row.version !== '') run.version = row.version;
+  if (row.ended_at !== null) run.endedAt = row.ended_at;
+  if (row.error !== null) run.error = parseStoredJson<ErrorData>(kind, 'run', key, row.error, (v) => typeof v.message === 'string');
+  if (row.output !== null) run.output = decodeStored(kind, 'run', key, row.output);
+  if (row.retry_of !== null) run.retryOf = row.retry_of;
+  if (row.retried_by !== null) run.retriedBy = row.retried_by;
+  if (row.ran_by !== null) run.ranBy = row.ran_by;
+  if (row.owner !== null) run.owner = parseStoredJson<RunOwner>(kind, 'run', key, row.owner, (v) => typeof v.processId === 'string');
+  if (row.priority !== 0) run.priority = row.priority;
+  if (row.concurrency_key !== null) run.concurrencyKey = row.concurrency_key;
+  return run as unknown as RunRecord;
 }

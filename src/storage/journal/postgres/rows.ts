@@ -4,11 +4,10 @@
  * are queued, so nothing can fail to serialise on the server.
  * @internal
  */
-import type { ErrorData } from '../../../errors/error-data.js';
 import type { WeirEvent } from '../../../model/events.js';
 import { encodeCompact } from '../../codec.js';
-import type { CommitBatch, RunOwner, RunPatch, RunRecord } from '../run-store.js';
-import { KEPT, checkBatch, checkEvents, decodeStored, parseStoredJson, type RecordKind, releases } from '../store-support.js';
+import type { CommitBatch, RunPatch, RunRecord } from '../run-store.js';
+import { KEPT, checkBatch, checkEvents, decodeStored, runOfRow, type RecordKind, releases } from '../store-support.js';
 import type { WriteItem } from './write-queue.js';
 
 const KIND = 'postgres';
@@ -51,33 +50,7 @@ export function decodeText(record: RecordKind, key: string, text: string): unkno
 
 /** The record a run row holds. @throws `WEIR_CORRUPT_RECORD` when a column cannot be read. */
 export function toRun(row: RunRow): RunRecord {
-  const key = row.run_id;
-  const run: Record<string, unknown> = {
-    runId: row.run_id,
-    flow: row.flow,
-    fingerprint: row.fingerprint,
-    input: decodeText('run', key, row.input),
-    mode: row.mode,
-    humanInLoop: row.human_in_loop,
-    status: row.status,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    leaseToken: row.lease_token,
-    leaseExpiresAt: row.lease_expires_at,
-    recoveries: row.recoveries,
-    lastSeq: row.last_seq,
-  };
-  if (row.version !== '') run.version = row.version;
-  if (row.ended_at !== null) run.endedAt = row.ended_at;
-  if (row.error !== null) run.error = parseStoredJson<ErrorData>(KIND, 'run', key, row.error, (v) => typeof v.message === 'string');
-  if (row.output !== null) run.output = decodeText('run', key, row.output);
-  if (row.retry_of !== null) run.retryOf = row.retry_of;
-  if (row.retried_by !== null) run.retriedBy = row.retried_by;
-  if (row.ran_by !== null) run.ranBy = row.ran_by;
-  if (row.owner !== null) run.owner = parseStoredJson<RunOwner>(KIND, 'run', key, row.owner, (v) => typeof v.processId === 'string');
-  if (row.priority !== 0) run.priority = row.priority;
-  if (row.concurrency_key !== null) run.concurrencyKey = row.concurrency_key;
-  return run as unknown as RunRecord;
+  return runOfRow(KIND, row, row.human_in_loop, row.last_seq);
 }
 
 /** Events as `[seq, data]` pairs. */

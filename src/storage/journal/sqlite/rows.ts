@@ -4,11 +4,10 @@
  * that ride on the last one, and a commit batch encoded before its transaction.
  * @internal
  */
-import type { ErrorData } from '../../../errors/error-data.js';
 import type { WeirEvent } from '../../../model/events.js';
 import { encodeCompact } from '../../codec.js';
-import type { CommitBatch, InputEntry, RunOwner, RunPatch, RunRecord, StepRecord } from '../run-store.js';
-import { KEPT, checkBatch, corruptError, decodeStored, isObject, parseStoredJson, type RecordKind, releases } from '../store-support.js';
+import type { CommitBatch, InputEntry, RunPatch, RunRecord, StepRecord } from '../run-store.js';
+import { KEPT, checkBatch, corruptError, decodeStored, isObject, runOfRow, type RecordKind, releases } from '../store-support.js';
 
 const KIND = 'sqlite';
 
@@ -49,33 +48,7 @@ export function decodeText(record: RecordKind, key: string, text: string): unkno
 
 /** The record a run row holds. @throws `WEIR_CORRUPT_RECORD` when a column cannot be read. */
 export function toRun(row: RunRow): RunRecord {
-  const key = row.run_id;
-  const run: Record<string, unknown> = {
-    runId: row.run_id,
-    flow: row.flow,
-    fingerprint: row.fingerprint,
-    input: decodeText('run', key, row.input),
-    mode: row.mode,
-    humanInLoop: row.human_in_loop === 1,
-    status: row.status,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    leaseToken: row.lease_token,
-    leaseExpiresAt: row.lease_expires_at,
-    recoveries: row.recoveries,
-    lastSeq: row.cur_seq,
-  };
-  if (row.ended_at !== null) run.endedAt = row.ended_at;
-  if (row.error !== null) run.error = parseStoredJson<ErrorData>(KIND, 'run', key, row.error, (v) => typeof v.message === 'string');
-  if (row.output !== null) run.output = decodeText('run', key, row.output);
-  if (row.retry_of !== null) run.retryOf = row.retry_of;
-  if (row.retried_by !== null) run.retriedBy = row.retried_by;
-  if (row.ran_by !== null && row.ran_by !== undefined) run.ranBy = row.ran_by;
-  if (row.version !== null) run.version = row.version;
-  if (row.priority !== 0) run.priority = row.priority;
-  if (row.concurrency_key !== null) run.concurrencyKey = row.concurrency_key;
-  if (row.owner !== null) run.owner = parseStoredJson<RunOwner>(KIND, 'run', key, row.owner, (v) => typeof v.processId === 'string');
-  return run as unknown as RunRecord;
+  return runOfRow(KIND, row, row.human_in_loop === 1, row.cur_seq);
 }
 
 /** The parameters of `insertRun`, in its column order. */
