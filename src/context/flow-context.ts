@@ -101,9 +101,9 @@ export class FlowContext {
     this.#answers = new Answers(core);
     core.runs = new LiveRuns(core, { parked: (runId) => this.#answers.review(runId), launched: () => this.#leases.start() });
     this.#control = new ManualControl(core, this.#answers);
-    this.#recovery = new Recovery(core, this.#answers);
+    // A claimed run taken over goes on through the recovery, made right after.
     this.#sharing = new WorkSharing(core, this.#answers, (run, token) => this.#recovery.goOn(run, token));
-    this.#recovery.shareWith(this.#sharing);
+    this.#recovery = new Recovery(core, this.#answers, this.#sharing);
     this.#history = new History(core);
     if (this.#recovers) {
       this.#recovery.schedule();

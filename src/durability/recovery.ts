@@ -29,16 +29,12 @@ export class Recovery {
   #scheduled = false;
   #timer: TimerHandle | undefined;
 
-  /** Set when the context shares work (it recovers, and its store has claims). */
-  #sharing: WorkSharing | undefined;
+  /** Claims queued runs, and on a shared store stale ones. */
+  readonly #sharing: WorkSharing;
 
-  constructor(core: ContextCore, answers: Answers) {
+  constructor(core: ContextCore, answers: Answers, sharing: WorkSharing) {
     this.#core = core;
     this.#answers = answers;
-  }
-
-  /** Claims stale runs through `sharing` from now on, rather than by listing them. */
-  shareWith(sharing: WorkSharing): void {
     this.#sharing = sharing;
   }
 
@@ -52,7 +48,7 @@ export class Recovery {
     const claims = core.store.claims;
     // Queued runs, and on a shared store runs whose lease ran out, are claimed in batches; there the
     // listing below is for runs whose owner on this host is gone, and runs no live worker has the version of.
-    if (this.#sharing !== undefined) runs.push(...(await this.#sharing.claim()));
+    runs.push(...(await this.#sharing.claim()));
     const live = claims === undefined ? undefined : await claims.liveVersions(core.clock.now());
     let before: string | undefined;
     do {

@@ -233,17 +233,19 @@ export class WorkSharing {
       .sort((a, b) => (b.priority ?? 0) - (a.priority ?? 0) || a.createdAt - b.createdAt || (a.runId < b.runId ? -1 : 1));
     const running = new Map<string, number>();
     const keyed = new Map<string, number>();
+    const count = (counts: Map<string, number>, key: string): void => void counts.set(key, (counts.get(key) ?? 0) + 1);
+    const keyOf = (flow: string, concurrencyKey: string | undefined): string | undefined => (concurrencyKey === undefined ? undefined : `${flow}\u001f${concurrencyKey}`);
     for (const live of core.runs.values()) {
       const name = live.graph.root.name;
-      running.set(name, (running.get(name) ?? 0) + 1);
-      const key = live.concurrencyKey;
-      if (key !== undefined) keyed.set(`${name}\u001f${key}`, (keyed.get(`${name}\u001f${key}`) ?? 0) + 1);
+      count(running, name);
+      const key = keyOf(name, live.concurrencyKey);
+      if (key !== undefined) count(keyed, key);
     }
     const claimed: RunRecord[] = [];
     for (const run of candidates) {
       if (claimed.length >= limit) break;
       const flow = flows.get(run.flow)!;
-      const key = run.concurrencyKey === undefined ? undefined : `${run.flow}\u001f${run.concurrencyKey}`;
+      const key = keyOf(run.flow, run.concurrencyKey);
       if (flow.concurrency !== undefined && (running.get(run.flow) ?? 0) >= flow.concurrency) continue;
       if (key !== undefined && flow.keyConcurrency !== undefined && (keyed.get(key) ?? 0) >= flow.keyConcurrency) continue;
       const token = await core.store.acquireLease(run.runId, core.owner, core.settings.leaseMs, core.clock.now(), { ifToken: run.leaseToken });
@@ -256,8 +258,8 @@ export class WorkSharing {
         process.emitWarning(`weir: queued run "${run.runId}" could not be taken: ${messageOf(error)}`, { code: WarningCode.RECOVERY });
         continue;
       }
-      running.set(run.flow, (running.get(run.flow) ?? 0) + 1);
-      if (key !== undefined) keyed.set(key, (keyed.get(key) ?? 0) + 1);
+      count(running, run.flow);
+      if (key !== undefined) count(keyed, key);
       claimed.push({ ...run, status: FlowStatus.RUNNING, leaseToken: token });
     }
     return claimed;

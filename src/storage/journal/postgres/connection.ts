@@ -6,7 +6,7 @@
  */
 import type { ClientBase, Pool, PoolClient, QueryResultRow } from 'pg';
 import { ErrorCode, FlowError } from '../../../errors/errors.js';
-import { setRealTimer } from '../../../util/clock.js';
+import { clearRealTimer, setRealTimer } from '../../../util/clock.js';
 import { messageOf } from '../../../util/message-of.js';
 
 /** Where the store connects: a connection string, or a pool the user owns. */
@@ -21,6 +21,21 @@ const INT8 = 20;
 let loading: Promise<PgModule> | undefined;
 
 const CONNECT_TIMEOUT_MS = 10_000;
+const FIRST_BACKOFF_MS = 50;
+const MAX_BACKOFF_MS = 1000;
+
+/** Waits `ms` on the host's own timers (fake timers never hold a reconnect back), or until `signal` aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearRealTimer(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setRealTimer(done, ms, { unref: true });
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
 
 /** Loads `pg`. @throws FlowError `WEIR_STORE` saying how to install it when it is missing. */
 export function loadPg(): Promise<PgModule> {
@@ -57,13 +72,14 @@ export class PgConnection {
   #pool: Pool | undefined;
   #types: { getTypeParser: (oid: number, format?: string) => (text: string) => unknown } | undefined;
 
-  readonly #reconnectFor: number;
+  /** How long a write or read goes again while the server is unreachable, in milliseconds. */
+  readonly reconnectFor: number;
   #closed = false;
 
   constructor(target: PostgresTarget, poolSize: number, reconnectFor: number) {
     this.#target = target;
     this.#poolSize = poolSize;
-    this.#reconnectFor = reconnectFor;
+    this.reconnectFor = reconnectFor;
   }
 
   /** Whether the pool is the store's own (made from a URL), to be ended on close. */
@@ -99,17 +115,30 @@ export class PgConnection {
   }
 
   /**
-   * Runs a read (a statement that changes nothing, so it may go again): while the server is
-   * unreachable it goes again, after a backoff, until `reconnectFor` runs out.
+   * Runs a read (a statement that changes nothing, so it may go again), again while the server is
+   * unreachable (see `retrying`).
    */
-  async read<R extends QueryResultRow>(text: string, values: readonly unknown[] = []): Promise<R[]> {
+  read<R extends QueryResultRow>(text: string, values: readonly unknown[] = []): Promise<R[]> {
+    return this.retrying(() => this.query<R>(text, values));
+  }
+
+  /**
+   * Runs `attempt`, and again after a backoff while it fails because the server is unreachable,
+   * until `reconnectFor` runs out, the store closes or `signal` aborts; then throws the last error.
+   * `beforeRetry` hears of each attempt made again.
+   */
+  async retrying<T>(attempt: () => Promise<T>, options: { readonly signal?: AbortSignal; readonly beforeRetry?: () => void } = {}): Promise<T> {
     const started = performance.now();
-    for (let backoff = 50; ; backoff = Math.min(1000, backoff * 2)) {
+    const { signal, beforeRetry } = options;
+    for (let backoff = FIRST_BACKOFF_MS; ; backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)) {
       try {
-        return await this.query<R>(text, values);
+        return await attempt();
       } catch (error) {
-        if (this.#closed || !isTransient(error) || performance.now() - started >= this.#reconnectFor) throw error;
-        await new Promise<void>((resolve) => setRealTimer(resolve, backoff, { unref: true }));
+        const stopped = (): boolean => this.#closed || signal?.aborted === true || performance.now() - started >= this.reconnectFor;
+        if (!isTransient(error) || stopped()) throw error;
+        await pause(backoff, signal);
+        if (stopped()) throw error;
+        beforeRetry?.();
       }
     }
   }

@@ -1,7 +1,7 @@
 /**
  * The run journal on Postgres through node-postgres: tables in a schema of their own, made and
  * migrated by `schema`; writes grouped into one call of a server-side function per round trip
- * (`write-queue`); reads and lease statements on a pool; each lease statement one round trip.
+ * (`write-queue`), lease renewals with them; reads, claims and the other lease statements on a pool.
  * @internal
  */
 import type { QueryResultRow } from 'pg';
@@ -58,7 +58,10 @@ export interface PostgresStoreOptions {
   readonly schema: string;
   /** The most connections of a pool the store makes from a URL. */
   readonly poolSize: number;
-  /** How long a write keeps trying while the server is unreachable, in milliseconds, before it fails with `WEIR_STORE`. */
+  /**
+   * How long a write or read keeps trying while the server is unreachable, in milliseconds, before
+   * it fails with `WEIR_STORE` (a commit, whose outcome is then unknown, with `WEIR_LEASE_LOST`).
+   */
   readonly reconnectFor: number;
 }
 
@@ -80,7 +83,7 @@ export class PostgresRunStore implements RunStore {
     this.schema = options.schema;
     this.sql = quoteIdent(options.schema);
     this.connection = new PgConnection(target, options.poolSize, options.reconnectFor);
-    this.#writes = new PgWriteQueue(this.connection, options.schema, this.sql, options.reconnectFor);
+    this.#writes = new PgWriteQueue(this.connection, options.schema, this.sql);
     const ready = (): Promise<void> => this.#ready('claim runs').then(() => undefined);
     this.#notices = new PgNotices(this.connection, options.schema, ready);
     this.claims = new PgClaims(this.connection, options.schema, this.sql, this.#notices, ready);

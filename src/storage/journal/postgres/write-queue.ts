@@ -8,7 +8,6 @@
  * @internal
  */
 import type { PoolClient } from 'pg';
-import { clearRealTimer, setRealTimer } from '../../../util/clock.js';
 import { ErrorCode, FlowError } from '../../../errors/errors.js';
 import { closedError, wrapError } from '../store-support.js';
 import { isTransient, type PgConnection } from './connection.js';
@@ -47,28 +46,25 @@ function unknownOutcome(runId: string, reconnectFor: number, cause: unknown): Fl
     { code: ErrorCode.LEASE_LOST, cause },
   );
 }
-const FIRST_BACKOFF_MS = 50;
-const MAX_BACKOFF_MS = 1000;
 
 /** The writes of one Postgres store, in the order they were queued. */
 export class PgWriteQueue {
   readonly #connection: PgConnection;
   readonly #sql: string;
   readonly #name: string;
-  readonly #reconnectFor: number;
   #client: PoolClient | undefined;
   #queue: Pending[] = [];
   #flushing: Promise<void> | undefined;
   #closed = false;
-  #wait: { timer: ReturnType<typeof setRealTimer>; wake: () => void } | undefined;
+  /** Aborted on close: a group waiting to reconnect gives up. */
+  readonly #stop = new AbortController();
   /** How many groups and writes went to the server: for the benches' and tests' figures. */
   readonly stats = { groups: 0, writes: 0 };
 
-  constructor(connection: PgConnection, schema: string, quotedSchema: string, reconnectFor: number) {
+  constructor(connection: PgConnection, schema: string, quotedSchema: string) {
     this.#connection = connection;
     this.#sql = `SELECT ${quotedSchema}.apply($1::jsonb) AS outcomes`;
     this.#name = `weir_apply_${schema}`.slice(0, 63);
-    this.#reconnectFor = reconnectFor;
   }
 
   /** Queues a write; settles once it is committed, or refused. */
@@ -89,10 +85,7 @@ export class PgWriteQueue {
   /** Stops waiting to reconnect: what is queued fails with `WEIR_STORE_CLOSED`; then releases the connection. */
   async close(): Promise<void> {
     this.#closed = true;
-    if (this.#wait !== undefined) {
-      clearRealTimer(this.#wait.timer);
-      this.#wait.wake();
-    }
+    this.#stop.abort();
     await this.drain();
     this.#client?.release();
     this.#client = undefined;
@@ -119,7 +112,7 @@ export class PgWriteQueue {
       outcomes = await this.#send(group.map((p) => p.item));
     } catch (error) {
       if (isTransient(error) || group.length === 1) {
-        for (const p of group) p.reject(this.#closed && isTransient(error) ? closedError('postgres', p.failure) : isTransient(error) && p.item.t === 'm' ? unknownOutcome(p.item.id, this.#reconnectFor, error) : wrapError('postgres', p.failure, error));
+        for (const p of group) p.reject(this.#failure(p, error));
         return;
       }
       // The server refused the group: each write goes alone, so only the bad one fails.
@@ -136,39 +129,41 @@ export class PgWriteQueue {
     }
   }
 
+  /** What a write whose group failed is told: closed, an unknown outcome (a commit the server stayed away with), or the server's refusal. */
+  #failure(p: Pending, error: unknown): FlowError {
+    if (!isTransient(error)) return wrapError('postgres', p.failure, error);
+    if (this.#closed) return closedError('postgres', p.failure);
+    return p.item.t === 'm' ? unknownOutcome(p.item.id, this.#connection.reconnectFor, error) : wrapError('postgres', p.failure, error);
+  }
+
   /**
    * Sends writes in one call, going again on a new connection while the server is away (each write
    * marked as a retry, so one the lost call applied reports success), until `reconnectFor` runs out.
    */
   async #send(items: WriteItem[]): Promise<Outcome[]> {
-    const started = performance.now();
-    let backoff = FIRST_BACKOFF_MS;
-    for (;;) {
-      try {
-        this.#client ??= await this.#connection.client();
-        const rows = await this.#connection.queryOn<{ outcomes: Outcome[] }>(this.#client, this.#sql, [JSON.stringify(items)], this.#name);
-        this.stats.groups += 1;
-        this.stats.writes += items.length;
-        return rows[0]!.outcomes;
-      } catch (error) {
-        if (!isTransient(error)) throw error;
-        this.#client?.release(true);
-        this.#client = undefined;
-        if (this.#closed || performance.now() - started >= this.#reconnectFor) throw error;
-        for (const item of items) item.retry = true;
-        await this.#sleep(backoff);
-        backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
-      }
-    }
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = (): void => {
-        this.#wait = undefined;
-        resolve();
-      };
-      this.#wait = { timer: setRealTimer(wake, ms), wake };
-    });
+    return this.#connection.retrying(
+      async () => {
+        try {
+          this.#client ??= await this.#connection.client();
+          const rows = await this.#connection.queryOn<{ outcomes: Outcome[] }>(this.#client, this.#sql, [JSON.stringify(items)], this.#name);
+          this.stats.groups += 1;
+          this.stats.writes += items.length;
+          return rows[0]!.outcomes;
+        } catch (error) {
+          if (isTransient(error)) {
+            // The connection is gone: the next attempt takes a new one.
+            this.#client?.release(true);
+            this.#client = undefined;
+          }
+          throw error;
+        }
+      },
+      {
+        signal: this.#stop.signal,
+        beforeRetry: () => {
+          for (const item of items) item.retry = true;
+        },
+      },
+    );
   }
 }
