@@ -230,14 +230,9 @@ export class FlowContext {
       if (live.graph.root.flow === flow && isDeepStrictEqual(live.input, input)) return core.runs.handle<O>(live);
       throw conflictWith(runId, 'is running in this context');
     }
-    const mode = parsed.mode ?? RunMode.BATCH;
-    if (parsed.humanInLoop !== undefined && mode !== RunMode.HYBRID) {
-      throw new FlowError(`run options: humanInLoop is for mode 'hybrid' only (mode is '${mode}')`, { code: ErrorCode.INVALID_OPTIONS });
-    }
     const run = core.runs.launch(graph, input, {
       runId,
-      mode,
-      humanInLoop: mode === RunMode.INTERACTIVE || (mode === RunMode.HYBRID && (parsed.humanInLoop ?? true)),
+      ...modeOf(parsed, 'run options'),
       timeout: parsed.timeout,
       signal: parsed.signal,
       concurrency: parsed.concurrency ?? Infinity,
@@ -262,16 +257,12 @@ export class FlowContext {
     const core = this.#core;
     core.assertOpen('enqueue a run');
     const parsed = parseOptions(enqueueOptionsSchema, options, 'enqueue options');
-    const mode = parsed.mode ?? RunMode.BATCH;
-    if (parsed.humanInLoop !== undefined && mode !== RunMode.HYBRID) {
-      throw new FlowError(`enqueue options: humanInLoop is for mode 'hybrid' only (mode is '${mode}')`, { code: ErrorCode.INVALID_OPTIONS });
-    }
+    const how = modeOf(parsed, 'enqueue options');
     const runId = parsed.runId ?? randomUUID();
     await core.chore(
       this.#sharing.enqueue(flow, input, {
         runId,
-        mode,
-        humanInLoop: mode === RunMode.INTERACTIVE || (mode === RunMode.HYBRID && (parsed.humanInLoop ?? true)),
+        ...how,
         priority: parsed.priority ?? 0,
         concurrencyKey: parsed.concurrencyKey,
       }),
@@ -603,6 +594,19 @@ function assertRunOf(runId: string, runFlow: string, flow: AnyFlow): void {
   if (runFlow !== flow.name) {
     throw new FlowError(`ctx.handle: run "${runId}" is a run of flow "${runFlow}", not of "${flow.name}"`, { code: ErrorCode.RUN_CONFLICT });
   }
+}
+
+/**
+ * A run's mode and whether a person is in its loop, from its options: interactive always,
+ * hybrid unless `humanInLoop: false`, batch never.
+ * @throws FlowError `WEIR_INVALID_OPTIONS` for `humanInLoop` with a mode other than hybrid.
+ */
+function modeOf(options: { readonly mode?: RunMode | undefined; readonly humanInLoop?: boolean | undefined }, what: string): { mode: RunMode; humanInLoop: boolean } {
+  const mode = options.mode ?? RunMode.BATCH;
+  if (options.humanInLoop !== undefined && mode !== RunMode.HYBRID) {
+    throw new FlowError(`${what}: humanInLoop is for mode 'hybrid' only (mode is '${mode}')`, { code: ErrorCode.INVALID_OPTIONS });
+  }
+  return { mode, humanInLoop: mode === RunMode.INTERACTIVE || (mode === RunMode.HYBRID && (options.humanInLoop ?? true)) };
 }
 
 /** A promise that never settles: what a run asked for by a module a worker is importing waits on, so its top level goes no further. */

@@ -201,11 +201,6 @@ export class History {
   }
 
   /** Active and recent runs, newest first, one page at a time (see `FlowContext.listRuns`). */
-  /** Whether no flow registered here can take a run: not its flow, or not at its version. */
-  #strandedHere(run: RunRecord): boolean {
-    return !hasVersionOf(this.#core, run);
-  }
-
   async listRuns(query: Omit<ListRunsQuery, 'now'>): Promise<RunList> {
     const core = this.#core;
     const at = this.#core.clock.now();
@@ -225,7 +220,7 @@ export class History {
     }
     // Stale: an expired lease (the store's query), or a dead owner on this host (checked here).
     // Stranded, on a store without a register of workers: a flow version this context does not have.
-    const keep = stranded ? (run: RunRecord) => this.#strandedHere(run) : (run: RunRecord) => isStale(run, at, HOST);
+    const keep = stranded ? (run: RunRecord) => !hasVersionOf(core, run) : (run: RunRecord) => isStale(run, at, HOST);
     const statuses = stranded ? STRANDABLE.filter((s) => query.status === undefined || [query.status].flat().includes(s)) : [FlowStatus.RUNNING];
     const runs: RunSummary[] = [];
     let before = query.before;
