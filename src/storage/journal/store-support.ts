@@ -3,7 +3,7 @@ import { ErrorCode, FlowError, RetryableError } from '../../errors/errors.js';
 import type { WeirEvent } from '../../model/events.js';
 import { FlowStatus } from '../../model/status.js';
 import { messageOf } from '../../util/message-of.js';
-import { decodeCompact } from '../codec.js';
+import { decodeCompact, encodeCompact } from '../codec.js';
 import type { ErrorData } from '../../errors/error-data.js';
 import type { AcquireOptions, CommitBatch, InputEntry, ListRunsQuery, RunOwner, RunPage, RunPatch, RunRecord, RunStoreKind } from './run-store.js';
 
@@ -242,6 +242,36 @@ export function pageOfRows<R extends { run_id: string; created_at: number }>(row
   if (rows.length > limit && last !== undefined) page.next = encodeCursor({ createdAt: last.created_at, runId: last.run_id });
   if (corrupt.length > 0) page.corrupt = corrupt;
   return page;
+}
+
+/** The patchable run fields and their columns in the SQL stores. */
+export const PATCH_COLUMNS: Readonly<Record<keyof RunPatch, string>> = {
+  status: 'status',
+  updatedAt: 'updated_at',
+  humanInLoop: 'human_in_loop',
+  endedAt: 'ended_at',
+  error: 'error',
+  output: 'output',
+  retriedBy: 'retried_by',
+  ranBy: 'ran_by',
+};
+
+/** The fields a patch writes to its columns: those a SQL store keeps, but a required field given as `undefined` (which keeps it). */
+export function patchedKeys(patch: RunPatch): (keyof RunPatch)[] {
+  return (Object.keys(patch) as (keyof RunPatch)[]).filter((k) => Object.hasOwn(PATCH_COLUMNS, k) && !(patch[k] === undefined && KEPT.has(k)));
+}
+
+/**
+ * A run patch's value as a SQL store's column holds it: `null` to clear, the error as JSON, the
+ * output encoded; `humanInLoop` as the store's `inLoop` gives it.
+ * @throws `WEIR_SERIALIZATION` for an output that cannot be stored.
+ */
+export function patchColumnValue(key: keyof RunPatch, value: unknown, inLoop: (on: boolean) => unknown): unknown {
+  if (value === undefined) return null;
+  if (key === 'humanInLoop') return inLoop(value === true);
+  if (key === 'error') return JSON.stringify(value);
+  if (key === 'output') return encodeCompact(value, 'run output');
+  return value;
 }
 
 /**

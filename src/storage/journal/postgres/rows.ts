@@ -6,8 +6,8 @@
  */
 import type { WeirEvent } from '../../../model/events.js';
 import { encodeCompact } from '../../codec.js';
-import type { CommitBatch, RunPatch, RunRecord } from '../run-store.js';
-import { KEPT, checkBatch, checkEvents, decodeStored, runOfRow, type RecordKind, releases } from '../store-support.js';
+import type { CommitBatch, RunRecord } from '../run-store.js';
+import { PATCH_COLUMNS, checkBatch, checkEvents, decodeStored, patchColumnValue, patchedKeys, runOfRow, type RecordKind, releases, type SqlRunRow } from '../store-support.js';
 import type { WriteItem } from './write-queue.js';
 
 const KIND = 'postgres';
@@ -17,30 +17,11 @@ export const RUN_COLUMNS =
   'run_id, flow, fingerprint, version, mode, human_in_loop, status, created_at, updated_at, ended_at, error, output, retry_of, retried_by, ran_by, owner, lease_token, lease_expires_at, recoveries, last_seq, input, priority, concurrency_key';
 
 /** A `runs` row as read with `RUN_COLUMNS`. */
-export interface RunRow {
-  run_id: string;
-  flow: string;
-  fingerprint: string;
+export interface RunRow extends SqlRunRow {
+  /** `''` for none. */
   version: string;
-  mode: string;
   human_in_loop: boolean;
-  status: string;
-  created_at: number;
-  updated_at: number;
-  ended_at: number | null;
-  error: string | null;
-  output: string | null;
-  retry_of: string | null;
-  retried_by: string | null;
-  ran_by: string | null;
-  owner: string | null;
-  lease_token: number;
-  lease_expires_at: number;
-  recoveries: number;
   last_seq: number;
-  input: string;
-  priority: number;
-  concurrency_key: string | null;
 }
 
 /** Decodes a stored value. @throws `WEIR_CORRUPT_RECORD` naming the record when it cannot be read. */
@@ -93,25 +74,6 @@ export function createItem(run: RunRecord, events: readonly WeirEvent[]): WriteI
   };
 }
 
-/** The patchable run fields and their columns. */
-const PATCH_COLUMNS: Readonly<Record<keyof RunPatch, string>> = {
-  status: 'status',
-  updatedAt: 'updated_at',
-  humanInLoop: 'human_in_loop',
-  endedAt: 'ended_at',
-  error: 'error',
-  output: 'output',
-  retriedBy: 'retried_by',
-  ranBy: 'ran_by',
-};
-
-function patchValue(key: keyof RunPatch, value: unknown): unknown {
-  if (value === undefined) return null;
-  if (key === 'error') return JSON.stringify(value);
-  if (key === 'output') return encodeCompact(value, 'run output');
-  return value;
-}
-
 /**
  * The write a commit batch makes. Its events are checked to be dense here; the server checks the
  * first continues the run's last seq.
@@ -125,10 +87,7 @@ export function commitItem(batch: CommitBatch): WriteItem {
   if (batch.run !== undefined) {
     const patch = batch.run;
     const columns: Record<string, unknown> = {};
-    for (const key of Object.keys(patch) as (keyof RunPatch)[]) {
-      if (!Object.hasOwn(PATCH_COLUMNS, key) || (patch[key] === undefined && KEPT.has(key))) continue;
-      columns[PATCH_COLUMNS[key]] = patchValue(key, patch[key]);
-    }
+    for (const key of patchedKeys(patch)) columns[PATCH_COLUMNS[key]] = patchColumnValue(key, patch[key], (on) => on);
     item.p = columns;
     // A run that waits, or ends, releases its lease in the same update.
     if (releases(patch.status)) item.rel = 1;

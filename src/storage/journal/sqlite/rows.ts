@@ -6,38 +6,17 @@
  */
 import type { WeirEvent } from '../../../model/events.js';
 import { encodeCompact } from '../../codec.js';
-import type { CommitBatch, InputEntry, RunPatch, RunRecord, StepRecord } from '../run-store.js';
-import { KEPT, checkBatch, corruptError, decodeStored, isObject, runOfRow, type RecordKind, releases } from '../store-support.js';
+import type { CommitBatch, InputEntry, RunRecord, StepRecord } from '../run-store.js';
+import { checkBatch, corruptError, decodeStored, isObject, patchColumnValue, patchedKeys, runOfRow, type RecordKind, releases, type SqlRunRow } from '../store-support.js';
 
 const KIND = 'sqlite';
 
 /** A `weir_runs` row as read, with `cur_seq` (see `CURRENT_SEQ`). */
-export interface RunRow {
-  run_id: string;
-  flow: string;
-  fingerprint: string;
-  mode: string;
+export interface RunRow extends SqlRunRow {
   human_in_loop: number;
-  status: string;
-  created_at: number;
-  updated_at: number;
-  ended_at: number | null;
-  error: string | null;
-  output: string | null;
-  retry_of: string | null;
-  retried_by: string | null;
-  ran_by: string | null;
   owner_id: string | null;
-  owner: string | null;
-  lease_token: number;
-  lease_expires_at: number;
-  recoveries: number;
   /** Written by `createRun` and never since: the run's last seq is its last event's, read as `cur_seq`. */
   last_seq: number;
-  input: string;
-  version: string | null;
-  priority: number;
-  concurrency_key: string | null;
   cur_seq: number;
 }
 
@@ -86,25 +65,8 @@ export function runRowParams(run: RunRecord): unknown[] {
 /** Marks a patch key whose update also releases the lease (status `waiting`, or an end). */
 export const RELEASE_KEY = ';release';
 
-/** The patchable run fields and their columns. */
-export const PATCH_COLUMNS: Readonly<Record<keyof RunPatch, string>> = {
-  status: 'status',
-  updatedAt: 'updated_at',
-  humanInLoop: 'human_in_loop',
-  endedAt: 'ended_at',
-  error: 'error',
-  output: 'output',
-  retriedBy: 'retried_by',
-  ranBy: 'ran_by',
-};
-
-function patchValue(key: keyof RunPatch, value: unknown): unknown {
-  if (value === undefined) return null;
-  if (key === 'humanInLoop') return value === true ? 1 : 0;
-  if (key === 'error') return JSON.stringify(value);
-  if (key === 'output') return encodeCompact(value, 'run output');
-  return value;
-}
+/** Booleans as SQLite keeps them. */
+const inLoop = (on: boolean): number => (on ? 1 : 0);
 
 /** Events as the flat parameters of multi-row inserts: run id, seq, data, records for each. */
 export interface EncodedEvents {
@@ -203,9 +165,9 @@ export function encodeCommit(batch: CommitBatch): EncodedCommit {
   const patchValues: unknown[] = [];
   if (batch.run !== undefined) {
     const patch = batch.run;
-    const keys = (Object.keys(patch) as (keyof RunPatch)[]).filter((k) => Object.hasOwn(PATCH_COLUMNS, k) && !(patch[k] === undefined && KEPT.has(k))).sort();
+    const keys = patchedKeys(patch).sort();
     patchKey = keys.join(',');
-    for (const key of keys) patchValues.push(patchValue(key, batch.run[key]));
+    for (const key of keys) patchValues.push(patchColumnValue(key, batch.run[key], inLoop));
     // A run that waits, or ends, releases its lease in the same update.
     if (releases(patch.status)) patchKey += RELEASE_KEY;
   }

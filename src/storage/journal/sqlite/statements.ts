@@ -7,7 +7,8 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { ListRunsQuery, RunPatch } from '../run-store.js';
 import { decodeCursor } from '../store-support.js';
-import { PATCH_COLUMNS, RELEASE_KEY, type EncodedEvents } from './rows.js';
+import { PATCH_COLUMNS } from '../store-support.js';
+import { RELEASE_KEY, type EncodedEvents } from './rows.js';
 
 type Database = BetterSqlite3.Database;
 type Statement = BetterSqlite3.Statement;
