@@ -70,22 +70,23 @@ export function applyRestore(state: RunState, restore: RestoredRun): void {
       step.error = record.error;
       continue;
     }
-    if (record.status === RUNNING && node.processor !== undefined && !redo.has(i)) {
+    // Attempts the policy does not count so far. A record from before the base was stored: the waited and lost ones.
+    const uncounted = record.attemptBase ?? attempts.filter((a) => a.waitedFor !== undefined || a.error?.code === ErrorCode.OWNER_LOST).length;
+    const lost = record.status === RUNNING && node.processor !== undefined && !redo.has(i);
+    if (lost) {
       // The attempt its lost owner was running: recorded, and not counted against the retry policy.
       const started = record.updatedAt;
-      const lost = new FlowError(`flow "${node.name}": attempt ${attempts.length + 1} was lost with the process running it`, { code: ErrorCode.OWNER_LOST });
-      attempts.push({ attempt: attempts.length + 1, startTime: started, endTime: at, duration: Math.max(0, at - started), error: toErrorData(lost) });
+      const error = new FlowError(`flow "${node.name}": attempt ${attempts.length + 1} was lost with the process running it`, { code: ErrorCode.OWNER_LOST });
+      attempts.push({ attempt: attempts.length + 1, startTime: started, endTime: at, duration: Math.max(0, at - started), error: toErrorData(error) });
     }
     if (record.status === RUNNING && node.processor === undefined && !redo.has(i)) step.announced = true;
     if (record.status === PENDING && record.retryAt !== undefined) step.retryAt = record.retryAt;
     // A step that waited waits again when its turn comes (unless its waits ended meanwhile).
     if (record.status === WAITING && record.waitingFor !== undefined && !redo.has(i)) step.waits = [...record.waitingFor];
     step.attempts = attempts;
-    // The retry policy starts afresh after a resume; after a recovery only the lost attempt is not counted.
-    // Attempts that ended to wait are never counted.
-    const waited = attempts.filter((a) => a.waitedFor !== undefined).length;
-    step.attemptBase =
-      record.status === PENDING || record.status === WAITING ? waited : record.status === RUNNING && node.processor !== undefined && !redo.has(i) ? 1 + waited : attempts.length;
+    // The retry policy starts afresh after a resume (all attempts so far uncounted); a recovery goes on
+    // counting where the run was, the attempt just lost aside.
+    step.attemptBase = record.status === PENDING || record.status === WAITING ? uncounted : lost ? uncounted + 1 : attempts.length;
     state.touch(i);
   }
 }

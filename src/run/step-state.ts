@@ -70,6 +70,7 @@ export class StepState {
     if (this.error !== undefined && status !== COMPLETED) record.error = this.error;
     if (this.progress !== undefined) record.progress = this.progress;
     if (this.retryAt !== undefined && status === PENDING) record.retryAt = this.retryAt;
+    if (this.attemptBase > 0) record.attemptBase = this.attemptBase;
     if (status === RUNNING && node.processor !== undefined) record.updatedAt = this.attemptStarted;
     const waits = this.waits;
     if (waits !== undefined && (status === WAITING || status === RUNNING)) record.waitingFor = waits.map(({ zod: _, ...wait }) => wait);

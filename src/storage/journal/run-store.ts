@@ -88,6 +88,8 @@ export interface StepRecord {
   readonly progress?: StepProgress;
   /** A durable backoff deadline: the next attempt starts then, in ms since the epoch. */
   readonly retryAt?: number;
+  /** How many of its attempts the retry policy does not count (made before a resume, lost with a process, or ended to wait); absent for none. */
+  readonly attemptBase?: number;
   /** The inputs this step waits on. */
   readonly waitingFor?: readonly InputWait[];
   readonly updatedAt: number;
