@@ -41,7 +41,7 @@ import type { EventsOptions, RunHandle } from '../run/handle.js';
 import type { ListRunsQuery } from '../storage/journal/run-store.js';
 import { clearTimer, setTimer } from '../util/clock.js';
 import { messageOf } from '../util/message-of.js';
-import { parseOptions } from '../util/parse.js';
+import { describeValue, parseOptions } from '../util/parse.js';
 import { stripUndefined } from '../util/types.js';
 import { workerLoading } from '../util/worker-loading.js';
 import { ContextCore, type ContextState } from './context-core.js';
@@ -51,6 +51,7 @@ import { EventBus } from './event-bus.js';
 import { FlowRegistry } from './flow-registry.js';
 import { conflictWith, LiveRuns } from './live-runs.js';
 import { contextSettings, type FlowContextOptions } from './options.js';
+import { cancelArgs, eventTypeArgs, hookArgs, humanInLoopArgs, listenArgs, runArgs, skipArgs, submitArgs } from './arguments.js';
 
 export type { ContextState } from './context-core.js';
 
@@ -58,7 +59,10 @@ let defaultInstance: FlowContext | undefined;
 
 /**
  * The registry and the runtime: validates flow graphs, runs them, stores their results and emits
- * their events. `close()` releases everything it holds.
+ * their events. `close()` releases everything it holds. Every call checks its arguments first: a
+ * run id that is not one (1 to 200 characters, no `/` or control characters), a step, key or
+ * listener of the wrong type, an unknown event type: a `ValidationError` `WEIR_INVALID_OPTIONS`
+ * naming it (rejected by the calls that return a promise).
  *
  * @example
  * const ctx = new FlowContext({ results: ResultsManager.sqlite('.weir/runs.db') });
@@ -195,6 +199,7 @@ export class FlowContext {
    * @returns a function that removes `fn`.
    */
   beforeClose(fn: () => unknown): () => void {
+    parseOptions(hookArgs, { fn }, 'ctx.beforeClose()');
     this.#closeHooks.add(fn);
     return () => this.#closeHooks.delete(fn);
   }
@@ -286,6 +291,7 @@ export class FlowContext {
    */
   async cancel(runId: string, reason?: string): Promise<void> {
     this.#core.assertNotClosed('cancel a run');
+    parseOptions(cancelArgs, { runId, reason }, 'ctx.cancel()');
     return this.#control.cancel(runId, reason);
   }
 
@@ -298,6 +304,7 @@ export class FlowContext {
   events(runId: string, options: EventsOptions = {}): AsyncIterable<WeirEvent> {
     const core = this.#core;
     core.assertNotClosed('read the events of a run');
+    parseOptions(runArgs, { runId }, 'ctx.events()');
     const run = core.runs.get(runId);
     if (run !== undefined) return core.runs.handle(run).events(options);
     const events = core.runs.stored(runId).events(options);
@@ -324,8 +331,9 @@ export class FlowContext {
   async handle<O = unknown>(runId: string, flow?: Flow<any, O>): Promise<RunHandle<O>> {
     const core = this.#core;
     core.assertNotClosed('get the handle of a run');
+    parseOptions(runArgs, { runId }, 'ctx.handle()');
     if (flow !== undefined && !(flow instanceof Flow)) {
-      throw new FlowError(`ctx.handle("${runId}", flow): flow must be a Flow, got ${flow === null ? 'null' : typeof flow}`, { code: ErrorCode.INVALID_OPTIONS });
+      throw new FlowError(`ctx.handle(): flow: expected a Flow, got ${describeValue(flow)}`, { code: ErrorCode.INVALID_OPTIONS });
     }
     if (flow !== undefined) core.registry.graphOf(flow);
     const run = core.runs.get(runId);
@@ -361,6 +369,7 @@ export class FlowContext {
   async resume<O = unknown>(runId: string, options: ResumeOptions = {}): Promise<RunHandle<O>> {
     if (workerLoading()?.holdRun() === true) return never();
     this.#core.assertOpen('resume a run');
+    parseOptions(runArgs, { runId }, 'ctx.resume()');
     const { from } = parseOptions(resumeOptionsSchema, options, 'resume options');
     return this.#core.runs.handle<O>(await this.#core.chore(this.#control.resume(runId, from)));
   }
@@ -373,6 +382,7 @@ export class FlowContext {
   async retry<O = unknown>(runId: string): Promise<RunHandle<O>> {
     if (workerLoading()?.holdRun() === true) return never();
     this.#core.assertOpen('retry a run');
+    parseOptions(runArgs, { runId }, 'ctx.retry()');
     return this.#core.runs.handle<O>(await this.#core.chore(this.#control.retry(runId)));
   }
 
@@ -386,6 +396,7 @@ export class FlowContext {
    */
   async skip(runId: string, step: string, output?: unknown): Promise<void> {
     this.#core.assertOpen('skip a step');
+    parseOptions(skipArgs, { runId, step, output }, 'ctx.skip()');
     return this.#control.skip(runId, step, output);
   }
 
@@ -401,6 +412,7 @@ export class FlowContext {
    */
   async submitInput(runId: string, key: string, value: unknown): Promise<void> {
     this.#core.assertOpen('submit input');
+    parseOptions(submitArgs, { runId, key, value }, 'ctx.submitInput()');
     return this.#answers.submit(runId, key, value);
   }
 
@@ -413,6 +425,7 @@ export class FlowContext {
    */
   async setHumanInLoop(runId: string, on: boolean): Promise<void> {
     this.#core.assertOpen('set human in the loop');
+    parseOptions(humanInLoopArgs, { runId, on }, 'ctx.setHumanInLoop()');
     return this.#answers.setHumanInLoop(runId, on);
   }
 
@@ -423,6 +436,7 @@ export class FlowContext {
    */
   async getRun(runId: string): Promise<RunInfo> {
     this.#core.assertNotClosed('read a run');
+    parseOptions(runArgs, { runId }, 'ctx.getRun()');
     return this.#history.getRun(runId);
   }
 
@@ -452,23 +466,29 @@ export class FlowContext {
 
   /** Listens to one event type of every run, or to all of them with `'event'`. */
   on<T extends keyof WeirEventMap>(type: T, listener: WeirEventMap[T]): this {
+    this.#core.assertNotClosed('listen to events');
+    parseOptions(listenArgs, { type, listener }, 'ctx.on()');
     this.#bus.on(type, listener);
     return this;
   }
 
   /** Like `on`, for the next event only. */
   once<T extends keyof WeirEventMap>(type: T, listener: WeirEventMap[T]): this {
+    this.#core.assertNotClosed('listen to events');
+    parseOptions(listenArgs, { type, listener }, 'ctx.once()');
     this.#bus.once(type, listener);
     return this;
   }
 
   /** How many listeners of `type` (`'event'`: of every event) are added. */
   listenerCount(type: keyof WeirEventMap): number {
+    parseOptions(eventTypeArgs, { type }, 'ctx.listenerCount()');
     return this.#bus.listenerCount(type);
   }
 
   /** Removes a listener added with `on` or `once`. */
   off<T extends keyof WeirEventMap>(type: T, listener: WeirEventMap[T]): this {
+    parseOptions(listenArgs, { type, listener }, 'ctx.off()');
     this.#bus.off(type, listener);
     return this;
   }

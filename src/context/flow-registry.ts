@@ -9,6 +9,7 @@ import { compileGraph, type CompiledGraph } from '../graph/compile.js';
 import { Flow, graphVersionOf, type AnyFlow } from '../model/flow.js';
 import type { RunRecord } from '../storage/journal/run-store.js';
 import type { ContextSettings } from './options.js';
+import { describeValue } from '../util/parse.js';
 
 /** The flows a context knows, and their compiled graphs. */
 export class FlowRegistry {
@@ -92,7 +93,7 @@ export class FlowRegistry {
    */
   graphOf(flow: AnyFlow): CompiledGraph {
     if (!(flow instanceof Flow)) {
-      throw new FlowError(`expected a Flow, got ${flow === null ? 'null' : typeof flow}`, { code: ErrorCode.INVALID_OPTIONS });
+      throw new FlowError(`flow: expected a Flow, got ${describeValue(flow)}`, { code: ErrorCode.INVALID_OPTIONS });
     }
     const version = graphVersionOf(flow);
     const cached = this.#compiled.get(flow);

@@ -3,7 +3,8 @@
  * `FlowResult.error`, events, the store and, later, worker messages) and is rebuilt by class name.
  */
 import { builtinErrorClasses, ErrorCode, FlowError, type ValidationIssue } from './errors.js';
-import { describeValue, invalidOptions, isConstructor } from '../util/parse.js';
+import { z } from 'zod';
+import { describeValue, invalidOptions, isConstructor, optionProblems } from '../util/parse.js';
 
 /** An error as plain data: what `FlowResult.error` and failure events carry. */
 export interface ErrorData {
@@ -57,7 +58,7 @@ export function registerErrorClass(ctor: new (message: string, options?: any) =>
   if (!isConstructor(ctor) || !(ctor === Error || (ctor as { prototype?: unknown }).prototype instanceof Error)) {
     throw invalidOptions(where, [{ path: ['ctor'], expected: 'a class extending Error', got: describeValue(ctor) }]);
   }
-  const registered = name ?? ctor.name;
+  const registered = name === undefined ? ctor.name : name;
   if (typeof registered !== 'string' || registered === '') {
     const what = name === undefined ? 'a class with a name (or a name given for an anonymous one)' : 'a non-empty string';
     throw invalidOptions(where, [{ path: ['name'], expected: what, got: describeValue(registered) }]);
@@ -81,39 +82,72 @@ function describeError(error: unknown, depth: number): ErrorData {
   const data: {
     -readonly [K in keyof ErrorData]: ErrorData[K];
   } = {
-    name: error.name,
-    message: error.message,
+    // An error's name and message can be set to anything: the data keeps strings, so it can be rebuilt.
+    name: typeof error.name === 'string' ? error.name : 'Error',
+    message: typeof error.message === 'string' ? error.message : describeThrown(error.message),
     code: codeOf(error),
     retryable: error instanceof FlowError ? error.retryable : false,
   };
-  if (error.stack !== undefined) data.stack = error.stack;
+  if (typeof error.stack === 'string') data.stack = error.stack;
   if (error.cause !== undefined && depth < MAX_CAUSE_DEPTH) data.cause = toErrorData(error.cause, depth + 1);
   const record = error as unknown as Record<string, unknown>;
   if (Array.isArray(record.issues)) data.issues = record.issues as ValidationIssue[];
   const details: Record<string, unknown> = {};
   for (const field of DETAIL_FIELDS) if (record[field] !== undefined) details[field] = record[field];
   if (Object.keys(details).length > 0) data.details = details;
-  if (error instanceof FlowError && builtins[error.name] === undefined) {
+  if (error instanceof FlowError && classNamed(builtins, data.name) === undefined) {
     const kinds = (error as unknown as Record<symbol, unknown>)[KINDS];
     if (Array.isArray(kinds) && typeof kinds[0] === 'string') data.kind = kinds[0];
   }
   return data;
 }
 
+// Data, not options: fields of other weir versions are let through (loose), and `cause` is checked level by level.
+const errorDataSchema = z.looseObject({
+  name: z.string(),
+  message: z.string(),
+  code: z.string().min(1),
+  retryable: z.boolean(),
+  stack: z.string().optional(),
+  cause: z.unknown().optional(),
+  step: z.string().optional(),
+  issues: z.array(z.unknown()).optional(),
+  details: z.record(z.string(), z.unknown()).optional(),
+  kind: z.string().optional(),
+});
+
 /**
  * Rebuilds an `Error` of the recorded class, with code, stack and cause: a weir class or a class
  * registered with `registerErrorClass` as itself; an unregistered subclass of a weir class as that
  * weir class, keeping its `name` and `retryable`; JavaScript's own classes as themselves; anything
- * else as an `Error` with the recorded `name`.
+ * else as an `Error` with the recorded `name`. Of the `cause` chain, 5 levels are rebuilt, as
+ * `toErrorData` keeps.
+ * @throws ValidationError `WEIR_INVALID_OPTIONS` for data that is not `ErrorData` (as `toErrorData` makes it), naming the field.
  */
 export function fromErrorData(data: ErrorData): Error {
-  const cause = data.cause === undefined ? undefined : fromErrorData(data.cause);
-  const builtin = builtins[data.name];
+  return rebuild(data, []);
+}
+
+function rebuild(data: ErrorData, path: readonly string[]): Error {
+  const parsed = errorDataSchema.safeParse(data);
+  if (!parsed.success) {
+    const problems = optionProblems(errorDataSchema, data, parsed.error.issues).map((p) => ({ ...p, path: ['data', ...path, ...p.path] }));
+    throw invalidOptions('fromErrorData()', problems);
+  }
+  // A cyclic or endless chain stops where toErrorData would have stopped it.
+  const cause = data.cause === undefined || path.length >= MAX_CAUSE_DEPTH ? undefined : rebuild(data.cause, [...path, 'cause']);
+  const builtin = classNamed(builtins, data.name);
   const user = builtin === undefined ? userClasses.get(data.name) : undefined;
-  const kind = builtin === undefined && user === undefined && data.kind !== undefined ? builtins[data.kind] : undefined;
+  const kind = builtin === undefined && user === undefined && data.kind !== undefined ? classNamed(builtins, data.kind) : undefined;
   let error: Error;
   if (builtin !== undefined || kind !== undefined) {
-    error = new (builtin ?? kind)!(data.message, { cause, code: data.code, issues: data.issues, ...data.details });
+    const Class = (builtin ?? kind)!;
+    try {
+      error = new Class(data.message, { cause, code: data.code, issues: data.issues, ...data.details });
+    } catch {
+      // Details its constructor refuses (a plain error named TimeoutError with `timeout: '5s'`) are left out, not thrown across a boundary.
+      error = new Class(data.message, { cause, code: data.code });
+    }
     if (kind !== undefined) {
       error.name = data.name;
       if ((error as FlowError).retryable !== data.retryable) setField(error, 'retryable', data.retryable);
@@ -122,7 +156,7 @@ export function fromErrorData(data: ErrorData): Error {
     error = new user(data.message, { cause, code: data.code });
     if ((error as { code?: unknown }).code !== data.code) setField(error, 'code', data.code);
   } else {
-    const native = nativeErrorClasses[data.name];
+    const native = classNamed(nativeErrorClasses, data.name);
     error = new (native ?? Error)(data.message, cause === undefined ? undefined : { cause });
     if (native === undefined) error.name = data.name;
     setField(error, 'code', data.code);
@@ -131,13 +165,18 @@ export function fromErrorData(data: ErrorData): Error {
   return error;
 }
 
+/** A class of `classes` by its own key: a name such as `constructor` or `__proto__` is no class of them. */
+function classNamed<C>(classes: Readonly<Record<string, C | undefined>>, name: string): C | undefined {
+  return Object.hasOwn(classes, name) ? classes[name] : undefined;
+}
+
 function setField(error: Error, field: string, value: unknown): void {
   Object.defineProperty(error, field, { value, enumerable: true, writable: true, configurable: true });
 }
 
 function codeOf(error: Error): string {
   const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string') return code;
+  if (typeof code === 'string' && code !== '') return code;
   if (typeof code === 'number') return String(code);
   return ErrorCode.UNKNOWN;
 }

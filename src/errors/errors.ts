@@ -2,6 +2,7 @@
  * The FlowError hierarchy: every error weir throws or records is one of these, with a stable
  * `code` and a `retryable` flag that drives the retry decision.
  */
+import { describeValue, invalidOptions, type OptionProblem } from '../util/parse.js';
 
 /** Stable error codes, one per failure weir can report. `docs/errors.md` has one row per code. */
 export const ErrorCode = {
@@ -25,6 +26,7 @@ export const ErrorCode = {
   RUN_CONFLICT: 'WEIR_RUN_CONFLICT',
   STORE: 'WEIR_STORE',
   STORE_CLOSED: 'WEIR_STORE_CLOSED',
+  STORE_REPLACED: 'WEIR_STORE_REPLACED',
   CORRUPT_RECORD: 'WEIR_CORRUPT_RECORD',
   SERIALIZATION: 'WEIR_SERIALIZATION',
   UNSUPPORTED: 'WEIR_UNSUPPORTED',
@@ -116,6 +118,7 @@ export class FlowError extends Error {
   declare readonly [KINDS]: readonly string[];
 
   constructor(message: string, options: FlowErrorOptions = {}) {
+    checkErrorArguments(new.target, message, options);
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'FlowError';
     this.code = options.code ?? ErrorCode.FLOW;
@@ -134,7 +137,7 @@ export class FlowError extends Error {
 export class FatalError extends FlowError {
   static override readonly [KIND] = 'FatalError';
   constructor(message: string, options: FlowErrorOptions = {}) {
-    super(message, { ...options, code: options.code ?? ErrorCode.FATAL });
+    super(message, withCode(new.target, options, ErrorCode.FATAL));
     this.name = 'FatalError';
   }
 }
@@ -144,7 +147,7 @@ export class RetryableError extends FlowError {
   static override readonly [KIND] = 'RetryableError';
   override readonly retryable: boolean = true;
   constructor(message: string, options: FlowErrorOptions = {}) {
-    super(message, { ...options, code: options.code ?? ErrorCode.RETRYABLE });
+    super(message, withCode(new.target, options, ErrorCode.RETRYABLE));
     this.name = 'RetryableError';
   }
 }
@@ -153,7 +156,7 @@ export class RetryableError extends FlowError {
 export class InputRequiredError extends FlowError {
   static override readonly [KIND] = 'InputRequiredError';
   constructor(message: string, options: FlowErrorOptions = {}) {
-    super(message, { ...options, code: options.code ?? ErrorCode.INPUT_REQUIRED });
+    super(message, withCode(new.target, options, ErrorCode.INPUT_REQUIRED));
     this.name = 'InputRequiredError';
   }
 }
@@ -165,7 +168,7 @@ export class TimeoutError extends FlowError {
   /** The limit that was exceeded, in milliseconds. */
   readonly timeout: number | undefined;
   constructor(message: string, options: FlowErrorOptions & { readonly timeout?: number } = {}) {
-    super(message, { ...options, code: options.code ?? ErrorCode.TIMEOUT });
+    super(message, withCode(new.target, options, ErrorCode.TIMEOUT));
     this.name = 'TimeoutError';
     this.timeout = options.timeout;
   }
@@ -175,7 +178,7 @@ export class TimeoutError extends FlowError {
 export class CancelledError extends FlowError {
   static override readonly [KIND] = 'CancelledError';
   constructor(message: string, options: FlowErrorOptions = {}) {
-    super(message, { ...options, code: options.code ?? ErrorCode.CANCELLED });
+    super(message, withCode(new.target, options, ErrorCode.CANCELLED));
     this.name = 'CancelledError';
   }
 }
@@ -186,7 +189,7 @@ export class CycleError extends FlowError {
   /** The flows on the cycle, each depending on the next; the first is repeated at the end. */
   readonly cycle: readonly string[];
   constructor(message: string, options: FlowErrorOptions & { readonly cycle?: readonly string[] } = {}) {
-    super(message, { ...options, code: options.code ?? ErrorCode.CYCLE });
+    super(message, withCode(new.target, options, ErrorCode.CYCLE));
     this.name = 'CycleError';
     this.cycle = Object.freeze([...(options.cycle ?? [])]);
   }
@@ -198,7 +201,7 @@ export class DependencyError extends FlowError {
   /** The dependency that could not be resolved, where there is one. */
   readonly dependency: string | undefined;
   constructor(message: string, options: FlowErrorOptions & { readonly dependency?: string } = {}) {
-    super(message, { ...options, code: options.code ?? ErrorCode.DEPENDENCY });
+    super(message, withCode(new.target, options, ErrorCode.DEPENDENCY));
     this.name = 'DependencyError';
     this.dependency = options.dependency;
   }
@@ -217,7 +220,7 @@ export class ValidationError extends FlowError {
   /** The schema issues, as zod reported them. */
   readonly issues: readonly ValidationIssue[];
   constructor(message: string, options: FlowErrorOptions & { readonly issues?: readonly ValidationIssue[] } = {}) {
-    super(message, { ...options, code: options.code ?? ErrorCode.VALIDATION });
+    super(message, withCode(new.target, options, ErrorCode.VALIDATION));
     this.name = 'ValidationError';
     this.issues = Object.freeze([...(options.issues ?? [])]);
   }
@@ -229,10 +232,51 @@ export class UpstreamFailedError extends FlowError {
   /** The name of the flow whose failure caused the skip. */
   readonly upstream: string | undefined;
   constructor(message: string, options: FlowErrorOptions & { readonly upstream?: string } = {}) {
-    super(message, { ...options, code: options.code ?? ErrorCode.UPSTREAM_FAILED });
+    super(message, withCode(new.target, options, ErrorCode.UPSTREAM_FAILED));
     this.name = 'UpstreamFailedError';
     this.upstream = options.upstream;
   }
+}
+
+/** The options as a subclass passes them on: with its default code, once checked to be options (so `null` or `5` is not spread away). */
+function withCode(target: { readonly name: string }, options: unknown, code: string): FlowErrorOptions {
+  checkErrorArguments(target, '', options);
+  const given = options as FlowErrorOptions | undefined;
+  return { ...given, code: given?.code ?? code };
+}
+
+/** What each field of a constructor's options takes; unknown fields are left alone (a subclass may take more). */
+const OPTION_FIELDS: Readonly<Record<string, { readonly expected: string; readonly ok: (value: unknown) => boolean }>> = {
+  code: { expected: 'a non-empty string', ok: (v) => typeof v === 'string' && v !== '' },
+  timeout: { expected: 'a number of milliseconds >= 0', ok: (v) => typeof v === 'number' && v >= 0 },
+  cycle: { expected: 'an array of flow names', ok: (v) => Array.isArray(v) && v.every((n) => typeof n === 'string') },
+  dependency: { expected: 'a string', ok: (v) => typeof v === 'string' },
+  upstream: { expected: 'a string', ok: (v) => typeof v === 'string' },
+  issues: { expected: 'an array of issues ({ path, message, code? })', ok: (v) => Array.isArray(v) && v.every(isIssue) },
+};
+
+/**
+ * An error class's constructor arguments, checked before anything is built, so a bad one is named
+ * rather than thrown as a `TypeError` (or spread away).
+ * @throws ValidationError `WEIR_INVALID_OPTIONS` naming the argument or option.
+ */
+function checkErrorArguments(target: { readonly name: string }, message: unknown, options: unknown): void {
+  const problems: OptionProblem[] = [];
+  if (message !== undefined && typeof message !== 'string') problems.push({ path: ['message'], expected: 'a string', got: describeValue(message) });
+  if (options !== undefined && (typeof options !== 'object' || options === null || Array.isArray(options))) {
+    problems.push({ path: ['options'], expected: 'an object ({ cause?, code? })', got: describeValue(options) });
+  } else if (options !== undefined) {
+    for (const [field, check] of Object.entries(OPTION_FIELDS)) {
+      const value = (options as Record<string, unknown>)[field];
+      if (value !== undefined && !check.ok(value)) problems.push({ path: ['options', field], expected: check.expected, got: describeValue(value) });
+    }
+  }
+  if (problems.length > 0) throw invalidOptions(`new ${target.name || 'FlowError'}()`, problems);
+}
+
+function isIssue(value: unknown): boolean {
+  const issue = value as { path?: unknown; message?: unknown } | null;
+  return typeof issue === 'object' && issue !== null && Array.isArray(issue.path) && typeof issue.message === 'string';
 }
 
 /** The built-in classes by name, for rebuilding errors that crossed a boundary. */

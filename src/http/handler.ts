@@ -6,7 +6,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { ErrorCode } from '../errors/errors.js';
-import type { FlowContext } from '../index.js';
+import { FlowContext } from '../index.js';
+import { checkContextArgument } from '../util/context-argument.js';
 import { parseOptions, type OptionsOf } from '../util/parse.js';
 import { authorize, type Authorize } from './access.js';
 import { readJson } from './body.js';
@@ -16,7 +17,7 @@ import { EventStream, RunFeed, SummaryHub } from './sse.js';
 import { PAGE_CSS, PAGE_HTML } from './dashboard/page.js';
 import { PAGE_SCRIPT } from './dashboard/script.js';
 
-const handlerShape = {
+export const handlerShape = {
   /**
    * A path prefix the handler serves under, stripped before routing (`'/weir'`). Leave it out when
    * the framework strips its mount path itself (Express's `app.use('/weir', handler)`). @default ''
@@ -70,11 +71,13 @@ function sendAsset(res: ServerResponse, file: 'page' | 'script' | 'styles'): voi
  * `GET /api/runs/:id/events` (SSE; `Last-Event-ID` or `?after=`); `GET /api/events` (SSE of every
  * run's summary); `POST /api/runs/:id/input` (`{ key, value }`), `/human-in-loop` (`{ on }`),
  * `/resume` (`{ from? }`), `/retry`, `/skip` (`{ step, output? }`), `/cancel` (`{ reason? }`).
- * @throws ValidationError `WEIR_INVALID_OPTIONS` for bad options.
+ * @throws ValidationError `WEIR_INVALID_OPTIONS` for bad options, or a `ctx` that is not a FlowContext.
+ * @throws FlowError `WEIR_CONTEXT_CLOSED` for a context that is closing or closed.
  * @example
  * const server = http.createServer(createHandler(ctx)).listen(8080, '127.0.0.1');
  */
 export function createHandler(ctx: FlowContext, options: HandlerOptions = {}): WeirHandler {
+  checkContextArgument(ctx, FlowContext, 'createHandler()');
   const parsed = parseOptions(z.strictObject(handlerShape), options, 'createHandler() options');
   const prefix = parsed.prefix ?? '';
   const bodyLimit = parsed.bodyLimit ?? 1024 * 1024;

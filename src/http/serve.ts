@@ -2,9 +2,10 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
-import type { FlowContext } from '../index.js';
+import { FlowContext } from '../index.js';
+import { checkContextArgument } from '../util/context-argument.js';
 import { parseOptions, type OptionsOf } from '../util/parse.js';
-import { createHandler, type HandlerOptions } from './handler.js';
+import { createHandler, handlerShape, type HandlerOptions } from './handler.js';
 
 const serveShape = {
   /** The port to listen on; 0 picks a free one. @default 0 */
@@ -30,13 +31,16 @@ export interface WeirServer {
 /**
  * Listens with `createHandler(ctx, options)` on `host:port` (127.0.0.1 and a free port by default).
  * The server closes with the context (`ctx.close()`), or with `close()`.
- * @throws ValidationError `WEIR_INVALID_OPTIONS` for bad options; rejects with the listen error (a port in use).
+ * @throws ValidationError `WEIR_INVALID_OPTIONS` for bad options, or a `ctx` that is not a FlowContext;
+ * FlowError `WEIR_CONTEXT_CLOSED` for a context that is closing or closed; rejects with the listen error (a port in use).
  * @example
  * const { url } = await serve(ctx, { port: 8080 });
  */
 export async function serve(ctx: FlowContext, options: ServeOptions = {}): Promise<WeirServer> {
-  const { port, host, ...handlerOptions } = options;
-  const where = parseOptions(z.strictObject(serveShape), { port, host }, 'serve() options');
+  checkContextArgument(ctx, FlowContext, 'serve()');
+  // Checked as one object first: `null` or `5` cannot be taken apart into the handler's options and the server's.
+  const { port, host, ...handlerOptions } = parseOptions(z.strictObject({ ...serveShape, ...handlerShape }), options, 'serve() options');
+  const where = { port, host };
   const handler = createHandler(ctx, handlerOptions);
   const server = createServer(handler);
   await new Promise<void>((resolve, reject) => {

@@ -8,16 +8,22 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { ErrorCode, FlowError } from '../errors/errors.js';
-import type { FlowContext, RunOptions, WeirEvent } from '../index.js';
+import { FlowContext, type RunOptions, type WeirEvent } from '../index.js';
 import { checkInput, flowInfo, listQueryOf } from '../http/routes.js';
+import { checkContextArgument } from '../util/context-argument.js';
+import { parseOptions, type OptionsOf } from '../util/parse.js';
+
+// The shape is a const of its own so its TSDoc reaches the published types.
+const mcpServerShape = {
+  /** The server's name, as clients see it. @default 'weir' */
+  name: z.string().min(1).max(200).optional(),
+  /** Its version. @default the package's */
+  version: z.string().min(1).max(200).optional(),
+};
+const mcpServerSchema = z.strictObject(mcpServerShape);
 
 /** Options of `createMcpServer`. */
-export interface McpServerOptions {
-  /** The server's name, as clients see it. @default 'weir' */
-  readonly name?: string;
-  /** Its version. @default the package's */
-  readonly version?: string;
-}
+export type McpServerOptions = OptionsOf<typeof mcpServerShape>;
 
 const runId = z.string().min(1).max(200).describe('the run id');
 
@@ -66,8 +72,12 @@ async function eventsNow(ctx: FlowContext, id: string, after: number, limit: num
  * Makes an MCP server whose tools drive `ctx`: `list_flows`, `start_run`, `get_run`, `list_runs`,
  * `run_events`, `submit_input`, `resume_run`, `retry_run`, `skip_step`, `cancel_run`. Connect it
  * to a transport (`serveMcpStdio` does stdio).
+ * @throws ValidationError `WEIR_INVALID_OPTIONS` for a bad option, or a `ctx` that is not a FlowContext;
+ * FlowError `WEIR_CONTEXT_CLOSED` for a context that is closing or closed.
  */
-export function createMcpServer(ctx: FlowContext, options: McpServerOptions = {}): McpServer {
+export function createMcpServer(ctx: FlowContext, given: McpServerOptions = {}): McpServer {
+  checkContextArgument(ctx, FlowContext, 'createMcpServer()');
+  const options = parseOptions(mcpServerSchema, given, 'createMcpServer() options');
   const server = new McpServer({ name: options.name ?? 'weir', version: options.version ?? '0.1.0' });
 
   server.registerTool(
@@ -162,7 +172,7 @@ export function createMcpServer(ctx: FlowContext, options: McpServerOptions = {}
   return server;
 }
 
-/** Serves `createMcpServer(ctx)` over stdin and stdout until stdin closes; then resolves. */
+/** Serves `createMcpServer(ctx)` over stdin and stdout until stdin closes; then resolves. Rejects as `createMcpServer` throws. */
 export async function serveMcpStdio(ctx: FlowContext, options: McpServerOptions = {}): Promise<void> {
   const server = createMcpServer(ctx, options);
   const transport = new StdioServerTransport();

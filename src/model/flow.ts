@@ -9,7 +9,7 @@ import type { FlowResult } from './result.js';
 import type { flowInput, flowOutput, Processor } from './processor.js';
 import { retryOptionSchema } from './retry-policy.js';
 import { FlowType } from './status.js';
-import { duration, expecting, parseOptions, type OptionsOf } from '../util/parse.js';
+import { describeValue, duration, expectedOf, expecting, parseOptions, type OptionsOf } from '../util/parse.js';
 import { findCycle } from './cycle.js';
 import type { RunOptions } from './run-options.js';
 import { stripUndefined } from '../util/types.js';
@@ -171,7 +171,9 @@ export class Flow<I = unknown, O = unknown> {
   /** @internal composites are made with `Flow.parallel` and `Flow.sequential`. */
   constructor(processor: undefined, config: FlowConfig, compositeType: 'parallel' | 'sequential');
   constructor(processor: Processor | undefined, config: FlowConfig, compositeType?: 'parallel' | 'sequential') {
-    const where = `flow "${typeof config?.name === 'string' ? config.name : '?'}"`;
+    // A name too long to be one is left out here (the message shows it, shortened, as the bad option it is).
+    const given: unknown = (config as { name?: unknown } | null | undefined)?.name;
+    const where = `flow "${typeof given === 'string' && given.length <= 128 ? given : '?'}"`;
     if (compositeType === undefined) {
       if (!isProcessorLike(processor)) {
         throw new FlowError(`${where}: the first argument must be a Processor with input and output zod schemas and a process method`, {
@@ -208,7 +210,7 @@ export class Flow<I = unknown, O = unknown> {
    * const ingest = Flow.parallel<{ text: string }, { count: { words: number }; summary: { line: string } }>('ingest');
    */
   static parallel<I = unknown, O extends object = Record<string, unknown>>(name: string, config: CompositeConfig = {}): Flow<I, O> {
-    return new Flow<I, O>(undefined, { ...config, name }, 'parallel');
+    return new Flow<I, O>(undefined, compositeConfig(name, config), 'parallel');
   }
 
   /**
@@ -223,7 +225,7 @@ export class Flow<I = unknown, O = unknown> {
    * const pipeline = Flow.sequential<Total, Record<string, Total>>('pipeline');
    */
   static sequential<I = unknown, O extends object = Record<string, unknown>>(name: string, config: CompositeConfig = {}): Flow<I, O> {
-    return new Flow<I, O>(undefined, { ...config, name }, 'sequential');
+    return new Flow<I, O>(undefined, compositeConfig(name, config), 'sequential');
   }
 
   /** True for `parallel` and `sequential` flows. */
@@ -260,7 +262,7 @@ export class Flow<I = unknown, O = unknown> {
   registerTo(parent: AnyFlow, options: RegisterOptions = {}): this {
     const where = `flow "${this.name}"`;
     if (!(parent instanceof Flow) || !parent.isComposite) {
-      throw new DependencyError(`${where}: can only register to a composite (Flow.parallel or Flow.sequential), got ${describe(parent)}`);
+      throw new DependencyError(`${where}: registerTo(): parent: expected a composite (Flow.parallel or Flow.sequential), got ${describe(parent)}`);
     }
     parseOptions(registerSchema, options, `${where}: registerTo options`);
     const self = flowInternals(this);
@@ -337,6 +339,19 @@ export class Flow<I = unknown, O = unknown> {
   }
 }
 
+/**
+ * A composite's name and config as one config.
+ * @throws ValidationError `WEIR_INVALID_CONFIG` for a config that is not a plain object: spread, `5` or a Map would pass as no options.
+ */
+function compositeConfig(name: string, config: CompositeConfig): FlowConfig {
+  const proto: unknown = typeof config === 'object' && config !== null ? Object.getPrototypeOf(config) : undefined;
+  if (proto !== Object.prototype && proto !== null) {
+    const shown = typeof name === 'string' && name.length <= 128 ? name : '?';
+    parseOptions(compositeConfigSchema, config, `flow "${shown}"`, ErrorCode.INVALID_CONFIG);
+  }
+  return { ...config, name };
+}
+
 /** The names a child depends on among its siblings, the implicit sequential predecessor included. */
 function siblingDependencies(parentState: FlowInternals, name: string): string[] {
   const child = parentState.childByName.get(name);
@@ -354,10 +369,10 @@ function siblingDependencies(parentState: FlowInternals, name: string): string[]
 function toEdges(flow: AnyFlow, parent: AnyFlow, options: RegisterOptions): DependencyEdge[] {
   const edges: DependencyEdge[] = [];
   const seen = new Map<string, 'required' | 'optional'>();
-  const add = (ref: DependencyRef, kind: 'required' | 'optional'): void => {
+  const add = (ref: DependencyRef, kind: 'required' | 'optional', index: number): void => {
     let name: string;
     let dep: AnyFlow | undefined;
-    if (typeof ref === 'string') {
+    if (typeof ref === 'string' && NAME.safeParse(ref).success) {
       name = ref;
     } else if (ref instanceof Flow) {
       name = ref.name;
@@ -370,7 +385,7 @@ function toEdges(flow: AnyFlow, parent: AnyFlow, options: RegisterOptions): Depe
         );
       }
     } else {
-      throw new DependencyError(`flow "${flow.name}": a dependency must be a Flow or a flow name, got ${describe(ref)}`);
+      throw new DependencyError(`flow "${flow.name}": registerTo options: ${kind}[${index}]: expected a Flow or a flow name (${expectedOf(NAME)}), got ${describe(ref)}`);
     }
     if (name === flow.name) {
       throw new CycleError(`flow "${flow.name}" cannot depend on itself`, { cycle: [name, name] });
@@ -383,8 +398,8 @@ function toEdges(flow: AnyFlow, parent: AnyFlow, options: RegisterOptions): Depe
     seen.set(name, kind);
     edges.push({ name, kind, flow: dep });
   };
-  for (const ref of options.required ?? []) add(ref, 'required');
-  for (const ref of options.optional ?? []) add(ref, 'optional');
+  (options.required ?? []).forEach((ref, i) => add(ref, 'required', i));
+  (options.optional ?? []).forEach((ref, i) => add(ref, 'optional', i));
   return edges;
 }
 
@@ -399,7 +414,5 @@ function isSchema(value: unknown): boolean {
 }
 
 function describe(value: unknown): string {
-  if (value instanceof Flow) return `${value.type} flow "${value.name}"`;
-  if (value === null) return 'null';
-  return typeof value;
+  return value instanceof Flow ? `${value.type} flow "${value.name}"` : describeValue(value);
 }

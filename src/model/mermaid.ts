@@ -3,9 +3,11 @@
  * dependencies as solid arrows, optional ones dashed, a sequential composite's order as thick
  * arrows; given a run's steps, each step coloured by its status.
  */
+import { z } from 'zod';
 import type { AnyFlow } from './flow.js';
 import { siblingEdges } from './edges.js';
 import { FlowStatus } from './status.js';
+import { parseOptions } from '../util/parse.js';
 
 /** Options of `flow.toMermaid()`. */
 export interface MermaidOptions {
@@ -17,6 +19,14 @@ export interface MermaidOptions {
    */
   readonly run?: { readonly status?: string; readonly steps: Readonly<Record<string, { readonly status: string }>> };
 }
+
+// Checked apart from the interface: a run is any object with these fields (a FlowResult, a RunInfo), and
+// the type of a loose zod object (with its index signature) would not take those interfaces.
+const status = z.enum(FlowStatus);
+const mermaidSchema = z.strictObject({
+  direction: z.enum(['TD', 'LR']).optional(),
+  run: z.looseObject({ status: status.optional(), steps: z.record(z.string(), z.looseObject({ status })) }).optional(),
+});
 
 /** How each kind of edge is drawn: a sequential order thick, a required dependency solid, an optional one dashed. */
 const ARROWS = { order: '==>', required: '-->', optional: '-.->' } as const;
@@ -32,8 +42,12 @@ const COLOURS: Readonly<Record<string, string>> = {
   [FlowStatus.PENDING]: 'fill:#edf2f7,stroke:#a0aec0,color:#1d232b',
 };
 
-/** Mermaid flowchart text of `root` and everything under it. */
-export function toMermaid(root: AnyFlow, options: MermaidOptions = {}): string {
+/**
+ * Mermaid flowchart text of `root` and everything under it.
+ * @throws ValidationError `WEIR_INVALID_OPTIONS` for a bad option (a `run` that is not a run, say).
+ */
+export function toMermaid(root: AnyFlow, given: MermaidOptions = {}): string {
+  const options = parseOptions(mermaidSchema, given, `flow "${root.name}": toMermaid() options`);
   const lines = [`flowchart ${options.direction ?? 'TD'}`];
   const ids = new Map<AnyFlow, string>();
   const idOf = (flow: AnyFlow): string => {

@@ -3,6 +3,16 @@ import { z } from 'zod';
 import { ageOrDate, duration, expectedOf, expecting, type OptionsOf } from '../util/parse.js';
 import { FlowStatus, RunMode } from './status.js';
 
+/** A run id: what the `runId` option takes, and what every call naming a run (`ctx.getRun`, `ctx.cancel`...) checks. */
+export const runIdSchema = expecting(
+  z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[^/\p{Cc}]+$/u),
+  'a string of 1 to 200 characters without "/" or control characters',
+);
+
 // Each shape is a const of its own so its TSDoc reaches the published types.
 const runOptionsShape = {
   /** How `step.waitForInput` behaves: `batch`, `interactive` or `hybrid` (see `RunMode`). @default 'batch' */
@@ -12,14 +22,7 @@ const runOptionsShape = {
   /** The most the whole run may take, in milliseconds; past it the run fails with `WEIR_RUN_TIMEOUT`. @default none */
   timeout: duration().optional(),
   /** Your own id for the run (for example a request id): 1 to 200 characters, without `/` or control characters. @default a random UUID */
-  runId: expecting(
-    z
-      .string()
-      .min(1)
-      .max(200)
-      .regex(/^[^/\p{Cc}]+$/u),
-    'a string of 1 to 200 characters without "/" or control characters',
-  ).optional(),
+  runId: runIdSchema.optional(),
   /** Aborting it cancels the run. */
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'an AbortSignal').optional(),
   /** The most steps of this run that may run at once, within the context's limit. @default unbounded */

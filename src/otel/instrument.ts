@@ -6,15 +6,28 @@
  * histogram of step durations and one of store commit latency.
  */
 import { context as otelContext, metrics, SpanKind, SpanStatusCode, trace, type Attributes, type Link, type Meter, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
-import type { AnyFlow, FlowContext, WeirEvent } from '../index.js';
+import { z } from 'zod';
+import { FlowContext, type AnyFlow, type WeirEvent } from '../index.js';
+import { checkContextArgument } from '../util/context-argument.js';
+import { expecting, parseOptions, type OptionsOf } from '../util/parse.js';
+
+/** Whether `value` has the methods of `names` (a tracer or a meter of any copy of the API). */
+const hasMethods =
+  (...names: string[]) =>
+  (value: unknown): boolean =>
+    typeof value === 'object' && value !== null && names.every((name) => typeof (value as Record<string, unknown>)[name] === 'function');
+
+// The shape is a const of its own so its TSDoc reaches the published types.
+const instrumentShape = {
+  /** Where spans go. @default `trace.getTracer('weir')`, the global provider's */
+  tracer: expecting(z.custom<Tracer>(hasMethods('startSpan')), 'an OpenTelemetry Tracer').optional(),
+  /** Where metrics go. @default `metrics.getMeter('weir')`, the global provider's */
+  meter: expecting(z.custom<Meter>(hasMethods('createCounter', 'createUpDownCounter', 'createHistogram', 'createObservableGauge')), 'an OpenTelemetry Meter').optional(),
+};
+const instrumentSchema = z.strictObject(instrumentShape);
 
 /** Options of `instrument`. */
-export interface InstrumentOptions {
-  /** Where spans go. @default `trace.getTracer('weir')`, the global provider's */
-  readonly tracer?: Tracer;
-  /** Where metrics go. @default `metrics.getMeter('weir')`, the global provider's */
-  readonly meter?: Meter;
-}
+export type InstrumentOptions = OptionsOf<typeof instrumentShape>;
 
 /** One run's spans in flight. */
 interface RunSpans {
@@ -59,8 +72,12 @@ function executorsOf(flow: AnyFlow | undefined): Map<string, string> {
  *   for input), `weir.step.duration` (ms, by step and outcome), `weir.store.commit_latency` (ms, read
  *   from `ctx.health()` every 10 s).
  * @returns a function that stops reporting (spans in flight are ended as they are).
+ * @throws ValidationError `WEIR_INVALID_OPTIONS` for a bad option, or a `ctx` that is not a FlowContext;
+ * FlowError `WEIR_CONTEXT_CLOSED` for a context that is closing or closed.
  */
-export function instrument(ctx: FlowContext, options: InstrumentOptions = {}): () => void {
+export function instrument(ctx: FlowContext, given: InstrumentOptions = {}): () => void {
+  checkContextArgument(ctx, FlowContext, 'instrument()');
+  const options = parseOptions(instrumentSchema, given, 'instrument() options');
   const tracer = options.tracer ?? trace.getTracer('weir');
   const meter = options.meter ?? metrics.getMeter('weir');
   const started = meter.createCounter('weir.runs.started', { description: 'Runs started or resumed here' });

@@ -18,7 +18,7 @@ import type { FlowContextOptions } from '../context/options.js';
 import { FLUSH, HALT, INSPECT, TEST_HOOKS, type ContextInspection, type TestHooks } from '../context/test-hooks.js';
 import { ErrorCode, FlowError } from '../errors/errors.js';
 import type { WeirEvent } from '../model/events.js';
-import type { AnyFlow, Flow } from '../model/flow.js';
+import { Flow, type AnyFlow } from '../model/flow.js';
 import type { Step } from '../model/processor.js';
 import type { FlowResult } from '../model/result.js';
 import type { RunOptions } from '../model/run-options.js';
@@ -26,7 +26,8 @@ import type { WaitInfo } from '../model/waits.js';
 import { ResultsManager } from '../results/results-manager.js';
 import type { RunHandle } from '../run/handle.js';
 import type { RunStore } from '../storage/journal/run-store.js';
-import { parseOptions, type OptionsOf } from '../util/parse.js';
+import { describeValue, invalidOptions, parseOptions, type OptionsOf } from '../util/parse.js';
+import { runArgs } from '../context/arguments.js';
 import { nameOf, StepDoubleRegistry, toDouble, type StepRef } from './doubles.js';
 import { durationSchema, toMs, type Duration } from './durations.js';
 import { eventLine, StepExpectations, summaryOf, type RunSummaryForTest } from './expect-steps.js';
@@ -61,6 +62,12 @@ const failStoreSchema = z.strictObject({
   error: z.unknown().optional(),
 });
 const runStepSchema = z.looseObject({ deps: z.record(z.string(), z.unknown()).optional() });
+// What expectations read of a FlowResult: the rest of it is let through as it is.
+const resultSchema = z.looseObject({
+  runId: z.string(),
+  status: z.string(),
+  steps: z.record(z.string(), z.looseObject({ name: z.string(), status: z.string(), attempts: z.array(z.unknown()) })),
+});
 
 /** Options of `createTestContext`: those of `new FlowContext()` (but `results`), and the test's own. */
 export type TestContextOptions = Omit<FlowContextOptions, 'results'> & OptionsOf<typeof testShape>;
@@ -99,8 +106,9 @@ export interface RunStepOptions extends RunOptions {
  * await t.close();
  */
 export function createTestContext(options: TestContextOptions = {}): TestContext {
-  const { store, startTime, stepWait, ...rest } = options;
-  const parsed = parseOptions(z.strictObject(testShape), { store, startTime, stepWait }, 'createTestContext()');
+  // The test's own options are taken out here; the rest is the context's, which new FlowContext() checks.
+  const { store, startTime, stepWait, ...rest } = parseOptions(z.looseObject(testShape), options, 'createTestContext()');
+  const parsed = { store, startTime, stepWait };
   return new TestContext(rest, {
     store: parsed.store ?? 'memory',
     start: parsed.startTime === undefined ? START : new Date(parsed.startTime).getTime(),
@@ -178,6 +186,7 @@ export class TestContext {
    * listener saw but the store never got are not among them.
    */
   async eventLog(runId: string): Promise<string[]> {
+    parseOptions(runArgs, { runId }, 't.eventLog()');
     await this.#driver.settle();
     return (await this.#store!.readEvents(runId)).map(eventLine);
   }
@@ -208,8 +217,13 @@ export class TestContext {
    * given (so ids are the same on every test run); the clock does not move until `advance` or `runUntilIdle`.
    */
   start<I, O>(flow: Flow<I, O>, input: I, options?: RunOptions): RunHandle<O> {
+    // Options that are not an object go to ctx.start as they are, which says what is wrong with them.
+    const auto = options === undefined || (isObject(options) && options.runId === undefined);
+    const handle = this.#ctx.start(flow, input, auto ? { ...options, runId: `run-${this.#runs + 1}` } : options);
+    // Only a run that started counts: a refused call uses no id, and leaves no flow for restart() to register.
+    if (auto) this.#runs++;
     this.#flows.add(flow);
-    return this.#ctx.start(flow, input, { ...options, runId: options?.runId ?? `run-${++this.#runs}` });
+    return handle;
   }
 
   /**
@@ -234,6 +248,7 @@ export class TestContext {
    */
   async runStep<I, O>(flow: Flow<I, O>, input: I, options: RunStepOptions = {}): Promise<FlowResult<O>> {
     const { deps, ...runOptions } = parseOptions(runStepSchema, options, 't.runStep() options') as RunStepOptions;
+    if (!(flow instanceof Flow)) throw invalidOptions('t.runStep()', [{ path: ['flow'], expected: 'a Flow', got: describeValue(flow) }]);
     const harness = stepHarness(flow, input, deps ?? {});
     const result = await this.#drive(this.start(harness.flow, input, runOptions));
     return harness.resultOf(result);
@@ -254,7 +269,7 @@ export class TestContext {
    */
   async result<O = unknown>(run: string | RunHandle<O>): Promise<FlowResult<O>> {
     // By id, in the current context: a handle from before a restart follows the run in the new one.
-    return this.#drive(await this.#ctx.handle<O>(typeof run === 'string' ? run : run.runId));
+    return this.#drive(await this.#ctx.handle<O>(runIdOf(run)));
   }
 
   /**
@@ -262,7 +277,7 @@ export class TestContext {
    * ended, else `undefined` (it waits again, say). Given the run's handle, the result is typed.
    */
   async answer<O = unknown>(run: string | RunHandle<O>, key: string, value: unknown): Promise<FlowResult<O> | undefined> {
-    const runId = typeof run === 'string' ? run : run.runId;
+    const runId = runIdOf(run);
     await this.#ctx.submitInput(runId, key, value);
     return this.#drive(await this.#ctx.handle<O>(runId), false);
   }
@@ -289,11 +304,13 @@ export class TestContext {
    * A failed one throws node's `AssertionError` (every runner shows its diff).
    */
   expectSteps(result: FlowResult): StepExpectations {
+    parseOptions(resultSchema, result, 't.expectSteps()');
     return new StepExpectations(result);
   }
 
   /** A run's result as a test compares it or snapshots it: status, output, error, and each step's status and attempts; no ids, processes or times. */
   summary(result: FlowResult): RunSummaryForTest {
+    parseOptions(resultSchema, result, 't.summary()');
     return summaryOf(result);
   }
 
@@ -469,4 +486,16 @@ export class TestContext {
   #removeDir(): void {
     if (this.#dir !== undefined) rmSync(this.#dir, { recursive: true, force: true });
   }
+}
+
+/** A plain object: what run options are; anything else goes to the context to be refused. */
+function isObject(value: unknown): value is Readonly<Record<string, unknown>> & RunOptions {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+/** The run id of a run given by id or by handle; anything else is passed on for the context to refuse. */
+function runIdOf(run: unknown): string {
+  return (isObject(run) ? run.runId : run) as string;
 }

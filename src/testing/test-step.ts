@@ -117,7 +117,8 @@ export class TestStep implements Step, StepDeps {
       const hint = this.#known.length === 0 ? '; give it in t.step({ deps })' : '';
       throw new DependencyError(`flow "${this.name}": "${name}" is not one of its dependencies (it has ${namesOf(this.#known)}${hint})`, { dependency: name });
     }
-    return this.#deps[name];
+    // Own outputs only: an optional dependency named `toString` that was not given reads `undefined`, not Object's method.
+    return Object.hasOwn(this.#deps, name) ? this.#deps[name] : undefined;
   }
 
   async getAll(): Promise<Readonly<Record<string, unknown>>> {

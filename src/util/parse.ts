@@ -141,8 +141,51 @@ export function parseOptions<S extends z.ZodType>(
   code: string = ErrorCode.INVALID_OPTIONS,
 ): z.output<S> {
   const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  throw invalidOptions(where, optionProblems(schema, value, parsed.error.issues), code);
+  if (!parsed.success) throw invalidOptions(where, optionProblems(schema, value, parsed.error.issues), code);
+  const unsafe: OptionProblem[] = [];
+  unsafeObjects(schema, value, [], schema, unsafe);
+  if (unsafe.length > 0) throw invalidOptions(where, unsafe, code);
+  return parsed.data;
+}
+
+/**
+ * What zod lets through in objects: a class instance (a Date, a Map) where an options object is
+ * expected, as zod takes any object (`retry: new Date()` would pass as an empty policy); and an own
+ * `__proto__` key (JSON.parse makes them) in a record or a loose object, which zod drops without a
+ * word. `at` is the schema at `path`, whose words the problem uses.
+ */
+function unsafeObjects(schema: Schema, value: unknown, path: readonly PropertyKey[], at: Schema, out: OptionProblem[]): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return;
+  const def = defOf(schema);
+  if (WRAPPERS.has(def.type)) return unsafeObjects(def.innerType as Schema, value, path, at, out);
+  if (def.type === 'pipe') return unsafeObjects(def.in as Schema, value, path, at, out);
+  if (def.type === 'union') {
+    const member = (def.options as Schema[]).find((option) => objectSchema(option));
+    if (member !== undefined) unsafeObjects(member, value, path, at, out);
+    return;
+  }
+  if (def.type !== 'object' && def.type !== 'record') return;
+  if (Object.hasOwn(value, '__proto__')) {
+    out.push({ path: [...path, '__proto__'], expected: 'no "__proto__" key', got: describeValue((value as Record<string, unknown>).__proto__) });
+  }
+  if (def.type === 'record') return;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) {
+    const expected = expectedOf(at);
+    out.push({ path, expected: expected === 'an object' ? 'a plain object' : expected, got: describeValue(value) });
+    return;
+  }
+  for (const [key, child] of Object.entries(def.shape as Record<string, Schema>)) {
+    if (Object.hasOwn(value, key)) unsafeObjects(child, (value as Record<string, unknown>)[key], [...path, key], child, out);
+  }
+}
+
+/** Whether `schema`, under its wrappers, checks an object's fields. */
+function objectSchema(schema: Schema): boolean {
+  const def = defOf(schema);
+  if (WRAPPERS.has(def.type)) return objectSchema(def.innerType as Schema);
+  if (def.type === 'pipe') return objectSchema(def.in as Schema);
+  return def.type === 'object';
 }
 
 /**

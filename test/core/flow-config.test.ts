@@ -92,7 +92,7 @@ describe('Flow and FlowConfig', () => {
   it('refuses to register to a leaf, twice, under a taken name, or inside itself', () => {
     const p = Flow.parallel('p');
     const leaf = new Flow(new AddOne(), { name: 'leaf' });
-    expect(() => new Flow(new AddOne(), { name: 'x' }).registerTo(leaf)).toThrow(/can only register to a composite/);
+    expect(() => new Flow(new AddOne(), { name: 'x' }).registerTo(leaf)).toThrow(/registerTo\(\): parent: expected a composite \(Flow.parallel or Flow.sequential\), got inline flow "leaf"/);
     leaf.registerTo(p);
     expect(() => leaf.registerTo(Flow.parallel('q'))).toThrow(expect.objectContaining({ code: 'WEIR_ALREADY_REGISTERED' }));
     expect(() => new Flow(new Fn(() => 1), { name: 'leaf' }).registerTo(p)).toThrow(expect.objectContaining({ code: 'WEIR_DUPLICATE_NAME' }));
