@@ -80,7 +80,7 @@ describe('generated flows against the reference model', () => {
         await checkCase(plan, store);
       }),
       // A case that hangs fails (and shrinks) instead of timing the whole test out.
-      fcParams(40, { timeout: 20_000 }),
+      fcParams(40, { timeout: 20_000, interruptAfterTimeLimit: testTimeout(100_000) }),
     );
   }, testTimeout(120_000));
 
