@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, FatalError, Flow, FlowContext, ResultsManager, type RunInfo, type Step } from '../../src/index.js';
 import { AddOne, Fn } from '../fixtures/processors.js';
-import { fcParams } from '../support/property.js';
+import { fcParams, Tally } from '../support/property.js';
 import { anyBad, type Bad, cyclicObject, DOCUMENTED_CODES, expectFlowError, expectNoPollution, huge, nonCloneable, polluting, refusedAsync, refusedSync, settled, tried, v, watchUnhandled, wrongType } from './bad-values.js';
 
 const RUN_ID = v.str(1, 200, /^[^/\p{Cc}]+$/u);
@@ -55,7 +55,9 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
   unhandled.check();
   expectNoPollution();
-  console.info(`test/fuzz/arguments: ${tried.count} bad inputs`);
+  const tally = new Tally('fuzz arguments');
+  tally.add('bad inputs', tried.count);
+  tally.report();
 });
 
 /** Every run in the store, by id, as listRuns shows it. */

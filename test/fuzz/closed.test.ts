@@ -15,7 +15,7 @@ import { createMcpServer, serveMcpStdio } from '../../src/mcp/index.js';
 import { instrument } from '../../src/otel/index.js';
 import { createTestContext } from '../../src/testing/index.js';
 import { AddOne } from '../fixtures/processors.js';
-import { fcParams } from '../support/property.js';
+import { fcParams, Tally } from '../support/property.js';
 import { anyBad, expectFlowError, expectNoPollution, refusedAsync, refusedSync, settled, tried, watchUnhandled } from './bad-values.js';
 
 const unhandled = watchUnhandled();
@@ -37,7 +37,9 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
   unhandled.check();
   expectNoPollution();
-  console.info(`test/fuzz/closed: ${tried.count} bad inputs`);
+  const tally = new Tally('fuzz closed');
+  tally.add('bad inputs', tried.count);
+  tally.report();
 });
 
 /** Each call of a context, given one argument (good ones are picked sometimes). */

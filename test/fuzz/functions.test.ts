@@ -29,7 +29,7 @@ import { createMcpServer, serveMcpStdio } from '../../src/mcp/index.js';
 import { instrument } from '../../src/otel/index.js';
 import { createTestContext, type TestContext } from '../../src/testing/index.js';
 import { AddOne } from '../fixtures/processors.js';
-import { fcParams } from '../support/property.js';
+import { fcParams, Tally } from '../support/property.js';
 import { anyBad, type Bad, DOCUMENTED_CODES, expectNoPollution, refusedAsync, refusedSync, tried, v, watchUnhandled, wrongType } from './bad-values.js';
 
 const unhandled = watchUnhandled();
@@ -37,7 +37,9 @@ beforeAll(() => unhandled.start());
 afterAll(() => {
   unhandled.check();
   expectNoPollution();
-  console.info(`test/fuzz/functions: ${tried.count} bad inputs`);
+  const tally = new Tally('fuzz functions');
+  tally.add('bad inputs', tried.count);
+  tally.report();
 });
 
 const RUN_ID = v.str(1, 200, /^[^/\p{Cc}]+$/u);

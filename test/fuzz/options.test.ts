@@ -17,7 +17,7 @@ import { instrument } from '../../src/otel/index.js';
 import { createTestContext, type TestContext } from '../../src/testing/index.js';
 import { MAX_DELAY } from '../../src/util/clock.js';
 import { AddOne } from '../fixtures/processors.js';
-import { fcParams } from '../support/property.js';
+import { fcParams, Tally } from '../support/property.js';
 import { anyBad, badOption, type Bad, expectNoPollution, nested, opt, type OptionSpec, polluting, refusedAsync, refusedSync, tried, unknownKey, v, watchUnhandled, wrongType } from './bad-values.js';
 
 const NAME = /^[^/\p{Cc}]+$/u;
@@ -173,7 +173,9 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
   unhandled.check();
   expectNoPollution();
-  console.info(`test/fuzz/options: ${tried.count} bad inputs`);
+  const tally = new Tally('fuzz options');
+  tally.add('bad inputs', tried.count);
+  tally.report();
 });
 
 /** The ids of the runs in the store. */
