@@ -251,6 +251,12 @@ export class WorkSharing {
       const token = await core.store.acquireLease(run.runId, core.owner, core.settings.leaseMs, core.clock.now(), { ifToken: run.leaseToken });
       if (token === undefined) continue;
       try {
+        // The listing may be old: a run another worker took, ran to its end and released since still
+        // has the token listed. Under the lease just taken nobody else writes the run, so this read decides.
+        if ((await core.store.loadRun(run.runId))?.run.status !== FlowStatus.PENDING) {
+          await releaseLease(core, run.runId, token);
+          continue;
+        }
         await core.store.commit({ runId: run.runId, leaseToken: token, run: { status: FlowStatus.RUNNING, updatedAt: core.clock.now() } });
       } catch (error) {
         // Left queued for the next look (here or elsewhere); the runs taken so far go on.

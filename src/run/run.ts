@@ -321,6 +321,8 @@ export class Run {
       state.emit({ type: 'run_start', flow: this.graph.root.name, mode: state.settings.mode });
       state.journal.patchRun({ status: RUNNING, updatedAt: this.#state.clock.now() });
     } else if (restore !== undefined) {
+      // Its owner was lost before it stored an event (a queued run taken, then a kill): its log begins here.
+      if (restore.record.lastSeq === 0) state.emit({ type: 'run_start', flow: this.graph.root.name, mode: state.settings.mode });
       const event: Mutable<Extract<EventInput, { type: 'run_resumed' }>> = { type: 'run_resumed', reason: restore.reason };
       if (restore.reason === 'recovered') event.recoveries = restore.record.recoveries;
       if (restore.from !== undefined) event.from = restore.from;

@@ -165,6 +165,33 @@ describe('recovery', () => {
   });
 });
 
+describe('taking queued runs', () => {
+  it('leaves a run that another worker took, ran to its end and released after this one listed it', async () => {
+    let calls = 0;
+    const job = new Flow(new Fn(() => ++calls), { name: 'job' });
+    const client = temp.context().register(job);
+    const handle = await client.enqueue(job, {}, { runId: 'q' });
+    // Worker A takes it from the queue and runs it to its end.
+    await temp.context().register(job).recover();
+    expect(await handle.result()).toMatchObject({ status: 'completed', output: 1 });
+    const results = ResultsManager.sqlite(temp.file());
+    const store = runStoreOf(results);
+    const ended = (await store.loadRun('q'))!.run;
+    // Worker B listed the queue in the moment A held the lease and had not yet marked the run running: same token.
+    const listedEarlier = { ...ended, status: 'pending' as const, owner: { processId: 'elsewhere:1:1', host: 'elsewhere', pid: 1 }, leaseExpiresAt: Date.now() + 30_000, lastSeq: 0 };
+    const list = store.listRuns.bind(store);
+    store.listRuns = (query) => (query.status === 'pending' ? Promise.resolve({ runs: [listedEarlier] }) : list(query));
+    const b = temp.track(new FlowContext({ results }).register(job));
+    expect(await b.recover()).toEqual([]);
+    expect(calls).toBe(1);
+    const events = [];
+    for await (const e of b.events('q')) events.push(e.type);
+    expect(events).toEqual(['run_start', 'step_start', 'step_complete', 'run_complete']);
+    expect(await b.getRun('q')).toMatchObject({ status: 'completed', stale: false });
+    expect((await b.getRun('q')).owner).toBeUndefined();
+  });
+});
+
 describe('heartbeat details', () => {
   it('that a durable store cannot keep fail the step at once, clearly, instead of holding back the run', async () => {
     const ctx = new FlowContext({ results: ResultsManager.sqlite(temp.file()) });

@@ -1,8 +1,11 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, Flow, FlowContext, FlowError, ResultsManager, type FlowContextOptions } from '../../src/index.js';
+import { runStoreOf } from '../../src/results/results-manager.js';
+import { HOST } from '../../src/util/host.js';
 import { AddOne, deferred, Fn } from '../fixtures/processors.js';
 import { postgresUrl, testDatabase } from '../support/postgres.js';
 
@@ -163,6 +166,29 @@ describe.each(stores.filter((s) => s.kind !== 'postgres' || withPostgres))('ctx.
     contextOn(results, { recover: true }).register(v1);
     expect((await handle.result()).output).toEqual({ n: 2 });
     expect((await newWorker.listRuns({ stranded: true })).runs).toEqual([]);
+  });
+
+  it('begins the log of a queued run whose worker died after taking it and before it stored an event: run_start, then run_resumed', async () => {
+    const results = shared();
+    const add = new Flow(new AddOne(), { name: 'add' });
+    const client = contextOn(results).register(add);
+    const handle = await client.enqueue(add, { n: 1 }, { runId: 'orphan' });
+    // What a worker's take writes (the lease, then status running under it), by a process now gone.
+    const direct = results();
+    const store = runStoreOf(direct);
+    const gone = spawnSync(process.execPath, ['-e', '']).pid;
+    const owner = { processId: `${HOST}:${gone}:1`, host: HOST, pid: gone };
+    const queued = (await store.loadRun('orphan'))!.run;
+    const token = (await store.acquireLease('orphan', owner, 60_000, Date.now(), { ifToken: queued.leaseToken }))!;
+    await store.commit({ runId: 'orphan', leaseToken: token, run: { status: 'running', updatedAt: Date.now() } });
+    await direct.close();
+    const worker = contextOn(results, { recover: true }).register(add);
+    expect(await handle.result()).toMatchObject({ status: 'completed', output: { n: 2 } });
+    const events = [];
+    for await (const e of worker.events('orphan')) events.push(e);
+    expect(events.map((e) => e.type)).toEqual(['run_start', 'run_resumed', 'step_start', 'step_complete', 'run_complete']);
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(events[1]).toMatchObject({ reason: 'recovered', recoveries: 1 });
   });
 
   it('does not take queued runs in a context that does not recover, nor in a closed one', async () => {
