@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -9,7 +9,7 @@ import { brokenEventRule } from './check-events.js';
 import { expectModel } from './compare.js';
 import { ANSWER, expectedRun } from './model.js';
 import { buildFlow, casePlan, leavesOf, nameTree, type CasePlan } from './plan.js';
-import { REGRESSIONS } from './regressions.js';
+import { REGRESSIONS, type Regression } from './regressions.js';
 
 // Random flows (composites nested to depth 4, 1–60 steps, required and optional edges, steps that
 // complete, fail fatally, fail retryably, time out or ask, inline, on a thread or in a child),
@@ -83,6 +83,15 @@ describe('generated flows against the reference model', () => {
       fcParams(40, { timeout: 20_000, interruptAfterTimeLimit: testTimeout(100_000) }),
     );
   }, testTimeout(120_000));
+
+  // WEIR_CASE=case.json (`{ "plan": …, "store": … }`, as a counterexample prints) replays one case WEIR_REPEAT times.
+  const replay = process.env.WEIR_CASE;
+  if (replay !== undefined && replay !== '') {
+    it(`replays the case in ${replay}`, async () => {
+      const { plan, store } = JSON.parse(readFileSync(replay, 'utf8')) as Regression;
+      for (let i = 0; i < Number(process.env.WEIR_REPEAT ?? 1); i++) await checkCase(plan, store);
+    }, testTimeout(600_000));
+  }
 
   for (const [i, regression] of REGRESSIONS.entries()) {
     it(`keeps the fix of a case the generator found: ${regression.why} (${i + 1})`, async () => {

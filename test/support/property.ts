@@ -19,7 +19,9 @@ export function cases(n: number): number {
 
 /** fast-check's parameters for a property of `n` bounded cases, on the shared seed (a failure's report gives the seed and path to replay it). */
 export function fcParams<T>(n: number, extra: FcParameters<T> = {}): FcParameters<T> {
-  return { numRuns: cases(n), seed, ...extra };
+  // WEIR_NO_SHRINK=1 reports the first failing case as generated, at once (to read a failure that shrinks slowly).
+  const noShrink = process.env.WEIR_NO_SHRINK !== undefined && process.env.WEIR_NO_SHRINK !== '' ? { endOnFailure: true } : {};
+  return { numRuns: cases(n), seed, ...extra, ...noShrink };
 }
 
 function parseSeed(text: string | undefined): number {
