@@ -36,7 +36,7 @@ export function expectModel(result: FlowResult, expected: Expected, root: Named,
       return [name, { status: s.status, attempts: s.attempts, output: s.output, code }];
     }),
   );
-  expect(actual).toEqual(want);
+  expect(actual, `the run ended ${result.status}${result.error === undefined ? '' : ` with ${result.error.code} at "${result.error.step}": ${result.error.message}`}`).toEqual(want);
   expect(result.status).toBe(expected.status);
   if (expected.status === 'completed') expect(result.output).toEqual(expected.output);
   else {
