@@ -1,4 +1,5 @@
 /** `npm run bench`: every benchmark, each reporting ratios against a baseline measured in the same run. */
+import { coldStartBench } from './cold-start.bench.js';
 import { coreBench } from './core.bench.js';
 import { durableBench } from './durable.bench.js';
 import { executorsBench } from './executors.bench.js';
@@ -17,6 +18,7 @@ await durableBench();
 await executorsBench();
 await storeBench();
 await recoveryBench();
+await coldStartBench();
 await watchBench();
 await waitingBench();
 await testingBench();

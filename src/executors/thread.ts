@@ -1,9 +1,9 @@
 /** The `thread` executor: processors run in a Piscina pool of worker threads, made on first use. */
 import { randomUUID } from 'node:crypto';
 import { BroadcastChannel } from 'node:worker_threads';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import { CancelledError, ErrorCode, FlowError, RetryableError, WarningCode } from '../errors/errors.js';
-import type { Step } from '../model/processor.js';
+import type { Processor, Step } from '../model/processor.js';
 import { setTimer } from '../util/clock.js';
 import { messageOf } from '../util/message-of.js';
 import { entryFile } from './entry-file.js';
@@ -18,6 +18,22 @@ const MAX_TIMER = 2 ** 31 - 1;
 
 // How often to look again for the thread of a task that was aborted while its thread was starting, in ms.
 const TERMINATE_RETRY = 10;
+
+/** Piscina's class once imported: a process that runs no thread step never loads it. */
+let PiscinaClass: typeof Piscina | undefined;
+let loadingPiscina: Promise<typeof Piscina> | undefined;
+
+/** Imports Piscina once; a failed import is tried again by the next call. */
+function loadPiscina(): Promise<typeof Piscina> {
+  loadingPiscina ??= import('piscina').then(
+    (module) => (PiscinaClass = module.Piscina),
+    (error: unknown) => {
+      loadingPiscina = undefined;
+      throw error;
+    },
+  );
+  return loadingPiscina;
+}
 
 /** Runs processors on worker threads; the pool is shared by every run of the context. */
 export class ThreadExecutor extends RemoteExecutor {
@@ -54,14 +70,27 @@ export class ThreadExecutor extends RemoteExecutor {
     return this.#pool?.threads.length ?? 0;
   }
 
+  /** Also starts importing Piscina, so a registered thread flow finds it loaded by its first step. */
+  override prepare(processor: Processor, where: string): void {
+    super.prepare(processor, where);
+    if (PiscinaClass === undefined) loadPiscina().catch(() => undefined); // the first dispatch reports a failure
+  }
+
   protected async dispatch(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
     // A slot is handed straight from the task that frees it to the next waiting one, so none is taken twice.
     if (this.#busy >= this.#settings.max) await this.#slot(control);
     else this.#busy++;
+    try {
+      // Not started until Piscina is loaded: an abort meanwhile drops the task at once, as in the queue.
+      if (PiscinaClass === undefined) await this.#load(control);
+    } catch (error) {
+      this.#release();
+      throw error;
+    }
     this.#started.add(task.id);
     control.onKill(() => this.#terminate(task.id));
     try {
-      const pool = this.#open();
+      const pool = this.#open(PiscinaClass!);
       if (control.wantsStart) {
         // Every ready thread has the class, and one is free: the processor starts as soon as the task arrives.
         const ready = this.#ready.size;
@@ -72,10 +101,38 @@ export class ThreadExecutor extends RemoteExecutor {
     } finally {
       control.onKill(undefined);
       this.#started.delete(task.id);
-      const next = this.#waiting.shift();
-      if (next === undefined) this.#busy--;
-      else next();
+      this.#release();
     }
+  }
+
+  /** Hands the slot to the next waiting task, or frees it. */
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next === undefined) this.#busy--;
+    else next();
+  }
+
+  /** Waits for Piscina's import; rejects if the task is killed first, or with why Piscina could not be loaded. */
+  #load(kill: KillSwitch): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const stopped = (): void => reject(new CancelledError('the task was stopped before it started', { cause: kill.reason }));
+      if (kill.killed) return stopped();
+      kill.onKill(stopped);
+      loadPiscina().then(
+        () => {
+          kill.onKill(undefined);
+          // No pool has existed yet: a start error can only be an earlier failed import.
+          this.#startError = undefined;
+          resolve();
+        },
+        (error: unknown) => {
+          kill.onKill(undefined);
+          // Reported as a thread that could not start (see `crashed`), which the retry policy may try again.
+          this.#startError = error;
+          reject(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
+    });
   }
 
   /** Terminates the thread running task `id`; one still starting is looked for again shortly. */
@@ -134,13 +191,13 @@ export class ThreadExecutor extends RemoteExecutor {
     this.#channel = undefined;
   }
 
-  #open(): Piscina<RunTaskMessage, ResultMessage> {
+  #open(Pool: typeof Piscina): Piscina<RunTaskMessage, ResultMessage> {
     if (this.#pool !== undefined) return this.#pool;
     const name = `weir:${randomUUID()}`;
     this.#channel = new BroadcastChannel(name);
     this.#channel.unref();
     const settings = this.#settings;
-    const pool = new Piscina<RunTaskMessage, ResultMessage>({
+    const pool = new Pool<RunTaskMessage, ResultMessage>({
       filename: entryFile('thread-worker').file,
       minThreads: 0,
       maxThreads: settings.max,

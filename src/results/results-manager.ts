@@ -2,7 +2,7 @@
  * ResultsManager: the user's key-value store, over a memory, disk, SQLite or Keyv storage. The run
  * journal of that storage is the context's, reached through `runStoreOf`.
  */
-import { Keyv } from 'keyv';
+import type { Keyv } from 'keyv';
 import { z } from 'zod';
 import { ErrorCode, FlowError, RetryableError } from '../errors/errors.js';
 import { now } from '../util/clock.js';
@@ -40,7 +40,25 @@ const PostgresArgs = z.strictObject({
   target: z.union([expecting(z.string().regex(/^postgres(ql)?:\/\//), 'a postgres:// connection string or a pg Pool'), z.custom<Pool>(isPool, 'a postgres:// connection string or a pg Pool')]),
   options: PostgresOptions.prefault({}),
 });
-const KeyvArgs = z.strictObject({ keyv: z.custom<Keyv>((v) => v instanceof Keyv, 'a Keyv instance') });
+/**
+ * A Keyv instance, recognised by its shape: keyv is then loaded only by whoever builds one (and a
+ * second copy of keyv is accepted too). A Map has most of these methods, but not `disconnect`.
+ */
+function isKeyv(value: unknown): value is Keyv {
+  const v = value as Partial<Record<'get' | 'set' | 'delete' | 'has' | 'clear' | 'disconnect', unknown>> | null;
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof v.get === 'function' &&
+    typeof v.set === 'function' &&
+    typeof v.delete === 'function' &&
+    typeof v.has === 'function' &&
+    typeof v.clear === 'function' &&
+    typeof v.disconnect === 'function'
+  );
+}
+
+const KeyvArgs = z.strictObject({ keyv: z.custom<Keyv>(isKeyv, 'a Keyv instance') });
 
 /** Reads a manager's storage; set by the class's static block, the one place that can read its private field. */
 let storageOf: (results: ResultsManager) => Storage;

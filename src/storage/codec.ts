@@ -1,24 +1,38 @@
-/** Turns values into strings and back with superjson, so Dates, Maps, Sets, BigInts and Buffers survive. */
+/**
+ * Turns values into strings and back, so Dates, Maps, Sets, BigInts and Buffers survive: plain JSON
+ * data as JSON, anything else with superjson, which is loaded only when a value first needs it.
+ */
 import { Buffer } from 'node:buffer';
-import SuperJSON from 'superjson';
+import { createRequire } from 'node:module';
+import type SuperJSON from 'superjson';
 import { ErrorCode, FlowError } from '../errors/errors.js';
 import { messageOf } from '../util/message-of.js';
 import type { StoredEntry } from './kv/backend.js';
 
-// A private instance, so registering Buffer does not change the global superjson users may have.
-const superjson = new SuperJSON();
-superjson.registerCustom<Buffer, string>(
-  {
-    isApplicable: (v): v is Buffer => Buffer.isBuffer(v),
-    serialize: (v) => v.toString('base64'),
-    deserialize: (v) => Buffer.from(v, 'base64'),
-  },
-  'Buffer',
-);
+let instance: SuperJSON | undefined;
+
+/**
+ * Our superjson, loaded on first use (synchronously: `encode` and `decode` are; superjson is an ES
+ * module, which `require` loads from Node 20.19). A private instance, so registering Buffer does not
+ * change the global superjson users may have.
+ */
+function superjson(): SuperJSON {
+  if (instance !== undefined) return instance;
+  const { default: SuperJSONClass } = createRequire(import.meta.url)('superjson') as typeof import('superjson');
+  const made = new SuperJSONClass();
+  made.registerCustom<Buffer, string>(
+    {
+      isApplicable: (v): v is Buffer => Buffer.isBuffer(v),
+      serialize: (v) => v.toString('base64'),
+      deserialize: (v) => Buffer.from(v, 'base64'),
+    },
+    'Buffer',
+  );
+  return (instance = made);
+}
 
 /** Keys the run journal keeps in a shared Keyv store start with this; `cleanup` leaves them to `prune`. */
 export const JOURNAL_PREFIX = 'weir.journal/';
-
 
 function corrupt(key: string | undefined, why: string, cause?: unknown): FlowError {
   const what = key === undefined ? 'record' : `record ${JSON.stringify(key)}`;
@@ -80,8 +94,21 @@ export function encode(value: unknown, key?: string): string {
 }
 
 function stringify(value: unknown, key: string | undefined): string {
+  let tree: boolean;
   try {
-    return superjson.stringify(value);
+    tree = isPlainTree(value, 0, undefined);
+  } catch {
+    tree = false; // a throwing getter: superjson reports it
+  }
+  // What superjson writes for such a value, without loading it.
+  return tree ? `{"json":${JSON.stringify(value)}}` : superjsonString(value, key);
+}
+
+function superjsonString(value: unknown, key: string | undefined): string {
+  // Loaded outside the try: failing to load it says nothing about the value.
+  const serializer = superjson();
+  try {
+    return serializer.stringify(value);
   } catch (error) {
     throw new FlowError(`results: ${named(key)} cannot be serialised: ${messageOf(error)}`, {
       code: ErrorCode.SERIALIZATION,
@@ -144,8 +171,18 @@ function within(found: { what: string; path: string[] }, part: string): { what: 
  * @throws FlowError `WEIR_CORRUPT_RECORD` when the text is not valid.
  */
 export function decode(text: string, key?: string): unknown {
+  let payload: { json?: unknown; meta?: unknown } | null;
   try {
-    return superjson.parse(text);
+    payload = JSON.parse(text) as { json?: unknown; meta?: unknown } | null;
+  } catch (error) {
+    throw corrupt(key, messageOf(error), error);
+  }
+  // Without `meta` superjson gives `json` back as it is: no need to load it.
+  if (typeof payload === 'object' && payload !== null && payload.meta === undefined) return payload.json;
+  // Loaded outside the try: failing to load it says nothing about the record.
+  const serializer = superjson();
+  try {
+    return serializer.deserialize(payload as Parameters<SuperJSON['deserialize']>[0], { inPlace: true });
   } catch (error) {
     throw corrupt(key, messageOf(error), error);
   }
@@ -173,6 +210,31 @@ export function decodeRecord(text: unknown, key?: string): { key: string; entry:
 }
 
 const COMPACT_DEPTH = 32;
+
+/**
+ * Whether superjson would write `value` as `{"json": value}`, with no `meta`: plain JSON data
+ * (see `isPlainJson`) in which no object or array appears twice (superjson records shared
+ * references) and no key is `constructor` or `prototype` (superjson refuses them).
+ */
+function isPlainTree(value: unknown, depth: number, seen: Set<object> | undefined): boolean {
+  if (typeof value !== 'object' || value === null) return isPlainJson(value, depth);
+  if (depth > COMPACT_DEPTH || seen?.has(value) === true) return false;
+  seen ??= new Set();
+  seen.add(value);
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      if (!(i in value) || !isPlainTree(value[i], depth + 1, seen)) return false;
+    }
+    return true;
+  }
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return false;
+  for (const key in value) {
+    if (key === '__proto__' || key === 'constructor' || key === 'prototype') return false;
+    if (!isPlainTree((value as Record<string, unknown>)[key], depth + 1, seen)) return false;
+  }
+  return true;
+}
 
 // Whether JSON.stringify and JSON.parse give the value back exactly: plain objects and arrays of
 // strings, finite numbers (not -0), booleans and null; no undefined, no holes, no class instances.
@@ -216,7 +278,9 @@ export function encodeCompact(value: unknown, key?: string): string {
   } catch {
     plain = false; // a throwing getter: superjson reports it
   }
-  return plain ? JSON.stringify(value) : `~${encode(value, key)}`;
+  if (plain) return JSON.stringify(value);
+  checkLossless(value, key);
+  return `~${superjsonString(value, key)}`;
 }
 
 /**
