@@ -1,7 +1,8 @@
 import { defineConfig } from 'tsup';
 
-// ESM-only dependencies are bundled into the CommonJS build so `require('weir')` needs no require(esm).
-const esmOnly = ['p-queue', 'p-timeout', 'superjson', 'copy-anything', 'is-what'];
+// ESM-only dependencies imported statically are bundled into the CommonJS build so `require('weir')` needs no
+// require(esm); superjson is loaded on first use with `createRequire` (require(esm), Node 20.19+), so it stays out.
+const esmOnly = ['p-queue', 'p-timeout'];
 
 // The worker entries are built next to index, in the same format, so each build finds its own;
 // `testing`, `http`, `mcp` and `otel` are the `weir/...` subpaths.
