@@ -10,6 +10,7 @@ import type { StepDoubles } from '../run/environment.js';
 import type { RunStore } from '../storage/journal/run-store.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { TEST_HOOKS, type TestHooks } from './test-hooks.js';
+import { codedStore } from '../storage/journal/coded-store.js';
 import { duration, expecting, parseOptions, type OptionsOf } from '../util/parse.js';
 
 // The shape is a const of its own so its TSDoc reaches the published types.
@@ -111,6 +112,8 @@ export interface ContextSettings {
 export function contextSettings(options: FlowContextOptions): ContextSettings {
   const parsed = parseOptions(contextOptionsSchema, options, 'new FlowContext()');
   const hooks = (options as { readonly [TEST_HOOKS]?: TestHooks })[TEST_HOOKS];
+  // A store from the test seam may throw anything: weir's callers see a coded error, as with its own stores.
+  const wrapStore = hooks?.wrapStore;
   return Object.freeze({
     results: parsed.results ?? ResultsManager.memory(),
     concurrency: parsed.concurrency ?? 100,
@@ -128,6 +131,6 @@ export function contextSettings(options: FlowContextOptions): ContextSettings {
     queue: Object.freeze({ concurrency: parsed.queue?.concurrency ?? 100, pollInterval: parsed.queue?.pollInterval ?? 1000 }),
     clock: hooks?.clock ?? systemClock,
     doubles: hooks?.doubles,
-    wrapStore: hooks?.wrapStore,
+    wrapStore: wrapStore === undefined ? undefined : (store: RunStore) => codedStore(wrapStore(store)),
   });
 }

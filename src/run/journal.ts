@@ -12,7 +12,7 @@
  * Over 450 lines for one reason: the numbering, holding, batching and failure handling of events
  * and checkpoints are one state machine, and are kept whole so its invariants can be read in one place.
  */
-import { ErrorCode, FlowError } from '../errors/errors.js';
+import { ErrorCode, FlowError, RetryableError } from '../errors/errors.js';
 import type { WeirEvent } from '../model/events.js';
 import type { CommitStats } from './environment.js';
 import type { CommitBatch, NewRunRecord, OutputWrite, RunOwner, RunPatch, RunStore, StepRecord } from '../storage/journal/run-store.js';
@@ -332,13 +332,15 @@ export class RunJournal {
       records = [...this.#steps.values()];
       this.#steps.clear();
     }
-    let patch = this.#patch;
+    // The patch recorded apart from the checkpoints: what goes back if the commit fails (a checkpoint's own goes, or not, with it).
+    const base = this.#patch;
+    let patch = base;
     this.#patch = undefined;
     let outputs: OutputWrite[] | undefined;
     for (const c of checkpoints) {
       if (c.record !== undefined) (records ??= []).push(c.record);
       if (c.output !== undefined) (outputs ??= []).push(c.output);
-      if (c.patch !== undefined) patch = patch === undefined ? { ...c.patch } : Object.assign(patch, c.patch);
+      if (c.patch !== undefined) patch = patch === undefined || patch === base ? { ...patch, ...c.patch } : Object.assign(patch, c.patch);
     }
     if (this.#stepsChanged) {
       this.#stepsChanged = false;
@@ -355,7 +357,7 @@ export class RunJournal {
       await this.#store.commit(batch);
     } catch (thrown) {
       this.#inFlight = false;
-      this.#failed(toFlowError(thrown), checkpoints, events, records ?? [], patch);
+      this.#failed(toFlowError(thrown), checkpoints, events, records ?? [], base);
       return;
     }
     this.#inFlight = false;
@@ -372,7 +374,11 @@ export class RunJournal {
     else this.#becameIdle();
   }
 
-  /** A commit failed: withdraw its checkpoints' events and put the rest back in front of what came since. */
+  /**
+   * A commit failed: withdraw its checkpoints' events and put the rest back in front of what came
+   * since. `patch` is the batch's patch but the checkpoints' own: a withdrawn run end must not be
+   * written later without its event.
+   */
   #failed(error: FlowError, checkpoints: Checkpoint[], events: SeqEvent[], records: readonly StepRecord[], patch: RunPatch | undefined): void {
     if (error.code === ErrorCode.LEASE_LOST) {
       this.stop(error);
@@ -453,7 +459,8 @@ export class RunJournal {
   }
 }
 
+/** A store's failure as a `FlowError`: anything else it throws is a retryable `WEIR_STORE`, as a backend failure is. */
 function toFlowError(thrown: unknown): FlowError {
   if (thrown instanceof FlowError) return thrown;
-  return new FlowError(`run store: commit failed: ${String(thrown)}`, { code: ErrorCode.STORE, cause: thrown });
+  return new RetryableError(`run store: write failed: ${String(thrown)}`, { code: ErrorCode.STORE, cause: thrown });
 }

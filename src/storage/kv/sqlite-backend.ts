@@ -73,11 +73,15 @@ export class SqliteBackend implements ResultsBackend {
 
   async set(key: string, entry: StoredEntry): Promise<void> {
     const text = encodeRecord(key, entry);
-    (await this.#ready()).set.run(key, text);
+    const statements = await this.#ready();
+    this.#journal.checkFile();
+    statements.set.run(key, text);
   }
 
   async delete(key: string): Promise<boolean> {
-    return (await this.#ready()).delete.run(key).changes > 0;
+    const statements = await this.#ready();
+    this.#journal.checkFile();
+    return statements.delete.run(key).changes > 0;
   }
 
   async has(key: string): Promise<boolean> {
@@ -97,6 +101,7 @@ export class SqliteBackend implements ResultsBackend {
 
   async deleteOlderThan(cutoff: number): Promise<number> {
     const statements = await this.#ready();
+    this.#journal.checkFile();
     const old: string[] = [];
     for (const row of statements.all.iterate() as Iterable<{ key: string; value: unknown }>) {
       let writtenAt: number;

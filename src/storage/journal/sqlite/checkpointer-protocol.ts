@@ -7,6 +7,9 @@ export interface CheckpointerData {
   readonly synchronous: 'NORMAL' | 'FULL';
   /** How long to wait for another connection's lock, in milliseconds. */
   readonly busyTimeout: number;
+  /** The device and inode of the file the main connection opened: the thread checkpoints only that file, not one put at the path since. */
+  readonly dev?: number;
+  readonly ino?: number;
 }
 
 /** To the thread: run a passive checkpoint, or close the connection and end. */

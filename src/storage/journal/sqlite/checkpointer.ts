@@ -26,15 +26,19 @@ export function checkpointerEntry(): string {
 /** Asks one database file's checkpointer thread for checkpoints; starts it on the first. */
 export class Checkpointer {
   readonly #data: CheckpointerData;
+  /** The identity of the file the main connection opened, once it did. */
+  readonly #identity: () => { readonly dev: number; readonly ino: number } | undefined;
   #worker: Worker | undefined;
   /** A checkpoint was asked for and has not finished; none is asked for again meanwhile. */
   #checkpointing = false;
   #failed = false;
   #closed = false;
   #sinceCheckpoint = 0;
+  #closing: Promise<void> | undefined;
 
-  constructor(data: CheckpointerData) {
+  constructor(data: CheckpointerData, identity: () => { readonly dev: number; readonly ino: number } | undefined = () => undefined) {
     this.#data = data;
+    this.#identity = identity;
   }
 
   /** Counts commits; asks for a checkpoint once enough have been made since the last. */
@@ -56,7 +60,7 @@ export class Checkpointer {
   }
 
   #start(): Worker {
-    const worker = new Worker(checkpointerEntry(), { workerData: this.#data });
+    const worker = new Worker(checkpointerEntry(), { workerData: { ...this.#data, ...this.#identity() } satisfies CheckpointerData });
     worker.on('message', () => {
       this.#checkpointing = false;
     });
@@ -70,14 +74,17 @@ export class Checkpointer {
     return worker;
   }
 
-  /** Closes the thread's connection and waits for the thread to end; asks for no checkpoint after. */
-  async close(): Promise<void> {
+  /** Closes the thread's connection and waits for the thread to end; asks for no checkpoint after. Idempotent. */
+  close(): Promise<void> {
     this.#closed = true;
-    const worker = this.#worker;
-    if (worker === undefined) return;
-    const exited = once(worker, 'exit').catch(() => undefined);
-    worker.ref(); // so the wait for it keeps the process alive
-    worker.postMessage('close' satisfies CheckpointerRequest);
-    await exited;
+    this.#closing ??= (async () => {
+      const worker = this.#worker;
+      if (worker === undefined) return;
+      const exited = once(worker, 'exit').catch(() => undefined);
+      worker.ref(); // so the wait for it keeps the process alive
+      worker.postMessage('close' satisfies CheckpointerRequest);
+      await exited;
+    })();
+    return this.#closing;
   }
 }

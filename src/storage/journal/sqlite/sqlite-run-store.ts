@@ -39,7 +39,8 @@ import {
 import { applyWork } from './apply.js';
 import { Checkpointer } from './checkpointer.js';
 import { fold, FoldCache, type FoldRows, readFoldRows } from './fold.js';
-import { decodeText, encodeCommit, encodeEvents, failureOf, runRowParams, type EncodedCommit, type RunRow, toRun, type Work } from './rows.js';
+import { FileIdentity } from './file-identity.js';
+import { decodeText, encodeCommit, encodeEvents, failureOf, RELEASE_KEY, runRowParams, type EncodedCommit, type RunRow, toRun, type Work } from './rows.js';
 import { migrate } from './schema.js';
 import { listQuery, PRUNE_SLICE, Statements } from './statements.js';
 import { WriteQueue } from './write-queue.js';
@@ -74,6 +75,8 @@ export class SqliteRunStore implements RunStore {
    * does, and a second thread's fsyncs only queue with them (measured slower).
    */
   readonly #checkpointer: Checkpointer | undefined;
+  /** Whether the path still names the file opened (none for `:memory:`). */
+  readonly #identity: FileIdentity | undefined;
   #closing: Promise<void> | undefined;
 
   /** Hears of each run a commit changed: its fold, if kept, is out of date. */
@@ -83,12 +86,16 @@ export class SqliteRunStore implements RunStore {
     this.file = file;
     this.#synchronous = options.synchronous ?? 'NORMAL';
     this.#busyTimeout = options.busyTimeout ?? 5000;
-    const offThread = this.#synchronous === 'NORMAL' && file !== ':memory:' && file !== '';
-    this.#checkpointer = offThread ? new Checkpointer({ file, synchronous: this.#synchronous, busyTimeout: this.#busyTimeout }) : undefined;
+    const onDisk = file !== ':memory:' && file !== '';
+    this.#identity = onDisk ? new FileIdentity(file, () => this.#replaced()) : undefined;
+    const offThread = this.#synchronous === 'NORMAL' && onDisk;
+    this.#checkpointer = offThread ? new Checkpointer({ file, synchronous: this.#synchronous, busyTimeout: this.#busyTimeout }, () => this.#identity?.identity) : undefined;
     this.#writes = new WriteQueue<Work>({
       connect: () => this.#connect(),
       apply: (work) => applyWork(this.#statements!, work, this.#committed),
       failureOf,
+      // A run created or ended, or an input, is checked always; other commits at most every few ms.
+      check: (queue) => this.#identity?.check(queue.some(({ work }) => work.type !== 'commit' || work.patchKey.endsWith(RELEASE_KEY))),
       written: (count) => {
         if (this.#closing === undefined) this.#checkpointer?.committed(count);
       },
@@ -143,6 +150,7 @@ export class SqliteRunStore implements RunStore {
       throw error;
     }
     try {
+      this.#identity?.opened();
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${this.#synchronous}`);
       // Group commits of many runs dirty many pages, and frequent checkpoints cost more than the commits.
@@ -158,6 +166,14 @@ export class SqliteRunStore implements RunStore {
 
   async open(): Promise<void> {
     await this.#ready('open');
+  }
+
+  /**
+   * Throws when the path no longer names the file the connection opened, for the results table's
+   * writes, which share the connection. @throws FlowError `WEIR_STORE_REPLACED`. @internal
+   */
+  checkFile(): void {
+    this.#identity?.check(true);
   }
 
   async createRun(record: NewRunRecord, events: readonly WeirEvent[] = []): Promise<RunRecord> {
@@ -259,6 +275,7 @@ export class SqliteRunStore implements RunStore {
 
   async acquireLease(runId: string, owner: RunOwner, leaseMs: number, now: number, options?: AcquireOptions): Promise<number | undefined> {
     const s = await this.#ready(`acquire the lease of run ${JSON.stringify(runId)}`);
+    this.#identity?.check(true);
     const takeover = options?.takeover === true ? 1 : 0;
     try {
       const row = s.fixed.acquire.get({
@@ -279,6 +296,7 @@ export class SqliteRunStore implements RunStore {
 
   async renewLeases(owner: RunOwner, entries: readonly LeaseEntry[], expiresAt: number): Promise<RenewResult> {
     const s = await this.#ready('renew leases');
+    this.#identity?.check(true);
     const renewed: string[] = [];
     const lost: string[] = [];
     try {
@@ -296,6 +314,7 @@ export class SqliteRunStore implements RunStore {
 
   async releaseLease(runId: string, owner: RunOwner, leaseToken: number): Promise<boolean> {
     const s = await this.#ready(`release the lease of run ${JSON.stringify(runId)}`);
+    this.#identity?.check(true);
     try {
       return s.fixed.release.run(runId, leaseToken, owner.processId).changes === 1;
     } catch (error) {
@@ -335,6 +354,7 @@ export class SqliteRunStore implements RunStore {
 
   async prune(options: PruneOptions): Promise<number> {
     const s = (await this.#ready('prune')).fixed;
+    this.#identity?.check(true);
     try {
       let deleted = 0;
       // In slices, so a big prune never holds the write lock for long.
@@ -374,6 +394,20 @@ export class SqliteRunStore implements RunStore {
       this.#db = undefined;
     })();
     return this.#closing;
+  }
+
+  /**
+   * The path names another file now, or none: what this connection committed is copied from the WAL
+   * into the file it opened, and the WAL (which a file now at the path would read as its own) emptied;
+   * the checkpointer thread, whose connection may be to the new file, is stopped.
+   */
+  #replaced(): void {
+    void this.#checkpointer?.close();
+    try {
+      this.#db?.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      // Busy: those pages stay in the WAL, where whoever opens the path next reads them.
+    }
   }
 
   #check(what: string): void {

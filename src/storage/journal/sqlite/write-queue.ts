@@ -24,6 +24,8 @@ export interface WriteQueueOptions<W> {
   apply(this: void, work: W): unknown;
   /** What a write that SQLite failed reports. */
   failureOf(work: W): string;
+  /** Called before each group is written; a `FlowError` it throws refuses the whole group, which writes nothing. */
+  check?(this: void, queue: readonly { readonly work: W }[]): void;
   /** Hears how many writes each group held, once they settled. */
   written(count: number): void;
 }
@@ -124,6 +126,12 @@ export class WriteQueue<W> {
 
   /** Writes a group in one transaction; each promise settles with its own write. */
   #write(queue: readonly Pending<W>[]): void {
+    try {
+      this.#options.check?.(queue);
+    } catch (error) {
+      for (const p of queue) p.reject(error);
+      return;
+    }
     const outcomes: unknown[] = new Array(queue.length);
     const failed: boolean[] = new Array(queue.length).fill(false);
     try {

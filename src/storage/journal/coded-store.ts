@@ -1,0 +1,33 @@
+/**
+ * A run store whose every failure is a `FlowError`, for a store given through the test seam
+ * (`weir/testing`'s `t.failStore`, a test's wrapper): what it throws that is not one (a plain
+ * `Error`, a string) becomes a retryable `WEIR_STORE` with it as the `cause`, as weir's own stores
+ * report a failing backend. So `submitInput`, `resume` and the rest reject with a coded error there
+ * as they do in production.
+ * @internal
+ */
+import { ErrorCode, FlowError, RetryableError } from '../../errors/errors.js';
+import { messageOf } from '../../util/message-of.js';
+import type { RunStore } from './run-store.js';
+
+/** `store`, with what its methods throw or reject with made a `FlowError`. */
+export function codedStore(store: RunStore): RunStore {
+  const coded = (method: string, error: unknown): FlowError =>
+    error instanceof FlowError ? error : new RetryableError(`run store (${store.kind}): ${method} failed: ${messageOf(error)}`, { code: ErrorCode.STORE, cause: error });
+  return new Proxy(store, {
+    get(target, key, receiver) {
+      const value: unknown = Reflect.get(target, key, receiver);
+      if (typeof value !== 'function' || typeof key !== 'string') return value;
+      const method = value as (...args: unknown[]) => unknown;
+      return (...args: unknown[]): unknown => {
+        let result: unknown;
+        try {
+          result = method.apply(target, args);
+        } catch (error) {
+          throw coded(key, error);
+        }
+        return result instanceof Promise ? result.catch((error: unknown) => Promise.reject(coded(key, error))) : result;
+      };
+    },
+  });
+}
