@@ -1,8 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fc, it } from '@fast-check/vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { FlowContext, ResultsManager, type WeirEvent } from '../../src/index.js';
 import { fcParams, Tally, testTimeout } from '../support/property.js';
 import { brokenEventRule } from './check-events.js';
@@ -74,15 +74,11 @@ async function checkCase(plan: CasePlan, store: 'memory' | 'sqlite'): Promise<vo
 }
 
 describe('generated flows against the reference model', () => {
-  it('end as the model says: steps, attempts, outputs, errors, the run, its record and its events', async () => {
-    await fc.assert(
-      fc.asyncProperty(casePlan(), fc.constantFrom('memory' as const, 'sqlite' as const), async (plan, store) => {
-        await checkCase(plan, store);
-      }),
-      // A case that hangs fails (and shrinks) instead of timing the whole test out.
-      fcParams(40, { timeout: 20_000, interruptAfterTimeLimit: testTimeout(100_000) }),
-    );
-  }, testTimeout(120_000));
+  it.prop(
+    [casePlan(), fc.constantFrom('memory' as const, 'sqlite' as const)],
+    // A case that hangs fails (and shrinks) instead of timing the whole test out.
+    fcParams<[CasePlan, 'memory' | 'sqlite']>(40, { timeout: 20_000, interruptAfterTimeLimit: testTimeout(100_000) }),
+  )('end as the model says: steps, attempts, outputs, errors, the run, its record and its events', checkCase, testTimeout(120_000));
 
   // WEIR_CASE=case.json (`{ "plan": …, "store": … }`, as a counterexample prints) replays one case WEIR_REPEAT times.
   const replay = process.env.WEIR_CASE;
