@@ -107,6 +107,7 @@ export const v = {
   oneOf: (...values: unknown[]): Valid => (x) => values.includes(x),
   or: (...valid: Valid[]): Valid => (x) => valid.some((ok) => ok(x)),
   date: ((x) => x instanceof Date && !Number.isNaN(x.getTime())) as Valid,
+  strings: ((x) => Array.isArray(x) && x.every((s) => typeof s === 'string')) as Valid,
   none: (() => false) as Valid,
 };
 

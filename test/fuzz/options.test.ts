@@ -43,7 +43,7 @@ const context: OptionSpec[] = [
   opt('threads.max', v.int(1)),
   opt('threads.idleTimeout', ms(0)),
   opt('threads.resourceLimits.stackSizeMb', v.num(Number.MIN_VALUE)),
-  opt('processes.execArgv', v.none),
+  opt('processes.execArgv', v.strings),
   opt('processes.abortGrace', ms(0)),
   opt('recover', v.bool),
   opt('leaseTimeout', ms(100)),

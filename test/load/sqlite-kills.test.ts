@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { afterEach, expect, it } from 'vitest';
 import { FlowContext, ResultsManager, type FlowResult, type RunSummary } from '../../src/index.js';
-import { cases, fcParams, scale } from '../support/property.js';
+import { cases, fcParams, scale, Tally as Counts } from '../support/property.js';
 import { expectedOf, LEAVES, loadFlows, readEffects, runOf, type Execution, type Out } from './load-flows.js';
 
 // Two worker processes share one SQLite file: the test queues 1,000 runs of four kinds of flow,
@@ -365,4 +365,12 @@ it(`runs ${RUNS} queued runs in two workers on one SQLite file through ${KILLS} 
       `${recovered} takeovers, ${steadyTook} by the worker never killed, ${takenBy(victims)} by restarted ones; its leases on time: ${steadyAfter.leasesOnTime}, warnings: ${steady.stderr.length}; ` +
       `fds ${steadyReady.fds} -> ${steadyMid.fds} (at ${steadyMid.completed} runs completed) -> ${steadyAfter.fds}; heap ${mib(steadyReady.heapUsed)} -> ${mib(steadyMid.heapUsed)} -> ${mib(steadyAfter.heapUsed)} MiB; ${Date.now() - began} ms in all`,
   );
+  const counts = new Counts('sqlite load');
+  counts.add('runs', RUNS);
+  counts.add('kills', kills.length);
+  counts.add('executions', tally.executions);
+  counts.add('attempts', tally.attempts);
+  counts.add('cut short by kills', tally.cutShort);
+  counts.add('takeovers', recovered);
+  counts.report();
 });
