@@ -345,7 +345,8 @@ export class Flow<I = unknown, O = unknown> {
  */
 function compositeConfig(name: string, config: CompositeConfig): FlowConfig {
   const proto: unknown = typeof config === 'object' && config !== null ? Object.getPrototypeOf(config) : undefined;
-  if (proto !== Object.prototype && proto !== null) {
+  // A composite's name is its first argument: a `name` among its options would be dropped, so it is refused as unknown.
+  if ((proto !== Object.prototype && proto !== null) || Object.hasOwn(config, 'name')) {
     const shown = typeof name === 'string' && name.length <= 128 ? name : '?';
     parseOptions(compositeConfigSchema, config, `flow "${shown}"`, ErrorCode.INVALID_CONFIG);
   }

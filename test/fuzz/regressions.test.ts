@@ -132,6 +132,11 @@ describe('fuzz regressions: flows', () => {
     expect(() => Flow.sequential('s', 5 as never)).toThrow('flow "s": expected an object, got 5');
   });
 
+  it('refuses a name among a composite’s options, which it would drop (found by the soak)', () => {
+    expect(() => Flow.parallel('p', { name: 'other' } as never)).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_CONFIG, message: expect.stringContaining('name') as string }));
+    expect(() => Flow.sequential('s', { name: null } as never)).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_CONFIG }));
+  });
+
   it('shows a 5 MB name shortened, not in full', () => {
     const error = (() => {
       try {
