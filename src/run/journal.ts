@@ -12,10 +12,11 @@
  * Over 450 lines for one reason: the numbering, holding, batching and failure handling of events
  * and checkpoints are one state machine, and are kept whole so its invariants can be read in one place.
  */
-import { ErrorCode, FlowError, RetryableError } from '../errors/errors.js';
+import { ErrorCode, FlowError } from '../errors/errors.js';
 import type { WeirEvent } from '../model/events.js';
 import type { CommitStats } from './environment.js';
 import type { CommitBatch, NewRunRecord, OutputWrite, RunOwner, RunPatch, RunStore, StepRecord } from '../storage/journal/run-store.js';
+import { wrapError } from '../storage/journal/store-support.js';
 import type { InputEntry } from '../model/waits.js';
 import { setRealTimer, type TimerHandle } from '../util/clock.js';
 import type { Mutable } from '../util/types.js';
@@ -139,7 +140,7 @@ export class RunJournal {
       // Only the create event is withdrawn: whatever the run recorded meanwhile (a cancel, say) stays for `detach`.
       const at = this.#undelivered.indexOf(e);
       if (at !== -1) this.#undelivered.splice(at, 1);
-      throw toFlowError(thrown);
+      throw this.#storeFailure(thrown);
     } finally {
       this.#inFlight = false;
       this.#holding--;
@@ -238,7 +239,7 @@ export class RunJournal {
     try {
       await this.#store.commit({ runId: this.runId, leaseToken: this.#token, run: patch });
     } catch (thrown) {
-      throw toFlowError(thrown);
+      throw this.#storeFailure(thrown);
     }
   }
 
@@ -357,7 +358,7 @@ export class RunJournal {
       await this.#store.commit(batch);
     } catch (thrown) {
       this.#inFlight = false;
-      this.#failed(toFlowError(thrown), checkpoints, events, records ?? [], base);
+      this.#failed(this.#storeFailure(thrown), checkpoints, events, records ?? [], base);
       return;
     }
     this.#inFlight = false;
@@ -457,10 +458,9 @@ export class RunJournal {
     this.#idleResolve = undefined;
     resolve?.();
   }
-}
 
-/** A store's failure as a `FlowError`: anything else it throws is a retryable `WEIR_STORE`, as a backend failure is. */
-function toFlowError(thrown: unknown): FlowError {
-  if (thrown instanceof FlowError) return thrown;
-  return new RetryableError(`run store: write failed: ${String(thrown)}`, { code: ErrorCode.STORE, cause: thrown });
+  /** A store's failure as a `FlowError`: anything else it throws is a retryable `WEIR_STORE`, as a backend failure is. */
+  #storeFailure(thrown: unknown): FlowError {
+    return wrapError(this.#store.kind, 'write failed', thrown);
+  }
 }

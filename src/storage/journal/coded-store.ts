@@ -6,14 +6,12 @@
  * as they do in production.
  * @internal
  */
-import { ErrorCode, FlowError, RetryableError } from '../../errors/errors.js';
-import { messageOf } from '../../util/message-of.js';
 import type { RunStore } from './run-store.js';
+import { wrapError } from './store-support.js';
 
 /** `store`, with what its methods throw or reject with made a `FlowError`. */
 export function codedStore(store: RunStore): RunStore {
-  const coded = (method: string, error: unknown): FlowError =>
-    error instanceof FlowError ? error : new RetryableError(`run store (${store.kind}): ${method} failed: ${messageOf(error)}`, { code: ErrorCode.STORE, cause: error });
+  const coded = (method: string, error: unknown): Error => wrapError(store.kind, `${method} failed`, error);
   return new Proxy(store, {
     get(target, key, receiver) {
       const value: unknown = Reflect.get(target, key, receiver);
