@@ -6,19 +6,9 @@
  */
 import { ErrorCode, RetryableError } from '../../src/errors/errors.js';
 import type { RunStore } from '../../src/storage/journal/run-store.js';
+import { WRITE_KINDS, type WriteKind } from '../property/programs/store-writes.js';
 
-/** The writes a store takes: a new run, a commit, a lease taken, renewed or given back, an input entry stored or cleared. */
-export type WriteKind = 'create' | 'commit' | 'lease' | 'input';
-
-const WRITES: Readonly<Record<string, WriteKind>> = {
-  createRun: 'create',
-  commit: 'commit',
-  acquireLease: 'lease',
-  renewLeases: 'lease',
-  releaseLease: 'lease',
-  putInput: 'input',
-  clearInputs: 'input',
-};
+export type { WriteKind };
 
 /** One fault: the writes `at` to `at + times - 1` (counted from 1) of kind `on` throw `error`. */
 export interface WriteFault {
@@ -53,7 +43,7 @@ export class WriteFaults {
       get: (target, key, receiver) => {
         const value: unknown = Reflect.get(target, key, receiver);
         if (typeof value !== 'function') return value;
-        const kind = typeof key === 'string' ? WRITES[key] : undefined;
+        const kind = typeof key === 'string' ? WRITE_KINDS[key] : undefined;
         const method = (value as (...args: unknown[]) => unknown).bind(target);
         if (kind === undefined) return method;
         return async (...args: unknown[]) => {
