@@ -1,8 +1,8 @@
 import { defineConfig } from 'tsup';
 
-// ESM-only dependencies imported statically are bundled into the CommonJS build so `require('weir')` needs no
-// require(esm); superjson is loaded on first use with `createRequire` (require(esm), Node 20.19+), so it stays out.
-const esmOnly = ['p-queue', 'p-timeout'];
+// No ESM-only dependency is imported statically: one would have to be bundled into the CommonJS build (`noExternal`)
+// so `require('weir')` needs no require(esm). superjson is loaded on first use with `createRequire` (require(esm),
+// Node 20.19+), so it stays out.
 
 // The worker entries are built next to index, in the same format, so each build finds its own;
 // `testing`, `http`, `mcp` and `otel` are the `weir/...` subpaths.
@@ -35,7 +35,6 @@ export default defineConfig([
     sourcemap: true,
     target: 'node20',
     platform: 'node',
-    noExternal: esmOnly,
     // `weir/testing` and the entries share chunks, so there is one copy of each class (FlowContext, FlowError).
     splitting: true,
     // Rollup splits the CommonJS chunks (tsup's own CommonJS splitting would turn `import()` of a processor module into `require`).

@@ -3,7 +3,7 @@
  * store and owner identity, its flows, its live runs, its state, and the store work it must wait
  * for before it closes.
  */
-import type PQueue from 'p-queue';
+import type { Slots } from '../util/slots.js';
 import { ErrorCode, FlowError } from '../errors/errors.js';
 import type { Executor } from '../executors/executor.js';
 import type { RunEnvironment } from '../run/environment.js';
@@ -34,7 +34,7 @@ export class ContextCore {
   /** Store work started outside any run (recovery, skip, retry links): `close()` waits for it. */
   readonly #chores = new Set<Promise<unknown>>();
 
-  constructor(settings: ContextSettings, store: RunStore, registry: FlowRegistry, executors: ReadonlyMap<string, Executor>, queue: PQueue, publish: RunEnvironment['publish']) {
+  constructor(settings: ContextSettings, store: RunStore, registry: FlowRegistry, executors: ReadonlyMap<string, Executor>, queue: Slots, publish: RunEnvironment['publish']) {
     this.settings = settings;
     this.store = store;
     this.registry = registry;

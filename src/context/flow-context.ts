@@ -8,7 +8,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import PQueue from 'p-queue';
 import { Answers } from '../human/answers.js';
 import { CancelledError, ErrorCode, FlowError, WarningCode } from '../errors/errors.js';
 import type { Executor } from '../executors/executor.js';
@@ -52,6 +51,7 @@ import { FlowRegistry } from './flow-registry.js';
 import { conflictWith, LiveRuns } from './live-runs.js';
 import { contextSettings, type FlowContextOptions } from './options.js';
 import { cancelArgs, eventTypeArgs, hookArgs, humanInLoopArgs, listenArgs, runArgs, skipArgs, submitArgs } from './arguments.js';
+import { Slots } from '../util/slots.js';
 
 export type { ContextState } from './context-core.js';
 
@@ -74,7 +74,7 @@ export class FlowContext {
   readonly results: ResultsManager;
   readonly #core: ContextCore;
   readonly #bus = new EventBus();
-  readonly #queue: PQueue;
+  readonly #queue: Slots;
   readonly #executors: ReadonlyMap<string, Executor>;
   readonly #leases: LeaseRenewal;
   readonly #answers: Answers;
@@ -92,7 +92,7 @@ export class FlowContext {
   constructor(options: FlowContextOptions = {}) {
     const settings = contextSettings(options);
     this.results = settings.results;
-    this.#queue = new PQueue({ concurrency: settings.concurrency });
+    this.#queue = new Slots(settings.concurrency);
     this.#executors = new Map<string, Executor>([
       ['inline', new InlineExecutor()],
       ['thread', new ThreadExecutor(settings.threads)],

@@ -14,10 +14,14 @@ import type { AnySchema } from '../model/processor.js';
 import { backoffDelay, isRetryable } from '../model/retry-policy.js';
 import { FlowStatus, FlowType } from '../model/status.js';
 import type { InputEntry } from '../model/waits.js';
+import type { WeirEvent } from '../model/events.js';
+import type { StepRecord } from '../storage/journal/run-store.js';
+import type { Mutable } from '../util/types.js';
 import { clearRealTimer, setRealTimer, type TimerHandle } from '../util/clock.js';
 import type { RunState } from './run-state.js';
 import type { Scheduler } from './scheduler.js';
 import { StepContext, type StepHost } from './step-context.js';
+import type { StepState } from './step-state.js';
 
 const { PENDING, RUNNING, COMPLETED, FAILED } = FlowStatus;
 const { INLINE } = FlowType;
@@ -59,7 +63,7 @@ export class Attempts implements StepHost {
     if (s.status !== PENDING || !state.live) return;
     const node = s.node;
     const attempt = s.attempts.length + 1;
-    const started = this.#state.clock.now();
+    const started = state.clock.now();
     s.status = RUNNING;
     s.attemptStarted = started;
     s.retryAt = undefined;
@@ -69,80 +73,40 @@ export class Attempts implements StepHost {
     state.running.set(index, step);
     state.journal.append({ type: 'step_start', runId: this.runId, seq: state.journal.nextSeq(), time: started, step: node.name, attempt });
     state.touch(index);
-
-    let timer: TimerHandle | undefined;
-    let startGuard: TimerHandle | undefined;
-    // Set once the processor has started, or the attempt is over: a late start arms nothing.
-    let begun = false;
-    let onStart: (() => void) | undefined;
+    // The step's timeouts count from the processor's start, not a worker's start-up before it; a worker's start-up is counted in `starting`.
+    // An untimed inline attempt (the common case) needs none of it, and allocates none of it.
+    const timers = node.timeout !== undefined || node.heartbeatTimeout !== undefined || (node.type !== INLINE && state.env.trackStarts) ? new AttemptTimers(this, index, attempt, step) : undefined;
     try {
       // A listener of step_start may have cancelled the run: then the processor never runs.
       if (!state.isCurrent(index, attempt)) return;
-      const executor = state.env.executors.get(node.type)!;
-      // The step's timeouts count from the processor's start, not a worker's start-up before it; a worker's start-up is counted in `starting`.
-      const timed = node.timeout !== undefined || node.heartbeatTimeout !== undefined;
-      onStart =
-        !timed && (node.type === INLINE || !state.env.trackStarts)
-          ? undefined
-          : (): void => {
-              if (begun) return;
-              begun = true;
-              state.starting--;
-              clearRealTimer(startGuard);
-              if (node.timeout !== undefined) {
-                const timeout = node.timeout;
-                timer = this.#state.clock.setTimer(() => {
-                  step.abort(new TimeoutError(`flow "${node.name}": attempt ${attempt} exceeded its timeout of ${timeout} ms`, { timeout }));
-                }, timeout);
-              }
-              if (node.heartbeatTimeout !== undefined) this.#armHeartbeat(index, attempt);
-            };
-      if (onStart !== undefined) state.starting++;
       const double = state.env.doubles?.take(node.name, attempt);
+      const onStart = timers?.started;
       const pending =
-        double === undefined ? executor.execute({ processor: node.processor!, input: s.input, step, abort: step, inputs: step, started: onStart }) : runDouble(node, double, s.input, step, onStart);
-      if (onStart !== undefined && !begun) {
-        // Until then the same limit bounds the wait (for a slot, a worker, its module), so a module that never loads
-        // still fails the attempt. On the real clock: start-up takes real time, which fake timers in tests must not see.
-        // On a virtual clock (a test kit's) the step's limit is virtual time: the real wait gets a limit of its own.
-        const limit = state.env.trackStarts ? VIRTUAL_START_LIMIT : (node.timeout ?? node.heartbeatTimeout!);
-        startGuard = setRealTimer(() => {
-          step.abort(
-            new TimeoutError(
-              `flow "${node.name}": attempt ${attempt} did not start within ${limit} ms (waiting for a free worker, for one to start, or for it to load the processor's module)`,
-              { timeout: limit },
-            ),
-          );
-        }, limit);
-      }
+        double === undefined
+          ? state.env.executors.get(node.type)!.execute({ processor: node.processor!, input: s.input, step, abort: step, inputs: step, started: onStart })
+          : runDouble(node, double, s.input, step, onStart);
+      timers?.guardStart();
       // An abort (timeout or cancel) ends the wait even when the processor ignores its signal, so the slot is freed.
-      const output = await new Promise<unknown>((resolve, reject) => {
-        step.onAbort(reject);
-        pending.then(resolve, reject);
-      });
-      this.#state.clock.clearTimer(timer);
-      this.#disarmHeartbeat(index);
+      const output = await step.race(pending);
+      timers?.stop();
       if (!state.isCurrent(index, attempt)) return;
-      const ended = this.#state.clock.now();
+      const ended = state.clock.now();
       const attempts = [...s.attempts, { attempt, startTime: started, endTime: ended, duration: ended - started }];
+      const record: Mutable<StepRecord> = { runId: this.runId, step: node.name, status: COMPLETED, attempts, startTime: s.startTime, endTime: ended, hasOutput: true, updatedAt: ended };
+      if (s.progress !== undefined) record.progress = s.progress;
       // The output, the step's record and its step_complete are one commit; dependants start once it is durable.
       state.untouch(index);
       state.committing.add(index);
-      await state.journal.complete(
-        {
-          runId: this.runId,
-          step: node.name,
-          status: COMPLETED,
-          attempts,
-          startTime: s.startTime,
-          endTime: ended,
-          hasOutput: true,
-          updatedAt: ended,
-          ...(s.progress === undefined ? {} : { progress: s.progress }),
-        },
-        output,
-        { type: 'step_complete', runId: this.runId, seq: state.journal.nextSeq(), time: ended, step: node.name, attempt, duration: ended - started },
-      );
+      const completed: WeirEvent = { type: 'step_complete', runId: this.runId, seq: state.journal.nextSeq(), time: ended, step: node.name, attempt, duration: ended - started };
+      // Only on its last attempt: a store failure of its completion then fails it for good, as it would alone, and
+      // a step with attempts left keeps them for such a failure.
+      if (attempt - s.attemptBase >= node.retry.maxAttempts && this.#scheduler.completionEndsRun(index) && state.journal.mayJoinEnd(output)) {
+        await this.#completeLast(index, record, attempts, output, completed);
+        return;
+      }
+      const durable = state.journal.complete(record, output, completed);
+      // A store that commits at once (memory) leaves nothing to wait for.
+      if (durable !== undefined) await durable;
       state.committing.delete(index);
       // Durable: it completed, even if the run was stopped meanwhile (a stop leaves committing steps be).
       if (!state.isCurrent(index, attempt)) return;
@@ -158,13 +122,52 @@ export class Attempts implements StepHost {
       }
       this.#failed(node, attempt, started, error);
     } finally {
-      if (onStart !== undefined && !begun) state.starting--;
-      begun = true;
-      clearRealTimer(startGuard);
-      this.#state.clock.clearTimer(timer);
-      this.#disarmHeartbeat(index);
+      timers?.stop();
       if (state.running.get(index) === step) state.running.delete(index);
     }
+  }
+
+  /**
+   * Completes the step whose completion ends the run, on its last attempt: no step depends on it,
+   * so the run ends at once, and its end rides on the same commit (`RunJournal.completeEnding`):
+   * one commit, not two. If that commit fails, neither is stored: the step failed here (with the
+   * store's error), and the run stays as the store has it, running, for `recover()`.
+   */
+  async #completeLast(index: number, record: StepRecord, attempts: StepState['attempts'], output: unknown, completed: WeirEvent): Promise<void> {
+    const state = this.#state;
+    const s = state.steps[index]!;
+    const durable = state.journal.completeEnding(record, output, completed);
+    const before = s.attempts;
+    s.attempts = attempts;
+    s.output = output;
+    this.#scheduler.finish(index, COMPLETED, record.endTime!);
+    state.journal.release();
+    try {
+      await durable;
+    } catch (error) {
+      // Told before the run's end is, so the run's result shows the step as the store has it: not done.
+      s.attempts = before;
+      s.output = undefined;
+      s.status = FAILED;
+      s.error = toErrorData(error);
+    } finally {
+      state.committing.delete(index);
+    }
+  }
+
+  /** The run's state, for the timers of its attempts. @internal */
+  get state(): RunState {
+    return this.#state;
+  }
+
+  /** (Re)starts the wait for the next heartbeat of a step's current attempt. @internal */
+  armHeartbeat(index: number, attempt: number): void {
+    this.#armHeartbeat(index, attempt);
+  }
+
+  /** Stops waiting for a step's heartbeats. @internal */
+  disarmHeartbeat(index: number): void {
+    this.#disarmHeartbeat(index);
   }
 
   /** Drops every heartbeat deadline: the run has stopped here. */
@@ -290,6 +293,81 @@ export class Attempts implements StepHost {
 
   inputWait(index: number, attempt: number, ask: InputAsk, schema: AnySchema | undefined): void {
     this.#waits.ask(index, attempt, ask, schema);
+  }
+}
+
+/**
+ * The timers of one attempt that has a timeout or heartbeat timeout, or whose worker's start-up a
+ * virtual clock must see: they count from the processor's start (`started`), and until then a
+ * limit of their own bounds the wait for a slot, a worker or its module.
+ */
+class AttemptTimers {
+  readonly #attempts: Attempts;
+  readonly #index: number;
+  readonly #attempt: number;
+  readonly #step: StepContext;
+  #timer: TimerHandle | undefined;
+  #startGuard: TimerHandle | undefined;
+  /** Set once the processor has started, or the attempt is over: a late start arms nothing. */
+  #begun = false;
+
+  constructor(attempts: Attempts, index: number, attempt: number, step: StepContext) {
+    this.#attempts = attempts;
+    this.#index = index;
+    this.#attempt = attempt;
+    this.#step = step;
+    attempts.state.starting++;
+  }
+
+  /** Called by the executor once the processor starts: the step's own timeouts begin. */
+  readonly started = (): void => {
+    if (this.#begun) return;
+    this.#begun = true;
+    const state = this.#attempts.state;
+    state.starting--;
+    clearRealTimer(this.#startGuard);
+    const node = state.graph.nodes[this.#index]!;
+    if (node.timeout !== undefined) {
+      const timeout = node.timeout;
+      const attempt = this.#attempt;
+      this.#timer = state.clock.setTimer(() => {
+        this.#step.abort(new TimeoutError(`flow "${node.name}": attempt ${attempt} exceeded its timeout of ${timeout} ms`, { timeout }));
+      }, timeout);
+    }
+    if (node.heartbeatTimeout !== undefined) this.#attempts.armHeartbeat(this.#index, this.#attempt);
+  };
+
+  /**
+   * Bounds the wait for the processor's start by the step's limit, so a module that never loads
+   * still fails the attempt. On the real clock: start-up takes real time, which fake timers in
+   * tests must not see. On a virtual clock (a test kit's) the step's limit is virtual time: the real
+   * wait gets a limit of its own.
+   */
+  guardStart(): void {
+    if (this.#begun) return;
+    const state = this.#attempts.state;
+    const node = state.graph.nodes[this.#index]!;
+    const limit = state.env.trackStarts ? VIRTUAL_START_LIMIT : (node.timeout ?? node.heartbeatTimeout!);
+    const attempt = this.#attempt;
+    this.#startGuard = setRealTimer(() => {
+      this.#step.abort(
+        new TimeoutError(
+          `flow "${node.name}": attempt ${attempt} did not start within ${limit} ms (waiting for a free worker, for one to start, or for it to load the processor's module)`,
+          { timeout: limit },
+        ),
+      );
+    }, limit);
+  }
+
+  /** The attempt is over here: no timer of it is left. Idempotent. */
+  stop(): void {
+    const state = this.#attempts.state;
+    if (!this.#begun) state.starting--;
+    this.#begun = true;
+    clearRealTimer(this.#startGuard);
+    state.clock.clearTimer(this.#timer);
+    this.#timer = undefined;
+    this.#attempts.disarmHeartbeat(this.#index);
   }
 }
 

@@ -2,7 +2,7 @@
  * What a run is given by the context that owns it (its settings, the store, the executors, the
  * queue, the event bus), and the one narrow way it reports back: `RunKeeper`.
  */
-import type PQueue from 'p-queue';
+import type { Slots } from '../util/slots.js';
 import type { FlowError } from '../errors/errors.js';
 import type { Executor } from '../executors/executor.js';
 import type { WeirEvent } from '../model/events.js';
@@ -39,7 +39,7 @@ export interface RunEnvironment {
   readonly leaseMs: number;
   readonly executors: ReadonlyMap<string, Executor>;
   /** The context-wide concurrency limit. */
-  readonly queue: PQueue;
+  readonly queue: Slots;
   /** This process, as `host:pid`: `FlowResult.processId`. */
   readonly processId: string;
   /** Publishes an event to the context's listeners. */

@@ -17,6 +17,7 @@ import type { WeirEvent } from '../model/events.js';
 import type { CommitStats } from './environment.js';
 import type { CommitBatch, NewRunRecord, OutputWrite, RunOwner, RunPatch, RunStore, StepRecord } from '../storage/journal/run-store.js';
 import { wrapError } from '../storage/journal/store-support.js';
+import { findLossy } from '../storage/codec.js';
 import type { InputEntry } from '../model/waits.js';
 import { setRealTimer, type TimerHandle } from '../util/clock.js';
 import type { Mutable } from '../util/types.js';
@@ -32,10 +33,32 @@ interface Checkpoint {
   readonly output: OutputWrite | undefined;
   /** The held event that goes with it. */
   readonly event: SeqEvent;
-  readonly patch: RunPatch | undefined;
+  patch: RunPatch | undefined;
   readonly resolve: () => void;
   readonly reject: (error: FlowError) => void;
+  /** The run's end, when it rides on this step's completion (`complete` with `holdForEnd`): one commit, all or nothing. */
+  end?: { readonly event: SeqEvent; readonly resolve: () => void; readonly reject: (error: FlowError) => void };
 }
+
+/** How many held events the checkpoints have: theirs, and their runs' ends. */
+function heldEvents(checkpoints: readonly Checkpoint[]): number {
+  let n = checkpoints.length;
+  for (const c of checkpoints) if (c.end !== undefined) n++;
+  return n;
+}
+
+/** What one commit writes, with what goes back if it fails. */
+interface Taken {
+  readonly batch: CommitBatch;
+  readonly checkpoints: Checkpoint[];
+  readonly events: SeqEvent[];
+  readonly records: StepRecord[] | undefined;
+  /** The patch recorded apart from the checkpoints. */
+  readonly base: RunPatch | undefined;
+}
+
+const DONE: Promise<void> = Promise.resolve();
+const noop = (): void => undefined;
 
 /** Journals with changes no one waits for, flushed together by one timer. */
 const lazy = new Set<RunJournal>();
@@ -93,6 +116,13 @@ export class RunJournal {
   #lost: FlowError | undefined;
   /** The run has no record in the store: events go to listeners only, nothing is committed. */
   #detached = false;
+  /** A step's completion held back for the run's end to join it (see `complete`). */
+  #held: Checkpoint | undefined;
+  /** Why the checkpoint committed at once (`commitNow`) was refused. */
+  #refusal: FlowError | undefined;
+  readonly #refused = (error: FlowError): void => {
+    this.#refusal = error;
+  };
   /** Settles when nothing is in flight or pending. */
   #idle: Promise<void> | undefined;
   #idleResolve: (() => void) | undefined;
@@ -165,7 +195,11 @@ export class RunJournal {
     this.#patch = undefined;
     this.#holding = 0;
     if (first !== undefined) for (const e of undelivered) this.#sink.deliver(e);
-    for (const c of checkpoints) c.resolve();
+    this.#held = undefined;
+    for (const c of checkpoints) {
+      c.resolve();
+      c.end?.resolve();
+    }
     this.#becameIdle();
   }
 
@@ -199,15 +233,76 @@ export class RunJournal {
    * Commits a step's completion (its record, its output and its `step_complete`, numbered with
    * `nextSeq()`) with everything pending before it, and `patch` of the run's own fields if given.
    * Resolves once it is durable; on failure the event is withdrawn and the promise rejects with the
-   * store's error.
+   * store's error. On a store that commits at once (`commitNow`, memory) with nothing in flight it
+   * returns `undefined`, committed, or throws the store's error: no promise and no turn of the loop.
    */
-  complete(record: StepRecord, output: unknown, event: WeirEvent, patch?: RunPatch): Promise<void> {
+  complete(record: StepRecord, output: unknown, event: WeirEvent, patch?: RunPatch): Promise<void> | undefined {
     return this.#checkpoint(record, { step: record.step, value: output }, event, patch);
+  }
+
+  /**
+   * Whether `completeEnding` may hold the completion with `output` back for the run's end: a store
+   * that commits elsewhere, nothing pending before it, nothing lost, and an output that no store
+   * refuses (one that would be refused goes alone, so its refusal fails the step, not the run's end).
+   */
+  mayJoinEnd(output: unknown): boolean {
+    return (
+      this.#store.commitNow === undefined &&
+      !this.#detached &&
+      this.#lost === undefined &&
+      this.#checkpoints.length === 0 &&
+      this.#held === undefined &&
+      findLossy(output) === undefined
+    );
+  }
+
+  /**
+   * `complete` for the step whose completion ends the run (see `mayJoinEnd`): the commit waits
+   * for the run's `finish`, made before `release()`, to join it, so the completion and the end are
+   * one commit, durable together or not at all. Once `release()` is called the completion goes
+   * alone if no end joined it. If the joint commit fails, nothing more is written for the run
+   * here: it stays as the store has it (running, its last step not done), for `recover()`.
+   */
+  completeEnding(record: StepRecord, output: unknown, e: WeirEvent): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#events.push(e);
+      this.#holding++;
+      this.#undelivered.push(e);
+      const c: Checkpoint = { record, output: { step: record.step, value: output }, event: e, patch: undefined, resolve, reject };
+      this.#checkpoints.push(c);
+      this.#held = c;
+    });
+  }
+
+  /** Commits a completion `completeEnding` held, if the run's end did not come to take it. */
+  release(): void {
+    if (this.#held === undefined) return;
+    this.#held = undefined;
+    this.#kick();
   }
 
   /** Commits the run's end (its patch and last event, numbered with `nextSeq()`) with everything pending. */
   finish(patch: RunPatch, event: WeirEvent): Promise<void> {
-    return this.#checkpoint(undefined, undefined, event, patch);
+    const held = this.#held;
+    if (held !== undefined) {
+      // The last step's completion waits for this: one commit for both.
+      this.#held = undefined;
+      return new Promise<void>((resolve, reject) => {
+        this.#events.push(event);
+        this.#holding++;
+        this.#undelivered.push(event);
+        held.patch = patch;
+        held.end = { event, resolve, reject };
+        this.#kick();
+      });
+    }
+    try {
+      return this.#checkpoint(undefined, undefined, event, patch) ?? DONE;
+    } catch (thrown) {
+      // Committed at once and refused: the same rejection an asynchronous commit gives.
+      const refusal = thrown as FlowError;
+      return Promise.reject(refusal);
+    }
   }
 
   /**
@@ -262,10 +357,22 @@ export class RunJournal {
     lazy.delete(this);
   }
 
-  #checkpoint(record: StepRecord | undefined, output: OutputWrite | undefined, e: WeirEvent, patch: RunPatch | undefined): Promise<void> {
+  #checkpoint(record: StepRecord | undefined, output: OutputWrite | undefined, e: WeirEvent, patch: RunPatch | undefined): Promise<void> | undefined {
     if (this.#detached) {
       this.#sink.deliver(e);
-      return Promise.resolve();
+      return undefined;
+    }
+    if (this.#store.commitNow !== undefined && !this.#inFlight && this.#checkpoints.length === 0 && this.#lost === undefined) {
+      // Nothing ahead of it: committed before this returns, its event delivered, or withdrawn and thrown.
+      this.#events.push(e);
+      this.#holding++;
+      this.#undelivered.push(e);
+      this.#checkpoints.push({ record, output, event: e, patch, resolve: noop, reject: this.#refused });
+      this.#commitNow();
+      const failure = this.#refusal;
+      if (failure === undefined) return undefined;
+      this.#refusal = undefined;
+      throw failure;
     }
     return new Promise<void>((resolve, reject) => {
       this.#events.push(e);
@@ -293,6 +400,8 @@ export class RunJournal {
   }
 
   #kick(): void {
+    // A completion held for the run's end goes with it, or on `release()`.
+    if (this.#held !== undefined) return;
     if (this.#inFlight) {
       this.#again = true;
       return;
@@ -306,12 +415,12 @@ export class RunJournal {
       this.#becameIdle();
       return;
     }
-    void this.#commit();
+    if (this.#store.commitNow !== undefined) this.#commitNow();
+    else void this.#commit();
   }
 
-  async #commit(): Promise<void> {
-    this.#inFlight = true;
-    this.#again = false;
+  /** What one commit writes, taken out of what is pending. */
+  #take(): Taken {
     // Take what is pending, up to the checkpoints this commit may hold.
     let checkpoints = this.#checkpoints;
     let events = this.#events;
@@ -353,12 +462,19 @@ export class RunJournal {
     if (records !== undefined) batch.steps = records;
     if (outputs !== undefined) batch.outputs = outputs;
     if (events.length > 0) batch.events = events;
+    return { batch, checkpoints, events, records, base };
+  }
+
+  async #commit(): Promise<void> {
+    this.#inFlight = true;
+    this.#again = false;
+    const taken = this.#take();
     const begun = performance.now();
     try {
-      await this.#store.commit(batch);
+      await this.#store.commit(taken.batch);
     } catch (thrown) {
       this.#inFlight = false;
-      this.#failed(this.#storeFailure(thrown), checkpoints, events, records ?? [], base);
+      this.#failed(this.#storeFailure(thrown), taken.checkpoints, taken.events, taken.records ?? [], taken.base);
       return;
     }
     this.#inFlight = false;
@@ -366,9 +482,34 @@ export class RunJournal {
       this.#stats.lastMs = performance.now() - begun;
       this.#stats.lastAt = Date.now();
     }
-    this.#holding -= checkpoints.length;
+    this.#committed(taken.checkpoints);
+  }
+
+  /** `#commit` on a store that commits at once: nothing is in flight before or after. */
+  #commitNow(): void {
+    this.#again = false;
+    const taken = this.#take();
+    try {
+      this.#store.commitNow!(taken.batch);
+    } catch (thrown) {
+      this.#failed(this.#storeFailure(thrown), taken.checkpoints, taken.events, taken.records ?? [], taken.base);
+      return;
+    }
+    if (this.#stats !== undefined) {
+      this.#stats.lastMs = 0;
+      this.#stats.lastAt = Date.now();
+    }
+    this.#committed(taken.checkpoints);
+  }
+
+  /** A commit is durable: its held events go out, its checkpoints resolve, and what came meanwhile follows. */
+  #committed(checkpoints: readonly Checkpoint[]): void {
+    this.#holding -= heldEvents(checkpoints);
     this.#deliverReady();
-    for (const c of checkpoints) c.resolve();
+    for (const c of checkpoints) {
+      c.resolve();
+      c.end?.resolve();
+    }
     // What came during the commit goes now if someone waits for it (`settled()`), else with the lazy flush.
     if (this.#again || this.#checkpoints.length > 0 || (this.#idle !== undefined && this.#busy())) this.#kick();
     else if (this.#busy()) this.#scheduleLazy();
@@ -384,7 +525,21 @@ export class RunJournal {
     if (error.code === ErrorCode.LEASE_LOST) {
       this.stop(error);
       this.#sink.leaseLost(error);
-      for (const c of checkpoints) c.reject(error);
+      for (const c of checkpoints) {
+        c.reject(error);
+        c.end?.reject(error);
+      }
+      this.#failAll(error);
+      return;
+    }
+    if (checkpoints.some((c) => c.end !== undefined)) {
+      // The run ended in memory on a completion that is not durable: nothing after the last durable commit is written
+      // here (a composite's end it set going, say), so the store keeps the run as it was, for `recover()`.
+      this.stop(error);
+      for (const c of checkpoints) {
+        c.reject(error);
+        c.end?.reject(error);
+      }
       this.#failAll(error);
       return;
     }
@@ -448,11 +603,17 @@ export class RunJournal {
     this.#patch = undefined;
     this.#holding = 0;
     this.#undelivered.length = 0;
-    for (const c of checkpoints) c.reject(error);
+    this.#held = undefined;
+    for (const c of checkpoints) {
+      c.reject(error);
+      c.end?.reject(error);
+    }
     this.#becameIdle();
   }
 
   #becameIdle(): void {
+    // Nothing is left for the lazy flush: the journal (and the run it points to) must not wait for its timer to be let go.
+    lazy.delete(this);
     const resolve = this.#idleResolve;
     this.#idle = undefined;
     this.#idleResolve = undefined;

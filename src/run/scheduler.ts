@@ -9,6 +9,7 @@ import type { GraphNode } from '../graph/compile.js';
 import { FlowStatus } from '../model/status.js';
 import type { TimerHandle } from '../util/clock.js';
 import { DrainQueue } from '../util/drain-queue.js';
+import type { SlotOwner } from '../util/slots.js';
 import type { RunState } from './run-state.js';
 
 const { PENDING, RUNNING, COMPLETED, FAILED, SKIPPED } = FlowStatus;
@@ -26,7 +27,7 @@ export interface SchedulerHost {
 }
 
 /** Readiness, the queue window, backoff timers and the propagation of ends. */
-export class Scheduler {
+export class Scheduler implements SlotOwner {
   readonly #state: RunState;
   readonly #host: SchedulerHost;
   /** Leaves ready to run, not yet handed to the context's queue (from `#head` on). */
@@ -162,7 +163,7 @@ export class Scheduler {
     while (this.#inQueue < this.#window && this.#head < ready.length) {
       const index = ready[this.#head++]!;
       this.#inQueue++;
-      void queue.add(() => this.#host.attempt(index).finally(this.#slotFreed));
+      queue.add(this, index);
     }
     if (this.#head === ready.length) {
       ready.length = 0;
@@ -170,9 +171,28 @@ export class Scheduler {
     }
   }
 
+  /** Runs leaf `index`'s attempt in the slot of the context's queue it was given; the slot is freed once it is over. */
+  runSlot(index: number): Promise<void> {
+    return this.#host.attempt(index).finally(this.#slotFreed);
+  }
+
   /** Records the run's first failing step whose failure is not tolerated (`allowFailure`) on the way up. */
   noteFailure(node: GraphNode, data: ErrorData): void {
     if (this.#state.runError === undefined && !node.failureTolerated) this.#state.runError = { ...data, step: node.name };
+  }
+
+  /**
+   * Whether leaf `index` completing ends the run at once: it is the last child left of each
+   * composite up to the root, so its end ends them all, and nothing else of the run is left to start.
+   */
+  completionEndsRun(index: number): boolean {
+    const steps = this.#state.steps;
+    for (let at = index; at !== 0; ) {
+      const parent = steps[steps[at]!.node.parent]!;
+      if (parent.status !== RUNNING || parent.childrenLeft !== 1) return false;
+      at = parent.node.index;
+    }
+    return this.#state.live;
   }
 
   /** Records a step's end and propagates it, in a loop. */

@@ -36,6 +36,8 @@ export class StepContext implements Step, StepDeps, AbortWatch, InputPort {
   #listeners: ((reason: unknown) => void)[] | undefined;
   /** Set once an inline ask waits: the attempt ends on the next turn, so asks made together wait together. */
   #endingToWait = false;
+  /** Rejects the promise `race` returned. */
+  #raceReject: ((reason: unknown) => void) | undefined;
   readonly #index: number;
   readonly #dependencies: ReadonlyMap<string, number>;
 
@@ -63,10 +65,23 @@ export class StepContext implements Step, StepDeps, AbortWatch, InputPort {
     this.#aborted = true;
     this.#abortReason = reason;
     this.#controller?.abort(reason);
+    this.#raceReject?.(reason);
     const listeners = this.#listeners;
     if (listeners === undefined) return;
     this.#listeners = undefined;
     for (const listener of listeners) listener(reason);
+  }
+
+  /**
+   * `pending`'s outcome, or the abort's reason as a rejection if the step is aborted first: a
+   * timeout or a cancel ends the attempt's wait even when the processor ignores its signal.
+   */
+  race(pending: Promise<unknown>): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.#raceReject = reject;
+      pending.then(resolve, reject);
+      if (this.#aborted) this.#raceReject(this.#abortReason);
+    });
   }
 
   get aborted(): boolean {

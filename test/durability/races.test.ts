@@ -16,6 +16,8 @@ function slowOutputOf(step: string, gate: Promise<void>, reached?: () => void): 
   const results = ResultsManager.memory();
   const store = runStoreOf(results);
   const commit = store.commit.bind(store);
+  // Every commit must pass the wrapper: not the memory store's synchronous one.
+  store.commitNow = undefined;
   store.commit = async (batch) => {
     if (batch.outputs?.some((o) => o.step === step)) {
       reached?.();

@@ -238,6 +238,15 @@ async function replacedCase(plan: CasePlan, how: Replacement, at: number): Promi
     await finishAfterFault(file, prepared, await readStored(file, prepared.runId));
     return;
   }
+  if (result.status === 'completed' && (await readStored(aside, prepared.runId))?.run.status === 'completed') {
+    // Replaced after the run's last write: the last step's completion, which carries the run's end (one commit).
+    // Nothing is lost if the original file holds the whole run, and nothing went to the file now at the path.
+    count(`file-${how}-after-end`);
+    expectModel(prepared, result);
+    expectNothingLost(prepared, result, held, await readStored(aside, prepared.runId));
+    if (how === 'replace') expect(await readStored(file, prepared.runId)).toBeUndefined();
+    return;
+  }
   count(`file-${how}`);
   // The run cannot end as if nothing happened: its end is not written to a file nobody sees.
   expect(result.status).toBe('failed');
@@ -307,9 +316,11 @@ describe('store faults the generators found', () => {
   });
 
   it('leaves a run whose end could not be stored running in the store, instead of writing its end later without its event', async () => {
-    const prepared = prepare(oneStep, dir, 'end.');
+    // A step with an attempt left commits its completion alone (one on its last attempt carries the run's end,
+    // test/durability/joined-end.test.ts): the second commit is the run's end.
+    const withRetry: CasePlan = { mode: 'batch', root: { kind: 'parallel', edges: [], children: [{ kind: 'leaf', behaviour: { kind: 'ok' }, retries: 1, executor: 'inline', edges: [] }] } };
+    const prepared = prepare(withRetry, dir, 'end.');
     const file = join(dir, 'end.db');
-    // The second commit is the run's end.
     const faults = new WriteFaults([{ on: 'commit', at: 2, times: 1, error: 'store' }]);
     const ctx = new FlowContext({ results: ResultsManager.sqlite(file), [TEST_HOOKS]: { wrapStore: faults.wrap.bind(faults) } } as never);
     const later = new Promise<void>((resolve) => (faults.written = (kind) => kind === 'commit' && faults.injected > 0 && resolve()));

@@ -120,8 +120,8 @@ describePostgres('the Postgres store', () => {
     expect(done.every((r) => r.status === 'completed')).toBe(true);
     const writes = store.writeStats.writes - before.writes;
     const groups = store.writeStats.groups - before.groups;
-    // Each run writes its create, its step's completion and its end.
-    expect(writes).toBeGreaterThanOrEqual(600);
+    // Each run writes its create, then its step's completion with its end (one write: test/durability/joined-end.test.ts).
+    expect(writes).toBeGreaterThanOrEqual(400);
     expect(groups).toBeLessThan(writes / 10);
   });
 

@@ -36,7 +36,6 @@ import {
   raisesToken,
   notFoundError,
   pageRuns,
-  releaseIn,
   releases,
   wrapError,
 } from './store-support.js';
@@ -44,7 +43,8 @@ import type { Mutable } from '../../util/types.js';
 
 
 interface Entry {
-  readonly run: Mutable<RunRecord>;
+  /** Replaced, not changed, when its lease is released: a deleted key would turn it into a slow dictionary. */
+  run: Mutable<RunRecord>;
   readonly steps: Map<string, StepRecord>;
   readonly outputs: Map<string, unknown>;
   readonly events: WeirEvent[];
@@ -99,13 +99,27 @@ export class MemoryRunStore implements RunStore {
   }
 
   commit(batch: CommitBatch): Promise<void> {
-    if (this.#closed) return Promise.reject(closedError(this.kind, `commit to run ${JSON.stringify(batch.runId)}`));
+    try {
+      this.#commitNow(batch);
+    } catch (thrown) {
+      // `#commitNow` throws only a `FlowError`.
+      const error = thrown as Error;
+      return Promise.reject(error);
+    }
+    return DONE;
+  }
+
+  commitNow(batch: CommitBatch): void {
+    this.#commitNow(batch);
+  }
+
+  #commitNow(batch: CommitBatch): void {
+    if (this.#closed) throw closedError(this.kind, `commit to run ${JSON.stringify(batch.runId)}`);
     try {
       this.#apply(batch);
     } catch (error) {
-      return Promise.reject(wrapError(this.kind, 'commit failed', error));
+      throw wrapError(this.kind, 'commit failed', error);
     }
-    return DONE;
   }
 
   #apply(batch: CommitBatch): void {
@@ -137,7 +151,11 @@ export class MemoryRunStore implements RunStore {
         if (value !== undefined) (run as Record<string, unknown>)[key] = value;
         else if (!KEPT.has(key)) delete (run as Record<string, unknown>)[key];
       }
-      if (releases(patch.status)) releaseIn(run);
+      if (releases(patch.status)) {
+        const { owner: _released, ...kept } = run;
+        kept.leaseExpiresAt = 0;
+        entry.run = kept;
+      }
       if (patch.status !== undefined) this.#noteStatus(batch.runId, patch.status);
     }
   }

@@ -306,6 +306,13 @@ export interface RunStore {
   commit(batch: CommitBatch): Promise<void>;
 
   /**
+   * `commit` done before it returns, for a store that writes nothing outside the process (memory):
+   * a run's journal then needs no promise and no turn of the event loop per step. Throws what
+   * `commit` would reject with. Absent on stores that write elsewhere.
+   */
+  commitNow?: ((batch: CommitBatch) => void) | undefined;
+
+  /**
    * Reads a run and every step record it has, in no set order.
    * @returns `undefined` when there is no such run.
    * @throws `WEIR_CORRUPT_RECORD` naming the run or step record that cannot be read.
