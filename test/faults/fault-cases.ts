@@ -31,6 +31,8 @@ export interface Stored {
   readonly steps: ReadonlyMap<string, StepRecord>;
   readonly outputs: ReadonlyMap<string, unknown>;
   readonly events: readonly WeirEvent[];
+  /** The keys whose wait ended in the store (answered, expired or refused). */
+  readonly inputs: ReadonlySet<string>;
 }
 
 /** Reads a run from `file`; `undefined` when the file has no such run. */
@@ -43,7 +45,7 @@ export async function readStored(file: string, runId: string): Promise<Stored | 
     for (const s of loaded.steps) {
       if (s.hasOutput) outputs.set(s.step, (await store.getOutput(runId, s.step))?.value);
     }
-    return { run: loaded.run, steps: new Map(loaded.steps.map((s) => [s.step, s])), outputs, events: await store.readEvents(runId) };
+    return { run: loaded.run, steps: new Map(loaded.steps.map((s) => [s.step, s])), outputs, events: await store.readEvents(runId), inputs: new Set((await store.readInputs(runId)).map((entry) => entry.key)) };
   } finally {
     await store.close();
   }
@@ -150,6 +152,11 @@ function endedAs(stored: Stored | undefined, status: string): boolean {
   return stored?.run.status === status && stored.events.at(-1)?.type === `run_${status === 'completed' ? 'complete' : status}`;
 }
 
+/** The keys the steps of a stored run wait on. */
+function waitKeys(stored: Stored): string[] {
+  return [...stored.steps.values()].flatMap((s) => s.waitingFor ?? []).map((w) => w.key);
+}
+
 /** Takes the run on in `ctx` as its stored status says, to its result; `undefined` when a fault refused that. */
 async function goOn(ctx: FlowContext, prepared: Prepared, stored: Stored | undefined, faulted: (error: unknown) => undefined, faulty: () => boolean): Promise<FlowResult | undefined> {
   const { runId, flow } = prepared;
@@ -160,8 +167,9 @@ async function goOn(ctx: FlowContext, prepared: Prepared, stored: Stored | undef
     // Parked: recover() goes on with it if a wait of it was answered, else answers do.
     const handles = await bounded(ctx.recover(), 10_000, 'recover()');
     if (handles.length === 0) {
-      const keys = [...stored!.steps.values()].flatMap((s) => s.waitingFor ?? []).map((w) => w.key);
-      for (const key of keys) await ctx.submitInput(runId, key, ANSWER).catch(faulted);
+      // A faulty store may have kept recover() from taking a run whose answer is stored: a new answer is refused then, as answered.
+      if (faulty() && [...stored!.inputs].some((key) => waitKeys(stored!).includes(key))) return undefined;
+      for (const key of waitKeys(stored!)) await ctx.submitInput(runId, key, ANSWER).catch(faulted);
     }
     handle = await ctx.handle(runId);
   } else if (status === 'running') {
