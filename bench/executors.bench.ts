@@ -1,7 +1,9 @@
 /**
  * The thread and process executors: dispatch cost per step against raw Piscina and a raw
- * `child_process.fork` round trip, and a CPU-heavy graph (gzip of the TypeScript compiler's files)
- * inline, on threads, in processes, and as a hand-written Piscina script.
+ * `child_process.fork` round trip, idle (a chain: each step awaited in turn, so the worker sleeps
+ * between tasks) and awake (a wide parallel graph: every step in flight at once, the pool kept busy),
+ * and a CPU-heavy graph (gzip of the TypeScript compiler's files) inline, on threads, in processes,
+ * and as a hand-written Piscina script.
  */
 import { fork } from 'node:child_process';
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -18,6 +20,13 @@ const STEPS = 200;
 function chain(type: LeafType): Flow<unknown, Record<string, unknown>> {
   const root = Flow.sequential(`chain-${type}`);
   for (let i = 0; i < STEPS; i++) new Flow(new Inc(), { name: `s${i}`, type }).registerTo(root);
+  return root;
+}
+
+/** `STEPS` independent steps: all start at once, so the pool always has a task waiting. */
+function wide(type: LeafType): Flow<unknown, Record<string, unknown>> {
+  const root = Flow.parallel(`wide-${type}`);
+  for (let i = 0; i < STEPS; i++) new Flow(new Inc(), { name: `w${i}`, type }).registerTo(root);
   return root;
 }
 
@@ -60,6 +69,7 @@ export async function executorsBench(): Promise<void> {
         child.send(value);
       });
     const chains = { inline: chain('inline'), thread: chain('thread'), process: chain('process') };
+    const wides = { inline: wide('inline'), thread: wide('thread') };
     const cases: Record<string, () => Promise<unknown>> = {
       inline: () => ctx.run(chains.inline, { n: 0 }),
       thread: () => ctx.run(chains.thread, { n: 0 }),
@@ -72,6 +82,9 @@ export async function executorsBench(): Promise<void> {
         let value = { n: 0 };
         for (let i = 0; i < STEPS; i++) value = await roundTrip(value);
       },
+      wideInline: () => ctx.run(wides.inline, { n: 0 }),
+      wideThread: () => ctx.run(wides.thread, { n: 0 }),
+      widePiscina: () => Promise.all(Array.from({ length: STEPS }, () => piscina.run({ n: 0 }))),
     };
     const times: Record<string, number[]> = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
     for (let round = 0; round < 25; round++) {
@@ -87,6 +100,7 @@ export async function executorsBench(): Promise<void> {
       return { name, ms: sorted[Math.floor(sorted.length / 2)]!, runs: sorted.length };
     };
     const [inline, thread, proc, raw, rawFork] = ['inline', 'thread', 'process', 'piscina', 'fork'].map(median) as [Measurement, Measurement, Measurement, Measurement, Measurement];
+    const [wideInline, wideThread, wideRaw] = ['wideInline', 'wideThread', 'widePiscina'].map(median) as [Measurement, Measurement, Measurement];
     child.kill();
     await piscina.destroy();
     await ctx.close();
@@ -98,7 +112,13 @@ export async function executorsBench(): Promise<void> {
     row('raw child_process.fork round trip (advanced)', `${rawFork.ms.toFixed(2)} ms`, perItem(rawFork, STEPS), '1.00x');
     row('weir process chain', `${proc.ms.toFixed(2)} ms`, perItem(proc, STEPS), `${(proc.ms / rawFork.ms).toFixed(2)}x`);
     row('  its dispatch alone (process - inline)', `${(proc.ms - inline.ms).toFixed(2)} ms`, perItem({ ...proc, ms: proc.ms - inline.ms }, STEPS), `${((proc.ms - inline.ms) / rawFork.ms).toFixed(2)}x`);
-    console.log('\n(aim: within 1.3x of raw Piscina per dispatch)');
+    console.log(`\nAwake: ${STEPS} independent steps in flight at once (a parallel composite), the pool never idle\n`);
+    row('case', 'median', 'per step', 'ratio');
+    row('weir inline, parallel', `${wideInline.ms.toFixed(2)} ms`, perItem(wideInline, STEPS), '');
+    row(`raw Piscina, ${STEPS} runs at once (Promise.all)`, `${wideRaw.ms.toFixed(2)} ms`, perItem(wideRaw, STEPS), '1.00x');
+    row('weir thread, parallel', `${wideThread.ms.toFixed(2)} ms`, perItem(wideThread, STEPS), `${(wideThread.ms / wideRaw.ms).toFixed(2)}x`);
+    row('  its dispatch alone (thread - inline)', `${(wideThread.ms - wideInline.ms).toFixed(2)} ms`, perItem({ ...wideThread, ms: wideThread.ms - wideInline.ms }, STEPS), `${((wideThread.ms - wideInline.ms) / wideRaw.ms).toFixed(2)}x`);
+    console.log('\n(aim: within 1.3x of raw Piscina and of a raw fork round trip per dispatch)');
 
     const lib = fileURLToPath(new URL('../node_modules/typescript/lib', import.meta.url));
     const bins = await binsOf(lib, 8);

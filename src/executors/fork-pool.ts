@@ -48,6 +48,8 @@ interface Child {
   job: Job | undefined;
   /** The processor classes this child has built, as far as its `started` messages told. */
   readonly loaded: Set<string>;
+  /** The aliases of the classes this child has been sent: later tasks name them by alias alone. */
+  readonly aliases: Set<number>;
   /** Armed while the child is idle or has been lately; it checks `idleSince` rather than being reset per task. */
   idleTimer: TimerHandle | undefined;
   idleSince: number;
@@ -59,6 +61,8 @@ export class ForkPool {
   readonly #options: ForkPoolOptions;
   readonly #children = new Set<Child>();
   readonly #queue: Job[] = [];
+  /** A number per processor class (`module#exportName`), for children to know it by once sent. */
+  readonly #aliases = new Map<string, number>();
   #closed = false;
 
   constructor(options: ForkPoolOptions) {
@@ -133,6 +137,7 @@ export class ForkPool {
       gone: false,
       job: undefined,
       loaded: new Set(),
+      aliases: new Set(),
       idleTimer: undefined,
       idleSince: 0,
       crash: undefined,
@@ -194,6 +199,7 @@ export class ForkPool {
       if (child.loaded.has(control.key)) control.started();
       else (job.task as Mutable<RunTaskMessage>).notify = true;
     }
+    this.#alias(child, job);
     try {
       child.process.send(job.task, (error) => {
         if (error === null || child.job !== job) return;
@@ -201,12 +207,29 @@ export class ForkPool {
         child.process.kill('SIGKILL');
       });
     } catch (error) {
-      // The task could not be serialised: the child is fine, the task is not.
+      // The task could not be serialised: the child is fine, the task is not (and the child got no alias with it).
       child.job = undefined;
+      const sent = job.task.processor;
+      if ('module' in sent && sent.alias !== undefined) child.aliases.delete(sent.alias);
       this.#settle(job, new FlowError(`the input or dependency outputs of flow "${job.task.name}" cannot be structured-cloned: ${String(error)}`, { code: ErrorCode.SERIALIZATION, cause: error }));
       this.#idle(child);
       this.#pump();
     }
+  }
+
+  /** Names the task's class by a number if the child was sent it before (the V8 serialiser copies less), else sends it with one. */
+  #alias(child: Child, job: Job): void {
+    const ref = job.task.processor;
+    if (!('module' in ref)) return;
+    const key = job.control.key;
+    let alias = this.#aliases.get(key);
+    if (alias === undefined) this.#aliases.set(key, (alias = this.#aliases.size + 1));
+    const task = job.task as Mutable<RunTaskMessage>;
+    if (!child.aliases.has(alias)) {
+      child.aliases.add(alias);
+      task.processor = { ...ref, alias };
+    } else if (ref.state === undefined) task.processor = { alias };
+    else task.processor = { alias, state: ref.state, instance: ref.instance! };
   }
 
   /** An idle child does not hold the process open, and is ended after `idleTimeout`. */

@@ -21,6 +21,15 @@ export interface ProcessorRef {
   readonly state?: Readonly<Record<string, unknown>>;
   /** With `state`: which main-thread instance it is, so each gets its own worker instance and no field carries over. */
   readonly instance?: number;
+  /** Set the first time a child process is sent this class: its later tasks name the class by this number alone. */
+  readonly alias?: number;
+}
+
+/** A class a child process was sent before (as a `ProcessorRef` with `alias`), named by that number; copying it costs less. */
+export interface ProcessorAlias {
+  readonly alias: number;
+  readonly state?: Readonly<Record<string, unknown>>;
+  readonly instance?: number;
 }
 
 /** Main to worker: run one attempt of a step. Optional fields are left out at their usual value, to keep the message small. */
@@ -28,7 +37,8 @@ export interface RunTaskMessage {
   readonly type: 'run';
   /** Unique per executor; every message about this attempt carries it. */
   readonly id: number;
-  readonly processor: ProcessorRef;
+  /** The class to run; to a child process, once sent, by its alias. */
+  readonly processor: ProcessorRef | ProcessorAlias;
   /** The raw input; the worker validates it with the processor's own schema. */
   readonly input: unknown;
   /** The step's name, run and attempt, as the main thread's `Step` has them. */

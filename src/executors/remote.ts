@@ -48,6 +48,8 @@ class Attempt implements TaskControl {
   #drained: (() => void) | undefined;
   readonly inputs: ExecutionRequest['inputs'];
   readonly wantsStart: boolean;
+  /** The step was aborted: stop its worker. */
+  readonly abort: (reason: unknown) => void;
   #onStart: (() => void) | undefined;
 
   constructor(
@@ -60,6 +62,8 @@ class Attempt implements TaskControl {
     this.inputs = request.inputs;
     this.#onStart = request.started;
     this.wantsStart = request.started !== undefined;
+    // Assigned, not a class field: tsx (keepNames) would name a field's arrow function on every attempt.
+    this.abort = (reason) => executor.stopAttempt(this, reason);
   }
 
   started(): void {
@@ -68,11 +72,6 @@ class Attempt implements TaskControl {
     this.#onStart = undefined;
     onStart();
   }
-
-  /** The step was aborted: stop its worker. */
-  readonly abort = (reason: unknown): void => {
-    this.executor.stopAttempt(this, reason);
-  };
 
   onKill(callback: (() => void) | undefined): void {
     this.#onKill = callback;

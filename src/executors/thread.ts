@@ -35,6 +35,14 @@ function loadPiscina(): Promise<typeof Piscina> {
   return loadingPiscina;
 }
 
+/** A task waiting for a free thread, posted by `#release` as soon as one is. */
+interface Waiting {
+  readonly task: RunTaskMessage;
+  readonly control: TaskControl;
+  readonly resolve: (answer: Promise<ResultMessage>) => void;
+  readonly reject: (error: unknown) => void;
+}
+
 /** Runs processors on worker threads; the pool is shared by every run of the context. */
 export class ThreadExecutor extends RemoteExecutor {
   protected readonly type = 'thread';
@@ -48,7 +56,7 @@ export class ThreadExecutor extends RemoteExecutor {
    * Tasks wait here rather than in Piscina's queue: Piscina with `minThreads: 0` does not replace a
    * terminated thread for tasks already queued, and here an aborted task that never started is dropped at once.
    */
-  readonly #waiting: (() => void)[] = [];
+  readonly #waiting: Waiting[] = [];
   #busy = 0;
   readonly #started = new Set<number>();
   readonly #runningTable = createRunningTable();
@@ -76,19 +84,42 @@ export class ThreadExecutor extends RemoteExecutor {
     if (PiscinaClass === undefined) loadPiscina().catch(() => undefined); // the first dispatch reports a failure
   }
 
-  protected async dispatch(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
-    // A slot is handed straight from the task that frees it to the next waiting one, so none is taken twice.
-    if (this.#busy >= this.#settings.max) await this.#slot(control);
-    else this.#busy++;
+  protected dispatch(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
+    // The usual case, without a promise of its own: a free thread, Piscina loaded.
+    if (this.#busy < this.#settings.max && PiscinaClass !== undefined) {
+      this.#busy++;
+      return this.#run(task, control);
+    }
+    if (this.#busy < this.#settings.max) {
+      this.#busy++;
+      return this.#loadThenRun(task, control);
+    }
+    return new Promise((resolve, reject) => {
+      const waiting: Waiting = { task, control, resolve, reject };
+      control.onKill(() => {
+        this.#waiting.splice(this.#waiting.indexOf(waiting), 1);
+        reject(new CancelledError('the task was stopped before it started', { cause: control.reason }));
+      });
+      this.#waiting.push(waiting);
+    });
+  }
+
+  /** Holds a slot while Piscina is imported (an abort meanwhile drops the task at once, as in the queue), then runs the task. */
+  async #loadThenRun(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
     try {
-      // Not started until Piscina is loaded: an abort meanwhile drops the task at once, as in the queue.
-      if (PiscinaClass === undefined) await this.#load(control);
+      await this.#load(control);
     } catch (error) {
       this.#release();
       throw error;
     }
+    return this.#run(task, control);
+  }
+
+  /** Posts the task to Piscina in the slot it holds; the slot is freed in the first reaction to Piscina's answer. */
+  #run(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
     this.#started.add(task.id);
     control.onKill(() => this.#terminate(task.id));
+    let answer: Promise<ResultMessage>;
     try {
       const pool = this.#open(PiscinaClass!);
       if (control.wantsStart) {
@@ -97,19 +128,41 @@ export class ThreadExecutor extends RemoteExecutor {
         if (ready >= this.#busy && this.#warm.get(control.key) === ready) control.started();
         else (task as Mutable<RunTaskMessage>).notify = true;
       }
-      return await pool.run(task);
-    } finally {
-      control.onKill(undefined);
-      this.#started.delete(task.id);
-      this.#release();
+      answer = pool.run(task);
+    } catch (error) {
+      this.#finish(task.id, control);
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
+    // Not an async function: its `finally` would free the slot a few turns later, so a busy pool would
+    // post the next task only after this one's continuation, letting the thread fall asleep in between.
+    return answer.then(
+      (result) => {
+        this.#finish(task.id, control);
+        return result;
+      },
+      (error: unknown) => {
+        this.#finish(task.id, control);
+        throw error;
+      },
+    );
   }
 
-  /** Hands the slot to the next waiting task, or frees it. */
+  /** The task is over (answered, failed, or its thread gone): its kill hook goes, and so does its slot. */
+  #finish(id: number, control: TaskControl): void {
+    control.onKill(undefined);
+    this.#started.delete(id);
+    this.#release();
+  }
+
+  /** Hands the slot straight to the next waiting task, which is posted now (so no slot is taken twice), or frees it. */
   #release(): void {
     const next = this.#waiting.shift();
-    if (next === undefined) this.#busy--;
-    else next();
+    if (next === undefined) {
+      this.#busy--;
+      return;
+    }
+    next.control.onKill(undefined);
+    next.resolve(PiscinaClass === undefined ? this.#loadThenRun(next.task, next.control) : this.#run(next.task, next.control));
   }
 
   /** Waits for Piscina's import; rejects if the task is killed first, or with why Piscina could not be loaded. */
@@ -142,21 +195,6 @@ export class ThreadExecutor extends RemoteExecutor {
     const worker = threadId === undefined ? undefined : this.#pool?.threads.find((w) => w.threadId === threadId);
     if (worker === undefined) setTimer(() => this.#terminate(id), TERMINATE_RETRY, { unref: true });
     else void worker.terminate();
-  }
-
-  /** Waits for a free thread; rejects if the task is killed first. */
-  #slot(kill: KillSwitch): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const start = (): void => {
-        kill.onKill(undefined);
-        resolve();
-      };
-      kill.onKill(() => {
-        this.#waiting.splice(this.#waiting.indexOf(start), 1);
-        reject(new CancelledError('the task was stopped before it started', { cause: kill.reason }));
-      });
-      this.#waiting.push(start);
-    });
   }
 
   protected post(message: AbortTaskMessage | DepsReplyMessage): boolean {

@@ -13,8 +13,12 @@ const send = (message: FromWorker, done?: () => void): void => {
 const runner = new TaskRunner(send);
 
 process.on('message', (message: ToWorker) => {
-  if (message.type === 'run') void runner.run(message).then((result) => send(result));
-  else runner.receive(message);
+  if (message.type !== 'run') runner.receive(message);
+  else {
+    const result = runner.run(message);
+    if (result instanceof Promise) void result.then((answer) => send(answer));
+    else send(result);
+  }
 });
 process.on('uncaughtException', (error) => {
   process.exitCode = 70;

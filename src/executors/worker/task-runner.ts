@@ -5,9 +5,9 @@
 import { fromErrorData, toErrorData } from '../../errors/error-data.js';
 import { DependencyError } from '../../errors/errors.js';
 import type { AnySchema, flowOutput, Processor, Step, StepDeps, TypedFlow, WaitForInputOptions } from '../../model/processor.js';
-import { invokeProcessor } from '../invoke.js';
+import { callProcessor, isThenable } from '../invoke.js';
 import { installProcessorLoader, processorClass } from './processor-loader.js';
-import { processorKey, type AbortTaskMessage, type DepsReplyMessage, type FromWorker, type ProcessorRef, type ResultMessage, type RunTaskMessage } from '../protocol.js';
+import { processorKey, type AbortTaskMessage, type DepsReplyMessage, type FromWorker, type ProcessorAlias, type ProcessorRef, type ResultMessage, type RunTaskMessage } from '../protocol.js';
 import { setRealImmediate } from '../../util/clock.js';
 import { askForInput, inputWaitSignal } from '../../human/ask.js';
 
@@ -19,6 +19,10 @@ const NO_DEPS: Readonly<Record<string, unknown>> = Object.freeze({});
 export class TaskRunner {
   readonly #send: Send;
   readonly #instances = new Map<string, Promise<Processor>>();
+  /** The instances built, to run without waiting for their promise. */
+  readonly #built = new Map<string, Processor>();
+  /** Classes a child process was sent with an alias, by that alias. */
+  readonly #aliases = new Map<number, ProcessorRef>();
   readonly #active = new Map<number, WorkerStep>();
   /** Aborts that arrived before their task (they travel on another channel); a few are kept. */
   readonly #early = new Map<number, unknown>();
@@ -28,28 +32,83 @@ export class TaskRunner {
     installProcessorLoader();
   }
 
-  /** Runs one attempt; never rejects: a failure is a `result` with `ok: false`. */
-  async run(task: RunTaskMessage): Promise<ResultMessage> {
+  /**
+   * Runs one attempt; never rejects: a failure is a `result` with `ok: false`. Answers at once (not
+   * a promise) when the processor is built and `process` is synchronous, so that the task costs no
+   * turn of the microtask queue per `await` between the worker waking and its answer.
+   */
+  run(task: RunTaskMessage): ResultMessage | Promise<ResultMessage> {
     const step = new WorkerStep(task, this.#send);
     this.#active.set(task.id, step);
     if (this.#early.size > 0 && this.#early.has(task.id)) {
       step.abort(this.#early.get(task.id));
       this.#early.delete(task.id);
     }
+    let ref: ProcessorRef;
     try {
-      const processor = await this.#instance(task.processor);
-      // Asked for only when the main thread could not tell that this worker had the class: its timeout starts now.
-      if (task.notify === true) this.#send({ type: 'started', id: task.id, key: processorKey(task.processor.module, task.processor.exportName) });
-      if (task.processor.state !== undefined) Object.assign(processor, task.processor.state);
-      const output = invokeProcessor(processor, task.input, step);
+      ref = this.#ref(task.processor);
+    } catch (error) {
+      this.#active.delete(task.id);
+      return failed(task, step, error);
+    }
+    const processor = this.#built.get(instanceKey(ref));
+    // Not built yet, or its asks may wait for a person (a race with the wait): the general path.
+    if (processor === undefined || step.waited !== undefined) return this.#runLater(task, step, ref);
+    let output: unknown;
+    try {
+      output = this.#call(task, ref, step, processor);
+    } catch (error) {
+      this.#active.delete(task.id);
+      return failed(task, step, error);
+    }
+    if (isThenable(output)) return this.#answer(task, step, output);
+    this.#active.delete(task.id);
+    return succeeded(task, step, output);
+  }
+
+  /** Builds the processor (once per worker), then runs it; an ask that waits ends the task. */
+  async #runLater(task: RunTaskMessage, step: WorkerStep, ref: ProcessorRef): Promise<ResultMessage> {
+    try {
+      const processor = await this.#instance(ref);
+      const output = this.#call(task, ref, step, processor);
       // Only a run with a person in the loop can wait: then an ask that waits ends the task.
       const value = await (step.waited === undefined ? output : Promise.race([output, step.waited]));
-      return step.events === 0 ? { type: 'result', id: task.id, ok: true, value } : { type: 'result', id: task.id, events: step.events, ok: true, value };
+      return succeeded(task, step, value);
     } catch (error) {
-      return { type: 'result', id: task.id, events: step.events, ok: false, error: toErrorData(error) };
+      return failed(task, step, error);
     } finally {
       this.#active.delete(task.id);
     }
+  }
+
+  /** Waits for an asynchronous `process`. */
+  async #answer(task: RunTaskMessage, step: WorkerStep, output: PromiseLike<unknown>): Promise<ResultMessage> {
+    try {
+      return succeeded(task, step, await output);
+    } catch (error) {
+      return failed(task, step, error);
+    } finally {
+      this.#active.delete(task.id);
+    }
+  }
+
+  /** Tells the main thread the processor starts (if it asked), gives the instance its fields and calls it. */
+  #call(task: RunTaskMessage, ref: ProcessorRef, step: WorkerStep, processor: Processor): unknown {
+    // Asked for only when the main thread could not tell that this worker had the class: its timeout starts now.
+    if (task.notify === true) this.#send({ type: 'started', id: task.id, key: processorKey(ref.module, ref.exportName) });
+    if (ref.state !== undefined) Object.assign(processor, ref.state);
+    return callProcessor(processor, task.input, step);
+  }
+
+  /** The full reference of a task's class, remembering one sent with an alias and looking up one sent by it. */
+  #ref(sent: ProcessorRef | ProcessorAlias): ProcessorRef {
+    if ('module' in sent) {
+      if (sent.alias !== undefined) this.#aliases.set(sent.alias, { module: sent.module, exportName: sent.exportName });
+      return sent;
+    }
+    const known = this.#aliases.get(sent.alias);
+    if (known === undefined) throw new Error(`weir: task names processor alias ${sent.alias}, which this worker was never sent`);
+    return sent.state === undefined ? known : { module: known.module, exportName: known.exportName, state: sent.state, instance: sent.instance! };
   }
 
   /** Handles a message about a running task; messages about tasks no longer here are dropped. */
@@ -69,17 +128,32 @@ export class TaskRunner {
   }
 
   #instance(ref: ProcessorRef): Promise<Processor> {
-    // One instance per main-thread instance with fields, so one flow's fields never reach another's.
-    const key = ref.instance === undefined ? `${ref.module}#${ref.exportName}` : `${ref.module}#${ref.exportName}#${ref.instance}`;
+    const key = instanceKey(ref);
     let instance = this.#instances.get(key);
     if (instance === undefined) {
       instance = buildProcessor(ref);
       this.#instances.set(key, instance);
-      // A failed build is not cached: the next attempt tries again and reports the same error.
-      instance.catch(() => this.#instances.delete(key));
+      instance.then(
+        (built) => this.#built.set(key, built),
+        // A failed build is not cached: the next attempt tries again and reports the same error.
+        () => this.#instances.delete(key),
+      );
     }
     return instance;
   }
+}
+
+/** One instance per main-thread instance with fields, so one flow's fields never reach another's. */
+function instanceKey(ref: ProcessorRef): string {
+  return ref.instance === undefined ? `${ref.module}#${ref.exportName}` : `${ref.module}#${ref.exportName}#${ref.instance}`;
+}
+
+function succeeded(task: RunTaskMessage, step: WorkerStep, value: unknown): ResultMessage {
+  return step.events === 0 ? { type: 'result', id: task.id, ok: true, value } : { type: 'result', id: task.id, events: step.events, ok: true, value };
+}
+
+function failed(task: RunTaskMessage, step: WorkerStep, error: unknown): ResultMessage {
+  return { type: 'result', id: task.id, events: step.events, ok: false, error: toErrorData(error) };
 }
 
 async function buildProcessor(ref: ProcessorRef): Promise<Processor> {

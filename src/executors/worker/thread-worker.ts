@@ -20,10 +20,15 @@ channel.onmessage = (event) => {
 };
 
 /** Piscina calls this for each task; buffers the step passed to `transfer()` are moved, not copied. */
-export default async function runTask(task: RunTaskMessage): Promise<ResultMessage> {
+export default function runTask(task: RunTaskMessage): ResultMessage | Promise<ResultMessage> {
   markRunning(running, task.id, threadId);
   collectTransfers();
-  const result = await runner.run(task);
+  const result = runner.run(task);
+  // A synchronous answer goes back without a promise: Piscina awaits whatever this returns.
+  return result instanceof Promise ? result.then(withTransfers) : withTransfers(result);
+}
+
+function withTransfers(result: ResultMessage): ResultMessage {
   const transfers = takeTransfers();
   if (transfers.length === 0 || !result.ok) return result;
   return Piscina.move({ [Piscina.transferableSymbol]: transfers, [Piscina.valueSymbol]: result } as never) as unknown as ResultMessage;
