@@ -98,8 +98,8 @@ async function concurrent(store: RunStore, prefix: string, width: number, rounds
 /**
  * The same writes as a step-completion commit straight through better-sqlite3, on the store's own
  * connection (so the same schema, indexes and pragmas): values pre-encoded, the run's head (lease
- * token, last event's seq) read for the fence, both events in one insert with the step record and
- * output on the last, one `BEGIN IMMEDIATE` transaction per `perTransaction` commits.
+ * token, last event's seq) read for the fence, both events in one row with the step record and
+ * output on it, one `BEGIN IMMEDIATE` transaction per `perTransaction` commits.
  */
 async function rawLoop(file: string, sync: Sync, n: number, perTransaction: number): Promise<{ wall: number; cpu: number }> {
   const store = new SqliteRunStore(file, { synchronous: sync });
@@ -107,17 +107,17 @@ async function rawLoop(file: string, sync: Sync, n: number, perTransaction: numb
   await store.createRun(newRun('raw', t), [runStart('raw', t)]);
   const db = await store.database();
   const head = db.prepare('SELECT lease_token, (SELECT max(seq) FROM weir_events WHERE run_id = ?) AS last_seq FROM weir_runs WHERE run_id = ?');
-  const events = db.prepare('INSERT INTO weir_events (run_id, seq, data, records) VALUES (?, ?, ?, NULL), (?, ?, ?, ?)');
+  const events = db.prepare('INSERT INTO weir_events (run_id, seq, first_seq, data, records) VALUES (?, ?, ?, ?, ?)');
   const texts = Array.from({ length: n }, (_, i) => {
     const batch = completion('raw', 1, i, 2 + 2 * i, t);
-    return { records: JSON.stringify({ s: batch.steps, o: [[`s${i}`, JSON.stringify(OUTPUT)]] }), events: batch.events!.map((e) => JSON.stringify(e)) };
+    return { records: JSON.stringify({ s: batch.steps, o: [[`s${i}`, JSON.stringify(OUTPUT)]] }), events: `[${batch.events!.map((e) => JSON.stringify(e)).join(',')}]` };
   });
   const write = db.transaction((from: number, count: number) => {
     for (let i = from; i < from + count; i++) {
       const text = texts[i]!;
       const { lease_token: token, last_seq: lastSeq } = head.get('raw', 'raw') as { lease_token: number; last_seq: number };
       if (token !== 1 || lastSeq !== 1 + 2 * i) throw new Error('raw: unexpected head');
-      events.run('raw', 2 + 2 * i, text.events[0], 'raw', 3 + 2 * i, text.events[1], text.records);
+      events.run('raw', 3 + 2 * i, 2 + 2 * i, text.events, text.records);
     }
   });
   const c0 = cpu();

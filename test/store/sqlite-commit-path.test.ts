@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SqliteRunStore } from '../../src/storage/journal/sqlite/sqlite-run-store.js';
 import type { StepRecord } from '../../src/storage/journal/run-store.js';
+import type { WeirEvent } from '../../src/model/events.js';
 import { ALICE, event, newRun, runStart, stepRecord, T0 } from './helpers.js';
 
 let dir: string;
@@ -108,6 +109,41 @@ describe('SQLite checkpoints on their own thread', () => {
   });
 });
 
+describe('SQLite events, one row per commit', () => {
+  it("writes a commit's events as one row, and reads them back from any seq, up to any limit", async () => {
+    await store.createRun(newRun('r1'), [runStart('r1')]);
+    const commits = [[2, 3, 4], [5], [6, 7]];
+    for (const seqs of commits) await store.commit({ runId: 'r1', leaseToken: 1, events: seqs.map((seq) => event('r1', seq)) });
+    const db = await store.database();
+    const rows = db.prepare("SELECT first_seq, seq FROM weir_events WHERE run_id = 'r1' ORDER BY seq").raw().all();
+    expect(rows).toEqual([[null, 1], [2, 4], [null, 5], [6, 7]]);
+    const all = await store.readEvents('r1');
+    expect(all.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(all[2]).toEqual(event('r1', 3));
+    for (let after = 0; after <= 7; after++) {
+      expect((await store.readEvents('r1', after)).map((e) => e.seq)).toEqual(all.slice(after).map((e) => e.seq));
+      for (const limit of [0, 1, 2, 3]) expect(await store.readEvents('r1', after, limit)).toEqual(all.slice(after, after + limit));
+    }
+    expect((await store.loadRun('r1'))?.run.lastSeq).toBe(7);
+  });
+
+  it('keeps events that need more than JSON in one row, values intact', async () => {
+    await store.createRun(newRun('r1'), [runStart('r1')]);
+    const when = new Date(T0);
+    const odd = { ...event('r1', 3), note: { when, big: 10n } } as unknown as WeirEvent;
+    await store.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', 2), odd] });
+    expect(await store.readEvents('r1', 1)).toEqual([event('r1', 2), odd]);
+  });
+
+  it('refuses a row whose events do not match its seqs as corrupt, naming them', async () => {
+    await store.createRun(newRun('r1'), [runStart('r1')]);
+    await store.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', 2), event('r1', 3)] });
+    const db = await store.database();
+    db.prepare("UPDATE weir_events SET data = ? WHERE run_id = 'r1' AND seq = 3").run(JSON.stringify([event('r1', 2)]));
+    await expect(store.readEvents('r1')).rejects.toMatchObject({ code: 'WEIR_CORRUPT_RECORD', message: expect.stringContaining('"r1#2-3"') });
+  });
+});
+
 describe('SQLite step records riding on events', () => {
   it('writes a step commit with events to the events table only, its records on the last event', async () => {
     await store.createRun(newRun('r1'), [runStart('r1')]);
@@ -206,8 +242,11 @@ describe('SQLite step records riding on events', () => {
       expect(loaded?.run.lastSeq).toBe(3);
       expect(loaded?.steps.map((s) => s.step).sort()).toEqual(['a', 'b']);
       await expect(reopened.getOutput('r1', 'b')).resolves.toEqual({ value: 'new' });
+      // Rows of one event each, as before, and a commit's events in one row, read together.
+      await reopened.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', 4), event('r1', 5)] });
+      expect((await reopened.readEvents('r1')).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
       // A column added since: who ran the run is kept once it ends.
-      await reopened.commit({ runId: 'r1', leaseToken: 1, run: { status: 'completed', updatedAt: T0 + 9, endedAt: T0 + 9, ranBy: 'alice:1' }, events: [event('r1', 4)] });
+      await reopened.commit({ runId: 'r1', leaseToken: 1, run: { status: 'completed', updatedAt: T0 + 9, endedAt: T0 + 9, ranBy: 'alice:1' }, events: [event('r1', 6)] });
       expect((await reopened.loadRun('r1'))?.run).toMatchObject({ status: 'completed', ranBy: 'alice:1' });
     } finally {
       await reopened.close();

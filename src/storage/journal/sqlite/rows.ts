@@ -68,27 +68,56 @@ export const RELEASE_KEY = ';release';
 /** Booleans as SQLite keeps them. */
 const inLoop = (on: boolean): number => (on ? 1 : 0);
 
-/** Events as the flat parameters of multi-row inserts: run id, seq, data, records for each. */
+/**
+ * The events of one write as one `weir_events` row: its `seq` is the last event's, `first_seq` the
+ * first's when it holds more than one (then `data` is their array), and `records` rides on it.
+ * One row per commit: fewer cells and pages per commit than a row per event.
+ */
 export interface EncodedEvents {
+  /** 0 or 1. */
   readonly count: number;
+  /** run id, seq, first seq (null for a single event), data, records. */
   readonly params: unknown[];
 }
 
 export const NO_EVENTS: EncodedEvents = { count: 0, params: [] };
 
-/** `records`, when given, rides on the last event. */
+/** `records`, when given, rides on the row. */
 export function encodeEvents(runId: string, events: readonly WeirEvent[] | undefined, records: string | null): EncodedEvents {
   if (events === undefined || events.length === 0) return NO_EVENTS;
-  const params: unknown[] = new Array(events.length * 4);
+  const last = events[events.length - 1]!;
+  if (events.length === 1) return { count: 1, params: [runId, last.seq, null, encodeCompact(last, `event ${last.seq}`), records] };
+  const texts: string[] = new Array(events.length);
+  let plain = true;
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
-    params[4 * i] = runId;
-    params[4 * i + 1] = e.seq;
-    params[4 * i + 2] = encodeCompact(e, `event ${e.seq}`);
-    params[4 * i + 3] = null;
+    texts[i] = encodeCompact(e, `event ${e.seq}`);
+    if (texts[i]!.startsWith('~')) plain = false;
   }
-  params[4 * events.length - 1] = records;
-  return { count: events.length, params };
+  // Plain JSON texts make a JSON array as they are; an event that needs superjson takes the whole array with it.
+  const data = plain ? `[${texts.join(',')}]` : encodeCompact(events, `events ${events[0]!.seq} to ${last.seq}`);
+  return { count: 1, params: [runId, last.seq, events[0]!.seq, data, records] };
+}
+
+/** A `weir_events` row as `readEvents` selects it. */
+export interface EventRow {
+  readonly seq: number;
+  readonly first_seq: number | null;
+  readonly data: string;
+}
+
+/**
+ * The events of a row, in order: one, or `first_seq` to `seq`.
+ * @throws `WEIR_CORRUPT_RECORD` when its data cannot be read or does not hold exactly those events.
+ */
+export function decodeEventRow(runId: string, row: EventRow): WeirEvent[] {
+  const first = row.first_seq ?? row.seq;
+  const key = first === row.seq ? `${runId}#${row.seq}` : `${runId}#${first}-${row.seq}`;
+  const value = decodeText('event', key, row.data);
+  const events = row.first_seq === null ? [value] : value;
+  const valid = Array.isArray(events) && events.length === row.seq - first + 1 && events.every((e, i) => isObject(e) && e.seq === first + i);
+  if (!valid) throw corruptError(KIND, 'event', key);
+  return events as WeirEvent[];
 }
 
 /** What rides on a batch's last event: its step records, and its outputs still encoded (so `undefined` stays a value). */

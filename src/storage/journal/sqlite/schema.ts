@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS weir_events (
   seq INTEGER NOT NULL,
   data TEXT NOT NULL,
   records TEXT,
+  first_seq INTEGER,
   PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS weir_inputs (
@@ -96,6 +97,8 @@ const MIGRATIONS: readonly Migration[] = [
   addColumn('weir_runs', 'version', 'version TEXT'),
   addColumn('weir_runs', 'priority', 'priority INTEGER NOT NULL DEFAULT 0'),
   addColumn('weir_runs', 'concurrency_key', 'concurrency_key TEXT'),
+  // A commit's events in one row: the first's seq (the row's seq is the last's).
+  addColumn('weir_events', 'first_seq', 'first_seq INTEGER'),
 ];
 
 /**

@@ -31,7 +31,6 @@ import {
   corruptError,
   FINISHED,
   INPUT_OUTCOMES,
-  isObject,
   limitOf,
   pageOfRows,
   wrapError,
@@ -40,7 +39,7 @@ import { applyWork } from './apply.js';
 import { Checkpointer } from './checkpointer.js';
 import { fold, FoldCache, type FoldRows, readFoldRows } from './fold.js';
 import { FileIdentity } from './file-identity.js';
-import { decodeText, encodeCommit, encodeEvents, failureOf, RELEASE_KEY, runRowParams, type EncodedCommit, type RunRow, toRun, type Work } from './rows.js';
+import { decodeEventRow, decodeText, encodeCommit, encodeEvents, type EventRow, failureOf, RELEASE_KEY, runRowParams, type EncodedCommit, type RunRow, toRun, type Work } from './rows.js';
 import { migrate } from './schema.js';
 import { listQuery, PRUNE_SLICE, Statements } from './statements.js';
 import { WriteQueue } from './write-queue.js';
@@ -247,17 +246,20 @@ export class SqliteRunStore implements RunStore {
 
   async readEvents(runId: string, after = 0, limit = Infinity): Promise<WeirEvent[]> {
     const s = await this.#ready(`read the events of run ${JSON.stringify(runId)}`);
-    let rows: { seq: number; data: string }[];
+    const max = Number.isFinite(limit) ? Math.max(0, limit) : -1;
+    let rows: EventRow[];
     try {
-      rows = s.fixed.selectEvents.all(runId, after, Number.isFinite(limit) ? Math.max(0, limit) : -1) as { seq: number; data: string }[];
+      // A row holds one event or more, so `max` rows hold at least `max` events.
+      rows = s.fixed.selectEvents.all(runId, after, max) as EventRow[];
     } catch (error) {
       throw wrapError(this.kind, `could not read the events of run ${JSON.stringify(runId)}`, error);
     }
-    return rows.map((r) => {
-      const event = decodeText('event', `${runId}#${r.seq}`, r.data);
-      if (!isObject(event) || event.seq !== r.seq) throw corruptError(this.kind, 'event', `${runId}#${r.seq}`);
-      return event as unknown as WeirEvent;
-    });
+    const events: WeirEvent[] = [];
+    for (const row of rows) {
+      // The first row may begin at or before `after`.
+      for (const event of decodeEventRow(runId, row)) if (event.seq > after && (max < 0 || events.length < max)) events.push(event);
+    }
+    return events;
   }
 
   async listRuns(query: ListRunsQuery): Promise<RunPage> {

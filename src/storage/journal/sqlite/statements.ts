@@ -1,6 +1,6 @@
 /**
  * Every SQL statement the SQLite journal runs, prepared once per connection: the fixed ones, and
- * those whose shape varies (multi-row event inserts, run patches, run listings), made on first use
+ * those whose shape varies (run patches, run listings), made on first use
  * and kept.
  * @internal
  */
@@ -15,9 +15,6 @@ type Statement = BetterSqlite3.Statement;
 
 /** Runs deleted per transaction of a prune, so a big prune never holds the write lock for long. */
 export const PRUNE_SLICE = 500;
-
-/** Rows per multi-row event insert (4 parameters each, well under SQLite's limit). */
-const EVENTS_PER_INSERT = 16;
 
 /** Listing statements kept; a query shape beyond them is prepared on each call. */
 const LISTS_KEPT = 64;
@@ -38,7 +35,8 @@ const FIXED = {
   selectRecords: 'SELECT seq, records FROM weir_events WHERE run_id = ? AND records IS NOT NULL ORDER BY seq',
   selectSteps: 'SELECT step, data, seq FROM weir_steps WHERE run_id = ?',
   selectOutputs: 'SELECT step, value, seq FROM weir_outputs WHERE run_id = ?',
-  selectEvents: 'SELECT seq, data FROM weir_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?',
+  selectEvents: 'SELECT seq, first_seq, data FROM weir_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?',
+  insertEvents: 'INSERT INTO weir_events (run_id, seq, first_seq, data, records) VALUES (?, ?, ?, ?, ?)',
   upsertStep: 'INSERT OR REPLACE INTO weir_steps (run_id, step, data, seq) VALUES (?, ?, ?, ?)',
   upsertOutput: 'INSERT OR REPLACE INTO weir_outputs (run_id, step, value, seq) VALUES (?, ?, ?, ?)',
   deleteOutput: 'DELETE FROM weir_outputs WHERE run_id = ? AND step = ?',
@@ -85,7 +83,6 @@ function prepareFixed(db: Database): FixedStatements {
 export class Statements {
   readonly fixed: FixedStatements;
   readonly #db: Database;
-  readonly #events: Statement[] = [];
   readonly #patches = new Map<string, Statement>();
   readonly #lists = new Map<string, Statement>();
 
@@ -94,27 +91,9 @@ export class Statements {
     this.fixed = prepareFixed(db);
   }
 
-  /** Inserts encoded events, in multi-row inserts. */
+  /** Inserts a write's events: one row (see `EncodedEvents`). */
   insertEvents(events: EncodedEvents): void {
-    const { count, params } = events;
-    if (count === 0) return;
-    if (count <= EVENTS_PER_INSERT) {
-      this.#eventInsert(count).run(params);
-      return;
-    }
-    for (let from = 0; from < count; from += EVENTS_PER_INSERT) {
-      const n = Math.min(EVENTS_PER_INSERT, count - from);
-      this.#eventInsert(n).run(params.slice(4 * from, 4 * (from + n)));
-    }
-  }
-
-  #eventInsert(rows: number): Statement {
-    let statement = this.#events[rows];
-    if (statement === undefined) {
-      statement = this.#db.prepare(`INSERT INTO weir_events (run_id, seq, data, records) VALUES ${Array.from({ length: rows }, () => '(?, ?, ?, ?)').join(', ')}`);
-      this.#events[rows] = statement;
-    }
-    return statement;
+    if (events.count > 0) this.fixed.insertEvents.run(events.params);
   }
 
   /** `UPDATE` of the run row with a patch (see `EncodedCommit.patchKey`), fenced by its lease token. */
