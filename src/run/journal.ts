@@ -116,6 +116,8 @@ export class RunJournal {
   #lost: FlowError | undefined;
   /** The run has no record in the store: events go to listeners only, nothing is committed. */
   #detached = false;
+  /** The run's end was handed to `finish`: once idle, nothing more comes, and the lazy flush lets it go. */
+  #ended = false;
   /** A step's completion held back for the run's end to join it (see `complete`). */
   #held: Checkpoint | undefined;
   /** Why the checkpoint committed at once (`commitNow`) was refused. */
@@ -283,6 +285,7 @@ export class RunJournal {
 
   /** Commits the run's end (its patch and last event, numbered with `nextSeq()`) with everything pending. */
   finish(patch: RunPatch, event: WeirEvent): Promise<void> {
+    this.#ended = true;
     const held = this.#held;
     if (held !== undefined) {
       // The last step's completion waits for this: one commit for both.
@@ -612,8 +615,9 @@ export class RunJournal {
   }
 
   #becameIdle(): void {
-    // Nothing is left for the lazy flush: the journal (and the run it points to) must not wait for its timer to be let go.
-    lazy.delete(this);
+    // An ended run's journal (and the run it points to) must not wait for the lazy timer to be let go.
+    // A live one stays listed (it would be listed again at its next event): finding it idle costs the timer nothing.
+    if (this.#ended || this.#detached) lazy.delete(this);
     const resolve = this.#idleResolve;
     this.#idle = undefined;
     this.#idleResolve = undefined;
