@@ -1,5 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
+import { renameSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,6 +142,29 @@ describe('SQLite events, one row per commit', () => {
     const db = await store.database();
     db.prepare("UPDATE weir_events SET data = ? WHERE run_id = 'r1' AND seq = 3").run(JSON.stringify([event('r1', 2)]));
     await expect(store.readEvents('r1')).rejects.toMatchObject({ code: 'WEIR_CORRUPT_RECORD', message: expect.stringContaining('"r1#2-3"') });
+  });
+});
+
+describe('SQLite file replaced after the last write', () => {
+  it('close() leaves what was committed in the file it opened, not in a WAL beside the file now at the path', async () => {
+    const file = join(dir, 'runs.db');
+    await store.createRun(newRun('r1'), [runStart('r1')]);
+    await store.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', 2), event('r1', 3)] });
+    // No write after this, so no write's check sees the swap: only close() can.
+    renameSync(file, join(dir, 'aside.db'));
+    const other = new Database(file);
+    other.exec('CREATE TABLE marker (x TEXT)');
+    other.close();
+    await store.close();
+    const aside = new SqliteRunStore(join(dir, 'aside.db'));
+    const atPath = new SqliteRunStore(file);
+    try {
+      expect((await aside.readEvents('r1')).map((e) => e.seq)).toEqual([1, 2, 3]);
+      expect(await atPath.loadRun('r1')).toBeUndefined();
+    } finally {
+      await aside.close();
+      await atPath.close();
+    }
   });
 });
 

@@ -392,6 +392,13 @@ export class SqliteRunStore implements RunStore {
       if (opening !== undefined) await opening.catch(() => undefined);
       // Closed first, so the main connection is the last one and clears the WAL away as before.
       await this.#checkpointer?.close();
+      // A file put at the path since the last write was not seen by any check: SQLite would leave what
+      // this connection committed in the WAL at the path, beside that other file. Copied home first.
+      try {
+        if (this.#db !== undefined) this.#identity?.check(true);
+      } catch {
+        // Replaced: `#replaced` copied the WAL into the file opened.
+      }
       this.#db?.close();
       this.#db = undefined;
     })();
