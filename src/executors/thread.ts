@@ -85,14 +85,10 @@ export class ThreadExecutor extends RemoteExecutor {
   }
 
   protected dispatch(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
-    // The usual case, without a promise of its own: a free thread, Piscina loaded.
-    if (this.#busy < this.#settings.max && PiscinaClass !== undefined) {
-      this.#busy++;
-      return this.#run(task, control);
-    }
+    // The usual case, without a promise of its own: a free thread.
     if (this.#busy < this.#settings.max) {
       this.#busy++;
-      return this.#loadThenRun(task, control);
+      return this.#post(task, control);
     }
     return new Promise((resolve, reject) => {
       const waiting: Waiting = { task, control, resolve, reject };
@@ -102,6 +98,11 @@ export class ThreadExecutor extends RemoteExecutor {
       });
       this.#waiting.push(waiting);
     });
+  }
+
+  /** Runs a task in the slot it holds: at once if Piscina is loaded, else once it is. */
+  #post(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
+    return PiscinaClass === undefined ? this.#loadThenRun(task, control) : this.#run(task, control);
   }
 
   /** Holds a slot while Piscina is imported (an abort meanwhile drops the task at once, as in the queue), then runs the task. */
@@ -162,7 +163,7 @@ export class ThreadExecutor extends RemoteExecutor {
       return;
     }
     next.control.onKill(undefined);
-    next.resolve(PiscinaClass === undefined ? this.#loadThenRun(next.task, next.control) : this.#run(next.task, next.control));
+    next.resolve(this.#post(next.task, next.control));
   }
 
   /** Waits for Piscina's import; rejects if the task is killed first, or with why Piscina could not be loaded. */

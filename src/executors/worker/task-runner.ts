@@ -145,7 +145,8 @@ export class TaskRunner {
 
 /** One instance per main-thread instance with fields, so one flow's fields never reach another's. */
 function instanceKey(ref: ProcessorRef): string {
-  return ref.instance === undefined ? `${ref.module}#${ref.exportName}` : `${ref.module}#${ref.exportName}#${ref.instance}`;
+  const key = processorKey(ref.module, ref.exportName);
+  return ref.instance === undefined ? key : `${key}#${ref.instance}`;
 }
 
 function succeeded(task: RunTaskMessage, step: WorkerStep, value: unknown): ResultMessage {
