@@ -68,6 +68,8 @@ const zones = [
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', '.weir/**', 'coverage/**', '*.config.js', '.ci/**', 'src/executors/worker/*.mjs'] },
   { ignores: ['src/storage/journal/sqlite/*.mjs'] },
+  // Plain JavaScript that Node loads before any TypeScript can be: the benchmarks' module hooks.
+  { ignores: ['bench/loader/*.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -4,7 +4,7 @@
  * weir loads only when a run needs it, a `FlowContext` on a SQLite file, and `recover()` reaching the
  * first resumed step of runs left by a SIGKILLed process. Each figure is the median over ROUNDS
  * processes, the cases taken in turn round after round, against bare `node -e ''` and
- * `import('zod')` measured in the same rounds. Run alone with `npx tsx bench/cold-start.bench.ts`.
+ * `import('zod')` measured in the same rounds. Run alone with `node --import ./bench/loader/register.mjs bench/cold-start.bench.ts`.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';

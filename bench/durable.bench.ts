@@ -2,7 +2,7 @@
  * Durable runs through `FlowContext`: the cost of a durable step on SQLite (NORMAL and FULL) as a
  * ratio to the same run on the memory store (on a new file, and once its WAL has wrapped), one-step runs per second started 1000 at once, and the
  * bytes a 200-step chain's journal takes against the sum of its outputs. Run alone with
- * `npx tsx bench/durable.bench.ts`.
+ * `node --import ./bench/loader/register.mjs bench/durable.bench.ts`.
  */
 import { statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';

@@ -2,7 +2,7 @@
  * weir/http: a 200-step run watched by 100 SSE clients against the same run unwatched (and that
  * every client got every event, in order); the time to first byte of the runs list and of the page
  * with 1,000 runs stored on SQLite; runs started per second over HTTP with keep-alive against
- * `ctx.start` called directly. Run alone with `npx tsx bench/http.bench.ts`.
+ * `ctx.start` called directly. Run alone with `node --import ./bench/loader/register.mjs bench/http.bench.ts`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { Agent, request } from 'node:http';

@@ -4,14 +4,14 @@
  * finished runs, `keepFinishedRuns`) and 50,000 on a SQLite file, against the heap once the
  * history is full; the same without ever giving the event loop a turn; and the heap one run of a
  * sequential chain takes per step, live and once stored, from 1,000 to 10,000 steps. Run alone with
- * `npx tsx bench/memory.bench.ts`.
+ * `node --import ./bench/loader/register.mjs bench/memory.bench.ts`.
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { row } from './harness.js';
+import { row, TS_LOADER } from './harness.js';
 
 const PROBE = fileURLToPath(new URL('./programs/memory-probe.ts', import.meta.url));
 /** The memory store's default history: finished runs kept. */
@@ -36,7 +36,7 @@ interface ChainSample {
 /** Runs the probe with `--expose-gc` and returns the JSON lines it printed. */
 async function probe(args: readonly string[]): Promise<Record<string, number>[]> {
   // A larger young generation only makes the probe faster: the heap is read after full collections.
-  const child = spawn(process.execPath, ['--expose-gc', '--max-semi-space-size=32', '--import', 'tsx', PROBE, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--expose-gc', '--max-semi-space-size=32', ...TS_LOADER, PROBE, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
   const code = await new Promise<number | null>((resolve, reject) => child.on('error', reject).on('exit', resolve));

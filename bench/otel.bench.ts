@@ -1,7 +1,7 @@
 /**
  * weir/otel: the cost per step of reporting a 200-step run to OpenTelemetry, with the API present
  * but no SDK (every span and metric a no-op) and with an SDK (spans to an in-memory exporter,
- * metrics to a reader), against the same run not instrumented. Run alone with `npx tsx bench/otel.bench.ts`.
+ * metrics to a reader), against the same run not instrumented. Run alone with `node --import ./bench/loader/register.mjs bench/otel.bench.ts`.
  */
 import { pathToFileURL } from 'node:url';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';

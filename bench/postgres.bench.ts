@@ -7,7 +7,7 @@
  * timeout (workers as on two hosts, and on one); how soon a parked run answered from another context
  * goes on (the notice, not a poll). Last, the statements a chain step and a queued run
  * send, counted by pg_stat_statements (after a restart that loads it) when the server has it.
- * Run alone with `npx tsx bench/postgres.bench.ts`.
+ * Run alone with `node --import ./bench/loader/register.mjs bench/postgres.bench.ts`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -23,7 +23,7 @@ import { Flow, FlowContext, Processor, ResultsManager, type AnyFlow } from '../s
 import { runStoreOf } from '../src/results/results-manager.js';
 import type { PostgresRunStore } from '../src/storage/journal/postgres/postgres-run-store.js';
 import { startPostgres, type PostgresServer } from '../test/support/postgres-server.js';
-import { measure, perItem, row } from './harness.js';
+import { measure, perItem, row, TS_LOADER } from './harness.js';
 import { Carried as N, Next, TEXT } from './processors.js';
 
 const WORKER = join(import.meta.dirname, 'programs', 'postgres-worker.ts');
@@ -116,7 +116,7 @@ interface Worker {
 }
 
 async function startWorker(url: string, schema: string, spec: string, lease: number, concurrency: number, poll: number, start: 'now' | 'hold', host = '-'): Promise<Worker> {
-  const args = ['--import', 'tsx', WORKER, url, schema, spec, String(lease), String(concurrency), String(poll), start, host];
+  const args = [...TS_LOADER, WORKER, url, schema, spec, String(lease), String(concurrency), String(poll), start, host];
   const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines: string[] = [];
   const recovered = new Map<string, number>();

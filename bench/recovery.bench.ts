@@ -2,7 +2,7 @@
  * Recovery after a crash, on SQLite NORMAL: a child starts RUNS short chains and is SIGKILLed midway;
  * a new context on the same file then recovers them. Measures the time from calling `recover()` to
  * the first `step_start` of a resumed run, to `recover()` resolving, and to every run completing.
- * Run alone with `npx tsx bench/recovery.bench.ts`.
+ * Run alone with `node --import ./bench/loader/register.mjs bench/recovery.bench.ts`.
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FlowContext, ResultsManager } from '../src/index.js';
-import { row } from './harness.js';
+import { row, TS_LOADER } from './harness.js';
 import { CHAIN_STEPS, recoveryChain, RUNS, STEP_MS } from './recovery-flow.js';
 
 const CHILD = join(import.meta.dirname, 'programs', 'recovery-child.ts');
@@ -29,7 +29,7 @@ interface Round {
 
 /** Starts the child and SIGKILLs it once it says every run started and enough steps completed. */
 async function crashChild(db: string): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, db, String(COMPLETED_BEFORE_KILL)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...TS_LOADER, CHILD, db, String(COMPLETED_BEFORE_KILL)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const failsafe = setTimeout(() => child.kill('SIGKILL'), 60_000);
   child.stdout.on('data', (chunk: Buffer) => {
     if (chunk.toString().includes('ready')) child.kill('SIGKILL');

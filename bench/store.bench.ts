@@ -1,7 +1,7 @@
 /**
  * The run journal: commit cost on SQLite (NORMAL and FULL, one by one and 100 at once) against a
  * raw better-sqlite3 loop doing the same writes, the memory store's commit, one-step runs per
- * second, and the bytes a 200-step chain's journal takes. Run alone with `npx tsx bench/store.bench.ts`.
+ * second, and the bytes a 200-step chain's journal takes. Run alone with `node --import ./bench/loader/register.mjs bench/store.bench.ts`.
  */
 import { statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';

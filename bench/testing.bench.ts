@@ -2,7 +2,7 @@
  * weir/testing: the real time of a test of a flow whose step fails five times with a minute of
  * backoff between attempts (five virtual minutes), against the same flow with no backoff on a plain
  * FlowContext; and the checkout example's test suite (examples/checkout) under `node --test`,
- * against an empty suite in the same runner. Run alone with `npx tsx bench/testing.bench.ts`.
+ * against an empty suite in the same runner. Run alone with `node --import ./bench/loader/register.mjs bench/testing.bench.ts`.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';

@@ -3,7 +3,7 @@
  * at once, on the memory store and on SQLite NORMAL. Measures the time until all 1000 parked, the
  * heap the parked runs hold (after a forced GC), and the time from answering all 1000 (at once, and
  * one after another) until every run completed; against the same flow run 1000 at once in batch
- * mode, where the ask takes its default and nothing waits. Run alone with `npx tsx bench/waiting.bench.ts`.
+ * mode, where the ask takes its default and nothing waits. Run alone with `node --import ./bench/loader/register.mjs bench/waiting.bench.ts`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -1,6 +1,6 @@
 /**
  * Watching: replaying a finished 10,000-event run from `after: 0` out of the store, through a
- * context that did not run it, in events per second. Run alone with `npx tsx bench/watch.bench.ts`.
+ * context that did not run it, in events per second. Run alone with `node --import ./bench/loader/register.mjs bench/watch.bench.ts`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

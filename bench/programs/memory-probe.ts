@@ -1,5 +1,5 @@
 // The memory benchmark's child process: measures the heap after a forced full GC, and prints one
-// JSON line per measurement. Run with `node --expose-gc --import tsx`.
+// JSON line per measurement. Run with `node --expose-gc --import ./bench/loader/register.mjs`.
 // argv: runs <memory|sqlite file> <total> <samples, comma-separated> <turn|busy>
 //   one long-lived context runs `total` one-step runs, 1000 started at once then awaited; `turn`
 //   gives the event loop one turn between batches (as any app that serves requests does), `busy`
