@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { Flow, FlowContext, type LeafType } from '../src/index.js';
-import { measure, perItem, row, type Measurement } from './harness.js';
+import { measure, perItem, row, TS_LOADER, type Measurement } from './harness.js';
 import { GzipFiles, gzipFiles, Inc, rawGzipWorker, rawIncChild, rawIncWorker } from './processors.js';
 
 const STEPS = 200;
@@ -58,7 +58,8 @@ export async function executorsBench(): Promise<void> {
 
     console.log(`\n## Executors: dispatch cost, ${STEPS}-step sequential chain of a trivial step, pools of ${cores}\n`);
     console.log('(each case measured in turn, round after round, so load from elsewhere hits all of them alike)\n');
-    const ctx = new FlowContext({ threads: { max: cores }, processes: { max: cores } });
+    // Child processes compile weir's sources as the build does, like this process (threads inherit its hooks).
+    const ctx = new FlowContext({ threads: { max: cores }, processes: { max: cores, execArgv: [...TS_LOADER] } });
     const after = () => ctx.results.cleanup({ olderThan: new Date(Date.now() + 1) });
     const piscina = new Piscina({ filename: join(dir, 'inc-worker.mjs'), minThreads: cores, maxThreads: cores });
     const child = fork(join(dir, 'inc-child.mjs'), [], { serialization: 'advanced', execArgv: [] });

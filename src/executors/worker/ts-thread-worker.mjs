@@ -1,6 +1,14 @@
-// Loads the TypeScript thread-worker entry through tsx: used only when weir runs from its sources
-// (under vitest), since a worker thread on Node 20 ignores `--import tsx`. The built package never loads it.
-import { tsImport } from 'tsx/esm/api';
-
-const entry = await tsImport('./thread-worker.ts', import.meta.url);
+// Loads the TypeScript thread-worker entry when weir runs from its sources: through the module hooks
+// the worker inherited from its host when they compile TypeScript (the benchmarks' do, as the build
+// does), else through tsx (under vitest), since a worker thread on Node 20 ignores `--import tsx`.
+// The built package never loads this file.
+let entry;
+try {
+  entry = await import('./thread-worker.ts');
+} catch {
+  // No hooks that compile it (ERR_UNKNOWN_FILE_EXTENSION), or ones that cannot (Node's own type
+  // stripping does not map the sources' `.js` imports): tsx reports any error in the sources itself.
+  const { tsImport } = await import('tsx/esm/api');
+  entry = await tsImport('./thread-worker.ts', import.meta.url);
+}
 export default entry.default;
