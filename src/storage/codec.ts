@@ -58,6 +58,8 @@ export function findLossy(value: unknown): LossyPart | undefined {
   // Primitives, the usual case, need no walk.
   if (typeof value !== 'object' && typeof value !== 'function' && typeof value !== 'symbol') return undefined;
   if (value === null) return undefined;
+  // Plain JSON data, the usual case, holds nothing lossy: known without the walk's allocations.
+  if (plainJson(value)) return undefined;
   const found = walkLossy(value, undefined);
   return found === undefined ? undefined : { what: found.what, path: found.path.reverse().join('') };
 }
@@ -266,19 +268,27 @@ function isPlainJson(value: unknown, depth: number): boolean {
   }
 }
 
+/** `isPlainJson` from the top; false for a value whose getter throws. */
+function plainJson(value: unknown): boolean {
+  try {
+    return isPlainJson(value, 0);
+  } catch {
+    return false; // a throwing getter: superjson reports it
+  }
+}
+
+/** `value` as JSON when it is plain JSON data (as `encodeCompact` would write it), else `undefined`. */
+export function plainJsonText(value: unknown): string | undefined {
+  return plainJson(value) ? JSON.stringify(value) : undefined;
+}
+
 /**
  * Like `encode`, but plain JSON data is written as JSON (several times faster than superjson), and
  * anything else as `~` followed by superjson. Read it back with `decodeCompact`.
  * @throws FlowError `WEIR_SERIALIZATION` when superjson cannot serialise it.
  */
 export function encodeCompact(value: unknown, key?: string): string {
-  let plain: boolean;
-  try {
-    plain = isPlainJson(value, 0);
-  } catch {
-    plain = false; // a throwing getter: superjson reports it
-  }
-  if (plain) return JSON.stringify(value);
+  if (plainJson(value)) return JSON.stringify(value);
   checkLossless(value, key);
   return `~${superjsonString(value, key)}`;
 }

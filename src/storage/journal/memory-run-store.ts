@@ -48,8 +48,8 @@ interface Entry {
   readonly steps: Map<string, StepRecord>;
   readonly outputs: Map<string, unknown>;
   readonly events: WeirEvent[];
-  /** How each input wait ended, by key, in the order stored. */
-  readonly inputs: Map<string, InputEntry>;
+  /** How each input wait ended, by key, in the order stored; made with the first (most runs never wait). */
+  inputs: Map<string, InputEntry> | undefined;
 }
 
 const DONE: Promise<void> = Promise.resolve();
@@ -94,7 +94,7 @@ export class MemoryRunStore implements RunStore {
       this.#checkEventValues(events);
     }
     const run = { ...record, leaseToken: record.leaseToken ?? 1, recoveries: record.recoveries ?? 0, lastSeq } as Entry['run'];
-    this.#runs.set(record.runId, { run, steps: new Map(), outputs: new Map(), events: [...events], inputs: new Map() });
+    this.#runs.set(record.runId, { run, steps: new Map(), outputs: new Map(), events: [...events], inputs: undefined });
     return { ...run };
   }
 
@@ -244,8 +244,9 @@ export class MemoryRunStore implements RunStore {
 
   async putInput(runId: string, entry: InputEntry): Promise<boolean> {
     this.#check(`store input ${JSON.stringify(entry.key)} of run ${JSON.stringify(runId)}`);
-    const inputs = this.#runs.get(runId)?.inputs;
-    if (inputs === undefined) throw notFoundError(this.kind, runId);
+    const held = this.#runs.get(runId);
+    if (held === undefined) throw notFoundError(this.kind, runId);
+    const inputs = (held.inputs ??= new Map());
     if (this.#checkValues && 'value' in entry) checkValue(entry.value, () => `input ${runId}/${entry.key}`);
     // Synchronous from the check to the write: the first caller wins.
     if (inputs.has(entry.key)) return false;
@@ -255,9 +256,9 @@ export class MemoryRunStore implements RunStore {
 
   async clearInputs(runId: string, keys: readonly string[]): Promise<void> {
     this.#check(`clear inputs of run ${JSON.stringify(runId)}`);
-    const inputs = this.#runs.get(runId)?.inputs;
-    if (inputs === undefined) throw notFoundError(this.kind, runId);
-    for (const key of keys) inputs.delete(key);
+    const held = this.#runs.get(runId);
+    if (held === undefined) throw notFoundError(this.kind, runId);
+    for (const key of keys) held.inputs?.delete(key);
   }
 
   async readInputs(runId: string): Promise<InputEntry[]> {

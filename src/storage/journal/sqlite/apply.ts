@@ -42,7 +42,7 @@ export function applyWork(statements: Statements, work: Work, committed: (runId:
   // The fence is a read: inside this write transaction (BEGIN IMMEDIATE) no other connection writes.
   const lastSeq = checkHead(statements, batch);
   if (work.patchKey !== '') {
-    const changes = statements.patch(work.patchKey).run(...work.patchValues, runId, batch.leaseToken).changes;
+    const changes = statements.patch(work.patchKey).run(work.patchParams).changes;
     if (changes !== 1) throw new Error(`the fenced update of run ${JSON.stringify(runId)} changed ${changes} rows, yet its head accepts the batch`);
   }
   committed(runId);

@@ -5,7 +5,7 @@
  * @internal
  */
 import type { WeirEvent } from '../../../model/events.js';
-import { encodeCompact } from '../../codec.js';
+import { encodeCompact, plainJsonText } from '../../codec.js';
 import type { CommitBatch, InputEntry, RunRecord, StepRecord } from '../run-store.js';
 import { checkBatch, corruptError, decodeStored, isObject, patchColumnValue, patchedKeys, runOfRow, type RecordKind, releases, type SqlRunRow } from '../store-support.js';
 
@@ -86,7 +86,13 @@ export const NO_EVENTS: EncodedEvents = { count: 0, params: [] };
 export function encodeEvents(runId: string, events: readonly WeirEvent[] | undefined, records: string | null): EncodedEvents {
   if (events === undefined || events.length === 0) return NO_EVENTS;
   const last = events[events.length - 1]!;
-  if (events.length === 1) return { count: 1, params: [runId, last.seq, null, encodeCompact(last, `event ${last.seq}`), records] };
+  if (events.length === 1) return { count: 1, params: [runId, last.seq, null, plainJsonText(last) ?? encodeCompact(last, `event ${last.seq}`), records] };
+  return { count: 1, params: [runId, last.seq, events[0]!.seq, plainJsonText(events) ?? encodeEach(events), records] };
+}
+
+/** Events that are not all plain JSON: each encoded, so an error names the event. */
+function encodeEach(events: readonly WeirEvent[]): string {
+  const last = events[events.length - 1]!;
   const texts: string[] = new Array(events.length);
   let plain = true;
   for (let i = 0; i < events.length; i++) {
@@ -95,8 +101,7 @@ export function encodeEvents(runId: string, events: readonly WeirEvent[] | undef
     if (texts[i]!.startsWith('~')) plain = false;
   }
   // Plain JSON texts make a JSON array as they are; an event that needs superjson takes the whole array with it.
-  const data = plain ? `[${texts.join(',')}]` : encodeCompact(events, `events ${events[0]!.seq} to ${last.seq}`);
-  return { count: 1, params: [runId, last.seq, events[0]!.seq, data, records] };
+  return plain ? `[${texts.join(',')}]` : encodeCompact(events, `events ${events[0]!.seq} to ${last.seq}`);
 }
 
 /** A `weir_events` row as `readEvents` selects it. */
@@ -146,7 +151,8 @@ export interface EncodedCommit {
   readonly batch: CommitBatch;
   /** The sorted patched columns' keys, with `RELEASE_KEY` when the update releases the lease; empty for no patch. */
   readonly patchKey: string;
-  readonly patchValues: unknown[];
+  /** The patch statement's parameters: the columns' values, then the run id and lease token of its `WHERE`. */
+  readonly patchParams: unknown[];
   /** For a batch without events only: its step records (with whether each has an output) and outputs go to their own tables. */
   readonly steps: [step: string, data: string, hasOutput: number][];
   readonly outputs: [step: string, value: string][];
@@ -191,12 +197,13 @@ export function failureOf(work: Work): string {
 export function encodeCommit(batch: CommitBatch): EncodedCommit {
   checkBatch(KIND, batch);
   let patchKey = '';
-  const patchValues: unknown[] = [];
+  const patchParams: unknown[] = [];
   if (batch.run !== undefined) {
     const patch = batch.run;
     const keys = patchedKeys(patch).sort();
     patchKey = keys.join(',');
-    for (const key of keys) patchValues.push(patchColumnValue(key, batch.run[key], inLoop));
+    for (const key of keys) patchParams.push(patchColumnValue(key, batch.run[key], inLoop));
+    patchParams.push(batch.runId, batch.leaseToken);
     // A run that waits, or ends, releases its lease in the same update.
     if (releases(patch.status)) patchKey += RELEASE_KEY;
   }
@@ -209,9 +216,9 @@ export function encodeCommit(batch: CommitBatch): EncodedCommit {
     // The usual batch: its records ride on its last event, so the commit writes one table.
     const carried: CarriedRecords = { s: batch.steps ?? [], o: outputs };
     const records = hasRecords ? encodeCompact(carried, `step records of ${batch.runId}`) : null;
-    return { type: 'commit', batch, patchKey, patchValues, steps: [], outputs: [], events: encodeEvents(batch.runId, batch.events, records) };
+    return { type: 'commit', batch, patchKey, patchParams, steps: [], outputs: [], events: encodeEvents(batch.runId, batch.events, records) };
   }
   const steps: [string, string, number][] = [];
   if (batch.steps !== undefined) for (const step of batch.steps) steps.push([step.step, encodeCompact(step, `step ${batch.runId}/${step.step}`), step.hasOutput ? 1 : 0]);
-  return { type: 'commit', batch, patchKey, patchValues, steps, outputs, events: NO_EVENTS };
+  return { type: 'commit', batch, patchKey, patchParams, steps, outputs, events: NO_EVENTS };
 }

@@ -175,13 +175,18 @@ export class SqliteRunStore implements RunStore {
     this.#identity?.check(true);
   }
 
-  async createRun(record: NewRunRecord, events: readonly WeirEvent[] = []): Promise<RunRecord> {
-    this.#check(`create run ${JSON.stringify(record.runId)}`);
-    const lastSeq = checkEvents(this.kind, record.runId, 0, events);
-    const stored = { ...record, leaseToken: record.leaseToken ?? 1, recoveries: record.recoveries ?? 0, lastSeq } as RunRecord;
-    const row = runRowParams(stored);
-    await this.#writes.enqueue({ type: 'create', record: stored, row, events: encodeEvents(record.runId, events, null) });
-    return stored;
+  createRun(record: NewRunRecord, events: readonly WeirEvent[] = []): Promise<RunRecord> {
+    try {
+      if (this.#closing !== undefined) throw closedError(this.kind, `create run ${JSON.stringify(record.runId)}`);
+      const lastSeq = checkEvents(this.kind, record.runId, 0, events);
+      const stored = { ...record, leaseToken: record.leaseToken ?? 1, recoveries: record.recoveries ?? 0, lastSeq } as RunRecord;
+      // Settles with `stored` (what `applyWork` gives for a create).
+      return this.#writes.enqueue({ type: 'create', record: stored, row: runRowParams(stored), events: encodeEvents(record.runId, events, null) }) as Promise<RunRecord>;
+    } catch (thrown) {
+      // A `FlowError`: closed, a seq gap, or a value that cannot be stored.
+      const error = thrown as Error;
+      return Promise.reject(error);
+    }
   }
 
   commit(batch: CommitBatch): Promise<void> {
