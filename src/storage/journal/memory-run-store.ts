@@ -25,7 +25,7 @@ import type {
   StoredOutput,
 } from './run-store.js';
 import {
-  KEPT,
+  assignPatch,
   checkBatch,
   checkEvents,
   closedError,
@@ -146,11 +146,7 @@ export class MemoryRunStore implements RunStore {
     if (events !== undefined) for (const event of events) entry.events.push(event);
     run.lastSeq = lastSeq;
     if (patch !== undefined) {
-      for (const key in patch) {
-        const value = (patch as Record<string, unknown>)[key];
-        if (value !== undefined) (run as Record<string, unknown>)[key] = value;
-        else if (!KEPT.has(key)) delete (run as Record<string, unknown>)[key];
-      }
+      assignPatch(run, patch);
       if (releases(patch.status)) {
         const { owner: _released, ...kept } = run;
         kept.leaseExpiresAt = 0;

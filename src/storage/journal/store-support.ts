@@ -3,6 +3,7 @@ import { ErrorCode, FlowError, RetryableError } from '../../errors/errors.js';
 import type { WeirEvent } from '../../model/events.js';
 import { FlowStatus } from '../../model/status.js';
 import { messageOf } from '../../util/message-of.js';
+import type { Mutable } from '../../util/types.js';
 import { decodeCompact, encodeCompact } from '../codec.js';
 import type { ErrorData } from '../../errors/error-data.js';
 import type { AcquireOptions, CommitBatch, InputEntry, ListRunsQuery, RunOwner, RunPage, RunPatch, RunRecord, RunStoreKind } from './run-store.js';
@@ -115,7 +116,7 @@ export function checkBatch(kind: RunStoreKind, batch: CommitBatch): void {
 }
 
 /** Run fields every record has: a patch giving them as `undefined` keeps them. */
-export const KEPT: ReadonlySet<string> = new Set(['status', 'updatedAt', 'humanInLoop']);
+const KEPT: ReadonlySet<string> = new Set(['status', 'updatedAt', 'humanInLoop']);
 
 /** Whether a commit to `status` releases the run's lease: a run that waits, or has ended, is held by nobody. */
 export function releases(status: FlowStatus | undefined): boolean {
@@ -128,18 +129,40 @@ export function releaseIn(run: Record<string, unknown>): void {
   run.leaseExpiresAt = 0;
 }
 
+/** Every field of `RunPatch`, named once more so `assignPatch` cannot miss one (a field added to the type fails to compile here). */
+type PatchFields = 'status' | 'updatedAt' | 'humanInLoop' | 'endedAt' | 'error' | 'output' | 'retriedBy' | 'ranBy';
+const allPatchFields: [keyof RunPatch] extends [PatchFields] ? true : never = true;
+void allPatchFields;
+
+/**
+ * Writes a run patch into a record in place (see `RunPatch` for what `undefined` means). A named
+ * store per field, not a store by a computed key: every record then goes through the same shapes,
+ * and a commit that ends a run costs a few plain property writes.
+ */
+export function assignPatch(run: Mutable<RunRecord>, patch: RunPatch): void {
+  if (patch.status !== undefined) run.status = patch.status;
+  if (patch.updatedAt !== undefined) run.updatedAt = patch.updatedAt;
+  if (patch.humanInLoop !== undefined) run.humanInLoop = patch.humanInLoop;
+  if (patch.endedAt !== undefined) run.endedAt = patch.endedAt;
+  else if ('endedAt' in patch) delete run.endedAt;
+  if (patch.error !== undefined) run.error = patch.error;
+  else if ('error' in patch) delete run.error;
+  if (patch.output !== undefined) run.output = patch.output;
+  else if ('output' in patch) delete run.output;
+  if (patch.retriedBy !== undefined) run.retriedBy = patch.retriedBy;
+  else if ('retriedBy' in patch) delete run.retriedBy;
+  if (patch.ranBy !== undefined) run.ranBy = patch.ranBy;
+  else if ('ranBy' in patch) delete run.ranBy;
+}
+
 /** Applies a run patch and a new `lastSeq` to a record; status `waiting` releases the lease. */
 export function patchRun(run: RunRecord, patch: RunPatch | undefined, lastSeq: number): RunRecord {
-  const next: Record<string, unknown> = { ...run, lastSeq };
+  const next: Mutable<RunRecord> = { ...run, lastSeq };
   if (patch !== undefined) {
-    for (const key of Object.keys(patch) as (keyof RunPatch)[]) {
-      const value = patch[key];
-      if (value !== undefined) next[key] = value;
-      else if (!KEPT.has(key)) delete next[key];
-    }
+    assignPatch(next, patch);
     if (releases(patch.status)) releaseIn(next);
   }
-  return next as unknown as RunRecord;
+  return next;
 }
 
 /** A `listRuns` cursor: the last run's `createdAt` and `runId`. */
