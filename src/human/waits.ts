@@ -14,6 +14,7 @@ import type { AttemptWaits } from '../run/attempt.js';
 import type { RunState } from '../run/run-state.js';
 import type { Scheduler } from '../run/scheduler.js';
 import type { Wait } from '../run/step-state.js';
+import { StepTimers } from '../run/step-timers.js';
 import { clearRealTimer, setRealTimer, type TimerHandle } from '../util/clock.js';
 import { validateAgainstJson, type InputAsk } from './ask.js';
 
@@ -39,13 +40,13 @@ export class RunWaits implements AttemptWaits {
   readonly #host: ParkingHost;
   /** How the run's waits for input ended, by key. */
   readonly #answers = new Map<string, InputEntry>();
-  /** Answers the asking step refused, by key (their time): not taken in again while the store still has them. */
-  readonly #refused = new Map<string, number>();
+  /** Answers the asking step refused, by key (their time): not taken in again while the store still has them. Made with the first. */
+  #refused: Map<string, number> | undefined;
   #humanInLoop: boolean;
-  /** Steps that began to wait; cleaned as they leave `waiting` (see `#hasWaiting`), so a run without asks never scans its steps. */
-  readonly #waitingSteps = new Set<number>();
+  /** Steps that began to wait; cleaned as they leave `waiting` (see `#hasWaiting`), so a run without asks never scans its steps (nor makes the set). */
+  #waitingSteps: Set<number> | undefined;
   /** Deadline timers of waiting steps. */
-  readonly #timers = new Map<number, TimerHandle>();
+  readonly #timers: StepTimers;
   #poll: TimerHandle | undefined;
   #parking: Promise<void> | undefined;
 
@@ -54,6 +55,7 @@ export class RunWaits implements AttemptWaits {
     this.#scheduler = scheduler;
     this.#host = host;
     this.#humanInLoop = humanInLoop;
+    this.#timers = new StepTimers(state.clock);
     for (const entry of answers) this.#answers.set(entry.key, entry);
   }
 
@@ -167,7 +169,7 @@ export class RunWaits implements AttemptWaits {
     // Not counted by the retry policy: waiting is not failing.
     step.attemptBase++;
     step.status = WAITING;
-    this.#waitingSteps.add(index);
+    (this.#waitingSteps ??= new Set()).add(index);
     state.touch(index);
     this.#hold(index);
   }
@@ -175,21 +177,17 @@ export class RunWaits implements AttemptWaits {
   /** A restored step that waited became ready: it waits again, or runs again if its waits ended meanwhile. */
   waitAgain(index: number): void {
     this.#state.steps[index]!.status = WAITING;
-    this.#waitingSteps.add(index);
+    (this.#waitingSteps ??= new Set()).add(index);
     this.#hold(index);
   }
 
   /** Forgets a step's wait (the step was skipped): its deadline no longer fires. */
   drop(index: number): void {
-    const timer = this.#timers.get(index);
-    if (timer === undefined) return;
-    this.#state.clock.clearTimer(timer);
     this.#timers.delete(index);
   }
 
   /** Stops the deadline timers and the poll: the run has stopped here. */
   clear(): void {
-    for (const timer of this.#timers.values()) this.#state.clock.clearTimer(timer);
     this.#timers.clear();
     clearRealTimer(this.#poll);
     this.#poll = undefined;
@@ -250,7 +248,7 @@ export class RunWaits implements AttemptWaits {
     const entry = this.#answers.get(key);
     if (entry === undefined) return;
     this.#answers.delete(key);
-    this.#refused.set(key, entry.at);
+    (this.#refused ??= new Map()).set(key, entry.at);
     const runId = this.#state.runId;
     this.#state.journal.clearInputs([key]).catch((error: unknown) => {
       process.emitWarning(`weir: run "${runId}": a refused answer to "${key}" could not be cleared: ${String(error)}`, { code: WarningCode.INPUT });
@@ -262,7 +260,7 @@ export class RunWaits implements AttemptWaits {
     const state = this.#state;
     if (!state.live) return;
     for (const entry of entries) {
-      if (this.#answers.has(entry.key) || this.#refused.get(entry.key) === entry.at) continue;
+      if (this.#answers.has(entry.key) || this.#refused?.get(entry.key) === entry.at) continue;
       this.#answers.set(entry.key, entry);
       for (let i = 0; i < state.steps.length; i++) {
         const step = state.steps[i]!;
@@ -305,15 +303,13 @@ export class RunWaits implements AttemptWaits {
     const open = this.#state.steps[index]!.waits!.filter((w) => !this.#answers.has(w.key) && w.deadline !== undefined);
     if (open.length > 0) {
       const due = Math.min(...open.map((w) => w.deadline!));
-      this.#state.clock.clearTimer(this.#timers.get(index));
-      this.#timers.set(index, this.#state.clock.setTimer(() => void this.#expire(index), Math.max(0, due - this.#state.clock.now())));
+      this.#timers.set(index, Math.max(0, due - this.#state.clock.now()), () => void this.#expire(index));
     }
     this.#pollInputs();
   }
 
   /** A wait's deadline passed: it expires (unless an answer was stored first), and the step takes its default or fails. */
   async #expire(index: number): Promise<void> {
-    this.#timers.delete(index);
     const state = this.#state;
     const step = state.steps[index]!;
     if (!state.live || step.status !== WAITING) return;
@@ -352,6 +348,7 @@ export class RunWaits implements AttemptWaits {
 
   /** Whether a step waits now. */
   #hasWaiting(): boolean {
+    if (this.#waitingSteps === undefined) return false;
     for (const index of this.#waitingSteps) {
       if (this.#state.steps[index]!.status === WAITING) return true;
       this.#waitingSteps.delete(index);

@@ -21,6 +21,7 @@ import { clearRealTimer, setRealTimer, type TimerHandle } from '../util/clock.js
 import type { RunState } from './run-state.js';
 import type { Scheduler } from './scheduler.js';
 import { StepContext, type StepHost } from './step-context.js';
+import { StepTimers } from './step-timers.js';
 import type { StepState } from './step-state.js';
 
 const { PENDING, RUNNING, COMPLETED, FAILED } = FlowStatus;
@@ -47,11 +48,12 @@ export class Attempts implements StepHost {
   readonly #scheduler: Scheduler;
   readonly #waits: AttemptWaits;
   /** Heartbeat deadlines of running attempts, by step index. */
-  readonly #heartbeats = new Map<number, TimerHandle>();
+  readonly #heartbeats: StepTimers;
 
   constructor(state: RunState, scheduler: Scheduler, waits: AttemptWaits) {
     this.runId = state.runId;
     this.#state = state;
+    this.#heartbeats = new StepTimers(state.clock);
     this.#scheduler = scheduler;
     this.#waits = waits;
   }
@@ -172,7 +174,6 @@ export class Attempts implements StepHost {
 
   /** Drops every heartbeat deadline: the run has stopped here. */
   clear(): void {
-    for (const timer of this.#heartbeats.values()) this.#state.clock.clearTimer(timer);
     this.#heartbeats.clear();
   }
 
@@ -181,21 +182,13 @@ export class Attempts implements StepHost {
     const node = this.#state.graph.nodes[index]!;
     const limit = node.heartbeatTimeout;
     if (limit === undefined) return;
-    this.#state.clock.clearTimer(this.#heartbeats.get(index));
-    this.#heartbeats.set(
-      index,
-      this.#state.clock.setTimer(() => {
-        this.#heartbeats.delete(index);
-        if (!this.#state.isCurrent(index, attempt)) return;
-        this.#state.running.get(index)?.abort(new TimeoutError(`flow "${node.name}": attempt ${attempt} sent no heartbeat for ${limit} ms`, { timeout: limit }));
-      }, limit),
-    );
+    this.#heartbeats.set(index, limit, () => {
+      if (!this.#state.isCurrent(index, attempt)) return;
+      this.#state.running.get(index)?.abort(new TimeoutError(`flow "${node.name}": attempt ${attempt} sent no heartbeat for ${limit} ms`, { timeout: limit }));
+    });
   }
 
   #disarmHeartbeat(index: number): void {
-    const timer = this.#heartbeats.get(index);
-    if (timer === undefined) return;
-    this.#state.clock.clearTimer(timer);
     this.#heartbeats.delete(index);
   }
 

@@ -7,10 +7,10 @@ import { toErrorData, type ErrorData } from '../errors/error-data.js';
 import { UpstreamFailedError } from '../errors/errors.js';
 import type { GraphNode } from '../graph/compile.js';
 import { FlowStatus } from '../model/status.js';
-import type { TimerHandle } from '../util/clock.js';
 import { DrainQueue } from '../util/drain-queue.js';
 import type { SlotOwner } from '../util/slots.js';
 import type { RunState } from './run-state.js';
+import { StepTimers } from './step-timers.js';
 
 const { PENDING, RUNNING, COMPLETED, FAILED, SKIPPED } = FlowStatus;
 
@@ -37,7 +37,7 @@ export class Scheduler implements SlotOwner {
   #inQueue = 0;
   readonly #window: number;
   /** Steps waiting for their next attempt (a backoff, or a restored one's time left), by index. */
-  readonly #timers = new Map<number, TimerHandle>();
+  readonly #timers: StepTimers;
   /** Steps that ended and whose dependants and composite are still to be told: a loop, so a long cascade cannot overflow the stack. */
   readonly #settled = new DrainQueue<number>((index) => this.#propagate(index));
   readonly #slotFreed = (): void => {
@@ -48,6 +48,7 @@ export class Scheduler implements SlotOwner {
 
   constructor(state: RunState, host: SchedulerHost) {
     this.#state = state;
+    this.#timers = new StepTimers(state.clock);
     this.#host = host;
     this.#window = Math.min(state.settings.concurrency, state.env.queue.concurrency);
   }
@@ -134,18 +135,11 @@ export class Scheduler implements SlotOwner {
 
   /** Queues a leaf's next attempt after `ms` milliseconds (a backoff). */
   after(index: number, ms: number): void {
-    this.#timers.set(
-      index,
-      this.#state.clock.setTimer(() => {
-        this.#timers.delete(index);
-        this.schedule(index);
-      }, ms),
-    );
+    this.#timers.set(index, ms, () => this.schedule(index));
   }
 
   /** Drops a step's pending backoff (it was skipped). */
   cancelTimer(index: number): void {
-    this.#state.clock.clearTimer(this.#timers.get(index));
     this.#timers.delete(index);
   }
 
@@ -153,7 +147,6 @@ export class Scheduler implements SlotOwner {
   clear(): void {
     this.#ready.length = 0;
     this.#head = 0;
-    for (const timer of this.#timers.values()) this.#state.clock.clearTimer(timer);
     this.#timers.clear();
   }
 
