@@ -14,10 +14,14 @@ export class DrainQueue<T> {
   }
 
   push(item: T): void {
-    this.#items.push(item);
-    if (this.#draining) return;
+    if (this.#draining) {
+      this.#items.push(item);
+      return;
+    }
     this.#draining = true;
     try {
+      // The first item is handled without joining the array: a push with nothing queued allocates nothing.
+      this.#handle(item);
       for (let i = 0; i < this.#items.length; i++) this.#handle(this.#items[i]!);
     } finally {
       this.#items.length = 0;

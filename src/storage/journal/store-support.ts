@@ -279,9 +279,16 @@ export const PATCH_COLUMNS: Readonly<Record<keyof RunPatch, string>> = {
   ranBy: 'ran_by',
 };
 
-/** The fields a patch writes to its columns: those a SQL store keeps, but a required field given as `undefined` (which keeps it). */
+const PATCH_KEYS = Object.keys(PATCH_COLUMNS) as (keyof RunPatch)[];
+
+/**
+ * The fields a patch writes to its columns: those a SQL store keeps, but a required field given as
+ * `undefined` (which keeps it). Always in `PATCH_COLUMNS` order, so the same fields give the same list.
+ */
 export function patchedKeys(patch: RunPatch): (keyof RunPatch)[] {
-  return (Object.keys(patch) as (keyof RunPatch)[]).filter((k) => Object.hasOwn(PATCH_COLUMNS, k) && !(patch[k] === undefined && KEPT.has(k)));
+  const keys: (keyof RunPatch)[] = [];
+  for (const key of PATCH_KEYS) if (Object.hasOwn(patch, key) && !(patch[key] === undefined && KEPT.has(key))) keys.push(key);
+  return keys;
 }
 
 /**

@@ -149,7 +149,7 @@ export function decodeCarried(runId: string, seq: number, text: string): Carried
 export interface EncodedCommit {
   readonly type: 'commit';
   readonly batch: CommitBatch;
-  /** The sorted patched columns' keys, with `RELEASE_KEY` when the update releases the lease; empty for no patch. */
+  /** The patched columns' keys, in `patchedKeys` order, with `RELEASE_KEY` when the update releases the lease; empty for no patch. */
   readonly patchKey: string;
   /** The patch statement's parameters: the columns' values, then the run id and lease token of its `WHERE`. */
   readonly patchParams: unknown[];
@@ -200,7 +200,7 @@ export function encodeCommit(batch: CommitBatch): EncodedCommit {
   const patchParams: unknown[] = [];
   if (batch.run !== undefined) {
     const patch = batch.run;
-    const keys = patchedKeys(patch).sort();
+    const keys = patchedKeys(patch);
     patchKey = keys.join(',');
     for (const key of keys) patchParams.push(patchColumnValue(key, batch.run[key], inLoop));
     patchParams.push(batch.runId, batch.leaseToken);
