@@ -4,6 +4,7 @@ import type { WeirEvent } from '../model/events.js';
 import type { NewRunRecord, RunPatch } from '../storage/journal/run-store.js';
 import type { FlowResult, StepResult } from '../model/result.js';
 import { FlowStatus } from '../model/status.js';
+import type { Mutable } from '../util/types.js';
 import type { RunState } from './run-state.js';
 
 /** The result of a run that ended (or stopped here) with `status` at `ended`. */
@@ -34,7 +35,7 @@ export function startOf(state: RunState, humanInLoop: boolean): { record: NewRun
   const { settings, graph } = state;
   const created = state.startTime;
   const event: WeirEvent = { type: 'run_start', runId: state.runId, seq: state.journal.nextSeq(), time: created, flow: graph.root.name, mode: settings.mode };
-  const record: NewRunRecord = {
+  const record: Mutable<NewRunRecord> = {
     runId: state.runId,
     flow: graph.root.name,
     fingerprint: graph.fingerprint,
@@ -47,8 +48,9 @@ export function startOf(state: RunState, humanInLoop: boolean): { record: NewRun
     updatedAt: created,
     owner: state.env.owner,
     leaseExpiresAt: created + state.env.leaseMs,
-    ...(settings.retryOf === undefined ? {} : { retryOf: settings.retryOf }),
   };
+  // Set after, not spread in: a literal with a spread in it is built property by property.
+  if (settings.retryOf !== undefined) record.retryOf = settings.retryOf;
   return { record, event };
 }
 

@@ -38,6 +38,7 @@ import {
   pageRuns,
   releases,
   wrapError,
+  newRunRecord,
 } from './store-support.js';
 import type { Mutable } from '../../util/types.js';
 
@@ -93,7 +94,7 @@ export class MemoryRunStore implements RunStore {
       if ('output' in record) checkValue(record.output, () => `output of run ${record.runId}`);
       this.#checkEventValues(events);
     }
-    const run = { ...record, leaseToken: record.leaseToken ?? 1, recoveries: record.recoveries ?? 0, lastSeq } as Entry['run'];
+    const run: Entry['run'] = newRunRecord(record, lastSeq);
     this.#runs.set(record.runId, { run, steps: new Map(), outputs: new Map(), events: [...events], inputs: undefined });
     return { ...run };
   }

@@ -39,6 +39,7 @@ import {
   pageOfRows,
   notFoundError,
   wrapError,
+  newRunRecord,
 } from '../store-support.js';
 import { PgClaims } from './claims.js';
 import { PgConnection, type PostgresTarget } from './connection.js';
@@ -115,7 +116,7 @@ export class PostgresRunStore implements RunStore {
   async createRun(record: NewRunRecord, events: readonly WeirEvent[] = []): Promise<RunRecord> {
     await this.#ready(`create run ${JSON.stringify(record.runId)}`);
     const lastSeq = checkEvents(KIND, record.runId, 0, events);
-    const stored = { ...record, leaseToken: record.leaseToken ?? 1, recoveries: record.recoveries ?? 0, lastSeq } as RunRecord;
+    const stored = newRunRecord(record, lastSeq);
     const item = createItem(stored, events);
     await this.#writes.enqueue(
       item,

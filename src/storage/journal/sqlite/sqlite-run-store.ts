@@ -34,6 +34,7 @@ import {
   limitOf,
   pageOfRows,
   wrapError,
+  newRunRecord,
 } from '../store-support.js';
 import { applyWork } from './apply.js';
 import { Checkpointer } from './checkpointer.js';
@@ -179,7 +180,7 @@ export class SqliteRunStore implements RunStore {
     try {
       if (this.#closing !== undefined) throw closedError(this.kind, `create run ${JSON.stringify(record.runId)}`);
       const lastSeq = checkEvents(this.kind, record.runId, 0, events);
-      const stored = { ...record, leaseToken: record.leaseToken ?? 1, recoveries: record.recoveries ?? 0, lastSeq } as RunRecord;
+      const stored = newRunRecord(record, lastSeq);
       // Settles with `stored` (what `applyWork` gives for a create).
       return this.#writes.enqueue({ type: 'create', record: stored, row: runRowParams(stored), events: encodeEvents(record.runId, events, null) }) as Promise<RunRecord>;
     } catch (thrown) {
