@@ -71,7 +71,8 @@ export class RunState {
 
   /** Numbers an event and records it. */
   emit(event: EventInput): void {
-    this.journal.append({ ...event, runId: this.runId, seq: this.journal.nextSeq(), time: this.clock.now() });
+    // Assigned onto a literal, `type` first as every event is written: a spread that adds keys is V8's slow path.
+    this.journal.append(Object.assign({ type: event.type, runId: this.runId, seq: this.journal.nextSeq(), time: this.clock.now() }, event));
   }
 
   /** Marks a step's record to be written with the run's next commit, in its state then. */
