@@ -453,7 +453,11 @@ export class RunJournal {
     for (const c of checkpoints) {
       if (c.record !== undefined) (records ??= []).push(c.record);
       if (c.output !== undefined) (outputs ??= []).push(c.output);
-      if (c.patch !== undefined) patch = patch === undefined || patch === base ? { ...patch, ...c.patch } : Object.assign(patch, c.patch);
+      if (c.patch !== undefined) {
+        // Copied the first time, so `base` stays as it was: it goes back if the commit fails.
+        if (patch === undefined || patch === base) patch = Object.assign({}, patch);
+        Object.assign(patch, c.patch);
+      }
     }
     if (this.#stepsChanged) {
       this.#stepsChanged = false;
@@ -582,7 +586,7 @@ export class RunJournal {
   /** Puts uncommitted step records and patch back, under anything newer. */
   #restore(records: readonly StepRecord[], patch: RunPatch | undefined): void {
     for (const record of records) if (!this.#steps.has(record.step)) this.#steps.set(record.step, record);
-    if (patch !== undefined) this.#patch = this.#patch === undefined ? { ...patch } : { ...patch, ...this.#patch };
+    if (patch !== undefined) this.#patch = Object.assign({}, patch, this.#patch);
   }
 
   /** Delivers the undelivered events up to the first held one that is not durable yet. */
