@@ -217,12 +217,13 @@ export class FlowContext {
    * @throws CancelledError `WEIR_CANCELLED` when `options.signal` is already aborted (nothing is started).
    * @throws DependencyError, FlowError as `register` does, when the flow's graph is invalid.
    */
-  start<I, O>(flow: Flow<I, O>, input: I, options: RunOptions = {}): RunHandle<O> {
+  start<I, O>(flow: Flow<I, O>, input: I, options?: RunOptions): RunHandle<O> {
     // A worker importing this module as a processor module: the run is the main thread's, not a nested one here.
-    if (workerLoading()?.holdRun() === true) return heldHandle(options);
+    if (workerLoading()?.holdRun() === true) return heldHandle(options ?? NO_OPTIONS);
     const core = this.#core;
     core.assertOpen('start a run');
-    const parsed = parseOptions(runOptionsSchema, options, 'run options');
+    // No options, the usual call, need no parse (the schema has no defaults to fill in).
+    const parsed = options === undefined ? NO_OPTIONS : parseOptions(runOptionsSchema, options, 'run options');
     const graph = core.registry.graphOf(flow);
     if (parsed.signal?.aborted === true) {
       const reason: unknown = parsed.signal.reason;
@@ -621,6 +622,9 @@ function assertRunOf(runId: string, runFlow: string, flow: AnyFlow): void {
  * hybrid unless `humanInLoop: false`, batch never.
  * @throws FlowError `WEIR_INVALID_OPTIONS` for `humanInLoop` with a mode other than hybrid.
  */
+/** The options of a run started without any. */
+const NO_OPTIONS: RunOptions = Object.freeze({});
+
 function modeOf(options: { readonly mode?: RunMode | undefined; readonly humanInLoop?: boolean | undefined }, what: string): { mode: RunMode; humanInLoop: boolean } {
   const mode = options.mode ?? RunMode.BATCH;
   if (options.humanInLoop !== undefined && mode !== RunMode.HYBRID) {

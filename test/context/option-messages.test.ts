@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ErrorCode, Flow, FlowContext, ValidationError, type FlowContextOptions } from '../../src/index.js';
+import { runOptionsSchema } from '../../src/model/run-options.js';
 import { AddOne, Fn } from '../fixtures/processors.js';
 
 let ctx: FlowContext | undefined;
@@ -91,5 +92,21 @@ describe('option messages', () => {
     expect(badKey.error?.message).toBe('flow "k": waitForInput(): key: expected a string of 1 to 200 characters, got ""');
     const unknown = await ctx.run(ask('u', 'colour', { deadline: 5 }), {}, { mode: 'interactive' });
     expect(unknown.error?.message).toBe('flow "u": waitForInput("colour") options: deadline: expected one of the options timeout or default, got an unknown option');
+  });
+});
+
+describe('run options without any given', () => {
+  it('parse to nothing: ctx.start given no options skips the parse, so the schema must fill in no default', () => {
+    expect(runOptionsSchema.parse({})).toEqual({});
+  });
+
+  it('start the run as an empty options object does', async () => {
+    ctx = new FlowContext();
+    const flow = new Flow(new AddOne(), { name: 'add' });
+    const bare = await ctx.start(flow, { n: 1 }).result();
+    const empty = await ctx.start(flow, { n: 1 }, {}).result();
+    expect({ status: bare.status, output: bare.output }).toEqual({ status: 'completed', output: { n: 2 } });
+    expect({ status: empty.status, output: empty.output }).toEqual({ status: bare.status, output: bare.output });
+    expect((await ctx.getRun(bare.runId))?.mode).toBe('batch');
   });
 });
