@@ -33,13 +33,16 @@ export interface ParkingHost {
   parkFailed(error: FlowError): void;
 }
 
+/** The answers of a run that has none: shared, never changed. */
+const NO_ANSWERS: ReadonlyMap<string, InputEntry> = new Map();
+
 /** The waits of one run going on here. */
 export class RunWaits implements AttemptWaits {
   readonly #state: RunState;
   readonly #scheduler: Scheduler;
   readonly #host: ParkingHost;
-  /** How the run's waits for input ended, by key. */
-  readonly #answers = new Map<string, InputEntry>();
+  /** How the run's waits for input ended, by key: `NO_ANSWERS` until the first (most runs never ask). */
+  #answers: ReadonlyMap<string, InputEntry> = NO_ANSWERS;
   /** Answers the asking step refused, by key (their time): not taken in again while the store still has them. Made with the first. */
   #refused: Map<string, number> | undefined;
   #humanInLoop: boolean;
@@ -56,7 +59,7 @@ export class RunWaits implements AttemptWaits {
     this.#host = host;
     this.#humanInLoop = humanInLoop;
     this.#timers = new StepTimers(state.clock);
-    for (const entry of answers) this.#answers.set(entry.key, entry);
+    for (const entry of answers) this.#answerMap().set(entry.key, entry);
   }
 
   get personInLoop(): boolean {
@@ -219,7 +222,7 @@ export class RunWaits implements AttemptWaits {
           step.input = undefined;
           step.waits = undefined;
         }
-        this.#answers.clear();
+        this.#answers = NO_ANSWERS;
         this.#host.parked();
       },
       (thrown: FlowError) => {
@@ -247,7 +250,7 @@ export class RunWaits implements AttemptWaits {
   #dropAnswer(key: string): void {
     const entry = this.#answers.get(key);
     if (entry === undefined) return;
-    this.#answers.delete(key);
+    this.#answerMap().delete(key);
     (this.#refused ??= new Map()).set(key, entry.at);
     const runId = this.#state.runId;
     this.#state.journal.clearInputs([key]).catch((error: unknown) => {
@@ -261,7 +264,7 @@ export class RunWaits implements AttemptWaits {
     if (!state.live) return;
     for (const entry of entries) {
       if (this.#answers.has(entry.key) || this.#refused?.get(entry.key) === entry.at) continue;
-      this.#answers.set(entry.key, entry);
+      this.#answerMap().set(entry.key, entry);
       for (let i = 0; i < state.steps.length; i++) {
         const step = state.steps[i]!;
         if (step.status === WAITING && step.waits?.some((w) => w.key === entry.key) === true && this.#waitsEnded(i)) this.#rerun(i);
@@ -344,6 +347,12 @@ export class RunWaits implements AttemptWaits {
       INPUT_POLL_MS,
       { unref: true },
     );
+  }
+
+  /** The answers, to change: the run's own map, made on the first. */
+  #answerMap(): Map<string, InputEntry> {
+    if (this.#answers === NO_ANSWERS) this.#answers = new Map();
+    return this.#answers as Map<string, InputEntry>;
   }
 
   /** Whether a step waits now. */

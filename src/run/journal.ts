@@ -96,8 +96,8 @@ export class RunJournal {
 
   /** Events numbered and not yet committed, in order. */
   #events: SeqEvent[] = [];
-  /** Step records given with `putStep` and not yet committed, by step name. */
-  readonly #steps = new Map<string, StepRecord>();
+  /** Step records of a failed commit put back, not yet committed, by step name; made with the first. */
+  #steps: Map<string, StepRecord> | undefined;
   /** Whether the sink has changed steps whose records the next commit must ask for. */
   #stepsChanged = false;
   #patch: Mutable<RunPatch> | undefined;
@@ -193,7 +193,7 @@ export class RunJournal {
     const undelivered = this.#undelivered.splice(0);
     this.#checkpoints = [];
     this.#events = [];
-    this.#steps.clear();
+    this.#steps = undefined;
     this.#patch = undefined;
     this.#holding = 0;
     if (first !== undefined) for (const e of undelivered) this.#sink.deliver(e);
@@ -387,7 +387,7 @@ export class RunJournal {
   }
 
   #busy(): boolean {
-    return this.#inFlight || this.#events.length > 0 || this.#steps.size > 0 || this.#stepsChanged || this.#patch !== undefined || this.#checkpoints.length > 0;
+    return this.#inFlight || this.#events.length > 0 || this.#steps !== undefined || this.#stepsChanged || this.#patch !== undefined || this.#checkpoints.length > 0;
   }
 
   #scheduleLazy(): void {
@@ -441,9 +441,9 @@ export class RunJournal {
     if (this.#isolate > 0) this.#isolate -= checkpoints.length;
     // Step records, oldest first so the newest of a step wins: put ones, checkpoints', then the run's current state of the changed steps.
     let records: StepRecord[] | undefined;
-    if (this.#steps.size > 0) {
+    if (this.#steps !== undefined) {
       records = [...this.#steps.values()];
-      this.#steps.clear();
+      this.#steps = undefined;
     }
     // The patch recorded apart from the checkpoints: what goes back if the commit fails (a checkpoint's own goes, or not, with it).
     const base = this.#patch;
@@ -585,7 +585,10 @@ export class RunJournal {
 
   /** Puts uncommitted step records and patch back, under anything newer. */
   #restore(records: readonly StepRecord[], patch: RunPatch | undefined): void {
-    for (const record of records) if (!this.#steps.has(record.step)) this.#steps.set(record.step, record);
+    for (const record of records) {
+      const steps = (this.#steps ??= new Map());
+      if (!steps.has(record.step)) steps.set(record.step, record);
+    }
     if (patch !== undefined) this.#patch = Object.assign({}, patch, this.#patch);
   }
 
@@ -606,7 +609,7 @@ export class RunJournal {
     const checkpoints = this.#checkpoints;
     this.#checkpoints = [];
     this.#events = [];
-    this.#steps.clear();
+    this.#steps = undefined;
     this.#patch = undefined;
     this.#holding = 0;
     this.#undelivered.length = 0;
