@@ -196,8 +196,13 @@ function objectSchema(schema: Schema): boolean {
 export function parseValue<S extends z.ZodType>(schema: S, value: unknown, where: string, code: string = ErrorCode.VALIDATION): z.output<S> {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
-  const issues = toIssues(parsed.error.issues);
-  throw new ValidationError(`${where}: ${describeIssues(issues)}`, { code, issues });
+  throw invalidValue(parsed.error.issues, where, code);
+}
+
+/** The `ValidationError` of `parseValue` for the issues of a failed parse: `<where>: <issues>`. */
+export function invalidValue(issues: readonly Issue[], where: string, code: string = ErrorCode.VALIDATION): ValidationError {
+  const described = toIssues(issues);
+  return new ValidationError(`${where}: ${describeIssues(described)}`, { code, issues: described });
 }
 
 /** What zod found wrong with options `value` of `schema`, as problems that say what was expected. */
