@@ -131,7 +131,7 @@ export async function executorsBench(): Promise<void> {
       bins.forEach((files, i) => new Flow(Object.assign(new GzipFiles(), { files, rounds }), { name: `bin${i}`, type }).registerTo(root));
       return root;
     };
-    const cpu = new FlowContext({ threads: { max: cores }, processes: { max: cores } });
+    const cpu = new FlowContext({ threads: { max: cores }, processes: { max: cores, execArgv: [...TS_LOADER] } });
     const options = { warmup: 1, runs: 5 };
     const direct = await measure('direct', async () => bins.map((files) => gzipFiles(files, rounds)), options);
     const cpuInline = await measure('inline', () => cpu.run(heavy('inline'), null), options);

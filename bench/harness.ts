@@ -1,11 +1,10 @@
 /** A tiny benchmark harness: warm up, repeat, report the median. Figures are for comparison within one run. */
-import { pathToFileURL } from 'node:url';
 
 /**
  * Node options that make a child program run TypeScript sources the way `npm run bench` does: compiled
  * as the package build compiles them (bench/loader), so a child times the same code as its parent.
  */
-export const TS_LOADER: readonly string[] = ['--import', pathToFileURL(new URL('./loader/register.mjs', import.meta.url).pathname).href];
+export const TS_LOADER: readonly string[] = ['--import', new URL('./loader/register.mjs', import.meta.url).href];
 
 export interface Measurement {
   readonly name: string;

@@ -280,7 +280,7 @@ export class FlowContext {
    * Runs a flow to its end; resolves to its `FlowResult` (a failed step fails the result, it does not reject).
    * @throws FlowError rejects with what `start` throws: a closed context, bad options, an aborted signal, an invalid graph.
    */
-  async run<I, O>(flow: Flow<I, O>, input: I, options: RunOptions = {}): Promise<FlowResult<O>> {
+  async run<I, O>(flow: Flow<I, O>, input: I, options?: RunOptions): Promise<FlowResult<O>> {
     return this.start(flow, input, options).result();
   }
 
@@ -617,14 +617,14 @@ function assertRunOf(runId: string, runFlow: string, flow: AnyFlow): void {
   }
 }
 
+/** The options of a run started without any. */
+const NO_OPTIONS: RunOptions = Object.freeze({});
+
 /**
  * A run's mode and whether a person is in its loop, from its options: interactive always,
  * hybrid unless `humanInLoop: false`, batch never.
  * @throws FlowError `WEIR_INVALID_OPTIONS` for `humanInLoop` with a mode other than hybrid.
  */
-/** The options of a run started without any. */
-const NO_OPTIONS: RunOptions = Object.freeze({});
-
 function modeOf(options: { readonly mode?: RunMode | undefined; readonly humanInLoop?: boolean | undefined }, what: string): { mode: RunMode; humanInLoop: boolean } {
   const mode = options.mode ?? RunMode.BATCH;
   if (options.humanInLoop !== undefined && mode !== RunMode.HYBRID) {

@@ -72,7 +72,11 @@ export class RunState {
   /** Numbers an event and records it. */
   emit(event: EventInput): void {
     // Assigned onto a literal, `type` first as every event is written: a spread that adds keys is V8's slow path.
-    this.journal.append(Object.assign({ type: event.type, runId: this.runId, seq: this.journal.nextSeq(), time: this.clock.now() }, event));
+    const numbered = Object.assign({ type: event.type, runId: this.runId, seq: 0, time: 0 }, event);
+    numbered.runId = this.runId;
+    numbered.seq = this.journal.nextSeq();
+    numbered.time = this.clock.now();
+    this.journal.append(numbered);
   }
 
   /** Marks a step's record to be written with the run's next commit, in its state then. */
