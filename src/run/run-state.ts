@@ -40,8 +40,13 @@ export class RunState {
   starting = 0;
   /** Leaves whose completion (output and record) is being committed: a cancel or a skip leaves them be. */
   readonly committing = new Set<number>();
-  /** Steps whose record changed since the last commit. */
-  readonly #changed = new Set<number>();
+  /**
+   * Steps whose record changed since the last commit, in the order first marked: the first
+   * `#changedCount` entries, those whose step still has its `changed` flag. An array kept between
+   * commits, not a Set cleared each time (a cleared Set allocates a new table).
+   */
+  readonly #changed: number[] = [];
+  #changedCount = 0;
 
   constructor(graph: CompiledGraph, input: unknown, settings: RunSettings, env: RunEnvironment, sink: JournalSink) {
     this.runId = settings.runId;
@@ -81,21 +86,31 @@ export class RunState {
 
   /** Marks a step's record to be written with the run's next commit, in its state then. */
   touch(index: number): void {
-    this.#changed.add(index);
+    const step = this.steps[index]!;
+    if (!step.changed) {
+      step.changed = true;
+      this.#changed[this.#changedCount++] = index;
+    }
     this.journal.changed();
   }
 
   /** Takes a step out of the next commit's changes: its record goes with a checkpoint of its own. */
   untouch(index: number): void {
-    this.#changed.delete(index);
+    this.steps[index]!.changed = false;
   }
 
   /** The records of the steps that changed since the last call. */
   changedSteps(): StepRecord[] {
     const records: StepRecord[] = [];
     const at = this.clock.now();
-    for (const index of this.#changed) records.push(this.steps[index]!.record(this.runId, at));
-    this.#changed.clear();
+    for (let i = 0; i < this.#changedCount; i++) {
+      const step = this.steps[this.#changed[i]!]!;
+      // Taken out since (`untouch`), or already taken when it was marked twice.
+      if (!step.changed) continue;
+      step.changed = false;
+      records.push(step.record(this.runId, at));
+    }
+    this.#changedCount = 0;
     return records;
   }
 

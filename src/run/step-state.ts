@@ -50,6 +50,8 @@ export class StepState {
   culprit: string | undefined = undefined;
   /** The asks of the current attempt, or the waits of a waiting step. */
   waits: Wait[] | undefined = undefined;
+  /** Its record changed since the run's last commit (see `RunState.touch`). */
+  changed = false;
 
   constructor(node: GraphNode) {
     this.node = node;
