@@ -76,8 +76,9 @@ export class RunState {
 
   /** Numbers an event and records it. */
   emit(event: EventInput): void {
-    // Assigned onto a literal, `type` first as every event is written: a spread that adds keys is V8's slow path.
-    const numbered = Object.assign({ type: event.type, runId: this.runId, seq: 0, time: 0 }, event);
+    // Assigned onto a literal whose keys set the order (`type` first, as every event is written), then
+    // numbered: a spread that adds keys is V8's slow path.
+    const numbered = Object.assign({ type: event.type, runId: '', seq: 0, time: 0 }, event);
     numbered.runId = this.runId;
     numbered.seq = this.journal.nextSeq();
     numbered.time = this.clock.now();

@@ -143,15 +143,11 @@ export function releaseIn(run: Record<string, unknown>): void {
   run.leaseExpiresAt = 0;
 }
 
-/** Every field of `RunPatch`, named once more so `assignPatch` cannot miss one (a field added to the type fails to compile here). */
-type PatchFields = 'status' | 'updatedAt' | 'humanInLoop' | 'endedAt' | 'error' | 'output' | 'retriedBy' | 'ranBy';
-const allPatchFields: [keyof RunPatch] extends [PatchFields] ? true : never = true;
-void allPatchFields;
-
 /**
  * Writes a run patch into a record in place (see `RunPatch` for what `undefined` means). A named
  * store per field, not a store by a computed key: every record then goes through the same shapes,
- * and a commit that ends a run costs a few plain property writes.
+ * and a commit that ends a run costs a few plain property writes. A field added to `RunPatch` must
+ * be added here too (as to `PATCH_COLUMNS`, whose type does require it).
  */
 export function assignPatch(run: Mutable<RunRecord>, patch: RunPatch): void {
   if (patch.status !== undefined) run.status = patch.status;

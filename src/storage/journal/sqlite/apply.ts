@@ -46,7 +46,7 @@ export function applyWork(statements: Statements, work: Work, committed: (runId:
     if (changes !== 1) throw new Error(`the fenced update of run ${JSON.stringify(runId)} changed ${changes} rows, yet its head accepts the batch`);
   }
   committed(runId);
-  if (work.events.count > 0) {
+  if (work.events !== undefined) {
     statements.insertEvents(work.events);
     return undefined;
   }

@@ -69,25 +69,19 @@ export const RELEASE_KEY = ';release';
 const inLoop = (on: boolean): number => (on ? 1 : 0);
 
 /**
- * The events of one write as one `weir_events` row: its `seq` is the last event's, `first_seq` the
- * first's when it holds more than one (then `data` is their array), and `records` rides on it.
- * One row per commit: fewer cells and pages per commit than a row per event.
+ * The events of one write as the parameters of one `weir_events` row (run id, seq, first seq, data,
+ * records), or `undefined` for a write without events. The row's `seq` is the last event's,
+ * `first_seq` the first's when it holds more than one (then `data` is their array, else null), and
+ * `records` rides on it. One row per commit: fewer cells and pages per commit than a row per event.
  */
-export interface EncodedEvents {
-  /** 0 or 1. */
-  readonly count: number;
-  /** run id, seq, first seq (null for a single event), data, records. */
-  readonly params: unknown[];
-}
-
-export const NO_EVENTS: EncodedEvents = { count: 0, params: [] };
+export type EncodedEvents = unknown[] | undefined;
 
 /** `records`, when given, rides on the row. */
 export function encodeEvents(runId: string, events: readonly WeirEvent[] | undefined, records: string | null): EncodedEvents {
-  if (events === undefined || events.length === 0) return NO_EVENTS;
+  if (events === undefined || events.length === 0) return undefined;
   const last = events[events.length - 1]!;
-  if (events.length === 1) return { count: 1, params: [runId, last.seq, null, plainJsonText(last) ?? encodeCompact(last, `event ${last.seq}`), records] };
-  return { count: 1, params: [runId, last.seq, events[0]!.seq, plainJsonText(events) ?? encodeEach(events), records] };
+  if (events.length === 1) return [runId, last.seq, null, plainJsonText(last) ?? encodeCompact(last, `event ${last.seq}`), records];
+  return [runId, last.seq, events[0]!.seq, plainJsonText(events) ?? encodeEach(events), records];
 }
 
 /** Events that are not all plain JSON: each encoded, so an error names the event. */
@@ -220,5 +214,5 @@ export function encodeCommit(batch: CommitBatch): EncodedCommit {
   }
   const steps: [string, string, number][] = [];
   if (batch.steps !== undefined) for (const step of batch.steps) steps.push([step.step, encodeCompact(step, `step ${batch.runId}/${step.step}`), step.hasOutput ? 1 : 0]);
-  return { type: 'commit', batch, patchKey, patchParams, steps, outputs, events: NO_EVENTS };
+  return { type: 'commit', batch, patchKey, patchParams, steps, outputs, events: undefined };
 }

@@ -91,9 +91,9 @@ export class Statements {
     this.fixed = prepareFixed(db);
   }
 
-  /** Inserts a write's events: one row (see `EncodedEvents`). */
+  /** Inserts a write's events: one row, if it has any (see `EncodedEvents`). */
   insertEvents(events: EncodedEvents): void {
-    if (events.count > 0) this.fixed.insertEvents.run(events.params);
+    if (events !== undefined) this.fixed.insertEvents.run(events);
   }
 
   /** `UPDATE` of the run row with a patch (see `EncodedCommit.patchKey`), fenced by its lease token. */
