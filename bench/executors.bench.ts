@@ -16,6 +16,8 @@ import { measure, perItem, row, TS_LOADER, type Measurement } from './harness.js
 import { GzipFiles, gzipFiles, Inc, rawGzipWorker, rawIncChild, rawIncWorker } from './processors.js';
 
 const STEPS = 200;
+/** Rounds run before any is timed: weir's step path settles into optimised code after some thousands of steps. */
+const WARMUP_ROUNDS = 40;
 
 function chain(type: LeafType): Flow<unknown, Record<string, unknown>> {
   const root = Flow.sequential(`chain-${type}`);
@@ -88,11 +90,11 @@ export async function executorsBench(): Promise<void> {
       widePiscina: () => Promise.all(Array.from({ length: STEPS }, () => piscina.run({ n: 0 }))),
     };
     const times: Record<string, number[]> = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
-    for (let round = 0; round < 25; round++) {
+    for (let round = 0; round < WARMUP_ROUNDS + 21; round++) {
       for (const [name, fn] of Object.entries(cases)) {
         const start = performance.now();
         await fn();
-        if (round >= 4) times[name]!.push(performance.now() - start);
+        if (round >= WARMUP_ROUNDS) times[name]!.push(performance.now() - start);
         await after();
       }
     }
