@@ -16,6 +16,12 @@ export interface AbortWatch {
   offAbort(listener: (reason: unknown) => void): void;
 }
 
+/** The outputs of an attempt's dependencies, for executors that ship them with the task. */
+export interface DependencyOutputs {
+  /** By dependency name; a dependency that gave no output (skipped, or optional and absent) is left out. */
+  dependencyOutputs(): Readonly<Record<string, unknown>>;
+}
+
 /** One attempt to run: the processor, its raw input, and the step context. */
 export interface ExecutionRequest {
   readonly processor: Processor;
@@ -23,6 +29,8 @@ export interface ExecutionRequest {
   readonly step: Step;
   /** The attempt's abort, for executors that must stop work elsewhere. */
   readonly abort: AbortWatch;
+  /** Its dependencies' outputs at once, without `step.deps.getAll()`'s promises (remote executors send them all). */
+  readonly deps: DependencyOutputs;
   /**
    * How `waitForInput` off the main thread reaches the run: whether asks wait, the answers given
    * so far (shipped with the task), and where a worker's asks are recorded.

@@ -144,10 +144,7 @@ export abstract class RemoteExecutor implements Executor {
     const location = locationOf(request.processor) ?? locateProcessor(request.processor, `flow "${step.name}"`, this.type);
     // Only an answer already known: waiting could wait on the module that is awaiting this very run.
     if (location.problem !== undefined) throw new FatalError(`flow "${step.name}": ${location.problem}`, { code: ErrorCode.PROCESSOR_EXPORT });
-    const deps = await step.deps.getAll();
-    if (abort.aborted) throw abort.abortReason;
-    // close() may have begun while this attempt awaited; it must not start a pool again.
-    if (this.#closed) throw new FlowError(`flow "${step.name}": the ${this.type} executor is closed`, { code: ErrorCode.CONTEXT_CLOSED });
+    const deps = request.deps.dependencyOutputs();
     const id = this.#nextId++;
     const task = this.#task(id, request, location, deps);
     const attempt = new Attempt(id, location.key, step, this, request);

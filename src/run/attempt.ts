@@ -85,7 +85,7 @@ export class Attempts implements StepHost {
       const onStart = timers?.started;
       const pending =
         double === undefined
-          ? state.env.executors.get(node.type)!.execute({ processor: node.processor!, input: s.input, step, abort: step, inputs: step, started: onStart })
+          ? state.env.executors.get(node.type)!.execute({ processor: node.processor!, input: s.input, step, abort: step, deps: step, inputs: step, started: onStart })
           : runDouble(node, double, s.input, step, onStart);
       timers?.guardStart();
       // An abort (timeout or cancel) ends the wait even when the processor ignores its signal, so the slot is freed.
@@ -93,7 +93,9 @@ export class Attempts implements StepHost {
       timers?.stop();
       if (!state.isCurrent(index, attempt)) return;
       const ended = state.clock.now();
-      const attempts = [...s.attempts, { attempt, startTime: started, endTime: ended, duration: ended - started }];
+      const entry = { attempt, startTime: started, endTime: ended, duration: ended - started };
+      // Most steps complete on their first attempt: no spread (it goes through the iterator protocol).
+      const attempts = s.attempts.length === 0 ? [entry] : [...s.attempts, entry];
       const record: Mutable<StepRecord> = { runId: this.runId, step: node.name, status: COMPLETED, attempts, startTime: s.startTime, endTime: ended, hasOutput: true, updatedAt: ended };
       if (s.progress !== undefined) record.progress = s.progress;
       // The output, the step's record and its step_complete are one commit; dependants start once it is durable.
@@ -245,7 +247,7 @@ export class Attempts implements StepHost {
   // ---- StepHost: what a step context reports ---------------------------------------------------
 
   /** A dependency's output: kept in memory once durable (or read back from the journal on restore). */
-  async dependencyOutput(index: number): Promise<unknown> {
+  dependencyOutput(index: number): unknown {
     const step = this.#state.steps[index]!;
     return step.status === COMPLETED ? step.output : undefined;
   }

@@ -11,7 +11,7 @@ import type { InputEntry } from '../model/waits.js';
 export interface StepHost {
   readonly runId: string;
   /** The output of dependency `index` of the step, or `undefined` if it did not complete. */
-  dependencyOutput(index: number): Promise<unknown>;
+  dependencyOutput(index: number): unknown;
   progress(step: number, attempt: number, fraction: number, message: string | undefined): void;
   heartbeat(step: number, attempt: number, details: unknown): void;
   /** Whether an unanswered ask waits for a person now. */
@@ -128,10 +128,15 @@ export class StepContext implements Step, StepDeps, AbortWatch, InputPort {
   }
 
   async getAll(): Promise<Readonly<Record<string, unknown>>> {
+    return this.dependencyOutputs();
+  }
+
+  /** What `getAll()` resolves to, at once: the outputs are in the run's memory. */
+  dependencyOutputs(): Readonly<Record<string, unknown>> {
     const all: Record<string, unknown> = {};
     for (const [name, index] of this.#dependencies) {
       if (index === -1) continue;
-      const output = await this.#host.dependencyOutput(index);
+      const output = this.#host.dependencyOutput(index);
       if (output !== undefined) all[name] = output;
     }
     return all;
