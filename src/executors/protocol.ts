@@ -41,12 +41,10 @@ export interface RunTaskMessage {
   readonly processor: ProcessorRef | ProcessorAlias;
   /** The raw input; the worker validates it with the processor's own schema. */
   readonly input: unknown;
-  /** The step's name, run and attempt, as the main thread's `Step` has them. */
+  /** The step's name, run and attempt, as the main thread's `Step` has them (its idempotency key follows from them: `idempotencyKeyOf`). */
   readonly name: string;
   readonly runId: string;
   readonly attempt: number;
-  /** The step's idempotency key, when it is not `${runId}:${name}`. */
-  readonly idempotencyKey?: string;
   /** Set when an unanswered `waitForInput` waits for a person (interactive, or hybrid with a person in the loop). */
   readonly waits?: true;
   /** The outputs of the completed dependencies (`step.deps.getAll()` on the main thread); absent when there are none. */

@@ -189,8 +189,6 @@ export abstract class RemoteExecutor implements Executor {
       runId: step.runId,
       attempt: step.attempt,
     };
-    const key = step.idempotencyKey;
-    if (key !== `${step.runId}:${step.name}`) task.idempotencyKey = key;
     for (const _ in deps) {
       task.deps = deps;
       break;

@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import { DependencyError } from '../errors/errors.js';
 import type { AbortWatch, InputAnswer } from '../executors/executor.js';
 import { askForInput, inputWaitSignal, type InputAsk, type InputPort } from '../human/ask.js';
-import type { AnySchema, flowOutput, Step, StepDeps, TypedFlow, WaitForInputOptions } from '../model/processor.js';
+import { idempotencyKeyOf, type AnySchema, type flowOutput, type Step, type StepDeps, type TypedFlow, type WaitForInputOptions } from '../model/processor.js';
 import type { InputEntry } from '../model/waits.js';
 
 /** What a step context needs from its run. */
@@ -108,7 +108,7 @@ export class StepContext implements Step, StepDeps, AbortWatch, InputPort {
   }
 
   get idempotencyKey(): string {
-    return `${this.runId}:${this.name}`;
+    return idempotencyKeyOf(this.runId, this.name);
   }
 
   get deps(): StepDeps {

@@ -8,7 +8,7 @@ import { askForInput } from '../human/ask.js';
 import { parseOptions } from '../util/parse.js';
 import { checkDeps, namesOf } from './run-step.js';
 import { Flow, type AnyFlow } from '../model/flow.js';
-import type { AnySchema, flowOutput, Step, StepDeps, TypedFlow, WaitForInputOptions } from '../model/processor.js';
+import { idempotencyKeyOf, type AnySchema, type flowOutput, type Step, type StepDeps, type TypedFlow, type WaitForInputOptions } from '../model/processor.js';
 
 /** Options of `t.step()`. */
 export interface TestStepOptions {
@@ -93,7 +93,7 @@ export class TestStep implements Step, StepDeps {
   }
 
   get idempotencyKey(): string {
-    return `${this.runId}:${this.name}`;
+    return idempotencyKeyOf(this.runId, this.name);
   }
 
   get signal(): AbortSignal {

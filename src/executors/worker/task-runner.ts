@@ -4,7 +4,7 @@
  */
 import { fromErrorData, toErrorData } from '../../errors/error-data.js';
 import { DependencyError } from '../../errors/errors.js';
-import type { AnySchema, flowOutput, Processor, Step, StepDeps, TypedFlow, WaitForInputOptions } from '../../model/processor.js';
+import { idempotencyKeyOf, type AnySchema, type flowOutput, type Processor, type Step, type StepDeps, type TypedFlow, type WaitForInputOptions } from '../../model/processor.js';
 import { callProcessor, isThenable } from '../invoke.js';
 import { installProcessorLoader, processorClass } from './processor-loader.js';
 import { processorKey, type AbortTaskMessage, type DepsReplyMessage, type FromWorker, type ProcessorAlias, type ProcessorRef, type ResultMessage, type RunTaskMessage } from '../protocol.js';
@@ -189,7 +189,7 @@ class WorkerStep implements Step, StepDeps {
     this.name = task.name;
     this.runId = task.runId;
     this.attempt = task.attempt;
-    this.idempotencyKey = task.idempotencyKey ?? `${task.runId}:${task.name}`;
+    this.idempotencyKey = idempotencyKeyOf(task.runId, task.name);
     if (task.waits === true) {
       this.waited = new Promise<never>((_, reject) => (this.#endWait = reject));
       // Rejected only when the processor waits; then the race above has a handler.
