@@ -200,7 +200,7 @@ export class RunWaits implements AttemptWaits {
   maybePark(): void {
     const state = this.#state;
     if (!state.live || !this.#scheduler.idle) return;
-    if (state.running.size > 0 || state.committing.size > 0 || this.#scheduler.timing || !this.#hasWaiting()) return;
+    if (state.running.size > 0 || state.committingCount > 0 || this.#scheduler.timing || !this.#hasWaiting()) return;
     state.status = WAITING;
     const waits = this.waitingFor();
     this.#host.stopTimers();

@@ -100,7 +100,7 @@ export class Attempts implements StepHost {
       if (s.progress !== undefined) record.progress = s.progress;
       // The output, the step's record and its step_complete are one commit; dependants start once it is durable.
       state.untouch(index);
-      state.committing.add(index);
+      state.commitBegan(index);
       const completed: WeirEvent = { type: 'step_complete', runId: this.runId, seq: state.journal.nextSeq(), time: ended, step: node.name, attempt, duration: ended - started };
       // Only on its last attempt: a store failure of its completion then fails it for good, as it would alone, and
       // a step with attempts left keeps them for such a failure.
@@ -111,14 +111,14 @@ export class Attempts implements StepHost {
       const durable = state.journal.complete(record, output, completed);
       // A store that commits at once (memory) leaves nothing to wait for.
       if (durable !== undefined) await durable;
-      state.committing.delete(index);
+      state.commitEnded(index);
       // Durable: it completed, even if the run was stopped meanwhile (a stop leaves committing steps be).
       if (!state.isCurrent(index, attempt)) return;
       s.attempts = attempts;
       s.output = output;
       this.#scheduler.finish(index, COMPLETED, ended);
     } catch (error) {
-      state.committing.delete(index);
+      state.commitEnded(index);
       if (!state.isCurrent(index, attempt)) return;
       if (isInputWaitSignal(error) && s.waits !== undefined) {
         this.#waits.enterWaiting(index, attempt, started);
@@ -155,7 +155,7 @@ export class Attempts implements StepHost {
       s.status = FAILED;
       s.error = toErrorData(error);
     } finally {
-      state.committing.delete(index);
+      state.commitEnded(index);
     }
   }
 

@@ -38,8 +38,12 @@ export class RunState {
   readonly running = new Map<number, StepContext>();
   /** Attempts on a worker that has not started their processor yet (it is starting, or loading the module). */
   starting = 0;
-  /** Leaves whose completion (output and record) is being committed: a cancel or a skip leaves them be. */
-  readonly committing = new Set<number>();
+  /**
+   * How many leaves have their completion (output and record) being committed: a cancel or a skip
+   * leaves them be (`StepState.committing`). A flag and a count, not a Set: a Set emptied by
+   * `delete` allocates a new table, once per step.
+   */
+  #committing = 0;
   /**
    * Steps whose record changed since the last commit, in the order first marked: the first
    * `#changedCount` entries, those whose step still has its `changed` flag. An array kept between
@@ -83,6 +87,32 @@ export class RunState {
     numbered.seq = this.journal.nextSeq();
     numbered.time = this.clock.now();
     this.journal.append(numbered);
+  }
+
+  /** Leaf `index`'s completion is being committed from now on. */
+  commitBegan(index: number): void {
+    const step = this.steps[index]!;
+    if (step.committing) return;
+    step.committing = true;
+    this.#committing++;
+  }
+
+  /** Leaf `index`'s completion is no longer being committed (stored, or failed). */
+  commitEnded(index: number): void {
+    const step = this.steps[index]!;
+    if (!step.committing) return;
+    step.committing = false;
+    this.#committing--;
+  }
+
+  /** Whether leaf `index`'s completion is being committed. */
+  isCommitting(index: number): boolean {
+    return this.steps[index]!.committing;
+  }
+
+  /** How many leaves have their completion being committed. */
+  get committingCount(): number {
+    return this.#committing;
   }
 
   /** Marks a step's record to be written with the run's next commit, in its state then. */

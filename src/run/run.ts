@@ -133,7 +133,7 @@ export class Run {
   get activity(): { readonly working: boolean; readonly running: number; readonly waitingForSlot: number } {
     const state = this.#state;
     if (!state.live) return { working: state.journal.pending, running: 0, waitingForSlot: 0 };
-    const working = !this.#begun || state.journal.pending || state.committing.size > 0 || state.starting > 0 || this.#scheduler.pumpable;
+    const working = !this.#begun || state.journal.pending || state.committingCount > 0 || state.starting > 0 || this.#scheduler.pumpable;
     return { working, running: state.running.size, waitingForSlot: Math.max(0, this.#scheduler.inQueue - state.running.size) };
   }
 
@@ -286,7 +286,7 @@ export class Run {
     // Not current any more, and not recorded: in the store these steps stay as they were. A step
     // whose output is being committed is left be: the wait below lets that commit land.
     state.steps.forEach((step, i) => {
-      if (step.status === RUNNING && step.node.processor !== undefined && !state.committing.has(i)) {
+      if (step.status === RUNNING && step.node.processor !== undefined && !state.isCommitting(i)) {
         step.status = PENDING;
         state.untouch(i);
       }

@@ -45,7 +45,7 @@ export async function skipStep(state: RunState, scheduler: Scheduler, waits: Run
       code: ErrorCode.RUN_STATE,
     });
   }
-  if (state.committing.has(index)) {
+  if (state.isCommitting(index)) {
     throw new FlowError(`cannot skip "${name}" in run "${runId}": its output is being recorded`, { code: ErrorCode.RUN_STATE });
   }
   const wasReadied = s.readied;
@@ -64,7 +64,7 @@ export async function skipStep(state: RunState, scheduler: Scheduler, waits: Run
   // Not current for any attempt: a late result of the stopped attempt is ignored.
   s.readied = true;
   state.untouch(index);
-  state.committing.add(index);
+  state.commitBegan(index);
   try {
     await state.journal.complete(
       { runId, step: name, status: COMPLETED, attempts: s.attempts.slice(), ...(s.startTime === undefined ? {} : { startTime: s.startTime }), endTime: ended, hasOutput: true, updatedAt: ended },
@@ -81,7 +81,7 @@ export async function skipStep(state: RunState, scheduler: Scheduler, waits: Run
     }
     throw error;
   } finally {
-    state.committing.delete(index);
+    state.commitEnded(index);
   }
   if (s.status !== RUNNING) return;
   s.output = value;

@@ -52,6 +52,8 @@ export class StepState {
   waits: Wait[] | undefined = undefined;
   /** Its record changed since the run's last commit (see `RunState.touch`). */
   changed = false;
+  /** Its completion is being committed (see `RunState.commitBegan`). */
+  committing = false;
 
   constructor(node: GraphNode) {
     this.node = node;

@@ -14,7 +14,7 @@ const { PENDING, RUNNING, WAITING, COMPLETED, FAILED, CANCELLED, SKIPPED } = Flo
 
 /** Takes the running attempts out, to stop them; a step whose output is being committed is left be: it completes once that commit lands. */
 export function takeRunning(state: RunState): [index: number, step: StepContext][] {
-  const running = [...state.running].filter(([index]) => !state.committing.has(index));
+  const running = [...state.running].filter(([index]) => !state.isCommitting(index));
   for (const [index] of running) state.running.delete(index);
   return running;
 }
@@ -28,7 +28,7 @@ export function stopSteps(state: RunState, data: ErrorData, ended: number): [ind
   const running = takeRunning(state);
   for (const [index] of running) cancelStep(state, index, data, ended);
   state.steps.forEach((step, i) => {
-    if (state.committing.has(i)) return;
+    if (state.isCommitting(i)) return;
     if (step.status === PENDING && step.attempts.length > step.attemptBase) {
       // Between attempts (waiting on backoff or back in the queue): it did start, so it is reported.
       cancelStep(state, i, data, ended);
