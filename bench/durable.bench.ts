@@ -57,10 +57,11 @@ function rawCommitFloor(file: string, commits: number, rounds: number): number {
     const { last_seq: last } = head.get(runId, runId) as { last_seq: number };
     insert.run(runId, last + 2, last + 1, data, records);
   });
+  const insertRun = db.prepare('INSERT INTO runs VALUES (?, 1)');
   let runId = '';
   const newRun = (i: number) => {
     runId = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
-    db.prepare('INSERT INTO runs VALUES (?, 1)').run(runId);
+    insertRun.run(runId);
   };
   newRun(0);
   for (let i = 0; i < WAL_WRAPS_AFTER; i++) commit(runId);
@@ -85,18 +86,18 @@ export async function durableBench(): Promise<void> {
     // V8 compiles a function to optimised code only after some thousands of calls, and a chain step
     // runs a few hundred small ones: the memory path and the durable path (on a file of its own) are
     // both run WARMUP_STEPS steps first, or the case measured first pays for their compilation.
+    const prune = (c: FlowContext) => () => c.prune({ olderThan: new Date(Date.now() + 1) });
     const memory = new FlowContext();
     const warm = new FlowContext({ results: ResultsManager.sqlite(join(dir, 'warm-up.db')) });
     for (let i = 0; i < WARMUP_STEPS / 200; i++) {
-      await memory.run(flows[200], { n: 0, text: TEXT });
-      await memory.prune({ olderThan: new Date(Date.now() + 1) });
-      await warm.run(flows[200], { n: 0, text: TEXT });
-      await warm.prune({ olderThan: new Date(Date.now() + 1) });
+      for (const c of [memory, warm]) {
+        await c.run(flows[200], { n: 0, text: TEXT });
+        await prune(c)();
+      }
     }
     await warm.close();
     for (const steps of [200, 1000] as const) {
       const flow = flows[steps];
-      const prune = (c: FlowContext) => () => c.prune({ olderThan: new Date(Date.now() + 1) });
       const mem = await measure(`memory ${steps}`, () => memory.run(flow, { n: 0, text: TEXT }), { warmup: 5, runs: 21, after: prune(memory) });
       row(`${steps}-step chain, memory store (baseline)`, `${mem.ms.toFixed(2)} ms`, perItem(mem, steps), '1.0x');
       for (const synchronous of ['NORMAL', 'FULL'] as const) {

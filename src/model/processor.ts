@@ -54,12 +54,12 @@ export type WaitForInputOptions<T> = Omit<OptionsOf<typeof waitForInputShape>, '
   readonly default?: T | undefined;
 };
 
-/** What a processor sees while it runs: its dependencies, its signal, and ways to report. */
 /** A step's `idempotencyKey`: the same on the main thread and in a worker, which derives it rather than receiving it. @internal */
 export function idempotencyKeyOf(runId: string, name: string): string {
   return `${runId}:${name}`;
 }
 
+/** What a processor sees while it runs: its dependencies, its signal, and ways to report. */
 export interface Step {
   /** The flow's name. */
   readonly name: string;
