@@ -103,17 +103,37 @@ export function stepOf(e: WeirEvent): string | undefined {
 
 /**
  * Answers every ask of the prepared run that `ctx` reports with the model's answer, as a person
- * would: an answer the store refuses is given again a few times. Each refusal is kept in `refused`.
+ * would: each `input_required`, and each wait a `run_waiting` lists that no `input_required` of
+ * this context announced (a resumed run whose step still waits says so with `run_waiting` only: the
+ * step asked in an earlier context). An answer the store refuses is given again a few times. Each
+ * refusal is kept in `refused`.
  * @returns what stops answering.
  */
 export function answerAsks(ctx: FlowContext, prepared: Prepared, refused: unknown[]): () => void {
-  const answer = (e: WeirEvent, left = 5): void => {
-    if (e.runId !== prepared.runId || e.type !== 'input_required') return;
-    ctx.submitInput(prepared.runId, e.key, ANSWER).catch((error: unknown) => {
+  const announced = new Set<string>();
+  const answer = (key: string, left = 5): void => {
+    ctx.submitInput(prepared.runId, key, ANSWER).catch((error: unknown) => {
       refused.push(error);
-      if (left > 1 && (error as { code?: unknown }).code === 'WEIR_STORE') setTimeout(() => answer(e, left - 1), 5);
+      if (left > 1 && (error as { code?: unknown }).code === 'WEIR_STORE') setTimeout(() => answer(key, left - 1), 5);
     });
   };
-  ctx.on('input_required', answer);
-  return () => ctx.off('input_required', answer);
+  const asked = (e: WeirEvent): void => {
+    if (e.runId !== prepared.runId || e.type !== 'input_required') return;
+    announced.add(e.key);
+    answer(e.key);
+  };
+  const waiting = (e: WeirEvent): void => {
+    if (e.runId !== prepared.runId || e.type !== 'run_waiting') return;
+    for (const { key } of e.waitingFor) {
+      if (announced.has(key)) continue;
+      announced.add(key);
+      answer(key);
+    }
+  };
+  ctx.on('input_required', asked);
+  ctx.on('run_waiting', waiting);
+  return () => {
+    ctx.off('input_required', asked);
+    ctx.off('run_waiting', waiting);
+  };
 }
