@@ -184,7 +184,9 @@ async function goOn(ctx: FlowContext, prepared: Prepared, stored: Stored | undef
   const result = await bounded(handle.result(), 15_000, 'the run after the fault');
   if (status !== 'running' || result.status !== 'failed' || !storeFailed(result) || faulty()) return result;
   // A step the fault failed for good stays failed after a recovery, as the faulty context said; resume runs it again.
-  return bounded((await bounded(ctx.resume(runId), 10_000, 'resume() after recover()')).result(), 15_000, 'the run resumed after the fault');
+  // Its own writes may meet this context's faults too (the lease it takes): refused, coded, for the next context.
+  const resumed = await bounded(ctx.resume(runId), 10_000, 'resume() after recover()').catch(faulted);
+  return resumed === undefined ? undefined : bounded(resumed.result(), 15_000, 'the run resumed after the fault');
 }
 
 /** Whether a store error failed the run or one of its steps. */
