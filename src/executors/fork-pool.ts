@@ -6,7 +6,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fromErrorData, type ErrorData } from '../errors/error-data.js';
 import { CancelledError, ErrorCode, FlowError } from '../errors/errors.js';
 import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
-import type { FromWorker, ResultMessage, RunTaskMessage, TaskEvent, ToWorker } from './protocol.js';
+import { toWire, type AbortTaskMessage, type DepsReplyMessage, type FromWorker, type ResultMessage, type RunTaskMessage, type TaskEvent } from './protocol.js';
 import type { TaskControl } from './remote.js';
 import type { Mutable } from '../util/types.js';
 
@@ -90,7 +90,7 @@ export class ForkPool {
   }
 
   /** Sends a message to the child running the task it names; false (and dropped) if that task is not running. */
-  send(message: ToWorker): boolean {
+  send(message: AbortTaskMessage | DepsReplyMessage): boolean {
     for (const child of this.#children) {
       if (child.job?.task.id === message.id && !child.gone) {
         child.process.send(message, ignore);
@@ -201,7 +201,7 @@ export class ForkPool {
     }
     this.#alias(child, job);
     try {
-      child.process.send(job.task, (error) => {
+      child.process.send(toWire(job.task), (error) => {
         if (error === null || child.job !== job) return;
         this.#onGone(child, new ChildExitError(`could not be sent the task (${error.message})`, null, null, error));
         child.process.kill('SIGKILL');

@@ -5,6 +5,7 @@
 import type { ErrorData } from '../errors/error-data.js';
 import type { InputAnswer } from './executor.js';
 import type { InputAsk } from '../human/ask.js';
+import type { Mutable } from '../util/types.js';
 
 /** The key of a processor class on every thread: `module#exportName`. */
 export function processorKey(module: string, exportName: string): string {
@@ -32,9 +33,11 @@ export interface ProcessorAlias {
   readonly instance?: number;
 }
 
-/** Main to worker: run one attempt of a step. Optional fields are left out at their usual value, to keep the message small. */
+/**
+ * Main to worker: run one attempt of a step. Optional fields are left out at their usual value, to
+ * keep the message small. It travels as a `TaskWire` (`toWire`, `fromWire`).
+ */
 export interface RunTaskMessage {
-  readonly type: 'run';
   /** Unique per executor; every message about this attempt carries it. */
   readonly id: number;
   /** The class to run; to a child process, once sent, by its alias. */
@@ -58,6 +61,72 @@ export interface RunTaskMessage {
   readonly notify?: true;
 }
 
+/**
+ * A `RunTaskMessage` as it travels: a flat array, its slots in the order below, the optional ones at
+ * the end left out when unset. A structured clone copies an array's slots for less than an object's
+ * named properties: on a chain of trivial thread steps, 3.5-6 µs less per dispatch (about a tenth).
+ */
+export type TaskWire = readonly [
+  id: number,
+  input: unknown,
+  name: string,
+  runId: string,
+  attempt: number,
+  /** `WAITS` and `NOTIFY`, or'ed. */
+  flags: number,
+  /** The module's URL, or the processor's alias. */
+  where: string | number,
+  exportName?: string,
+  deps?: Readonly<Record<string, unknown>>,
+  answers?: Readonly<Record<string, InputAnswer>>,
+  state?: Readonly<Record<string, unknown>>,
+  instance?: number,
+  /** With a module: the alias the class gets from now on. */
+  alias?: number,
+];
+
+const WAITS = 1;
+const NOTIFY = 2;
+
+/** The task as it is sent. */
+export function toWire(task: RunTaskMessage): TaskWire {
+  const ref = task.processor;
+  const flags = (task.waits === true ? WAITS : 0) | (task.notify === true ? NOTIFY : 0);
+  const module = 'module' in ref ? ref : undefined;
+  const wire: unknown[] = [task.id, task.input, task.name, task.runId, task.attempt, flags, module === undefined ? ref.alias : module.module];
+  const alias = module?.alias;
+  if (task.deps === undefined && task.answers === undefined && ref.state === undefined && alias === undefined) {
+    if (module !== undefined) wire.push(module.exportName);
+    return wire as unknown as TaskWire;
+  }
+  wire.push(module?.exportName, task.deps, task.answers, ref.state, ref.instance, alias);
+  return wire as unknown as TaskWire;
+}
+
+/** The task a worker was sent. */
+export function fromWire(wire: TaskWire): RunTaskMessage {
+  const where = wire[6];
+  const state = wire[10];
+  let processor: ProcessorRef | ProcessorAlias;
+  if (typeof where === 'number') processor = state === undefined ? { alias: where } : { alias: where, state, instance: wire[11]! };
+  else {
+    const ref: Mutable<ProcessorRef> = { module: where, exportName: wire[7]! };
+    if (state !== undefined) {
+      ref.state = state;
+      ref.instance = wire[11]!;
+    }
+    if (wire[12] !== undefined) ref.alias = wire[12];
+    processor = ref;
+  }
+  const task: Mutable<RunTaskMessage> = { id: wire[0], processor, input: wire[1], name: wire[2], runId: wire[3], attempt: wire[4] };
+  const flags = wire[5];
+  if ((flags & WAITS) !== 0) task.waits = true;
+  if ((flags & NOTIFY) !== 0) task.notify = true;
+  if (wire[8] !== undefined) task.deps = wire[8];
+  if (wire[9] !== undefined) task.answers = wire[9];
+  return task;
+}
+
 /** Main to worker: abort the running attempt's `step.signal`. */
 export interface AbortTaskMessage {
   readonly type: 'abort';
@@ -75,7 +144,7 @@ export interface DepsReplyMessage {
 }
 
 /** Everything the main thread sends to a worker. */
-export type ToWorker = RunTaskMessage | AbortTaskMessage | DepsReplyMessage;
+export type ToWorker = TaskWire | AbortTaskMessage | DepsReplyMessage;
 
 /** Worker to main: `step.progress(fraction, message)`. */
 export interface ProgressMessage {

@@ -181,7 +181,6 @@ export abstract class RemoteExecutor implements Executor {
   #task(id: number, request: ExecutionRequest, location: ProcessorLocation, deps: Readonly<Record<string, unknown>>): RunTaskMessage {
     const { step } = request;
     const task: Mutable<RunTaskMessage> = {
-      type: 'run',
       id,
       processor: processorRef(location, request.processor),
       input: request.input,

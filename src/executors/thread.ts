@@ -8,7 +8,7 @@ import { setTimer } from '../util/clock.js';
 import { messageOf } from '../util/message-of.js';
 import { entryFile } from './entry-file.js';
 import type { ThreadPoolSettings } from './pool-options.js';
-import { isFromWorker, type AbortTaskMessage, type DepsReplyMessage, type ResultMessage, type RunTaskMessage, type StartedMessage } from './protocol.js';
+import { isFromWorker, toWire, type AbortTaskMessage, type DepsReplyMessage, type ResultMessage, type RunTaskMessage, type StartedMessage, type TaskWire } from './protocol.js';
 import { RemoteExecutor, type KillSwitch, type TaskControl } from './remote.js';
 import { createRunningTable, threadRunning } from './running-table.js';
 import type { Mutable } from '../util/types.js';
@@ -48,7 +48,7 @@ export class ThreadExecutor extends RemoteExecutor {
   protected readonly type = 'thread';
   protected readonly abortGrace: number;
   readonly #settings: ThreadPoolSettings;
-  #pool: Piscina<RunTaskMessage, ResultMessage> | undefined;
+  #pool: Piscina<TaskWire, ResultMessage> | undefined;
   #channel: BroadcastChannel | undefined;
   /** Why the last pool could not start a thread, for the attempts that failed with it. */
   #startError: unknown;
@@ -129,7 +129,7 @@ export class ThreadExecutor extends RemoteExecutor {
         if (ready >= this.#busy && this.#warm.get(control.key) === ready) control.started();
         else (task as Mutable<RunTaskMessage>).notify = true;
       }
-      answer = pool.run(task);
+      answer = pool.run(toWire(task));
     } catch (error) {
       this.#finish(task.id, control);
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
@@ -230,13 +230,13 @@ export class ThreadExecutor extends RemoteExecutor {
     this.#channel = undefined;
   }
 
-  #open(Pool: typeof Piscina): Piscina<RunTaskMessage, ResultMessage> {
+  #open(Pool: typeof Piscina): Piscina<TaskWire, ResultMessage> {
     if (this.#pool !== undefined) return this.#pool;
     const name = `weir:${randomUUID()}`;
     this.#channel = new BroadcastChannel(name);
     this.#channel.unref();
     const settings = this.#settings;
-    const pool = new Pool<RunTaskMessage, ResultMessage>({
+    const pool = new Pool<TaskWire, ResultMessage>({
       filename: entryFile('thread-worker').file,
       minThreads: 0,
       maxThreads: settings.max,

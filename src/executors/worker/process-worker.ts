@@ -3,7 +3,7 @@
  * an exception that escapes a task before exiting, so the main thread can say what happened.
  */
 import { toErrorData } from '../../errors/error-data.js';
-import type { FromWorker, ToWorker } from '../protocol.js';
+import { fromWire, type AbortTaskMessage, type DepsReplyMessage, type FromWorker, type TaskWire, type ToWorker } from '../protocol.js';
 import { TaskRunner } from './task-runner.js';
 
 const send = (message: FromWorker, done?: () => void): void => {
@@ -13,9 +13,10 @@ const send = (message: FromWorker, done?: () => void): void => {
 const runner = new TaskRunner(send);
 
 process.on('message', (message: ToWorker) => {
-  if (message.type !== 'run') runner.receive(message);
+  // A task is an array (`TaskWire`); aborts and replies are objects.
+  if (!Array.isArray(message)) runner.receive(message as AbortTaskMessage | DepsReplyMessage);
   else {
-    const result = runner.run(message);
+    const result = runner.run(fromWire(message as TaskWire));
     if (result instanceof Promise) void result.then((answer) => send(answer));
     else send(result);
   }

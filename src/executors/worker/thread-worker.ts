@@ -3,7 +3,7 @@
  * heartbeats and dependency look-ups on `parentPort`, and hears aborts on the pool's broadcast channel.
  */
 import { BroadcastChannel, parentPort, threadId, workerData } from 'node:worker_threads';
-import type { ResultMessage, RunTaskMessage, ToWorker } from '../protocol.js';
+import { fromWire, type AbortTaskMessage, type DepsReplyMessage, type ResultMessage, type TaskWire } from '../protocol.js';
 import { Piscina } from 'piscina';
 import { markRunning } from '../running-table.js';
 import { collectTransfers, takeTransfers } from '../transfer.js';
@@ -15,12 +15,13 @@ const runner = new TaskRunner((message) => port.postMessage(message));
 const channel = new BroadcastChannel(channelName);
 channel.unref();
 channel.onmessage = (event) => {
-  const message = (event as { data: ToWorker }).data;
-  if (message.type !== 'run') runner.receive(message);
+  // Only aborts and replies come this way: tasks come through Piscina.
+  runner.receive((event as { data: AbortTaskMessage | DepsReplyMessage }).data);
 };
 
 /** Piscina calls this for each task; buffers the step passed to `transfer()` are moved, not copied. */
-export default function runTask(task: RunTaskMessage): ResultMessage | Promise<ResultMessage> {
+export default function runTask(wire: TaskWire): ResultMessage | Promise<ResultMessage> {
+  const task = fromWire(wire);
   markRunning(running, task.id, threadId);
   collectTransfers();
   const result = runner.run(task);
