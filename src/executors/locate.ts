@@ -27,6 +27,8 @@ export interface ProcessorLocation {
   readonly key: string;
   readonly module: string;
   readonly exportName: string;
+  /** The reference of an instance with no state of its own: every task of such an instance shares it. */
+  readonly ref: ProcessorRef;
   /**
    * What is wrong with the export, set once the main thread's import of the module settles. Never
    * waited for: that import does not settle while the module itself awaits a run (a one-file script),
@@ -76,10 +78,11 @@ let nextInstanceId = 1;
 /** The reference a task carries: the location plus a snapshot of the state (and whose it is), left out when there is none. */
 export function processorRef(location: ProcessorLocation, processor: Processor): ProcessorRef {
   let state: Record<string, unknown> | undefined;
-  for (const key of Object.keys(processor)) {
-    if (!EXCLUDED.has(key)) (state ??= {})[key] = (processor as unknown as Record<string, unknown>)[key];
+  // for...in rather than Object.keys: no array per dispatch (a class's methods are not enumerable).
+  for (const key in processor) {
+    if (Object.hasOwn(processor, key) && !EXCLUDED.has(key)) (state ??= {})[key] = (processor as unknown as Record<string, unknown>)[key];
   }
-  if (state === undefined) return { module: location.module, exportName: location.exportName };
+  if (state === undefined) return location.ref;
   let instance = instanceIds.get(processor);
   if (instance === undefined) instanceIds.set(processor, (instance = nextInstanceId++));
   return { module: location.module, exportName: location.exportName, state, instance };
@@ -120,7 +123,7 @@ function locateClass(ctor: LocatableClass, where: string, executor: string): Pro
       { code: ErrorCode.PROCESSOR_CONSTRUCTOR, cause: error },
     );
   }
-  const location: ProcessorLocation = { key: processorKey(module, exportName), module, exportName, problem: undefined };
+  const location: ProcessorLocation = { key: processorKey(module, exportName), module, exportName, ref: Object.freeze({ module, exportName }), problem: undefined };
   void verifyExport(module, exportName, ctor).then((problem) => (location.problem = problem));
   return location;
 }

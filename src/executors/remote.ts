@@ -17,12 +17,14 @@ import type { Mutable } from '../util/types.js';
 export interface KillSwitch {
   readonly killed: boolean;
   readonly reason: unknown;
-  /** Sets the one callback run when the task is killed (`undefined` clears it). */
-  onKill(callback: (() => void) | undefined): void;
+  /** Sets the one callback run when the task is killed (`undefined` clears it); it is given the task's control. */
+  onKill(callback: ((control: TaskControl) => void) | undefined): void;
 }
 
 /** What a pool is given with a task: how to stop it, and how to say that its processor starts. */
 export interface TaskControl extends KillSwitch {
+  /** The task's id (`RunTaskMessage.id`). */
+  readonly id: number;
   /** The processor's `module#exportName`, to tell a worker that has loaded it from one that has not. */
   readonly key: string;
   /** True when the step has a timeout, which counts from `started()`; else nobody needs to hear of it. */
@@ -41,7 +43,7 @@ class Attempt implements TaskControl {
   killed = false;
   reason: unknown;
   graceTimer: TimerHandle | undefined;
-  #onKill: (() => void) | undefined;
+  #onKill: ((control: TaskControl) => void) | undefined;
   #done = false;
   #settled: (() => void) | undefined;
   #expected = Infinity;
@@ -73,14 +75,14 @@ class Attempt implements TaskControl {
     onStart();
   }
 
-  onKill(callback: (() => void) | undefined): void {
+  onKill(callback: ((control: TaskControl) => void) | undefined): void {
     this.#onKill = callback;
   }
 
   kill(): void {
     if (this.killed) return;
     this.killed = true;
-    this.#onKill?.();
+    this.#onKill?.(this);
   }
 
   /** Called once `execute` is done with the attempt. */

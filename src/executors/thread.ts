@@ -60,6 +60,8 @@ export class ThreadExecutor extends RemoteExecutor {
   #busy = 0;
   readonly #started = new Set<number>();
   readonly #runningTable = createRunningTable();
+  /** Ends the thread of a task that is killed: one function for every task, not a closure each. */
+  readonly #kill = (control: TaskControl): void => this.#terminate(control.id);
   /** Threads that have loaded their entry (Piscina's `workerCreate`), by thread id. */
   readonly #ready = new Set<number>();
   /** The processor classes each ready thread has loaded, as far as its `started` messages told. */
@@ -119,7 +121,7 @@ export class ThreadExecutor extends RemoteExecutor {
   /** Posts the task to Piscina in the slot it holds; the slot is freed in the first reaction to Piscina's answer. */
   #run(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
     this.#started.add(task.id);
-    control.onKill(() => this.#terminate(task.id));
+    control.onKill(this.#kill);
     let answer: Promise<ResultMessage>;
     try {
       const pool = this.#open(PiscinaClass!);

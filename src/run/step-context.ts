@@ -33,6 +33,8 @@ export class StepContext implements Step, StepDeps, AbortWatch, InputPort {
   #controller: AbortController | undefined;
   #aborted = false;
   #abortReason: unknown;
+  /** The abort listener (a remote attempt's, usually the only one); more go to `#listeners`. */
+  #listener: ((reason: unknown) => void) | undefined;
   #listeners: ((reason: unknown) => void)[] | undefined;
   /** Set once an inline ask waits: the attempt ends on the next turn, so asks made together wait together. */
   #endingToWait = false;
@@ -66,10 +68,12 @@ export class StepContext implements Step, StepDeps, AbortWatch, InputPort {
     this.#abortReason = reason;
     this.#controller?.abort(reason);
     this.#raceReject?.(reason);
+    const first = this.#listener;
     const listeners = this.#listeners;
-    if (listeners === undefined) return;
+    this.#listener = undefined;
     this.#listeners = undefined;
-    for (const listener of listeners) listener(reason);
+    first?.(reason);
+    if (listeners !== undefined) for (const listener of listeners) listener(reason);
   }
 
   /**
@@ -98,10 +102,16 @@ export class StepContext implements Step, StepDeps, AbortWatch, InputPort {
       listener(this.#abortReason);
       return;
     }
-    (this.#listeners ??= []).push(listener);
+    // One listener needs no array.
+    if (this.#listener === undefined && this.#listeners === undefined) this.#listener = listener;
+    else (this.#listeners ??= []).push(listener);
   }
 
   offAbort(listener: (reason: unknown) => void): void {
+    if (this.#listener === listener) {
+      this.#listener = undefined;
+      return;
+    }
     const listeners = this.#listeners;
     const at = listeners?.indexOf(listener) ?? -1;
     if (at !== -1) listeners!.splice(at, 1);
