@@ -16,6 +16,12 @@ import { measure, perItem, row, TS_LOADER, type Measurement } from './harness.js
 import { GzipFiles, gzipFiles, Inc, rawGzipWorker, rawIncChild, rawIncWorker } from './processors.js';
 
 const STEPS = 200;
+
+/** Keeps the main thread busy for `us` microseconds, as a run's bookkeeping between two tasks would. */
+function spin(us: number): void {
+  const end = performance.now() + us / 1000;
+  while (performance.now() < end);
+}
 /** Rounds run before any is timed: weir's step path settles into optimised code after some thousands of steps. */
 const WARMUP_ROUNDS = 40;
 
@@ -73,6 +79,8 @@ export async function executorsBench(): Promise<void> {
       });
     const chains = { inline: chain('inline'), thread: chain('thread'), process: chain('process') };
     const wides = { inline: wide('inline'), thread: wide('thread') };
+    /** An inline step's time, measured in the warm-up: what a run books per step on the main thread. */
+    let booking = 0;
     const cases: Record<string, () => Promise<unknown>> = {
       inline: () => ctx.run(chains.inline, { n: 0 }),
       thread: () => ctx.run(chains.thread, { n: 0 }),
@@ -85,16 +93,35 @@ export async function executorsBench(): Promise<void> {
         let value = { n: 0 };
         for (let i = 0; i < STEPS; i++) value = await roundTrip(value);
       },
+      // The floor for a step that books as much as an inline one: the main thread is busy that long between tasks, and the worker sleeps meanwhile.
+      piscinaBooked: async () => {
+        let value = { n: 0 };
+        for (let i = 0; i < STEPS; i++) {
+          value = (await piscina.run(value)) as { n: number };
+          spin(booking);
+        }
+      },
+      forkBooked: async () => {
+        let value = { n: 0 };
+        for (let i = 0; i < STEPS; i++) {
+          value = await roundTrip(value);
+          spin(booking);
+        }
+      },
       wideInline: () => ctx.run(wides.inline, { n: 0 }),
       wideThread: () => ctx.run(wides.thread, { n: 0 }),
       widePiscina: () => Promise.all(Array.from({ length: STEPS }, () => piscina.run({ n: 0 }))),
     };
     const times: Record<string, number[]> = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
+    const warmInline: number[] = [];
     for (let round = 0; round < WARMUP_ROUNDS + 21; round++) {
+      if (round === WARMUP_ROUNDS) booking = (warmInline.sort((a, b) => a - b)[warmInline.length >> 1]! * 1000) / STEPS;
       for (const [name, fn] of Object.entries(cases)) {
         const start = performance.now();
         await fn();
-        if (round >= WARMUP_ROUNDS) times[name]!.push(performance.now() - start);
+        const ms = performance.now() - start;
+        if (round >= WARMUP_ROUNDS) times[name]!.push(ms);
+        else if (name === 'inline' && round >= WARMUP_ROUNDS / 2) warmInline.push(ms);
         await after();
       }
     }
@@ -104,6 +131,7 @@ export async function executorsBench(): Promise<void> {
     };
     const [inline, thread, proc, raw, rawFork] = ['inline', 'thread', 'process', 'piscina', 'fork'].map(median) as [Measurement, Measurement, Measurement, Measurement, Measurement];
     const [wideInline, wideThread, wideRaw] = ['wideInline', 'wideThread', 'widePiscina'].map(median) as [Measurement, Measurement, Measurement];
+    const [rawBooked, forkBooked] = ['piscinaBooked', 'forkBooked'].map(median) as [Measurement, Measurement];
     child.kill();
     await piscina.destroy();
     await ctx.close();
@@ -112,9 +140,12 @@ export async function executorsBench(): Promise<void> {
     row('raw Piscina, same function, awaited in turn', `${raw.ms.toFixed(2)} ms`, perItem(raw, STEPS), '1.00x');
     row('weir thread chain', `${thread.ms.toFixed(2)} ms`, perItem(thread, STEPS), `${(thread.ms / raw.ms).toFixed(2)}x`);
     row('  its dispatch alone (thread - inline)', `${(thread.ms - inline.ms).toFixed(2)} ms`, perItem({ ...thread, ms: thread.ms - inline.ms }, STEPS), `${((thread.ms - inline.ms) / raw.ms).toFixed(2)}x`);
+    row(`  floor: raw, main thread busy ${booking.toFixed(1)} µs a task`, `${rawBooked.ms.toFixed(2)} ms`, perItem(rawBooked, STEPS), `${(rawBooked.ms / raw.ms).toFixed(2)}x`);
     row('raw child_process.fork round trip (advanced)', `${rawFork.ms.toFixed(2)} ms`, perItem(rawFork, STEPS), '1.00x');
     row('weir process chain', `${proc.ms.toFixed(2)} ms`, perItem(proc, STEPS), `${(proc.ms / rawFork.ms).toFixed(2)}x`);
     row('  its dispatch alone (process - inline)', `${(proc.ms - inline.ms).toFixed(2)} ms`, perItem({ ...proc, ms: proc.ms - inline.ms }, STEPS), `${((proc.ms - inline.ms) / rawFork.ms).toFixed(2)}x`);
+    row(`  floor: raw, main thread busy ${booking.toFixed(1)} µs a task`, `${forkBooked.ms.toFixed(2)} ms`, perItem(forkBooked, STEPS), `${(forkBooked.ms / rawFork.ms).toFixed(2)}x`);
+    console.log("\n(a floor is the raw round trip plus an inline step's time spent on the main thread between tasks, as weir books a step there: what a thread or process step costs at least until a run books a step for less)");
     console.log(`\nAwake: ${STEPS} independent steps in flight at once (a parallel composite), the pool never idle\n`);
     row('case', 'median', 'per step', 'ratio');
     row('weir inline, parallel', `${wideInline.ms.toFixed(2)} ms`, perItem(wideInline, STEPS), '');
