@@ -1,10 +1,11 @@
-import { z } from 'zod';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TEST_HOOKS } from '../../src/context/test-hooks.js';
 import { ErrorCode, RetryableError } from '../../src/errors/errors.js';
-import { Flow, FlowContext, ResultsManager, type FlowContextOptions, type WeirEvent } from '../../src/index.js';
+import { FlowContext, ResultsManager, type FlowContextOptions, type WeirEvent } from '../../src/index.js';
 import type { RunStore } from '../../src/storage/journal/run-store.js';
-import { Fn } from '../fixtures/processors.js';
+import { approvalFlow } from '../fixtures/approval-flow.js';
 import { sqliteContexts } from '../fixtures/sqlite-contexts.js';
 import { nextWaiting } from '../fixtures/waiting.js';
 
@@ -32,34 +33,16 @@ function refusingPark(store: RunStore): RunStore {
   });
 }
 
-/** prepare -> approve (asks "approval") -> ship, counting calls. */
-function approvalFlow(calls: Record<string, number>): Flow {
-  const s = Flow.sequential('order');
-  const step = (name: string, fn: (input: unknown, st: import('../../src/index.js').Step) => unknown): void => {
-    new Flow(
-      new Fn(async (input, st) => {
-        calls[name] = (calls[name] ?? 0) + 1;
-        return fn(input, st);
-      }),
-      { name },
-    ).registerTo(s);
-  };
-  step('prepare', () => ({ order: 'A-7' }));
-  step('approve', async (input, st) => ({ ...(input as object), ...(await st.waitForInput('approval', z.object({ approved: z.boolean() }))) }));
-  step('ship', (input) => ({ shipped: (input as { approved: boolean }).approved }));
-  return s;
-}
-
 describe('a run whose park the store refuses', () => {
   it('fails with WEIR_STORE keeping the ask; resumed, it waits on it again, announced by run_waiting, and goes on once answered', async () => {
-    const calls: Record<string, number> = {};
+    const log = join(temp.dir(), 'calls.log');
     const first = temp.track(new FlowContext({ results: ResultsManager.sqlite(temp.file()), [TEST_HOOKS]: { wrapStore: refusingPark } } as FlowContextOptions));
-    first.register(approvalFlow(calls));
-    const failed = await first.run(first.getFlow('order')!, {}, { mode: 'interactive' });
+    first.register(approvalFlow(log));
+    const failed = await first.run(first.getFlow('approval-flow')!, { order: 'A-7' }, { mode: 'interactive' });
     expect(failed).toMatchObject({ status: 'failed', error: { code: 'WEIR_STORE', message: expect.stringMatching(/its wait for input could not be recorded/) } });
     await first.close();
 
-    const next = temp.context().register(approvalFlow(calls));
+    const next = temp.context().register(approvalFlow(log));
     expect(await next.getRun(failed.runId)).toMatchObject({ status: 'failed', steps: { prepare: { status: 'completed' }, approve: { status: 'waiting' } } });
     const heard: WeirEvent[] = [];
     next.on('event', (e) => heard.push(e));
@@ -67,9 +50,10 @@ describe('a run whose park the store refuses', () => {
     const handle = await next.resume(failed.runId);
     expect((await waiting).waitingFor).toEqual([{ step: 'approve', key: 'approval' }]);
     expect(heard.map((e) => e.type)).toEqual(['run_resumed', 'run_waiting']);
-    await next.submitInput(failed.runId, 'approval', { approved: true });
-    expect(await handle.result()).toMatchObject({ status: 'completed', output: { ship: { shipped: true } } });
+    await next.submitInput(failed.runId, 'approval', { approved: true, by: 'ana' });
+    expect(await handle.result()).toMatchObject({ status: 'completed', output: { ship: { shipped: true, by: 'ana' } } });
     // The step before the ask ran once; the asking step once to ask and once with the answer.
-    expect(calls).toEqual({ prepare: 1, approve: 2, ship: 1 });
+    const calls = readFileSync(log, 'utf8').trim().split('\n').map((line) => line.split('@')[0]);
+    expect(calls).toEqual(['prepare', 'approve', 'approve', 'ship']);
   });
 });
