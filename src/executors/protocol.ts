@@ -62,8 +62,9 @@ export interface RunTaskMessage {
 }
 
 /**
- * A `RunTaskMessage` as it travels: a flat array, its slots in the order below, the optional ones at
- * the end left out when unset. A structured clone copies an array's slots for less than an object's
+ * A `RunTaskMessage` as it travels: a flat array, its slots in the order below. The six trailing
+ * slots are left out together when none of deps, answers, state or alias is set, else all written
+ * (`undefined` where unset). A structured clone copies an array's slots for less than an object's
  * named properties: on a chain of trivial thread steps, 3.5-6 µs less per dispatch (about a tenth).
  */
 export type TaskWire = readonly [
@@ -76,13 +77,13 @@ export type TaskWire = readonly [
   flags: number,
   /** The module's URL, or the processor's alias. */
   where: string | number,
-  exportName?: string,
-  deps?: Readonly<Record<string, unknown>>,
-  answers?: Readonly<Record<string, InputAnswer>>,
-  state?: Readonly<Record<string, unknown>>,
-  instance?: number,
+  exportName?: string | undefined,
+  deps?: Readonly<Record<string, unknown>> | undefined,
+  answers?: Readonly<Record<string, InputAnswer>> | undefined,
+  state?: Readonly<Record<string, unknown>> | undefined,
+  instance?: number | undefined,
   /** With a module: the alias the class gets from now on. */
-  alias?: number,
+  alias?: number | undefined,
 ];
 
 const WAITS = 1;
