@@ -17,13 +17,28 @@ import { GzipFiles, gzipFiles, Inc, rawGzipWorker, rawIncChild, rawIncWorker } f
 
 const STEPS = 200;
 
+/** Rounds run before any is timed: weir's step path settles into optimised code after some thousands of steps. */
+const WARMUP_ROUNDS = 40;
+
 /** Keeps the main thread busy for `us` microseconds, as a run's bookkeeping between two tasks would. */
 function spin(us: number): void {
   const end = performance.now() + us / 1000;
   while (performance.now() < end);
 }
-/** Rounds run before any is timed: weir's step path settles into optimised code after some thousands of steps. */
-const WARMUP_ROUNDS = 40;
+
+type Counter = { n: number };
+
+/** `STEPS` raw round trips, each awaited before the next, the main thread busy `busy()` µs after each (none when 0). */
+function awaitedInTurn(roundTrip: (value: Counter) => Promise<Counter>, busy: () => number): () => Promise<void> {
+  return async () => {
+    let value = { n: 0 };
+    for (let i = 0; i < STEPS; i++) {
+      value = await roundTrip(value);
+      const us = busy();
+      if (us > 0) spin(us);
+    }
+  };
+}
 
 function chain(type: LeafType): Flow<unknown, Record<string, unknown>> {
   const root = Flow.sequential(`chain-${type}`);
@@ -79,35 +94,18 @@ export async function executorsBench(): Promise<void> {
       });
     const chains = { inline: chain('inline'), thread: chain('thread'), process: chain('process') };
     const wides = { inline: wide('inline'), thread: wide('thread') };
+    const piscinaTrip = (value: Counter) => piscina.run(value) as Promise<Counter>;
     /** An inline step's time, measured in the warm-up: what a run books per step on the main thread. */
     let booking = 0;
     const cases: Record<string, () => Promise<unknown>> = {
       inline: () => ctx.run(chains.inline, { n: 0 }),
       thread: () => ctx.run(chains.thread, { n: 0 }),
       process: () => ctx.run(chains.process, { n: 0 }),
-      piscina: async () => {
-        let value = { n: 0 };
-        for (let i = 0; i < STEPS; i++) value = (await piscina.run(value)) as { n: number };
-      },
-      fork: async () => {
-        let value = { n: 0 };
-        for (let i = 0; i < STEPS; i++) value = await roundTrip(value);
-      },
+      piscina: awaitedInTurn(piscinaTrip, () => 0),
+      fork: awaitedInTurn(roundTrip, () => 0),
       // The floor for a step that books as much as an inline one: the main thread is busy that long between tasks, and the worker sleeps meanwhile.
-      piscinaBooked: async () => {
-        let value = { n: 0 };
-        for (let i = 0; i < STEPS; i++) {
-          value = (await piscina.run(value)) as { n: number };
-          spin(booking);
-        }
-      },
-      forkBooked: async () => {
-        let value = { n: 0 };
-        for (let i = 0; i < STEPS; i++) {
-          value = await roundTrip(value);
-          spin(booking);
-        }
-      },
+      piscinaBooked: awaitedInTurn(piscinaTrip, () => booking),
+      forkBooked: awaitedInTurn(roundTrip, () => booking),
       wideInline: () => ctx.run(wides.inline, { n: 0 }),
       wideThread: () => ctx.run(wides.thread, { n: 0 }),
       widePiscina: () => Promise.all(Array.from({ length: STEPS }, () => piscina.run({ n: 0 }))),
