@@ -69,6 +69,35 @@ describe('SQLite group commit', () => {
     expect(seen).toEqual([4, 5, 5, 5]);
   });
 
+  it("commits a run writing alone without waiting for the loop's turn, yet lets the loop run every so many commits", async () => {
+    await store.createRun(newRun('r1'), [runStart('r1')]);
+    await store.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', 2)] });
+    // A turn of the loop in which r1 alone wrote: from the next on, its commits go at once.
+    await new Promise((resolve) => setImmediate(resolve));
+    let ranAt = 0;
+    setImmediate(() => (ranAt = seq));
+    let seq = 3;
+    for (; seq < 200; seq++) await store.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', seq)] });
+    // Many commits went before the loop turned, not one in two; but not all of them.
+    expect(ranAt).toBeGreaterThan(20);
+    expect(ranAt).toBeLessThan(100);
+    expect((await store.loadRun('r1'))?.run.lastSeq).toBe(199);
+  });
+
+  it('gathers again once a second run writes in the turn', async () => {
+    const seen = await watchCommits(3);
+    await store.commit({ runId: 'r0', leaseToken: 1, events: [event('r0', 2)] });
+    await new Promise((resolve) => setImmediate(resolve));
+    await store.commit({ runId: 'r0', leaseToken: 1, events: [event('r0', 3)] });
+    // r1 makes the turn one of two writers: its commit waits for the turn's end, and r2's, made
+    // some promise jobs later, joins it there.
+    const second = store.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', 2)] });
+    for (let i = 0; i < 3; i++) await Promise.resolve();
+    const third = store.commit({ runId: 'r2', leaseToken: 1, events: [event('r2', 2)] });
+    await Promise.all([second, third]);
+    expect(seen).toEqual([3, 4, 5, 5]);
+  });
+
   it('is never held back by fake timers or a faked queueMicrotask', async () => {
     await store.createRun(newRun('r1'), [runStart('r1')]);
     vi.useFakeTimers({ toFake: ['setTimeout', 'setInterval', 'setImmediate', 'queueMicrotask', 'Date'] });

@@ -187,6 +187,11 @@ export function failureOf(work: Work): string {
   return work.type === 'clear-inputs' ? `could not clear inputs of run ${JSON.stringify(work.runId)}` : 'commit failed';
 }
 
+/** The run a write is for: the writer the write queue gathers by. */
+export function writerOf(work: Work): string {
+  return work.type === 'commit' ? work.batch.runId : work.type === 'create' ? work.record.runId : work.runId;
+}
+
 /** Checks a batch's shape and serialises everything it writes. @throws what `checkBatch` and the codec throw. */
 export function encodeCommit(batch: CommitBatch): EncodedCommit {
   checkBatch(KIND, batch);

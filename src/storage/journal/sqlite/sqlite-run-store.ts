@@ -40,7 +40,7 @@ import { applyWork } from './apply.js';
 import { Checkpointer } from './checkpointer.js';
 import { fold, FoldCache, type FoldRows, readFoldRows } from './fold.js';
 import { FileIdentity } from './file-identity.js';
-import { decodeEventRow, decodeText, encodeCommit, encodeEvents, type EventRow, failureOf, RELEASE_KEY, runRowParams, type EncodedCommit, type RunRow, toRun, type Work } from './rows.js';
+import { decodeEventRow, decodeText, encodeCommit, encodeEvents, type EventRow, failureOf, writerOf, RELEASE_KEY, runRowParams, type EncodedCommit, type RunRow, toRun, type Work } from './rows.js';
 import { migrate } from './schema.js';
 import { listQuery, PRUNE_SLICE, Statements } from './statements.js';
 import { WriteQueue } from './write-queue.js';
@@ -94,6 +94,7 @@ export class SqliteRunStore implements RunStore {
       connect: () => this.#connect(),
       apply: (work) => applyWork(this.#statements!, work, this.#committed),
       failureOf,
+      writerOf,
       // A run created or ended, or an input, is checked always; other commits at most every few ms.
       check: (queue) => this.#identity?.check(queue.some(({ work }) => work.type !== 'commit' || work.patchKey.endsWith(RELEASE_KEY))),
       written: (count) => {

@@ -1,7 +1,9 @@
 /**
  * Group commit: the writes queued in one tick, or in the rest of a busy event-loop turn, go to
  * SQLite in one transaction, each settling its own promise. When SQLite fails the transaction, each
- * write goes again in a transaction of its own, so one bad write fails alone.
+ * write goes again in a transaction of its own, so one bad write fails alone. A run that writes
+ * alone, turn after turn (a sequential chain: each commit waits for the one before), is written at
+ * once each time, up to `SOLO_FLUSHES_PER_TURN` a turn, instead of waiting for the turn's end.
  * @internal
  */
 // On the host's own timers, so fake timers in tests never hold back a commit.
@@ -28,9 +30,20 @@ export interface WriteQueueOptions<W> {
   check?(this: void, queue: readonly { readonly work: W }[]): void;
   /** Hears how many writes each group held, once they settled. */
   written(count: number): void;
+  /** Who a write comes from (its run): writes of one writer alone in a turn need no gathering. */
+  writerOf(this: void, work: W): string;
 }
 
 const RESOLVED = Promise.resolve();
+
+/**
+ * Flushes on a promise job in one event-loop turn while a single writer writes; then the rest of
+ * the turn is gathered, so a long chain still lets the loop run every ~2 ms (a commit takes ~35 µs).
+ */
+const SOLO_FLUSHES_PER_TURN = 64;
+
+/** `#turnWriter` once writes of more than one writer came in the turn. */
+const MIXED = Symbol('mixed');
 
 /** The writes of one SQLite store, in the order they were queued. */
 export class WriteQueue<W> {
@@ -39,11 +52,17 @@ export class WriteQueue<W> {
   #single: BetterSqlite3.Transaction<(work: W) => unknown> | undefined;
   #queue: Pending<W>[] = [];
   #scheduled = false;
-  /** Whether a flush already ran on a microtask in this event-loop turn. */
-  #turnFlushed = false;
+  /** The writer of every write queued in this event-loop turn, `MIXED` once there were several; none before the turn's first. */
+  #turnWriter: string | typeof MIXED | undefined;
+  /** Flushes started on a promise job in this turn. */
+  #turnFlushes = 0;
+  /** Whether the last turn with writes had a single writer: only then may this turn's writer flush on promise jobs more than once. */
+  #lastTurnSolo = false;
   readonly #flushNow = (): void => void this.#startFlush();
   readonly #newTurn = (): void => {
-    this.#turnFlushed = false;
+    this.#lastTurnSolo = this.#turnWriter !== MIXED;
+    this.#turnWriter = undefined;
+    this.#turnFlushes = 0;
   };
   #flushing: Promise<void> | undefined;
 
@@ -73,16 +92,24 @@ export class WriteQueue<W> {
   enqueue(work: W): Promise<unknown> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ work, resolve, reject });
+      const writer = this.#options.writerOf(work);
+      if (this.#turnWriter === undefined) {
+        this.#turnWriter = writer;
+        setRealImmediate(this.#newTurn);
+      } else if (this.#turnWriter !== writer) {
+        this.#turnWriter = MIXED;
+      }
       if (this.#scheduled) return;
       this.#scheduled = true;
-      if (this.#turnFlushed) {
-        // Writes keep coming in this turn (from other callbacks): gather them until its end.
+      if (this.#turnFlushes > 0 && (this.#turnWriter === MIXED || !this.#lastTurnSolo || this.#turnFlushes >= SOLO_FLUSHES_PER_TURN)) {
+        // Writes keep coming in this turn (from other callbacks, or from other runs, or past the
+        // solo limit): gather them until its end.
         setRealImmediate(this.#flushNow);
       } else {
-        // The first write of the turn goes once the current tick's writes have joined it, without
-        // waiting a loop turn; a promise job, because no fake timer can hold it back.
-        this.#turnFlushed = true;
-        setRealImmediate(this.#newTurn);
+        // The turn's first write, or the next of a writer that wrote alone in this turn and the one
+        // before: it goes once the current tick's writes have joined it, without waiting a loop
+        // turn; a promise job, because no fake timer can hold it back.
+        this.#turnFlushes++;
         void RESOLVED.then(this.#flushNow);
       }
     });
