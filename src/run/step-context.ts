@@ -33,9 +33,12 @@ export class StepContext implements Step, StepDeps, AbortWatch, InputPort {
   #controller: AbortController | undefined;
   #aborted = false;
   #abortReason: unknown;
-  /** The abort listener (a remote attempt's, usually the only one); more go to `#listeners`. */
-  #listener: ((reason: unknown) => void) | undefined;
-  #listeners: ((reason: unknown) => void)[] | undefined;
+  /**
+   * The abort listener added first (a remote attempt's, usually the only one), while it is the
+   * first still there; those added after it go to `#laterListeners`, called after it, in order.
+   */
+  #firstListener: ((reason: unknown) => void) | undefined;
+  #laterListeners: ((reason: unknown) => void)[] | undefined;
   /** Set once an inline ask waits: the attempt ends on the next turn, so asks made together wait together. */
   #endingToWait = false;
   /** Rejects the promise `race` returned. */
@@ -68,10 +71,10 @@ export class StepContext implements Step, StepDeps, AbortWatch, InputPort {
     this.#abortReason = reason;
     this.#controller?.abort(reason);
     this.#raceReject?.(reason);
-    const first = this.#listener;
-    const listeners = this.#listeners;
-    this.#listener = undefined;
-    this.#listeners = undefined;
+    const first = this.#firstListener;
+    const listeners = this.#laterListeners;
+    this.#firstListener = undefined;
+    this.#laterListeners = undefined;
     first?.(reason);
     if (listeners !== undefined) for (const listener of listeners) listener(reason);
   }
@@ -103,16 +106,16 @@ export class StepContext implements Step, StepDeps, AbortWatch, InputPort {
       return;
     }
     // One listener needs no array.
-    if (this.#listener === undefined && this.#listeners === undefined) this.#listener = listener;
-    else (this.#listeners ??= []).push(listener);
+    if (this.#firstListener === undefined && this.#laterListeners === undefined) this.#firstListener = listener;
+    else (this.#laterListeners ??= []).push(listener);
   }
 
   offAbort(listener: (reason: unknown) => void): void {
-    if (this.#listener === listener) {
-      this.#listener = undefined;
+    if (this.#firstListener === listener) {
+      this.#firstListener = undefined;
       return;
     }
-    const listeners = this.#listeners;
+    const listeners = this.#laterListeners;
     const at = listeners?.indexOf(listener) ?? -1;
     if (at !== -1) listeners!.splice(at, 1);
   }
