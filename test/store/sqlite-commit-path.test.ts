@@ -74,14 +74,57 @@ describe('SQLite group commit', () => {
     await store.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', 2)] });
     // A turn of the loop in which r1 alone wrote: from the next on, its commits go at once.
     await new Promise((resolve) => setImmediate(resolve));
-    let ranAt = 0;
-    setImmediate(() => (ranAt = seq));
+    const turnsAt: number[] = [];
+    const probe = (): void => {
+      setImmediate(() => {
+        turnsAt.push(seq);
+        if (turnsAt.length < 4) probe();
+      });
+    };
+    probe();
     let seq = 3;
-    for (; seq < 200; seq++) await store.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', seq)] });
-    // Many commits went before the loop turned, not one in two; but not all of them.
-    expect(ranAt).toBeGreaterThan(20);
-    expect(ranAt).toBeLessThan(100);
-    expect((await store.loadRun('r1'))?.run.lastSeq).toBe(199);
+    for (; seq < 400; seq++) await store.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', seq)] });
+    // Many commits went between two turns of the loop, not one in two; but never all of them.
+    expect(turnsAt).toHaveLength(4);
+    const gaps = turnsAt.map((at, i) => at - (turnsAt[i - 1] ?? 3));
+    for (const gap of gaps) {
+      expect(gap).toBeGreaterThan(2);
+      expect(gap).toBeLessThanOrEqual(2 * 64 + 1);
+    }
+    expect((await store.loadRun('r1'))?.run.lastSeq).toBe(399);
+  });
+
+  it('goes on at once only for the run that wrote alone in the last turn with writes', async () => {
+    for (const r of ['r0', 'r1']) await store.createRun(newRun(r), [runStart(r)]);
+    let turns = 0;
+    let ticking = true;
+    const tick = (): void => {
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    /** The loop turns counted after each of `count` awaited commits of `runId`, from `seq` on. */
+    const commits = async (runId: string, seq: number, count: number): Promise<number[]> => {
+      const at: number[] = [];
+      for (let i = 0; i < count; i++) {
+        await store.commit({ runId, leaseToken: 1, events: [event(runId, seq + i)] });
+        at.push(turns);
+      }
+      return at;
+    };
+    const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+    // A turn in which both wrote: r0's second commit waits for the turn's end, then r0 goes on at once.
+    await Promise.all([store.commit({ runId: 'r0', leaseToken: 1, events: [event('r0', 2)] }), store.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', 2)] })]);
+    await nextTurn();
+    const afterMixed = await commits('r0', 3, 6);
+    expect(afterMixed[1]).toBeGreaterThan(afterMixed[0]!);
+    expect(afterMixed[5]).toBe(afterMixed[1]);
+    // r0 wrote alone in the last turn: r1, alone now, waits for the turn's end once before it goes on at once.
+    await nextTurn();
+    const afterOther = await commits('r1', 3, 6);
+    expect(afterOther[1]).toBeGreaterThan(afterOther[0]!);
+    expect(afterOther[5]).toBe(afterOther[1]);
+    ticking = false;
   });
 
   it('gathers again once a second run writes in the turn', async () => {

@@ -3,7 +3,8 @@
  * SQLite in one transaction, each settling its own promise. When SQLite fails the transaction, each
  * write goes again in a transaction of its own, so one bad write fails alone. A run that writes
  * alone, turn after turn (a sequential chain: each commit waits for the one before), is written at
- * once each time, up to `SOLO_FLUSHES_PER_TURN` a turn, instead of waiting for the turn's end.
+ * once each time, within the limits of a turn (`SOLO_FLUSHES_PER_TURN`, `SOLO_TURN_MS`), instead of
+ * waiting for the turn's end.
  * @internal
  */
 // On the host's own timers, so fake timers in tests never hold back a commit.
@@ -37,10 +38,13 @@ export interface WriteQueueOptions<W> {
 const RESOLVED = Promise.resolve();
 
 /**
- * Flushes on a promise job in one event-loop turn while a single writer writes; then the rest of
- * the turn is gathered, so a long chain still lets the loop run every ~2 ms (a commit takes ~35 µs).
+ * Flushes on a promise job in one event-loop turn while a single writer writes, up to this many and
+ * for up to `SOLO_TURN_MS` from the turn's first write; then the rest of the turn is gathered, so a
+ * long chain still lets the loop run every few milliseconds (a commit takes ~35 µs with `NORMAL`,
+ * several times that with `FULL`).
  */
 const SOLO_FLUSHES_PER_TURN = 64;
+const SOLO_TURN_MS = 2;
 
 /** `#turnWriter` once writes of more than one writer came in the turn. */
 const MIXED = Symbol('mixed');
@@ -54,13 +58,18 @@ export class WriteQueue<W> {
   #scheduled = false;
   /** The writer of every write queued in this event-loop turn, `MIXED` once there were several; none before the turn's first. */
   #turnWriter: string | typeof MIXED | undefined;
+  /** When this turn's first write came (`performance.now()`). */
+  #turnStarted = 0;
   /** Flushes started on a promise job in this turn. */
   #turnFlushes = 0;
-  /** Whether the last turn with writes had a single writer: only then may this turn's writer flush on promise jobs more than once. */
-  #lastTurnSolo = false;
+  /**
+   * The writer of the last turn with writes, if it wrote alone in it: only that writer, alone in
+   * this turn too, may flush on promise jobs more than once in it.
+   */
+  #lastSoloWriter: string | undefined;
   readonly #flushNow = (): void => void this.#startFlush();
   readonly #newTurn = (): void => {
-    this.#lastTurnSolo = this.#turnWriter !== MIXED;
+    this.#lastSoloWriter = this.#turnWriter === MIXED ? undefined : this.#turnWriter;
     this.#turnWriter = undefined;
     this.#turnFlushes = 0;
   };
@@ -91,28 +100,38 @@ export class WriteQueue<W> {
   /** Queues a write; settles once it is committed, or refused. */
   enqueue(work: W): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.#queue.push({ work, resolve, reject });
       const writer = this.#options.writerOf(work);
+      this.#queue.push({ work, resolve, reject });
       if (this.#turnWriter === undefined) {
         this.#turnWriter = writer;
+        this.#turnStarted = performance.now();
         setRealImmediate(this.#newTurn);
       } else if (this.#turnWriter !== writer) {
         this.#turnWriter = MIXED;
       }
       if (this.#scheduled) return;
       this.#scheduled = true;
-      if (this.#turnFlushes > 0 && (this.#turnWriter === MIXED || !this.#lastTurnSolo || this.#turnFlushes >= SOLO_FLUSHES_PER_TURN)) {
+      if (this.#turnFlushes > 0 && !this.#soloGoesOn()) {
         // Writes keep coming in this turn (from other callbacks, or from other runs, or past the
         // solo limit): gather them until its end.
         setRealImmediate(this.#flushNow);
       } else {
-        // The turn's first write, or the next of a writer that wrote alone in this turn and the one
-        // before: it goes once the current tick's writes have joined it, without waiting a loop
+        // The turn's first write, or the next of a writer that wrote alone in this turn and in the
+        // last with writes: it goes once the current tick's writes have joined it, without waiting a loop
         // turn; a promise job, because no fake timer can hold it back.
         this.#turnFlushes++;
         void RESOLVED.then(this.#flushNow);
       }
     });
+  }
+
+  /** Whether the writer of this turn wrote alone in it and in the last turn with writes, within the turn's solo limits. */
+  #soloGoesOn(): boolean {
+    return (
+      this.#turnWriter === this.#lastSoloWriter &&
+      this.#turnFlushes < SOLO_FLUSHES_PER_TURN &&
+      performance.now() - this.#turnStarted < SOLO_TURN_MS
+    );
   }
 
   /** Writes everything queued, and what is queued meanwhile. */
