@@ -34,13 +34,13 @@ class Double extends Processor {
   assert.equal((await ctx.getRun(result.runId)).status, 'completed');
   await ctx.close();
 
-  // A SQLite run long enough to ask for a checkpoint: the checkpointer thread, built as an entry of its own,
+  // A SQLite run long enough to ask for a checkpoint (1024 commits; n stays 0, so doubling never overflows): the checkpointer thread, built as an entry of its own,
   // must start from dist/ and copy the WAL into the file (the connection's own autocheckpoint waits for 10,000 pages).
   const file = join(dir, 'chain.db');
   const durable = new FlowContext({ results: ResultsManager.sqlite(file) });
   const chain = Flow.sequential('chain');
-  for (let i = 0; i < 300; i++) new Flow(new Double(), { name: `s${i}` }).registerTo(chain);
-  assert.equal((await durable.run(chain, { n: 1 })).status, 'completed');
+  for (let i = 0; i < 1200; i++) new Flow(new Double(), { name: `s${i}` }).registerTo(chain);
+  assert.equal((await durable.run(chain, { n: 0 })).status, 'completed');
   for (let waited = 0; statSync(file).size < 64 * 1024 && waited < 10_000; waited += 20) await sleep(20);
   assert.ok(statSync(file).size >= 64 * 1024, `the checkpointer thread left ${file} at ${statSync(file).size} bytes`);
   await durable.close();

@@ -350,11 +350,12 @@ it(`runs ${RUNS} queued runs in two workers on one SQLite file through ${KILLS} 
   expect(steadyTook).toBeGreaterThanOrEqual(orphanedWhileAlone);
 
   // Handles: back to where they were once ready, but for the checkpointer thread weir starts after
-  // 256 commits and keeps until close() (its SQLite connection: database and WAL; its event loop:
+  // 1024 commits and keeps until close() (its SQLite connection: database and WAL; its event loop:
   // epoll, eventfd, two pipes; /dev/null), and the same as halfway.
   const fdKinds = JSON.stringify({ ready: steadyReady.kinds, mid: steadyMid.kinds, after: steadyAfter.kinds });
   expect(steadyAfter.fds, fdKinds).toBeLessThanOrEqual(steadyReady.fds + CHECKPOINTER_FDS);
-  expect(steadyAfter.fds, fdKinds).toBe(steadyMid.fds);
+  // (The thread may start after halfway: then the end has its descriptors more, and nothing else new.)
+  expect([steadyMid.fds, steadyMid.fds + CHECKPOINTER_FDS], fdKinds).toContain(steadyAfter.fds);
   expect(steadyAfter.kinds.db, fdKinds).toBeLessThanOrEqual(2);
   // Heap after a full GC: weir keeps nothing of a run once it ended (what it caches is bounded: the
   // step records of 16 runs, prepared statements by shape, compiled graphs by flow), so the heap

@@ -153,13 +153,13 @@ describe('SQLite group commit', () => {
 describe('SQLite checkpoints on their own thread', () => {
   it('keeps every commit of a long chain, and all of it is there after reopening', async () => {
     await store.createRun(newRun('r1'), [runStart('r1')]);
-    for (let seq = 2; seq <= 1200; seq++) await store.commit({ runId: 'r1', leaseToken: 1, run: { updatedAt: T0 + seq }, events: [event('r1', seq)] });
-    expect((await store.readEvents('r1')).map((e) => e.seq)).toEqual(Array.from({ length: 1200 }, (_, i) => i + 1));
+    for (let seq = 2; seq <= 2500; seq++) await store.commit({ runId: 'r1', leaseToken: 1, run: { updatedAt: T0 + seq }, events: [event('r1', seq)] });
+    expect((await store.readEvents('r1')).map((e) => e.seq)).toEqual(Array.from({ length: 2500 }, (_, i) => i + 1));
     await store.close();
     store = new SqliteRunStore(join(dir, 'runs.db'));
     const loaded = await store.loadRun('r1');
-    expect(loaded?.run).toMatchObject({ lastSeq: 1200, updatedAt: T0 + 1200 });
-    expect(await store.readEvents('r1', 1195)).toHaveLength(5);
+    expect(loaded?.run).toMatchObject({ lastSeq: 2500, updatedAt: T0 + 2500 });
+    expect(await store.readEvents('r1', 2495)).toHaveLength(5);
   });
 
   it.each(['close', 'leave open'])('lets a process exit on its own once it is done (%s)', async (mode) => {
@@ -175,7 +175,7 @@ describe('SQLite checkpoints on their own thread', () => {
     expect(code).toBe(0);
     const reader = new SqliteRunStore(join(dir, 'runs.db'));
     try {
-      expect((await reader.loadRun('chain'))?.run.lastSeq).toBe(999);
+      expect((await reader.loadRun('chain'))?.run.lastSeq).toBe(2499);
     } finally {
       await reader.close();
     }

@@ -10,7 +10,7 @@ await store.createRun(
   { runId, flow: 'chain', fingerprint: 'fp', input: null, mode: 'batch', humanInLoop: false, status: 'running', createdAt: now, updatedAt: now, owner, leaseExpiresAt: now + 60_000 },
   [{ type: 'run_start', runId, seq: 1, time: now, flow: 'chain', mode: 'batch' }],
 );
-for (let seq = 2; seq < 1000; seq++) {
+for (let seq = 2; seq < 2500; seq++) {
   await store.commit({ runId, leaseToken: 1, run: { updatedAt: now }, events: [{ type: 'step_start', runId, seq, time: now, step: `s${seq}`, attempt: 1 }] });
 }
 if (close === 'close') await store.close();

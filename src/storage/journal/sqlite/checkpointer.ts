@@ -9,8 +9,14 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { CheckpointerData, CheckpointerRequest } from './checkpointer-protocol.js';
 
-/** Commits between two checkpoints on the checkpointer thread (a step commit writes ~3 pages). */
-const CHECKPOINT_EVERY = 256;
+/**
+ * Commits between two checkpoints on the checkpointer thread. A step commit writes ~2.6 pages to the
+ * WAL, mostly the same few again (the run's last events leaf and those above it), and a checkpoint
+ * copies each page once: checkpointing every 1024 commits rather than every 256 copies far fewer
+ * pages per commit (a 200-step chain ~8% faster), and the WAL stays near 11 MB, well under the
+ * main connection's autocheckpoint (`WAL_AUTOCHECKPOINT_PAGES`, ~40 MB).
+ */
+const CHECKPOINT_EVERY = 1024;
 
 const here = import.meta.url;
 
