@@ -34,8 +34,9 @@ class Double extends Processor {
   assert.equal((await ctx.getRun(result.runId)).status, 'completed');
   await ctx.close();
 
-  // A SQLite run long enough to ask for a checkpoint (1024 commits; n stays 0, so doubling never overflows): the checkpointer thread, built as an entry of its own,
-  // must start from dist/ and copy the WAL into the file (the connection's own autocheckpoint waits for 10,000 pages).
+  // A SQLite run long enough to ask for a checkpoint (one every 1024 commits; n stays 0, so doubling
+  // never overflows): the checkpointer thread, built as an entry of its own, must start from dist/ and
+  // copy the WAL into the file (the connection's own autocheckpoint waits for 10,000 pages).
   const file = join(dir, 'chain.db');
   const durable = new FlowContext({ results: ResultsManager.sqlite(file) });
   const chain = Flow.sequential('chain');

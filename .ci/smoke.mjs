@@ -42,8 +42,9 @@ assert.deepEqual(progress.sort(), ['process', 'thread']);
 await remote.close();
 await ctx.close();
 
-// A SQLite run long enough to ask for a checkpoint (1024 commits; n stays 0, so doubling never overflows): the checkpointer thread, built as an entry of its own,
-// must start from dist/ and copy the WAL into the file (the connection's own autocheckpoint waits for 10,000 pages).
+// A SQLite run long enough to ask for a checkpoint (one every 1024 commits; n stays 0, so doubling
+// never overflows): the checkpointer thread, built as an entry of its own, must start from dist/ and
+// copy the WAL into the file (the connection's own autocheckpoint waits for 10,000 pages).
 const dir = mkdtempSync(join(tmpdir(), 'weir-smoke-'));
 const file = join(dir, 'runs.db');
 const durable = new FlowContext({ results: ResultsManager.sqlite(file) });

@@ -4,6 +4,7 @@ import { renameSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SqliteRunStore } from '../../src/storage/journal/sqlite/sqlite-run-store.js';
@@ -73,7 +74,7 @@ describe('SQLite group commit', () => {
     await store.createRun(newRun('r1'), [runStart('r1')]);
     await store.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', 2)] });
     // A turn of the loop in which r1 alone wrote: from the next on, its commits go at once.
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     const turnsAt: number[] = [];
     const probe = (): void => {
       setImmediate(() => {
@@ -112,7 +113,6 @@ describe('SQLite group commit', () => {
       }
       return at;
     };
-    const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
     // A turn in which both wrote: r0's second commit waits for the turn's end, then r0 goes on at once.
     await Promise.all([store.commit({ runId: 'r0', leaseToken: 1, events: [event('r0', 2)] }), store.commit({ runId: 'r1', leaseToken: 1, events: [event('r1', 2)] })]);
     await nextTurn();
@@ -130,7 +130,7 @@ describe('SQLite group commit', () => {
   it('gathers again once a second run writes in the turn', async () => {
     const seen = await watchCommits(3);
     await store.commit({ runId: 'r0', leaseToken: 1, events: [event('r0', 2)] });
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     await store.commit({ runId: 'r0', leaseToken: 1, events: [event('r0', 3)] });
     // r1 makes the turn one of two writers: its commit waits for the turn's end, and r2's, made
     // some promise jobs later, joins it there.

@@ -117,8 +117,8 @@ export class WriteQueue<W> {
         setRealImmediate(this.#flushNow);
       } else {
         // The turn's first write, or the next of a writer that wrote alone in this turn and in the
-        // last with writes: it goes once the current tick's writes have joined it, without waiting a loop
-        // turn; a promise job, because no fake timer can hold it back.
+        // last with writes: it goes once the current tick's writes have joined it, without waiting
+        // a loop turn; a promise job, because no fake timer can hold it back.
         this.#turnFlushes++;
         void RESOLVED.then(this.#flushNow);
       }
