@@ -70,6 +70,8 @@ export default tseslint.config(
   { ignores: ['src/storage/journal/sqlite/*.mjs'] },
   // Plain JavaScript that Node loads before any TypeScript can be: the benchmarks' module hooks.
   { ignores: ['bench/loader/*.mjs'] },
+  // A plain Piscina worker of the tests: a worker thread loads JavaScript, and imports TypeScript through tsx itself.
+  { ignores: ['test/executors/fixtures/*.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

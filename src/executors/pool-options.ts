@@ -12,6 +12,7 @@ export interface PoolSettings {
 
 export interface ThreadPoolSettings extends PoolSettings {
   readonly resourceLimits: ThreadResourceLimits | undefined;
+  readonly spinMicros: number;
 }
 
 export interface ProcessPoolSettings extends PoolSettings {
@@ -19,6 +20,8 @@ export interface ProcessPoolSettings extends PoolSettings {
 }
 
 const ms = duration({ min: 0 });
+/** The longest spin a thread may be given: past a millisecond, sleeping costs less than spinning. */
+const MAX_SPIN_MICROS = 1000;
 const mb = expecting(z.number().positive(), 'a positive number of megabytes').optional();
 
 // The shapes are consts of their own so their TSDoc reaches the published types.
@@ -49,6 +52,14 @@ const threadPoolShape = {
   abortGrace: ms.optional(),
   /** V8 limits of each thread, as `worker_threads` takes them: `maxOldGenerationSizeMb` and so on. @default Node's */
   resourceLimits: resourceLimitsSchema.optional(),
+  /**
+   * How long a thread that has answered a task keeps checking for the next one before it sleeps, in
+   * microseconds: a task that comes meanwhile starts without a wake-up (a chain of short thread
+   * steps runs about a third faster), at the cost of that much CPU time after each task. `0`
+   * sleeps at once, as a plain Piscina thread does; worth it where threads outnumber free cores.
+   * @default 50
+   */
+  spinMicros: expecting(z.number().int().min(0).max(MAX_SPIN_MICROS), `a whole number of microseconds from 0 to ${MAX_SPIN_MICROS}`).optional(),
 };
 
 const processPoolShape = {
@@ -91,6 +102,8 @@ export const processPoolSchema: ProcessPoolSchema = z.strictObject(processPoolSh
 
 const DEFAULT_IDLE_TIMEOUT = 10_000;
 const DEFAULT_ABORT_GRACE = 250;
+/** Covers the main thread's booking of a step between two tasks (5-10 µs) many times over, and stays far below a wake-up's worth of waste. */
+const DEFAULT_SPIN_MICROS = 50;
 
 /** Fills in the defaults of parsed `threads` options. */
 export function threadSettings(options: z.output<typeof threadPoolSchema> = {}): ThreadPoolSettings {
@@ -99,6 +112,7 @@ export function threadSettings(options: z.output<typeof threadPoolSchema> = {}):
     idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
     abortGrace: options.abortGrace ?? DEFAULT_ABORT_GRACE,
     resourceLimits: options.resourceLimits,
+    spinMicros: options.spinMicros ?? DEFAULT_SPIN_MICROS,
   });
 }
 

@@ -1,5 +1,6 @@
 /** The `thread` executor: processors run in a Piscina pool of worker threads, made on first use. */
 import { randomUUID } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { BroadcastChannel } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
 import { CancelledError, ErrorCode, FlowError, RetryableError, WarningCode } from '../errors/errors.js';
@@ -11,6 +12,7 @@ import type { ThreadPoolSettings } from './pool-options.js';
 import { isFromWorker, toWire, type AbortTaskMessage, type DepsReplyMessage, type ResultMessage, type RunTaskMessage, type StartedMessage, type TaskWire } from './protocol.js';
 import { RemoteExecutor, type KillSwitch, type TaskControl } from './remote.js';
 import { createRunningTable, threadRunning } from './running-table.js';
+import { SpinGate } from './spin-wait.js';
 import type { Mutable } from '../util/types.js';
 
 /** The longest delay one Node timer can hold, in ms. */
@@ -60,6 +62,8 @@ export class ThreadExecutor extends RemoteExecutor {
   #busy = 0;
   readonly #started = new Set<number>();
   readonly #runningTable = createRunningTable();
+  /** Lets idle threads spin for the next task while a core is free for it (see `spin-wait.ts`). */
+  readonly #spinGate = new SpinGate(availableParallelism());
   /** Ends the thread of a task that is killed: one function for every task, not a closure each. */
   readonly #kill = (control: TaskControl): void => this.#terminate(control.id);
   /** Threads that have loaded their entry (Piscina's `workerCreate`), by thread id. */
@@ -90,15 +94,18 @@ export class ThreadExecutor extends RemoteExecutor {
     // The usual case, without a promise of its own: a free thread.
     if (this.#busy < this.#settings.max) {
       this.#busy++;
+      this.#spinGate.update(this.#busy, this.#waiting.length);
       return this.#post(task, control);
     }
     return new Promise((resolve, reject) => {
       const waiting: Waiting = { task, control, resolve, reject };
       control.onKill(() => {
         this.#waiting.splice(this.#waiting.indexOf(waiting), 1);
+        this.#spinGate.update(this.#busy, this.#waiting.length);
         reject(new CancelledError('the task was stopped before it started', { cause: control.reason }));
       });
       this.#waiting.push(waiting);
+      this.#spinGate.update(this.#busy, this.#waiting.length);
     });
   }
 
@@ -162,8 +169,10 @@ export class ThreadExecutor extends RemoteExecutor {
     const next = this.#waiting.shift();
     if (next === undefined) {
       this.#busy--;
+      this.#spinGate.update(this.#busy, 0);
       return;
     }
+    this.#spinGate.update(this.#busy, this.#waiting.length);
     next.control.onKill(undefined);
     next.resolve(this.#post(next.task, next.control));
   }
@@ -244,7 +253,7 @@ export class ThreadExecutor extends RemoteExecutor {
       maxThreads: settings.max,
       // Piscina's own timer overflows past 2^31 - 1 ms (it would end idle threads at once): that long is forever.
       idleTimeout: settings.idleTimeout > MAX_TIMER ? Infinity : settings.idleTimeout,
-      workerData: { channel: name, running: this.#runningTable },
+      workerData: { channel: name, running: this.#runningTable, spinMicros: settings.spinMicros, spinGate: this.#spinGate.cells },
       ...(settings.resourceLimits === undefined ? {} : { resourceLimits: { ...settings.resourceLimits } }),
     });
     pool.on('message', (message: unknown) => {

@@ -33,6 +33,7 @@ describe('option messages', () => {
     [{ concurrency: 0 }, 'new FlowContext(): concurrency: expected a positive whole number or Infinity, got 0'],
     [{ results: {} }, 'new FlowContext(): results: expected a ResultsManager, got an object'],
     [{ threads: { idleTimeout: -1 } }, 'new FlowContext(): threads.idleTimeout: expected a whole number of milliseconds >= 0 (at most 50 million days), got -1'],
+    [{ threads: { spinMicros: 5000 } }, 'new FlowContext(): threads.spinMicros: expected a whole number of microseconds from 0 to 1000, got 5000'],
     [{ processes: { execArgv: '--inspect' } }, 'new FlowContext(): processes.execArgv: expected an array of strings, got "--inspect"'],
     [{ onFlowChange: 'ignore' }, 'new FlowContext(): onFlowChange: expected "fail" or "continue", got "ignore"'],
     [{ retires: 3 }, 'new FlowContext(): retires: expected one of the options'],

@@ -42,6 +42,7 @@ const context: OptionSpec[] = [
   opt('threads', v.none),
   opt('threads.max', v.int(1)),
   opt('threads.idleTimeout', ms(0)),
+  opt('threads.spinMicros', v.int(0, 1000)),
   opt('threads.resourceLimits.stackSizeMb', v.num(Number.MIN_VALUE)),
   opt('processes.execArgv', v.strings),
   opt('processes.abortGrace', ms(0)),

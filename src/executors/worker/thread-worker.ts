@@ -8,8 +8,11 @@ import { Piscina } from 'piscina';
 import { markRunning } from '../running-table.js';
 import { collectTransfers, takeTransfers } from '../transfer.js';
 import { TaskRunner } from './task-runner.js';
+import { installSpinWait } from '../spin-wait.js';
 
-const { channel: channelName, running } = workerData as { channel: string; running: Int32Array };
+const { channel: channelName, running, spinMicros, spinGate } = workerData as { channel: string; running: Int32Array; spinMicros: number; spinGate: Int32Array };
+// Before Piscina parks this thread for the first time: it does so once this module has loaded.
+installSpinWait(spinMicros, spinGate);
 const port = parentPort!;
 const runner = new TaskRunner((message) => port.postMessage(message));
 const channel = new BroadcastChannel(channelName);
