@@ -207,8 +207,10 @@ export class WorkSharing {
       await releaseLease(core, run.runId, run.leaseToken);
       return undefined;
     }
-    // One that never started begins here, unless it lost its owners too often (a poison run fails there).
-    if (run.lastSeq > 0 || run.recoveries > core.settings.maxRecoveries) return this.#takeOver(run, run.leaseToken);
+    // One that never started and never had an owner begins here. One taken from a lost owner is taken
+    // over, even before its first event (its log then begins run_start, run_resumed, as a recovery pass
+    // would write it), and one that lost its owners too often fails there (a poison run).
+    if (run.lastSeq > 0 || run.recoveries > 0) return this.#takeOver(run, run.leaseToken);
     const flow = core.registry.registered(run.flow);
     if (flow === undefined) {
       await releaseLease(core, run.runId, run.leaseToken);

@@ -191,6 +191,27 @@ describe.each(stores.filter((s) => s.kind !== 'postgres' || withPostgres))('ctx.
     expect(events[1]).toMatchObject({ reason: 'recovered', recoveries: 1 });
   });
 
+  it('takes over a queued run whose worker on another host was lost after taking it, once its lease ran out: run_start, then run_resumed', async () => {
+    const results = shared();
+    const add = new Flow(new AddOne(), { name: 'add' });
+    const client = contextOn(results).register(add);
+    const handle = await client.enqueue(add, { n: 1 }, { runId: 'stranger' });
+    // A worker's take on a host of its own (its process cannot be seen), with a lease that has run out.
+    const direct = results();
+    const store = runStoreOf(direct);
+    const owner = { processId: 'elsewhere:4242:1', host: 'elsewhere', pid: 4242 };
+    const queued = (await store.loadRun('stranger'))!.run;
+    const token = (await store.acquireLease('stranger', owner, 1, Date.now() - 1000, { ifToken: queued.leaseToken }))!;
+    await store.commit({ runId: 'stranger', leaseToken: token, run: { status: 'running', updatedAt: Date.now() } });
+    await direct.close();
+    const worker = contextOn(results, { recover: true }).register(add);
+    expect(await handle.result()).toMatchObject({ status: 'completed', output: { n: 2 } });
+    const events = [];
+    for await (const e of worker.events('stranger')) events.push(e);
+    expect(events.map((e) => e.type)).toEqual(['run_start', 'run_resumed', 'step_start', 'step_complete', 'run_complete']);
+    expect(events[1]).toMatchObject({ reason: 'recovered', recoveries: 1 });
+  });
+
   it('does not take queued runs in a context that does not recover, nor in a closed one', async () => {
     const results = shared();
     const gate = deferred();
