@@ -94,14 +94,17 @@ export function toWire(task: RunTaskMessage): TaskWire {
   const ref = task.processor;
   const flags = (task.waits === true ? WAITS : 0) | (task.notify === true ? NOTIFY : 0);
   const module = 'module' in ref ? ref : undefined;
-  const wire: unknown[] = [task.id, task.input, task.name, task.runId, task.attempt, flags, module === undefined ? ref.alias : module.module];
   const alias = module?.alias;
+  // Each array is written whole, as a literal: one pushed onto grows a backing store about three times its length.
   if (task.deps === undefined && task.answers === undefined && ref.state === undefined && alias === undefined) {
-    if (module !== undefined) wire.push(module.exportName);
-    return wire as unknown as TaskWire;
+    return (
+      module === undefined
+        ? [task.id, task.input, task.name, task.runId, task.attempt, flags, ref.alias]
+        : [task.id, task.input, task.name, task.runId, task.attempt, flags, module.module, module.exportName]
+    ) as unknown as TaskWire;
   }
-  wire.push(module?.exportName, task.deps, task.answers, ref.state, ref.instance, alias);
-  return wire as unknown as TaskWire;
+  const where = module === undefined ? ref.alias : module.module;
+  return [task.id, task.input, task.name, task.runId, task.attempt, flags, where, module?.exportName, task.deps, task.answers, ref.state, ref.instance, alias] as unknown as TaskWire;
 }
 
 /** The task a worker was sent. */
