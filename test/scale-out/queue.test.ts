@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCode, Flow, FlowContext, FlowError, ResultsManager, type FlowContextOptions } from '../../src/index.js';
+import { ErrorCode, Flow, FlowContext, FlowError, ResultsManager, type FlowContextOptions, type WeirEvent } from '../../src/index.js';
 import { runStoreOf } from '../../src/results/results-manager.js';
 import { HOST } from '../../src/util/host.js';
 import { AddOne, deferred, Fn } from '../fixtures/processors.js';
@@ -168,46 +168,40 @@ describe.each(stores.filter((s) => s.kind !== 'postgres' || withPostgres))('ctx.
     expect((await newWorker.listRuns({ stranded: true })).runs).toEqual([]);
   });
 
-  it('begins the log of a queued run whose worker died after taking it and before it stored an event: run_start, then run_resumed', async () => {
+  /**
+   * Enqueues a run, writes what a worker's take writes (the lease, then status running under it) for
+   * `owner`, a worker now lost, and lets a worker context take it over: returns the events it logged.
+   */
+  async function takenOverFrom(owner: { processId: string; host: string; pid: number }, leaseMs: number, leaseFrom: number): Promise<WeirEvent[]> {
     const results = shared();
     const add = new Flow(new AddOne(), { name: 'add' });
     const client = contextOn(results).register(add);
     const handle = await client.enqueue(add, { n: 1 }, { runId: 'orphan' });
-    // What a worker's take writes (the lease, then status running under it), by a process now gone.
     const direct = results();
     const store = runStoreOf(direct);
-    const gone = spawnSync(process.execPath, ['-e', '']).pid;
-    const owner = { processId: `${HOST}:${gone}:1`, host: HOST, pid: gone };
     const queued = (await store.loadRun('orphan'))!.run;
-    const token = (await store.acquireLease('orphan', owner, 60_000, Date.now(), { ifToken: queued.leaseToken }))!;
+    const token = (await store.acquireLease('orphan', owner, leaseMs, leaseFrom, { ifToken: queued.leaseToken }))!;
     await store.commit({ runId: 'orphan', leaseToken: token, run: { status: 'running', updatedAt: Date.now() } });
     await direct.close();
     const worker = contextOn(results, { recover: true }).register(add);
     expect(await handle.result()).toMatchObject({ status: 'completed', output: { n: 2 } });
-    const events = [];
+    const events: WeirEvent[] = [];
     for await (const e of worker.events('orphan')) events.push(e);
+    return events;
+  }
+
+  it('begins the log of a queued run whose worker died after taking it and before it stored an event: run_start, then run_resumed', async () => {
+    // A process now gone, on this host: its death is seen at once.
+    const gone = spawnSync(process.execPath, ['-e', '']).pid;
+    const events = await takenOverFrom({ processId: `${HOST}:${gone}:1`, host: HOST, pid: gone }, 60_000, Date.now());
     expect(events.map((e) => e.type)).toEqual(['run_start', 'run_resumed', 'step_start', 'step_complete', 'run_complete']);
     expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
     expect(events[1]).toMatchObject({ reason: 'recovered', recoveries: 1 });
   });
 
   it('takes over a queued run whose worker on another host was lost after taking it, once its lease ran out: run_start, then run_resumed', async () => {
-    const results = shared();
-    const add = new Flow(new AddOne(), { name: 'add' });
-    const client = contextOn(results).register(add);
-    const handle = await client.enqueue(add, { n: 1 }, { runId: 'stranger' });
-    // A worker's take on a host of its own (its process cannot be seen), with a lease that has run out.
-    const direct = results();
-    const store = runStoreOf(direct);
-    const owner = { processId: 'elsewhere:4242:1', host: 'elsewhere', pid: 4242 };
-    const queued = (await store.loadRun('stranger'))!.run;
-    const token = (await store.acquireLease('stranger', owner, 1, Date.now() - 1000, { ifToken: queued.leaseToken }))!;
-    await store.commit({ runId: 'stranger', leaseToken: token, run: { status: 'running', updatedAt: Date.now() } });
-    await direct.close();
-    const worker = contextOn(results, { recover: true }).register(add);
-    expect(await handle.result()).toMatchObject({ status: 'completed', output: { n: 2 } });
-    const events = [];
-    for await (const e of worker.events('stranger')) events.push(e);
+    // A worker on a host of its own (its process cannot be seen), whose lease has run out.
+    const events = await takenOverFrom({ processId: 'elsewhere:4242:1', host: 'elsewhere', pid: 4242 }, 1, Date.now() - 1000);
     expect(events.map((e) => e.type)).toEqual(['run_start', 'run_resumed', 'step_start', 'step_complete', 'run_complete']);
     expect(events[1]).toMatchObject({ reason: 'recovered', recoveries: 1 });
   });
