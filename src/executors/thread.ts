@@ -94,19 +94,24 @@ export class ThreadExecutor extends RemoteExecutor {
     // The usual case, without a promise of its own: a free thread.
     if (this.#busy < this.#settings.max) {
       this.#busy++;
-      this.#spinGate.update(this.#busy, this.#waiting.length);
+      this.#updateSpinGate();
       return this.#post(task, control);
     }
     return new Promise((resolve, reject) => {
       const waiting: Waiting = { task, control, resolve, reject };
       control.onKill(() => {
         this.#waiting.splice(this.#waiting.indexOf(waiting), 1);
-        this.#spinGate.update(this.#busy, this.#waiting.length);
+        this.#updateSpinGate();
         reject(new CancelledError('the task was stopped before it started', { cause: control.reason }));
       });
       this.#waiting.push(waiting);
-      this.#spinGate.update(this.#busy, this.#waiting.length);
+      this.#updateSpinGate();
     });
+  }
+
+  /** Lets the threads spin for their next task or not, as the tasks running and waiting now say. */
+  #updateSpinGate(): void {
+    this.#spinGate.update(this.#busy, this.#waiting.length);
   }
 
   /** Runs a task in the slot it holds: at once if Piscina is loaded, else once it is. */
@@ -169,10 +174,10 @@ export class ThreadExecutor extends RemoteExecutor {
     const next = this.#waiting.shift();
     if (next === undefined) {
       this.#busy--;
-      this.#spinGate.update(this.#busy, 0);
+      this.#updateSpinGate();
       return;
     }
-    this.#spinGate.update(this.#busy, this.#waiting.length);
+    this.#updateSpinGate();
     next.control.onKill(undefined);
     next.resolve(this.#post(next.task, next.control));
   }
