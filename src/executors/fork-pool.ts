@@ -9,6 +9,8 @@ import { clearTimer, now, setTimer, type TimerHandle } from '../util/clock.js';
 import { toWire, type AbortTaskMessage, type DepsReplyMessage, type FromWorker, type ResultMessage, type RunTaskMessage, type TaskEvent } from './protocol.js';
 import type { TaskControl } from './remote.js';
 import type { Mutable } from '../util/types.js';
+import { LoopSpin } from './loop-spin.js';
+import { spinAllowed } from './spin-wait.js';
 
 /** Settings of a `ForkPool`. */
 export interface ForkPoolOptions {
@@ -16,6 +18,10 @@ export interface ForkPoolOptions {
   readonly execArgv: readonly string[];
   readonly max: number;
   readonly idleTimeout: number;
+  /** `processes.spinMicros`: how long a child checks for its next task after answering, and the main thread for an answer. */
+  readonly spinMicros: number;
+  /** The machine's cores (`os.availableParallelism()`): the spin is on while the busy children leave one to the main thread. */
+  readonly cores: number;
   /** Receives progress, heartbeats and dependency look-ups from the children. */
   readonly onEvent: (message: TaskEvent) => void;
 }
@@ -63,6 +69,10 @@ export class ForkPool {
   readonly #queue: Job[] = [];
   /** A number per processor class (`module#exportName`), for children to know it by once sent. */
   readonly #aliases = new Map<string, number>();
+  /** The main thread's wait for an answer (`spinMicros`). */
+  readonly #spin = new LoopSpin();
+  /** Children running a task. */
+  #busy = 0;
   #closed = false;
 
   constructor(options: ForkPoolOptions) {
@@ -167,6 +177,7 @@ export class ForkPool {
         const job = child.job;
         if (job === undefined || job.task.id !== message.id) return;
         child.job = undefined;
+        if (--this.#busy === 0) this.#spin.stop();
         this.#settle(job, undefined, message);
         this.#idle(child);
         this.#pump();
@@ -191,6 +202,7 @@ export class ForkPool {
 
   #assign(child: Child, job: Job): void {
     child.job = job;
+    this.#busy++;
     child.process.ref();
     child.process.channel?.ref();
     const control = job.control;
@@ -200,15 +212,19 @@ export class ForkPool {
       else (job.task as Mutable<RunTaskMessage>).notify = true;
     }
     this.#alias(child, job);
+    const spin = this.#options.spinMicros > 0 && spinAllowed(this.#busy, this.#queue.length, this.#options.cores);
+    if (spin) (job.task as Mutable<RunTaskMessage>).spinMicros = this.#options.spinMicros;
     try {
       child.process.send(toWire(job.task), (error) => {
         if (error === null || child.job !== job) return;
         this.#onGone(child, new ChildExitError(`could not be sent the task (${error.message})`, null, null, error));
         child.process.kill('SIGKILL');
       });
+      if (spin) this.#spin.extend(this.#options.spinMicros);
     } catch (error) {
       // The task could not be serialised: the child is fine, the task is not (and the child got no alias with it).
       child.job = undefined;
+      this.#busy--;
       const sent = job.task.processor;
       if ('module' in sent && sent.alias !== undefined) child.aliases.delete(sent.alias);
       this.#settle(job, new FlowError(`the input or dependency outputs of flow "${job.task.name}" cannot be structured-cloned: ${String(error)}`, { code: ErrorCode.SERIALIZATION, cause: error }));
@@ -268,7 +284,10 @@ export class ForkPool {
     this.#children.delete(child);
     const job = child.job;
     child.job = undefined;
-    if (job !== undefined) this.#settle(job, error);
+    if (job !== undefined) {
+      this.#busy--;
+      this.#settle(job, error);
+    }
     if (!child.ready) {
       // A child that dies before it is ready would die again: fail the waiting tasks rather than respawn forever.
       const failed = new ChildExitError(`could not start (${error.message})`, error.exitCode, error.signal, error);

@@ -1,4 +1,5 @@
 /** The `process` executor: processors run in a pool of forked Node processes, made on first use. */
+import { availableParallelism } from 'node:os';
 import { ErrorCode, FlowError, RetryableError } from '../errors/errors.js';
 import type { Step } from '../model/processor.js';
 import { messageOf } from '../util/message-of.js';
@@ -55,6 +56,8 @@ export class ProcessExecutor extends RemoteExecutor {
       execArgv: entry.typescript ? [...tsxImportArgs(), ...this.#settings.execArgv] : this.#settings.execArgv,
       max: this.#settings.max,
       idleTimeout: this.#settings.idleTimeout,
+      spinMicros: this.#settings.spinMicros,
+      cores: availableParallelism(),
       onEvent: (message) => this.onEvent(message),
     });
     return this.#pool;

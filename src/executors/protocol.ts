@@ -59,6 +59,11 @@ export interface RunTaskMessage {
    * timeout, and the main thread cannot tell whether this worker has started and loaded the module yet.
    */
   readonly notify?: true;
+  /**
+   * To a child process: how long to keep checking for its next task after answering this one, in
+   * microseconds (`processes.spinMicros`); set only while a core is free for it (see `loop-spin.ts`).
+   */
+  readonly spinMicros?: number;
 }
 
 /**
@@ -73,7 +78,7 @@ export type TaskWire = readonly [
   name: string,
   runId: string,
   attempt: number,
-  /** `WAITS` and `NOTIFY`, or'ed. */
+  /** `WAITS` and `NOTIFY`, or'ed, and `spinMicros` shifted left by `SPIN_SHIFT`. */
   flags: number,
   /** The module's URL, or the processor's alias. */
   where: string | number,
@@ -88,11 +93,13 @@ export type TaskWire = readonly [
 
 const WAITS = 1;
 const NOTIFY = 2;
+/** The bits below `spinMicros` in the flags slot. */
+const SPIN_SHIFT = 2;
 
 /** The task as it is sent. */
 export function toWire(task: RunTaskMessage): TaskWire {
   const ref = task.processor;
-  const flags = (task.waits === true ? WAITS : 0) | (task.notify === true ? NOTIFY : 0);
+  const flags = (task.waits === true ? WAITS : 0) | (task.notify === true ? NOTIFY : 0) | ((task.spinMicros ?? 0) << SPIN_SHIFT);
   const module = 'module' in ref ? ref : undefined;
   const alias = module?.alias;
   // Each array is written whole, as a literal: one pushed onto grows a backing store about three times its length.
@@ -126,6 +133,7 @@ export function fromWire(wire: TaskWire): RunTaskMessage {
   const flags = wire[5];
   if ((flags & WAITS) !== 0) task.waits = true;
   if ((flags & NOTIFY) !== 0) task.notify = true;
+  if (flags >= 1 << SPIN_SHIFT) task.spinMicros = flags >> SPIN_SHIFT;
   if (wire[8] !== undefined) task.deps = wire[8];
   if (wire[9] !== undefined) task.answers = wire[9];
   return task;

@@ -85,19 +85,34 @@ export function spinStats(): { readonly recognised: boolean; readonly spun: numb
 export class SpinGate {
   /** Shared with every thread of the pool through `workerData`. */
   readonly cells = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
-  readonly #most: number;
+  readonly #cores: number;
   #open = 0;
 
   /** `cores`: the machine's (`os.availableParallelism()`); one is left to the main thread. */
   constructor(cores: number) {
-    this.#most = Math.max(1, cores - 1);
+    this.#cores = cores;
+  }
+
+  /** Whether the threads may spin now. */
+  get open(): boolean {
+    return this.#open === 1;
   }
 
   /** Opens or closes the gate for `running` tasks in threads and `waiting` ones queued for a thread. */
   update(running: number, waiting: number): void {
-    const open = waiting === 0 && running <= this.#most ? 1 : 0;
+    const open = spinAllowed(running, waiting, this.#cores) ? 1 : 0;
     if (open === this.#open) return;
     this.#open = open;
     Atomics.store(this.cells, 0, open);
   }
+}
+
+/**
+ * Whether a pool's idle workers (and the main thread waiting on them) may spin: while the `running`
+ * tasks leave a core of the machine's `cores` to the main thread and none waits for a worker. A
+ * saturated pool gains nothing by it: its workers' next tasks are queued already, and a spinning
+ * worker would only take the core the main thread books the answers on.
+ */
+export function spinAllowed(running: number, waiting: number, cores: number): boolean {
+  return waiting === 0 && running <= Math.max(1, cores - 1);
 }

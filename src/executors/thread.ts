@@ -13,6 +13,7 @@ import { isFromWorker, toWire, type AbortTaskMessage, type DepsReplyMessage, typ
 import { RemoteExecutor, type KillSwitch, type TaskControl } from './remote.js';
 import { createRunningTable, threadRunning } from './running-table.js';
 import { SpinGate } from './spin-wait.js';
+import { LoopSpin } from './loop-spin.js';
 import type { Mutable } from '../util/types.js';
 
 /** The longest delay one Node timer can hold, in ms. */
@@ -64,6 +65,8 @@ export class ThreadExecutor extends RemoteExecutor {
   readonly #runningTable = createRunningTable();
   /** Lets idle threads spin for the next task while a core is free for it (see `spin-wait.ts`). */
   readonly #spinGate = new SpinGate(availableParallelism());
+  /** The main thread's wait for an answer while the gate is open (see `loop-spin.ts`). */
+  readonly #spin = new LoopSpin();
   /** Ends the thread of a task that is killed: one function for every task, not a closure each. */
   readonly #kill = (control: TaskControl): void => this.#terminate(control.id);
   /** Threads that have loaded their entry (Piscina's `workerCreate`), by thread id. */
@@ -144,6 +147,8 @@ export class ThreadExecutor extends RemoteExecutor {
         else (task as Mutable<RunTaskMessage>).notify = true;
       }
       answer = pool.run(toWire(task));
+      // While the gate is open a core is free: the main thread too keeps checking, for the answer.
+      if (this.#spinGate.open && this.#settings.spinMicros > 0) this.#spin.extend(this.#settings.spinMicros);
     } catch (error) {
       this.#finish(task.id, control);
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
@@ -173,7 +178,7 @@ export class ThreadExecutor extends RemoteExecutor {
   #release(): void {
     const next = this.#waiting.shift();
     if (next === undefined) {
-      this.#busy--;
+      if (--this.#busy === 0) this.#spin.stop();
       this.#updateSpinGate();
       return;
     }

@@ -34,6 +34,7 @@ describe('option messages', () => {
     [{ results: {} }, 'new FlowContext(): results: expected a ResultsManager, got an object'],
     [{ threads: { idleTimeout: -1 } }, 'new FlowContext(): threads.idleTimeout: expected a whole number of milliseconds >= 0 (at most 50 million days), got -1'],
     [{ threads: { spinMicros: 5000 } }, 'new FlowContext(): threads.spinMicros: expected a whole number of microseconds from 0 to 1000, got 5000'],
+    [{ processes: { spinMicros: -1 } }, 'new FlowContext(): processes.spinMicros: expected a whole number of microseconds from 0 to 1000, got -1'],
     [{ processes: { execArgv: '--inspect' } }, 'new FlowContext(): processes.execArgv: expected an array of strings, got "--inspect"'],
     [{ onFlowChange: 'ignore' }, 'new FlowContext(): onFlowChange: expected "fail" or "continue", got "ignore"'],
     [{ retires: 3 }, 'new FlowContext(): retires: expected one of the options'],

@@ -28,6 +28,7 @@ const task: fc.Arbitrary<RunTaskMessage> = fc
       attempt: fc.integer({ min: 1, max: 100 }),
       waits: fc.constant(true as const),
       notify: fc.constant(true as const),
+      spinMicros: fc.integer({ min: 1, max: 1000 }),
       deps: record,
       answers: fc.dictionary(fc.string({ minLength: 1 }), fc.record({ outcome: fc.constant('answered' as const), value: fc.jsonValue() }), { maxKeys: 2 }),
     },

@@ -46,6 +46,7 @@ const context: OptionSpec[] = [
   opt('threads.resourceLimits.stackSizeMb', v.num(Number.MIN_VALUE)),
   opt('processes.execArgv', v.strings),
   opt('processes.abortGrace', ms(0)),
+  opt('processes.spinMicros', v.int(0, 1000)),
   opt('recover', v.bool),
   opt('leaseTimeout', ms(100)),
   opt('maxRecoveries', v.int(0)),
