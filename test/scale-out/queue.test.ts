@@ -16,7 +16,7 @@ let pg: { url: string; drop(): Promise<void> } = { url: '', drop: async () => un
 let schemas = 0;
 let dir = '';
 const withPostgres = postgresUrl() !== '';
-if (!withPostgres) console.warn('weir tests: the queue runs without Postgres: no server (see test/support/postgres-setup.ts)');
+if (!withPostgres) console.warn('weir tests: the queue runs without its Postgres cases (WEIR_TEST_SKIP_POSTGRES=1)');
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'weir-queue-'));

@@ -56,7 +56,7 @@ const stores = [
 let pg: { url: string; drop(): Promise<void> } = { url: '', drop: async () => undefined };
 let schemas = 0;
 const withPostgres = postgresUrl() !== '';
-if (!withPostgres) console.warn('weir tests: the RunStore contract runs without Postgres: no server (see test/support/postgres-setup.ts)');
+if (!withPostgres) console.warn('weir tests: the RunStore contract runs without its Postgres cases (WEIR_TEST_SKIP_POSTGRES=1)');
 
 beforeAll(async () => {
   if (withPostgres) pg = await testDatabase();
