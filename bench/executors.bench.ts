@@ -143,7 +143,7 @@ export async function executorsBench(): Promise<void> {
     row('weir process chain', `${proc.ms.toFixed(2)} ms`, perItem(proc, STEPS), `${(proc.ms / rawFork.ms).toFixed(2)}x`);
     row('  its dispatch alone (process - inline)', `${(proc.ms - inline.ms).toFixed(2)} ms`, perItem({ ...proc, ms: proc.ms - inline.ms }, STEPS), `${((proc.ms - inline.ms) / rawFork.ms).toFixed(2)}x`);
     row(`  floor: raw, main thread busy ${booking.toFixed(1)} µs a task`, `${forkBooked.ms.toFixed(2)} ms`, perItem(forkBooked, STEPS), `${(forkBooked.ms / rawFork.ms).toFixed(2)}x`);
-    console.log("\n(a floor is the raw round trip plus an inline step's time spent on the main thread between tasks, as weir books a step there: what a step costs at least while the worker sleeps meanwhile; weir's threads check for their next task for a few microseconds before they sleep (threads.spinMicros), which a raw Piscina thread does not, so a thread chain can come in under its floor)");
+    console.log("\n(a floor is the raw round trip plus an inline step's time spent on the main thread between tasks, as weir books a step there: what a step costs at least while the worker sleeps meanwhile; weir's threads and children check for their next task for a few microseconds before they sleep, and the main thread for their answer (threads.spinMicros, processes.spinMicros), which raw Piscina and a raw fork do not, so a weir chain can come in under its floor and its raw round trip)");
     console.log(`\nAwake: ${STEPS} independent steps in flight at once (a parallel composite), the pool never idle\n`);
     row('case', 'median', 'per step', 'ratio');
     row('weir inline, parallel', `${wideInline.ms.toFixed(2)} ms`, perItem(wideInline, STEPS), '');

@@ -285,7 +285,7 @@ export class ForkPool {
     const job = child.job;
     child.job = undefined;
     if (job !== undefined) {
-      this.#busy--;
+      if (--this.#busy === 0) this.#spin.stop();
       this.#settle(job, error);
     }
     if (!child.ready) {

@@ -3,7 +3,7 @@
  * of letting it sleep in the kernel: a message that arrives meanwhile is read by the next turn's poll
  * without a wake-up. Waking a sleeping process is the largest part of a child process's round trip
  * here (the writer's `write` has to wake the reader's core): a chain of short process steps runs about
- * a quarter faster when both ends keep turning while the other works.
+ * a third faster when both ends keep turning while the other works.
  *
  * Used by a child process after it answers (it checks for its next task) and by the main thread while
  * a short task is out (it checks for the answer). Each turn still polls for I/O and runs timers, so

@@ -55,9 +55,10 @@ const threadPoolShape = {
   /** V8 limits of each thread, as `worker_threads` takes them: `maxOldGenerationSizeMb` and so on. @default Node's */
   resourceLimits: resourceLimitsSchema.optional(),
   /**
-   * How long a thread that has answered a task keeps checking for the next one before it sleeps, in
-   * microseconds: a task that comes meanwhile starts without a wake-up (a chain of short thread
-   * steps runs about a third faster), at the cost of that much CPU time after each task. `0`
+   * How long a thread that has answered a task keeps checking for the next one before it sleeps, and
+   * the main thread for the answer of a task it posted, in microseconds: a task or answer that comes
+   * meanwhile is read without a wake-up (a chain of short thread steps runs about a third faster), at
+   * the cost of up to that much CPU time on each side per task. Only while a core is free for it; `0`
    * sleeps at once, as a plain Piscina thread does; worth it where threads outnumber free cores.
    * @default 50
    */
@@ -79,7 +80,7 @@ const processPoolShape = {
   /**
    * How long a child that has answered a task keeps its event loop turning for the next one before it
    * sleeps, and the main thread for the answer of a task it sent, in microseconds: a message that
-   * comes meanwhile is read without a wake-up (a chain of short process steps runs about a quarter
+   * comes meanwhile is read without a wake-up (a chain of short process steps runs about a third
    * faster), at the cost of up to that much CPU time on each side per task. Only while a core is
    * free for it; `0` sleeps at once, as a plain `fork` does. @default 50
    */

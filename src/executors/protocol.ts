@@ -62,6 +62,7 @@ export interface RunTaskMessage {
   /**
    * To a child process: how long to keep checking for its next task after answering this one, in
    * microseconds (`processes.spinMicros`); set only while a core is free for it (see `loop-spin.ts`).
+   * Absent means no spin (a `0` travels as absent).
    */
   readonly spinMicros?: number;
 }

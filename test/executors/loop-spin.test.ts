@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Flow, FlowContext } from '../../src/index.js';
 import { LoopSpin, loopSpinTurns } from '../../src/executors/loop-spin.js';
-import { setRealTimer } from '../../src/util/clock.js';
+import { setRealImmediate, setRealTimer } from '../../src/util/clock.js';
 import { SpinTurns } from '../fixtures/remote.js';
 
 let ctx: FlowContext | undefined;
@@ -27,7 +27,7 @@ describe('a spin of the event loop', () => {
     const idle = await busyOver(40, () => undefined);
     const spun = await busyOver(40, () => new LoopSpin().extend(10_000));
     // Ten milliseconds of turns, where a loop left alone is busy for a fraction of one.
-    expect(spun).toBeGreaterThan(idle + 8);
+    expect(spun).toBeGreaterThan(idle + 5);
     expect(spun).toBeLessThan(35);
   });
 
@@ -37,6 +37,7 @@ describe('a spin of the event loop', () => {
       spin.extend(1_000_000);
       setRealTimer(() => spin.stop(), 5);
     });
+    expect(busy).toBeGreaterThan(3);
     expect(busy).toBeLessThan(30);
   });
 
@@ -45,6 +46,8 @@ describe('a spin of the event loop', () => {
     const before = loopSpinTurns();
     new LoopSpin().extend(5_000);
     await realDelay(40);
+    // A turn already due when the delay ended still runs: the spin has ended after it.
+    await new Promise<void>((resolve) => setRealImmediate(resolve));
     const ended = loopSpinTurns();
     await realDelay(20);
     expect(ended).toBeGreaterThan(before);
