@@ -10,11 +10,8 @@
  * nothing waits on the spin; it costs the CPU time of the turns, and ends at its deadline or when
  * `stop()` says what it waited for has come.
  */
-import { performance } from 'node:perf_hooks';
-import { setRealImmediate } from '../util/clock.js';
-
-/** The host's clock, not the global one a fake clock may replace: a spin must end in real time. */
-const realNow = performance.now.bind(performance);
+// The host's clock, not the global one a fake clock may replace: a spin must end in real time.
+import { realNow, setRealImmediate } from '../util/clock.js';
 
 /** Turns spun in this thread so far (`loopSpinTurns`). */
 let turns = 0;

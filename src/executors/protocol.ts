@@ -197,10 +197,14 @@ export interface AskMessage {
   readonly ask: InputAsk;
 }
 
-/** Worker to main: the attempt ended. `events` counts the messages sent before it, so none is lost; absent when none was. */
+/**
+ * Worker to main: the attempt ended. `events` counts the messages sent before it, so none is lost;
+ * absent when none was. `async` is set when `process` returned a promise (a thread pool pipelines
+ * only classes that never do: see `pipeline.ts`).
+ */
 export type ResultMessage =
-  | { readonly type: 'result'; readonly id: number; readonly events?: number; readonly ok: true; readonly value: unknown }
-  | { readonly type: 'result'; readonly id: number; readonly events?: number; readonly ok: false; readonly error: ErrorData };
+  | { readonly type: 'result'; readonly id: number; readonly events?: number; readonly async?: true; readonly ok: true; readonly value: unknown }
+  | { readonly type: 'result'; readonly id: number; readonly events?: number; readonly async?: true; readonly ok: false; readonly error: ErrorData };
 
 /** Child to main: an exception escaped the task; the child exits right after. */
 export interface CrashMessage {

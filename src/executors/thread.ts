@@ -5,7 +5,7 @@ import { BroadcastChannel } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
 import { CancelledError, ErrorCode, FlowError, RetryableError, WarningCode } from '../errors/errors.js';
 import type { Processor, Step } from '../model/processor.js';
-import { setTimer } from '../util/clock.js';
+import { realNow, setTimer } from '../util/clock.js';
 import { messageOf } from '../util/message-of.js';
 import { entryFile } from './entry-file.js';
 import type { ThreadPoolSettings } from './pool-options.js';
@@ -14,6 +14,7 @@ import { RemoteExecutor, type KillSwitch, type TaskControl } from './remote.js';
 import { createRunningTable, threadRunning } from './running-table.js';
 import { SpinGate } from './spin-wait.js';
 import { LoopSpin } from './loop-spin.js';
+import { notePipelined, PIPELINE_DEPTH, PipelineClasses, pipelineBalancer } from './pipeline.js';
 import type { Mutable } from '../util/types.js';
 
 /** The longest delay one Node timer can hold, in ms. */
@@ -38,6 +39,12 @@ function loadPiscina(): Promise<typeof Piscina> {
   return loadingPiscina;
 }
 
+/**
+ * How a task holds its place: `plain` and `short` (a class known to be short and synchronous) in one
+ * of the pool's `max` places; `pipelined` past them, behind a short step on a busy thread.
+ */
+type Place = 'plain' | 'short' | 'pipelined';
+
 /** A task waiting for a free thread, posted by `#release` as soon as one is. */
 interface Waiting {
   readonly task: RunTaskMessage;
@@ -60,7 +67,16 @@ export class ThreadExecutor extends RemoteExecutor {
    * terminated thread for tasks already queued, and here an aborted task that never started is dropped at once.
    */
   readonly #waiting: Waiting[] = [];
+  /** Tasks posted to Piscina and not yet answered, pipelined ones included. */
   #busy = 0;
+  /** Those of them in a `plain` place: while there is one, no task is pipelined. */
+  #plain = 0;
+  /** What the pool has learned of each class's answers, to pipeline the short synchronous ones. */
+  readonly #classes = new PipelineClasses();
+  /** True while a pipelined task is being handed to Piscina (read by the balancer). */
+  #placingPipelined = false;
+  /** Pipelined tasks posted a second time after their thread ended before they started. */
+  readonly #reposted = new Set<number>();
   readonly #started = new Set<number>();
   readonly #runningTable = createRunningTable();
   /** Lets idle threads spin for the next task while a core is free for it (see `spin-wait.ts`). */
@@ -94,11 +110,12 @@ export class ThreadExecutor extends RemoteExecutor {
   }
 
   protected dispatch(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
-    // The usual case, without a promise of its own: a free thread.
-    if (this.#busy < this.#settings.max) {
-      this.#busy++;
+    // The usual case, without a promise of its own: a free thread (or, saturated, a pipelined place).
+    const place = this.#waiting.length === 0 ? this.#place(task, control) : undefined;
+    if (place !== undefined) {
+      this.#take(place);
       this.#updateSpinGate();
-      return this.#post(task, control);
+      return this.#post(task, control, place);
     }
     return new Promise((resolve, reject) => {
       const waiting: Waiting = { task, control, resolve, reject };
@@ -112,29 +129,47 @@ export class ThreadExecutor extends RemoteExecutor {
     });
   }
 
+  /**
+   * The place a task can take now, if any: a thread's own while fewer than `max` tasks are out; past
+   * that, a place behind a short synchronous step on a busy thread, for a task of a class known to
+   * be short and synchronous, while every task out is of such a class (see `pipeline.ts`).
+   */
+  #place(task: RunTaskMessage, control: TaskControl): Place | undefined {
+    const short = !control.wantsStart && task.waits !== true && this.#classes.pipelinable(control.key);
+    const max = this.#settings.max;
+    if (this.#busy < max) return short ? 'short' : 'plain';
+    return short && this.#plain === 0 && this.#busy < max * PIPELINE_DEPTH ? 'pipelined' : undefined;
+  }
+
+  #take(place: Place): void {
+    this.#busy++;
+    if (place === 'plain') this.#plain++;
+    else if (place === 'pipelined') notePipelined();
+  }
+
   /** Lets the threads spin for their next task or not, as the tasks running and waiting now say. */
   #updateSpinGate(): void {
     this.#spinGate.update(this.#busy, this.#waiting.length);
   }
 
-  /** Runs a task in the slot it holds: at once if Piscina is loaded, else once it is. */
-  #post(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
-    return PiscinaClass === undefined ? this.#loadThenRun(task, control) : this.#run(task, control);
+  /** Runs a task in the place it holds: at once if Piscina is loaded, else once it is. */
+  #post(task: RunTaskMessage, control: TaskControl, place: Place): Promise<ResultMessage> {
+    return PiscinaClass === undefined ? this.#loadThenRun(task, control, place) : this.#run(task, control, place);
   }
 
-  /** Holds a slot while Piscina is imported (an abort meanwhile drops the task at once, as in the queue), then runs the task. */
-  async #loadThenRun(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
+  /** Holds a place while Piscina is imported (an abort meanwhile drops the task at once, as in the queue), then runs the task. */
+  async #loadThenRun(task: RunTaskMessage, control: TaskControl, place: Place): Promise<ResultMessage> {
     try {
       await this.#load(control);
     } catch (error) {
-      this.#release();
+      this.#release(place);
       throw error;
     }
-    return this.#run(task, control);
+    return this.#run(task, control, place);
   }
 
-  /** Posts the task to Piscina in the slot it holds; the slot is freed in the first reaction to Piscina's answer. */
-  #run(task: RunTaskMessage, control: TaskControl): Promise<ResultMessage> {
+  /** Posts the task to Piscina in the place it holds; the place is freed in the first reaction to Piscina's answer. */
+  #run(task: RunTaskMessage, control: TaskControl, place: Place): Promise<ResultMessage> {
     this.#started.add(task.id);
     control.onKill(this.#kill);
     let answer: Promise<ResultMessage>;
@@ -146,45 +181,68 @@ export class ThreadExecutor extends RemoteExecutor {
         if (ready >= this.#busy && this.#warm.get(control.key) === ready) control.started();
         else (task as Mutable<RunTaskMessage>).notify = true;
       }
-      answer = pool.run(toWire(task));
+      // The balancer lets a pipelined task onto a busy thread while it is placed now (not later, from Piscina's queue).
+      this.#placingPipelined = place === 'pipelined';
+      try {
+        answer = pool.run(toWire(task));
+      } finally {
+        this.#placingPipelined = false;
+      }
       // While the gate is open a core is free: the main thread too keeps checking, for the answer.
       if (this.#spinGate.open && this.#settings.spinMicros > 0) this.#spin.extend(this.#settings.spinMicros);
     } catch (error) {
-      this.#finish(task.id, control);
+      this.#finish(task.id, control, place);
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    // Not an async function: its `finally` would free the slot a few turns later, so a busy pool would
+    const posted = realNow();
+    // Not an async function: its `finally` would free the place a few turns later, so a busy pool would
     // post the next task only after this one's continuation, letting the thread fall asleep in between.
     return answer.then(
       (result) => {
-        this.#finish(task.id, control);
+        this.#classes.note(control.key, result.async === true, realNow() - posted);
+        this.#finish(task.id, control, place);
         return result;
       },
       (error: unknown) => {
-        this.#finish(task.id, control);
+        this.#finish(task.id, control, place);
+        // A pipelined task whose thread ended before it started (another task's kill, a crash) never ran: it goes again, once.
+        if (place === 'pipelined' && this.#mayRepost(task.id, control, error)) return this.dispatch(task, control);
         throw error;
       },
     );
   }
 
-  /** The task is over (answered, failed, or its thread gone): its kill hook goes, and so does its slot. */
-  #finish(id: number, control: TaskControl): void {
-    control.onKill(undefined);
-    this.#started.delete(id);
-    this.#release();
+  /** Whether a pipelined task that failed with `error` never started, on a pool still open, and was not posted again before. */
+  #mayRepost(id: number, control: TaskControl, error: unknown): boolean {
+    if (control.killed || this.#pool === undefined || (error as { name?: unknown }).name === 'DataCloneError') return false;
+    if (threadRunning(this.#runningTable, id) !== undefined || this.#reposted.has(id)) return false;
+    this.#reposted.add(id);
+    return true;
   }
 
-  /** Hands the slot straight to the next waiting task, which is posted now (so no slot is taken twice), or frees it. */
-  #release(): void {
-    const next = this.#waiting.shift();
-    if (next === undefined) {
-      if (--this.#busy === 0) this.#spin.stop();
-      this.#updateSpinGate();
-      return;
+  /** The task is over (answered, failed, or its thread gone): its kill hook goes, and so does its place. */
+  #finish(id: number, control: TaskControl, place: Place): void {
+    control.onKill(undefined);
+    this.#started.delete(id);
+    this.#reposted.delete(id);
+    this.#release(place);
+  }
+
+  /** Frees a place and hands places to the waiting tasks, in order, for as long as the first can take one (posted now, so no place is taken twice). */
+  #release(place: Place): void {
+    this.#busy--;
+    if (place === 'plain') this.#plain--;
+    while (this.#waiting.length > 0) {
+      const next = this.#waiting[0]!;
+      const nextPlace = this.#place(next.task, next.control);
+      if (nextPlace === undefined) break;
+      this.#waiting.shift();
+      this.#take(nextPlace);
+      next.control.onKill(undefined);
+      next.resolve(this.#post(next.task, next.control, nextPlace));
     }
+    if (this.#busy === 0) this.#spin.stop();
     this.#updateSpinGate();
-    next.control.onKill(undefined);
-    next.resolve(this.#post(next.task, next.control));
   }
 
   /** Waits for Piscina's import; rejects if the task is killed first, or with why Piscina could not be loaded. */
@@ -264,6 +322,8 @@ export class ThreadExecutor extends RemoteExecutor {
       // Piscina's own timer overflows past 2^31 - 1 ms (it would end idle threads at once): that long is forever.
       idleTimeout: settings.idleTimeout > MAX_TIMER ? Infinity : settings.idleTimeout,
       workerData: { channel: name, running: this.#runningTable, spinMicros: settings.spinMicros, spinGate: this.#spinGate.cells },
+      concurrentTasksPerWorker: PIPELINE_DEPTH,
+      loadBalancer: pipelineBalancer(() => this.#placingPipelined),
       ...(settings.resourceLimits === undefined ? {} : { resourceLimits: { ...settings.resourceLimits } }),
     });
     pool.on('message', (message: unknown) => {

@@ -5,6 +5,7 @@
  * (a worker starting, a store flushing, a poll of the store) use the host's own timers
  * (`setRealTimer`, `setRealImmediate`), which no fake clock holds back.
  */
+import { performance } from 'node:perf_hooks';
 import { clearTimeout as realClearTimeout, setImmediate as realImmediate, setTimeout as realSetTimeout } from 'node:timers';
 
 /** The longest delay one host timer takes (2^31 - 1 ms, about 24.8 days); past it Node fires after 1 ms. */
@@ -102,6 +103,9 @@ export function setRealTimer(fn: () => void, ms: number, options: { readonly unr
 export function clearRealTimer(handle: TimerHandle | undefined): void {
   if (handle !== undefined) realClearTimeout((handle instanceof ChainedTimer ? handle.current : handle) as HostTimer);
 }
+
+/** The host's monotonic clock in ms (`performance.now()` as Node made it, which no fake clock replaces), for spans of real work. */
+export const realNow: () => number = performance.now.bind(performance);
 
 /** Calls `fn` on the event loop's next turn, on the host's own timers even under fake timers. */
 export function setRealImmediate(fn: () => void): void {

@@ -68,14 +68,16 @@ export class TaskRunner {
 
   /** Builds the processor (once per worker), then runs it; an ask that waits ends the task. */
   async #runLater(task: RunTaskMessage, step: WorkerStep, ref: ProcessorRef): Promise<ResultMessage> {
+    let async = false;
     try {
       const processor = await this.#instance(ref);
       const output = this.#call(task, ref, step, processor);
+      async = isThenable(output);
       // Only a run with a person in the loop can wait: then an ask that waits ends the task.
       const value = await (step.waited === undefined ? output : Promise.race([output, step.waited]));
-      return succeeded(task, step, value);
+      return succeeded(task, step, value, async);
     } catch (error) {
-      return failed(task, step, error);
+      return failed(task, step, error, async);
     } finally {
       this.#active.delete(task.id);
     }
@@ -84,9 +86,9 @@ export class TaskRunner {
   /** Waits for an asynchronous `process`. */
   async #answer(task: RunTaskMessage, step: WorkerStep, output: PromiseLike<unknown>): Promise<ResultMessage> {
     try {
-      return succeeded(task, step, await output);
+      return succeeded(task, step, await output, true);
     } catch (error) {
-      return failed(task, step, error);
+      return failed(task, step, error, true);
     } finally {
       this.#active.delete(task.id);
     }
@@ -149,11 +151,14 @@ function instanceKey(ref: ProcessorRef): string {
   return ref.instance === undefined ? key : `${key}#${ref.instance}`;
 }
 
-function succeeded(task: RunTaskMessage, step: WorkerStep, value: unknown): ResultMessage {
+/** The answer of a step that returned `value`; `async` when its `process` returned a promise. */
+function succeeded(task: RunTaskMessage, step: WorkerStep, value: unknown, async = false): ResultMessage {
+  if (async) return { type: 'result', id: task.id, events: step.events, async, ok: true, value };
   return step.events === 0 ? { type: 'result', id: task.id, ok: true, value } : { type: 'result', id: task.id, events: step.events, ok: true, value };
 }
 
-function failed(task: RunTaskMessage, step: WorkerStep, error: unknown): ResultMessage {
+function failed(task: RunTaskMessage, step: WorkerStep, error: unknown, async = false): ResultMessage {
+  if (async) return { type: 'result', id: task.id, events: step.events, async, ok: false, error: toErrorData(error) };
   return { type: 'result', id: task.id, events: step.events, ok: false, error: toErrorData(error) };
 }
 
