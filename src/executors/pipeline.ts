@@ -6,18 +6,23 @@
  * can be given the next one before it answers: the task waits on the thread's port, and the thread
  * takes it as it answers, without parking.
  *
- * Only classes whose steps are known to be short and synchronous go this way (learned from their
- * answers), so a task never waits behind a long step on one thread while another thread frees, and
- * a thread never runs two processors at once: a synchronous one runs to its end before the thread
- * reads its port. Steps with a timeout or a wait for input never do (a timeout counts from the start).
+ * Only classes whose steps have been short and synchronous go this way (learned from their answers),
+ * so a task waits on a thread at most behind one step that is likely short, and a thread does not
+ * run two processors at once: a synchronous one runs to its end before the thread reads its port (a
+ * class that then awaits is learned from that answer; the task behind it may start meanwhile). Steps
+ * with a timeout or a wait for input never do (a timeout counts from the start). A pipelined task
+ * stopped while it waits is marked aborted in the running table, and its thread does not start it.
  */
 import type { Piscina } from 'piscina';
 
 /** Tasks a thread may hold while the pool pipelines: the one it runs and the one waiting on its port. */
 export const PIPELINE_DEPTH = 2;
 
-/** A class whose answers come within this many ms (a moving average) is short enough to wait behind. */
-const SHORT_MS = 1;
+/**
+ * A class whose answers come within this many ms (a moving average, from post to answer as the main
+ * thread sees it, so its own delays count too) is short enough to wait behind.
+ */
+const SHORT_MS = 5;
 /** The weight of the newest answer in that average. */
 const WEIGHT = 0.25;
 /** An answer counts as at most this many ms: a thread's first task (its start, the module's import) says little of the class. */

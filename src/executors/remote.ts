@@ -29,6 +29,8 @@ export interface TaskControl extends KillSwitch {
   readonly key: string;
   /** True when the step has a timeout, which counts from `started()`; else nobody needs to hear of it. */
   readonly wantsStart: boolean;
+  /** The attempt was stopped (aborted: a timeout, a cancel, the executor closing); its answer no longer counts. */
+  readonly stopped: boolean;
   /**
    * The processor starts now: called by the pool when it hands the task to a worker known to have the
    * module loaded, else on the worker's `started` message (the task is then sent with `notify`).

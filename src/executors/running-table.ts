@@ -12,11 +12,33 @@ export function createRunningTable(): Int32Array {
   return new Int32Array(new SharedArrayBuffer(RUNNING_SLOTS * 2 * Int32Array.BYTES_PER_ELEMENT));
 }
 
-/** Worker side: records that this thread runs task `id`. */
-export function markRunning(table: Int32Array, id: number, threadId: number): void {
+/**
+ * Worker side: records that this thread runs task `id`, unless the main thread marked it aborted
+ * first (`markAborted`): then false, and the task must not start.
+ */
+export function markRunning(table: Int32Array, id: number, threadId: number): boolean {
   const at = (id % RUNNING_SLOTS) * 2;
   Atomics.store(table, at + 1, threadId);
-  Atomics.store(table, at, id);
+  for (let seen = Atomics.load(table, at); ; ) {
+    if (seen === -id) return false;
+    const was = Atomics.compareExchange(table, at, seen, id);
+    if (was === seen) return true;
+    seen = was;
+  }
+}
+
+/**
+ * Main side: marks task `id` aborted if it has not started, so that it never does (its thread answers
+ * it as cancelled instead); true if so. A slot a newer task holds is left alone.
+ */
+export function markAborted(table: Int32Array, id: number): boolean {
+  const at = (id % RUNNING_SLOTS) * 2;
+  for (let seen = Atomics.load(table, at); ; ) {
+    if (seen === id || seen === -id || seen > id) return false;
+    const was = Atomics.compareExchange(table, at, seen, -id);
+    if (was === seen) return true;
+    seen = was;
+  }
 }
 
 /** Main side: the thread running task `id`, or `undefined` if it has not started (or was overwritten). */

@@ -11,7 +11,7 @@ import { entryFile } from './entry-file.js';
 import type { ThreadPoolSettings } from './pool-options.js';
 import { isFromWorker, toWire, type AbortTaskMessage, type DepsReplyMessage, type ResultMessage, type RunTaskMessage, type StartedMessage, type TaskWire } from './protocol.js';
 import { RemoteExecutor, type KillSwitch, type TaskControl } from './remote.js';
-import { createRunningTable, threadRunning } from './running-table.js';
+import { createRunningTable, markAborted, RUNNING_SLOTS, threadRunning } from './running-table.js';
 import { SpinGate } from './spin-wait.js';
 import { LoopSpin } from './loop-spin.js';
 import { notePipelined, PIPELINE_DEPTH, PipelineClasses, pipelineBalancer } from './pipeline.js';
@@ -77,6 +77,8 @@ export class ThreadExecutor extends RemoteExecutor {
   #placingPipelined = false;
   /** Pipelined tasks posted a second time after their thread ended before they started. */
   readonly #reposted = new Set<number>();
+  /** The highest task id posted so far: a running-table slot older by `RUNNING_SLOTS` may have been reused. */
+  #newestId = 0;
   readonly #started = new Set<number>();
   readonly #runningTable = createRunningTable();
   /** Lets idle threads spin for the next task while a core is free for it (see `spin-wait.ts`). */
@@ -171,6 +173,7 @@ export class ThreadExecutor extends RemoteExecutor {
   /** Posts the task to Piscina in the place it holds; the place is freed in the first reaction to Piscina's answer. */
   #run(task: RunTaskMessage, control: TaskControl, place: Place): Promise<ResultMessage> {
     this.#started.add(task.id);
+    if (task.id > this.#newestId) this.#newestId = task.id;
     control.onKill(this.#kill);
     let answer: Promise<ResultMessage>;
     try {
@@ -204,27 +207,28 @@ export class ThreadExecutor extends RemoteExecutor {
         return result;
       },
       (error: unknown) => {
-        this.#finish(task.id, control, place);
         // A pipelined task whose thread ended before it started (another task's kill, a crash) never ran: it goes again, once.
-        if (place === 'pipelined' && this.#mayRepost(task.id, control, error)) return this.dispatch(task, control);
+        const repost = place === 'pipelined' && this.#mayRepost(task.id, control, error);
+        this.#finish(task.id, control, place, repost);
+        if (repost) return this.dispatch(task, control);
         throw error;
       },
     );
   }
 
-  /** Whether a pipelined task that failed with `error` never started, on a pool still open, and was not posted again before. */
+  /** Whether a pipelined task that failed with `error` never started, is still wanted, on a pool still open, and was not posted again before. */
   #mayRepost(id: number, control: TaskControl, error: unknown): boolean {
-    if (control.killed || this.#pool === undefined || (error as { name?: unknown }).name === 'DataCloneError') return false;
-    if (threadRunning(this.#runningTable, id) !== undefined || this.#reposted.has(id)) return false;
-    this.#reposted.add(id);
-    return true;
+    if (control.stopped || control.killed || this.#pool === undefined || (error as { name?: unknown }).name === 'DataCloneError') return false;
+    // Not in the table: it never started, unless so many tasks started since that its slot was reused.
+    return threadRunning(this.#runningTable, id) === undefined && this.#newestId - id < RUNNING_SLOTS && !this.#reposted.has(id);
   }
 
-  /** The task is over (answered, failed, or its thread gone): its kill hook goes, and so does its place. */
-  #finish(id: number, control: TaskControl, place: Place): void {
+  /** The task is over (answered, failed, or its thread gone; `again` when it is posted again): its kill hook goes, and so does its place. */
+  #finish(id: number, control: TaskControl, place: Place, again = false): void {
     control.onKill(undefined);
     this.#started.delete(id);
-    this.#reposted.delete(id);
+    if (again) this.#reposted.add(id);
+    else this.#reposted.delete(id);
     this.#release(place);
   }
 
@@ -279,6 +283,8 @@ export class ThreadExecutor extends RemoteExecutor {
 
   protected post(message: AbortTaskMessage | DepsReplyMessage): boolean {
     if (!this.#started.has(message.id)) return false;
+    // A task posted but not started yet (pipelined behind another) never starts: its thread answers it as cancelled.
+    if (message.type === 'abort') markAborted(this.#runningTable, message.id);
     this.#channel?.postMessage(message);
     return true;
   }

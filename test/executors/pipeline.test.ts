@@ -1,5 +1,8 @@
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Flow, FlowContext } from '../../src/index.js';
+import { Flow, FlowContext, type RunHandle } from '../../src/index.js';
 import { pipelinedTasks } from '../../src/executors/pipeline.js';
 import { Busy, WhereAmI } from '../fixtures/remote.js';
 import { deferred } from '../fixtures/processors.js';
@@ -41,34 +44,64 @@ describe('a saturated thread pool', () => {
   it('never pipelines a class that answers asynchronously, a step with a timeout, or a class of long steps', async () => {
     ctx = new FlowContext({ threads: { max: 2 } });
     const asynchronous = wide('async', 40, () => new WhereAmI());
-    await ctx.run(asynchronous, null);
+    expect(await pipelinedDuring(asynchronous, null)).toBe(0);
     expect(await pipelinedDuring(asynchronous, null)).toBe(0);
     const timed = wide('timed', 40, () => new Busy(), { timeout: 60_000 });
-    await ctx.run(timed, {});
     expect(await pipelinedDuring(timed, {})).toBe(0);
-    // 3 ms a step: past what a task may wait behind on a busy thread.
+    expect(await pipelinedDuring(timed, {})).toBe(0);
+    await ctx.close();
+    // 20 ms a step, from the first: past what a task may wait behind on a busy thread.
+    ctx = new FlowContext({ threads: { max: 2 } });
     const long = wide('long', 6, () => new Busy());
-    await ctx.run(long, { ms: 3 });
-    expect(await pipelinedDuring(long, { ms: 3 })).toBe(0);
+    expect(await pipelinedDuring(long, { ms: 20 })).toBe(0);
+    expect(await pipelinedDuring(long, { ms: 20 })).toBe(0);
   });
 
-  it('posts again, on a new thread, a pipelined task whose thread was ended before it started, instead of failing it', async () => {
+  /** A context of one thread, which has learned that `Busy` is short, and a `Busy` step that holds the thread for `ms`. */
+  async function stuckThread(ms: number): Promise<{ readonly stuck: RunHandle }> {
     ctx = new FlowContext({ threads: { max: 1, abortGrace: 20 } });
     await ctx.run(wide('learn', 8, () => new Busy()), {});
     const busy = deferred();
     ctx.on('step_progress', () => busy.resolve());
-    // The stuck step is of the short class too: it blocks its thread until the thread is ended.
-    const stuck = ctx.start(new Flow(new Busy(), { name: 'stuck', type: 'thread' }), { ms: 60_000, announce: true });
+    // The stuck step is of the short class too: it blocks its thread, ignoring any abort.
+    const stuck = ctx.start(new Flow(new Busy(), { name: 'stuck', type: 'thread' }), { ms, announce: true });
     await busy.promise;
+    return { stuck };
+  }
+
+  /** Starts a `Busy` step and waits until it is pipelined behind the stuck one. */
+  async function pipelinedBehind(input: unknown): Promise<RunHandle> {
     const before = pipelinedTasks();
-    const next = ctx.start(new Flow(new Busy(), { name: 'next', type: 'thread' }), { tag: 'after' });
-    // Handed to Piscina as soon as the run dispatches it, behind the stuck step on the one thread.
-    while (pipelinedTasks() === before) await new Promise((resolve) => setTimeout(resolve, 5));
-    await ctx.cancel(stuck.runId);
+    const next = ctx!.start(new Flow(new Busy(), { name: 'next', type: 'thread' }), input);
+    const deadline = Date.now() + 5_000;
+    while (pipelinedTasks() === before) {
+      if (Date.now() > deadline) throw new Error('the step was not pipelined within 5 s');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    return next;
+  }
+
+  it('posts again, on a new thread, a pipelined task whose thread was ended before it started, instead of failing it', async () => {
+    const { stuck } = await stuckThread(60_000);
+    const next = await pipelinedBehind({ tag: 'after' });
+    await ctx!.cancel(stuck.runId);
     expect((await stuck.result()).status).toBe('cancelled');
     const result = await next.result();
     expect(result.status).toBe('completed');
     expect(result.output).toBe('after');
     expect(result.attempts).toHaveLength(1);
+  });
+
+  it('never starts a pipelined task whose run is cancelled while it waits, when its thread reaches it', async () => {
+    const file = join(await mkdtemp(join(tmpdir(), 'weir-pipeline-')), 'ran');
+    await writeFile(file, '');
+    const { stuck } = await stuckThread(400);
+    const next = await pipelinedBehind({ tag: 'cancelled', file });
+    await ctx!.cancel(next.runId);
+    expect((await next.result()).status).toBe('cancelled');
+    // The stuck step ends by itself, and its thread goes on to the task behind it: that one answers as stopped.
+    expect((await stuck.result()).status).toBe('completed');
+    expect((await ctx!.run(new Flow(new Busy(), { name: 'later', type: 'thread' }), { tag: 'later', file })).output).toBe('later');
+    expect(await readFile(file, 'utf8')).toBe('later\n');
   });
 });

@@ -8,6 +8,8 @@ import { Piscina } from 'piscina';
 import { markRunning } from '../running-table.js';
 import { collectTransfers, takeTransfers } from '../transfer.js';
 import { TaskRunner } from './task-runner.js';
+import { toErrorData } from '../../errors/error-data.js';
+import { CancelledError } from '../../errors/errors.js';
 import { installSpinWait } from '../spin-wait.js';
 
 const { channel: channelName, running, spinMicros, spinGate } = workerData as { channel: string; running: Int32Array; spinMicros: number; spinGate: Int32Array };
@@ -25,7 +27,8 @@ channel.onmessage = (event) => {
 /** Piscina calls this for each task; buffers the step passed to `transfer()` are moved, not copied. */
 export default function runTask(wire: TaskWire): ResultMessage | Promise<ResultMessage> {
   const task = fromWire(wire);
-  markRunning(running, task.id, threadId);
+  // Aborted while it waited on this thread's port behind another task (see `pipeline.ts`): it never starts.
+  if (!markRunning(running, task.id, threadId)) return notStarted(task.id);
   collectTransfers();
   const result = runner.run(task);
   // A synchronous answer goes back without a promise: Piscina awaits whatever this returns.
@@ -36,4 +39,8 @@ function withTransfers(result: ResultMessage): ResultMessage {
   const transfers = takeTransfers();
   if (transfers.length === 0 || !result.ok) return result;
   return Piscina.move({ [Piscina.transferableSymbol]: transfers, [Piscina.valueSymbol]: result } as never) as unknown as ResultMessage;
+}
+
+function notStarted(id: number): ResultMessage {
+  return { type: 'result', id, ok: false, error: toErrorData(new CancelledError('the step was stopped before it started')) };
 }
