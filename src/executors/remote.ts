@@ -172,6 +172,8 @@ export abstract class RemoteExecutor implements Executor {
       // Events travel apart from the result; most steps send none, and then there is nothing to wait for.
       if (result.events !== undefined && result.events > attempt.received) await attempt.drained(result.events);
       if (result.ok) return result.value;
+      // A stopped attempt may be answered without having run (see `markAborted`): it ends as it was stopped.
+      if (attempt.stopped) throw attempt.reason;
       throw fromErrorData(result.error);
     } finally {
       abort.offAbort(attempt.abort);

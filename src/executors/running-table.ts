@@ -29,12 +29,14 @@ export function markRunning(table: Int32Array, id: number, threadId: number): bo
 
 /**
  * Main side: marks task `id` aborted if it has not started, so that it never does (its thread answers
- * it as cancelled instead); true if so. A slot a newer task holds is left alone.
+ * it as cancelled instead); true if so. A slot another live task holds (`live` says which ids are:
+ * one that started, or one marked aborted that has not been answered) is left alone, and so the task
+ * may then start: it hears its abort as any started task does.
  */
-export function markAborted(table: Int32Array, id: number): boolean {
+export function markAborted(table: Int32Array, id: number, live: (id: number) => boolean): boolean {
   const at = (id % RUNNING_SLOTS) * 2;
   for (let seen = Atomics.load(table, at); ; ) {
-    if (seen === id || seen === -id || seen > id) return false;
+    if (seen === id || seen === -id || (seen !== 0 && live(Math.abs(seen)))) return false;
     const was = Atomics.compareExchange(table, at, seen, -id);
     if (was === seen) return true;
     seen = was;

@@ -85,6 +85,8 @@ export class ThreadExecutor extends RemoteExecutor {
   readonly #spinGate = new SpinGate(availableParallelism());
   /** The main thread's wait for an answer while the gate is open (see `loop-spin.ts`). */
   readonly #spin = new LoopSpin();
+  /** Whether task `id` is posted and not yet answered (for the running table's abort marks). */
+  readonly #isStarted = (id: number): boolean => this.#started.has(id);
   /** Ends the thread of a task that is killed: one function for every task, not a closure each. */
   readonly #kill = (control: TaskControl): void => this.#terminate(control.id);
   /** Threads that have loaded their entry (Piscina's `workerCreate`), by thread id. */
@@ -123,6 +125,7 @@ export class ThreadExecutor extends RemoteExecutor {
       const waiting: Waiting = { task, control, resolve, reject };
       control.onKill(() => {
         this.#waiting.splice(this.#waiting.indexOf(waiting), 1);
+        this.#reposted.delete(control.id);
         this.#updateSpinGate();
         reject(new CancelledError('the task was stopped before it started', { cause: control.reason }));
       });
@@ -202,7 +205,8 @@ export class ThreadExecutor extends RemoteExecutor {
     // post the next task only after this one's continuation, letting the thread fall asleep in between.
     return answer.then(
       (result) => {
-        this.#classes.note(control.key, result.async === true, realNow() - posted);
+        // A stopped task may have been answered without running: its answer says nothing of its class.
+        if (!control.stopped) this.#classes.note(control.key, result.async === true, realNow() - posted);
         this.#finish(task.id, control, place);
         return result;
       },
@@ -284,7 +288,7 @@ export class ThreadExecutor extends RemoteExecutor {
   protected post(message: AbortTaskMessage | DepsReplyMessage): boolean {
     if (!this.#started.has(message.id)) return false;
     // A task posted but not started yet (pipelined behind another) never starts: its thread answers it as cancelled.
-    if (message.type === 'abort') markAborted(this.#runningTable, message.id);
+    if (message.type === 'abort') markAborted(this.#runningTable, message.id, this.#isStarted);
     this.#channel?.postMessage(message);
     return true;
   }

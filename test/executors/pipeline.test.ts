@@ -57,14 +57,14 @@ describe('a saturated thread pool', () => {
     expect(await pipelinedDuring(long, { ms: 20 })).toBe(0);
   });
 
-  /** A context of one thread, which has learned that `Busy` is short, and a `Busy` step that holds the thread for `ms`. */
-  async function stuckThread(ms: number): Promise<{ readonly stuck: RunHandle }> {
+  /** A context of one thread, which has learned that `Busy` is short, and a `Busy` step that holds the thread (as `hold` says). */
+  async function stuckThread(hold: { ms: number } | { until: string }): Promise<{ readonly stuck: RunHandle }> {
     ctx = new FlowContext({ threads: { max: 1, abortGrace: 20 } });
     await ctx.run(wide('learn', 8, () => new Busy()), {});
     const busy = deferred();
     ctx.on('step_progress', () => busy.resolve());
     // The stuck step is of the short class too: it blocks its thread, ignoring any abort.
-    const stuck = ctx.start(new Flow(new Busy(), { name: 'stuck', type: 'thread' }), { ms, announce: true });
+    const stuck = ctx.start(new Flow(new Busy(), { name: 'stuck', type: 'thread' }), { ...hold, announce: true });
     await busy.promise;
     return { stuck };
   }
@@ -82,7 +82,7 @@ describe('a saturated thread pool', () => {
   }
 
   it('posts again, on a new thread, a pipelined task whose thread was ended before it started, instead of failing it', async () => {
-    const { stuck } = await stuckThread(60_000);
+    const { stuck } = await stuckThread({ ms: 60_000 });
     const next = await pipelinedBehind({ tag: 'after' });
     await ctx!.cancel(stuck.runId);
     expect((await stuck.result()).status).toBe('cancelled');
@@ -93,13 +93,15 @@ describe('a saturated thread pool', () => {
   });
 
   it('never starts a pipelined task whose run is cancelled while it waits, when its thread reaches it', async () => {
-    const file = join(await mkdtemp(join(tmpdir(), 'weir-pipeline-')), 'ran');
+    const dir = await mkdtemp(join(tmpdir(), 'weir-pipeline-'));
+    const file = join(dir, 'ran');
     await writeFile(file, '');
-    const { stuck } = await stuckThread(400);
+    const { stuck } = await stuckThread({ until: join(dir, 'go') });
     const next = await pipelinedBehind({ tag: 'cancelled', file });
     await ctx!.cancel(next.runId);
     expect((await next.result()).status).toBe('cancelled');
     // The stuck step ends by itself, and its thread goes on to the task behind it: that one answers as stopped.
+    await writeFile(join(dir, 'go'), '');
     expect((await stuck.result()).status).toBe('completed');
     expect((await ctx!.run(new Flow(new Busy(), { name: 'later', type: 'thread' }), { tag: 'later', file })).output).toBe('later');
     expect(await readFile(file, 'utf8')).toBe('later\n');
