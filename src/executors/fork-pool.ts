@@ -71,8 +71,6 @@ export class ForkPool {
   readonly #aliases = new Map<string, number>();
   /** The main thread's wait for an answer (`spinMicros`). */
   readonly #spin = new LoopSpin();
-  /** Children running a task. */
-  #busy = 0;
   #closed = false;
 
   constructor(options: ForkPoolOptions) {
@@ -177,7 +175,7 @@ export class ForkPool {
         const job = child.job;
         if (job === undefined || job.task.id !== message.id) return;
         child.job = undefined;
-        if (--this.#busy === 0) this.#spin.stop();
+        this.#stopSpinIfIdle();
         this.#settle(job, undefined, message);
         this.#idle(child);
         this.#pump();
@@ -202,7 +200,6 @@ export class ForkPool {
 
   #assign(child: Child, job: Job): void {
     child.job = job;
-    this.#busy++;
     child.process.ref();
     child.process.channel?.ref();
     const control = job.control;
@@ -212,7 +209,7 @@ export class ForkPool {
       else (job.task as Mutable<RunTaskMessage>).notify = true;
     }
     this.#alias(child, job);
-    const spin = this.#options.spinMicros > 0 && spinAllowed(this.#busy, this.#queue.length, this.#options.cores);
+    const spin = this.#options.spinMicros > 0 && spinAllowed(this.#running(), this.#queue.length, this.#options.cores);
     if (spin) (job.task as Mutable<RunTaskMessage>).spinMicros = this.#options.spinMicros;
     try {
       child.process.send(toWire(job.task), (error) => {
@@ -224,13 +221,24 @@ export class ForkPool {
     } catch (error) {
       // The task could not be serialised: the child is fine, the task is not (and the child got no alias with it).
       child.job = undefined;
-      this.#busy--;
       const sent = job.task.processor;
       if ('module' in sent && sent.alias !== undefined) child.aliases.delete(sent.alias);
       this.#settle(job, new FlowError(`the input or dependency outputs of flow "${job.task.name}" cannot be structured-cloned: ${String(error)}`, { code: ErrorCode.SERIALIZATION, cause: error }));
       this.#idle(child);
       this.#pump();
     }
+  }
+
+  /** Children running a task now (at most `max`). */
+  #running(): number {
+    let running = 0;
+    for (const child of this.#children) if (child.job !== undefined) running++;
+    return running;
+  }
+
+  /** The main thread stops waiting for answers once no child runs a task. */
+  #stopSpinIfIdle(): void {
+    if (this.#running() === 0) this.#spin.stop();
   }
 
   /** Names the task's class by a number if the child was sent it before (the V8 serialiser copies less), else sends it with one. */
@@ -285,7 +293,7 @@ export class ForkPool {
     const job = child.job;
     child.job = undefined;
     if (job !== undefined) {
-      if (--this.#busy === 0) this.#spin.stop();
+      this.#stopSpinIfIdle();
       this.#settle(job, error);
     }
     if (!child.ready) {
